@@ -1,0 +1,101 @@
+"""Command-line entry point: parse arguments, load the config, run one stage.
+
+Heavy libraries (torch, uproot, matplotlib) are imported only by the stage that
+runs, so ``baler_ext --help`` returns at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from baler_ext import __version__
+from baler_ext.errors import BalerError
+from baler_ext.stages import STAGES
+
+log = logging.getLogger("baler_ext")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    modes = "\n".join(f"  {name:<12} {spec.help}" for name, spec in STAGES.items())
+    parser = argparse.ArgumentParser(
+        prog="baler_ext",
+        description="Compress HEP tables (ROOT/Parquet) with autoencoders and measure the "
+        "physics impact.",
+        epilog=f"modes:\n{modes}\n\nexample: baler_ext --project example --mode all",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--project", "-p", help="project name (a folder under --projects-dir)")
+    parser.add_argument("--mode", "-m", choices=list(STAGES), metavar="MODE",
+                        help="stage to run (see the list below)")
+    parser.add_argument("--projects-dir", type=Path, default=Path("projects"),
+                        help="folder holding the projects (default: ./projects)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="use this config file instead of projects/NAME/config.toml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override a config key for this run (TOML value); repeatable")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="override training.device (auto: CUDA when present)")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--version", action="version", version=f"baler_ext {__version__}")
+    return parser
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_baler_ext", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("baler_ext: %(levelname)s: %(message)s"))
+    handler._baler_ext = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def run(args: argparse.Namespace) -> object:
+    """Run the stage named by ``args.mode``; raises BalerError on user errors."""
+    from baler_ext.config import load_config
+    from baler_ext.project import Project
+
+    project = Project.locate(args.project, args.projects_dir)
+    spec = STAGES[args.mode]
+    stage = spec.load()
+    if not spec.needs_config:
+        return stage(project)
+    if args.config is None:
+        project.require_exists()
+    overrides = list(args.overrides)
+    if args.device is not None:
+        overrides.append(f'training.device="{args.device}"')
+    cfg = load_config(args.config or project.config_path, overrides)
+    return stage(project, cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 on success)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.project is None or args.mode is None:
+        parser.error("--project and --mode are required (see --help)")
+    setup_logging(args.verbose, args.quiet)
+    try:
+        run(args)
+    except BalerError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compressed-file format and the compression modes that fill it."""

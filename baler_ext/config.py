@@ -1,0 +1,459 @@
+"""Typed schema of a project's ``config.toml``.
+
+A config is data: it is parsed with :mod:`tomllib` and validated into frozen-ish
+dataclasses, one per TOML section. Every field carries a one-line ``doc`` that
+``new_project`` writes as a comment and ``docs/config.md`` repeats. Unknown keys,
+wrong types and bad values raise :class:`~baler_ext.errors.ConfigError` naming the
+file, the key and, where it helps, the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baler_ext.analysis.spec import AnalysisSpec
+from baler_ext.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def doc(text: str) -> dict[str, str]:
+    """Field metadata holding the one-line description of a config key."""
+    return {"doc": text}
+
+
+@dataclass
+class DataConfig:
+    """``[data]``: what to read and which columns to compress."""
+
+    input: list[str] = field(
+        default_factory=lambda: ["data/*.parquet"],
+        metadata=doc("input file(s): a path, a glob or a list; relative to the config's folder"),
+    )
+    format: str = field(default="auto", metadata=doc("auto (from the extension) | root | parquet"))
+    tree: str | None = field(
+        default=None, metadata=doc("ROOT TTree name; default: the only TTree in the file")
+    )
+    columns: list[str] = field(
+        default_factory=lambda: ["*"],
+        metadata=doc("names or glob patterns of float columns to compress"),
+    )
+    exclude: list[str] = field(
+        default_factory=list,
+        metadata=doc("names or globs left out entirely (not read, not written back)"),
+    )
+    passthrough: list[str] = field(
+        default_factory=list,
+        metadata=doc("names or globs of float columns stored losslessly instead of compressed"),
+    )
+    nan_policy: str = field(
+        default="error", metadata=doc("error | drop: what to do with rows holding NaN or inf")
+    )
+    chunk_size: int = field(
+        default=100_000, metadata=doc("entries read and compressed per chunk (bounds memory)")
+    )
+    normalisation: str = field(
+        default="standard",
+        metadata=doc("standard (mean/std) | minmax; fitted on the training split only"),
+    )
+
+
+@dataclass
+class ModelConfig:
+    """``[model]``: which autoencoder and its size."""
+
+    name: str = field(default="sae", metadata=doc("registered model name (see docs/config.md)"))
+    latent_dim: int | None = field(
+        default=None, metadata=doc("latent size; if unset, ceil(n_columns / compression_ratio)")
+    )
+    compression_ratio: float = field(
+        default=2.0, metadata=doc("columns per latent dimension, used when latent_dim is unset")
+    )
+    dtype: str = field(default="float64", metadata=doc("float64 | float32: model and data dtype"))
+    hidden: list[int] = field(
+        default_factory=lambda: [200, 100, 50],
+        metadata=doc("encoder hidden widths; the decoder mirrors them"),
+    )
+    activation: str = field(
+        default="leaky_relu", metadata=doc("leaky_relu | relu | elu | tanh | silu")
+    )
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata=doc("model-specific options, e.g. {beta = 1.0}")
+    )
+
+
+@dataclass
+class TrainingConfig:
+    """``[training]``: optimisation of the autoencoder."""
+
+    epochs: int = field(default=100, metadata=doc("maximum number of epochs"))
+    batch_size: int = field(default=512, metadata=doc("rows per optimisation step"))
+    learning_rate: float = field(default=1e-3, metadata=doc("Adam learning rate"))
+    weight_decay: float = field(default=0.0, metadata=doc("Adam weight decay"))
+    loss: str = field(default="mse", metadata=doc("reconstruction loss: mse | mse_sum | l1_mean"))
+    validation_fraction: float = field(
+        default=0.2, metadata=doc("fraction of rows held out for validation and early stopping")
+    )
+    seed: int = field(default=42, metadata=doc("seed of the split, initialisation and shuffling"))
+    early_stopping_patience: int = field(
+        default=15, metadata=doc("epochs without improvement before stopping; 0 disables")
+    )
+    min_delta: float = field(
+        default=0.0, metadata=doc("smallest validation-loss decrease that counts as improvement")
+    )
+    max_rows: int | None = field(
+        default=None, metadata=doc("use at most this many rows for training (random, seeded)")
+    )
+    device: str = field(default="auto", metadata=doc("auto (CUDA when present) | cpu | cuda"))
+
+
+@dataclass
+class CompressionConfig:
+    """``[compression]``: what goes into the compressed file."""
+
+    mode: str = field(default="latent", metadata=doc("latent: the latent only, lossy, no bound"))
+    latent_dtype: str = field(
+        default="float32", metadata=doc("storage dtype of the latent: float64 | float32 | float16")
+    )
+    zstd_level: int = field(default=19, metadata=doc("zstd level of every section (1-22)"))
+
+
+@dataclass
+class OutputConfig:
+    """``[output]``: where and how the decompressed data is written."""
+
+    format: str = field(default="same", metadata=doc("same (as the input) | root | parquet"))
+    tree: str | None = field(
+        default=None, metadata=doc("TTree name when writing ROOT; default: the input's tree")
+    )
+
+
+@dataclass
+class Config:
+    """A whole validated project configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    analysis: AnalysisSpec | None = None
+    source: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the config are resolved against."""
+        return self.source.parent if self.source is not None else Path.cwd()
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "compression": CompressionConfig,
+    "output": OutputConfig,
+    "analysis": AnalysisSpec,
+}
+OPTIONAL_SECTIONS = frozenset({"analysis"})
+
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("data", "format"): ("auto", "root", "parquet"),
+    ("data", "nan_policy"): ("error", "drop"),
+    ("data", "normalisation"): ("standard", "minmax"),
+    ("model", "dtype"): ("float64", "float32"),
+    ("model", "activation"): ("leaky_relu", "relu", "elu", "tanh", "silu"),
+    ("training", "loss"): ("mse", "mse_sum", "l1_mean", "l1_sum"),
+    ("training", "device"): ("auto", "cpu", "cuda"),
+    ("compression", "mode"): ("latent",),
+    ("compression", "latent_dtype"): ("float64", "float32", "float16"),
+    ("output", "format"): ("same", "root", "parquet"),
+}
+
+
+def suggest(name: str, options: typing.Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""``."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    if tp is type(None):
+        return "nothing"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _conforms(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Check ``value`` against annotation ``tp``; return (ok, coerced value)."""
+    if tp is Any:
+        return True, value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, coerced = _conforms(value, arg)
+            if ok:
+                return True, coerced
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str) and item_tp is str:
+            return True, [value]
+        if not isinstance(value, list):
+            return False, value
+        out = []
+        for item in value:
+            ok, coerced = _conforms(item, item_tp)
+            if not ok:
+                return False, value
+            out.append(coerced)
+        return True, out
+    if origin is dict:
+        _key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            return False, value
+        out_d = {}
+        for k, v in value.items():
+            ok, coerced = _conforms(v, val_tp)
+            if not ok:
+                return False, value
+            out_d[k] = coerced
+        return True, out_d
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False, value
+        return True, float(value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is str:
+        return isinstance(value, str), value
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, dict), value
+    return isinstance(value, tp), value
+
+
+def build_section(cls: type, values: dict[str, Any], where: str, section: str) -> Any:
+    """Validate a TOML table against dataclass ``cls`` and instantiate it.
+
+    Parameters
+    ----------
+    cls
+        The section's dataclass.
+    values
+        The TOML table.
+    where
+        File name used in error messages.
+    section
+        Dotted section name used in error messages.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{where}: unknown key '{section}.{key}'{suggest(key, fields)}; "
+                f"valid keys of [{section}]: {', '.join(fields)}"
+            )
+        ok, coerced = _conforms(value, hints[key])
+        if not ok:
+            raise ConfigError(
+                f"{where}: '{section}.{key}' must be {_type_name(hints[key])}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        choices = CHOICES.get((section, key))
+        if choices is not None and coerced not in choices:
+            raise ConfigError(
+                f"{where}: '{section}.{key}' = {coerced!r} is not one of "
+                f"{', '.join(choices)}{suggest(str(coerced), choices)}"
+            )
+        kwargs[key] = coerced
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def _check_values(cfg: Config, where: str) -> None:
+    def positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ConfigError(f"{where}: '{section}.{key}' must be > 0, got {value}")
+
+    positive("data", "chunk_size", cfg.data.chunk_size)
+    positive("training", "epochs", cfg.training.epochs)
+    positive("training", "batch_size", cfg.training.batch_size)
+    positive("training", "learning_rate", cfg.training.learning_rate)
+    positive("model", "compression_ratio", cfg.model.compression_ratio)
+    positive("training", "early_stopping_patience", cfg.training.early_stopping_patience, True)
+    if cfg.model.latent_dim is not None:
+        positive("model", "latent_dim", cfg.model.latent_dim)
+    if not 0.0 < cfg.training.validation_fraction < 1.0:
+        raise ConfigError(
+            f"{where}: 'training.validation_fraction' must be between 0 and 1 (exclusive), "
+            f"got {cfg.training.validation_fraction}"
+        )
+    if any(w <= 0 for w in cfg.model.hidden):
+        raise ConfigError(
+            f"{where}: 'model.hidden' widths must be positive, got {cfg.model.hidden}"
+        )
+    if not cfg.data.input:
+        raise ConfigError(f"{where}: 'data.input' is empty; give at least one file or glob")
+    if not 1 <= cfg.compression.zstd_level <= 22:
+        raise ConfigError(f"{where}: 'compression.zstd_level' must be in 1-22")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse one ``--set section.key=value`` item; the value is read as TOML.
+
+    A value that is not valid TOML (``--set model.name=sae``) is taken as a string.
+    """
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. training.epochs=5")
+    key, raw = item.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".") if p.strip()]
+    if len(path) < 2:
+        raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. training.epochs")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Apply ``--set`` items to a raw TOML dictionary (in place) and return it."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a table")
+        node[path[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None) -> Config:
+    """Validate a raw TOML dictionary into a :class:`Config`."""
+    sections: dict[str, Any] = {}
+    for name, table in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(
+                f"{where}: unknown section [{name}]{suggest(name, SECTIONS)}; "
+                f"valid sections: {', '.join(SECTIONS)}"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: '{name}' must be a table ([{name}]), got {table!r}")
+        sections[name] = build_section(SECTIONS[name], table, where, name)
+    for name, cls in SECTIONS.items():
+        if name not in sections and name not in OPTIONAL_SECTIONS:
+            sections[name] = cls()
+    cfg = Config(**sections, source=source)
+    _check_values(cfg, where)
+    return cfg
+
+
+def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read, override and validate a project's ``config.toml``.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not valid TOML, or fails validation.
+    """
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} does not exist; create a project with "
+            "'baler_ext --project NAME --mode new_project'"
+        )
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    apply_overrides(raw, overrides)
+    return config_from_dict(raw, str(path), source=path.resolve())
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as a plain dictionary (sections only), e.g. to store with a model."""
+    out: dict[str, Any] = {}
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        if section is not None:
+            out[name] = dataclasses.asdict(section)
+    return out
+
+
+# --- writing a commented default config -------------------------------------------------
+
+
+def toml_value(value: Any) -> str:
+    """Render a Python value as an inline TOML value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def render_section(name: str, obj: Any, commented: bool = False) -> str:
+    """Render one section with every key, its default and a one-line comment."""
+    prefix = "# " if commented else ""
+    lines = [f"{prefix}[{name}]"]
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        comment = f.metadata.get("doc", "")
+        if value is None:
+            lines.append(f"# {f.name} = ...  # {comment}")
+        else:
+            lines.append(f"{prefix}{f.name} = {toml_value(value)}  # {comment}")
+    return "\n".join(lines)
+
+
+def render_default_config(
+    input_paths: typing.Sequence[str] | None = None, with_analysis: bool = True
+) -> str:
+    """A full ``config.toml`` with every key, its default and a one-line comment."""
+    cfg = Config()
+    if input_paths is not None:
+        cfg.data.input = list(input_paths)
+    parts = [
+        "# baler_ext project configuration. Every key is shown with its default.",
+        "# Relative paths are resolved against the folder of this file.",
+        "# Override any key for one run with --set section.key=value.",
+        "",
+    ]
+    for name in SECTIONS:
+        if name in OPTIONAL_SECTIONS:
+            continue
+        parts.append(render_section(name, getattr(cfg, name)))
+        parts.append("")
+    if with_analysis:
+        parts.append("# Optional: the top-mass fit before and after compression (--mode analyse).")
+        parts.append(render_section("analysis", AnalysisSpec(), commented=True))
+        parts.append("")
+    return "\n".join(parts)

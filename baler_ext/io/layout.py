@@ -1,0 +1,160 @@
+"""The layout of a source file and the plan of which columns get compressed.
+
+A source is a ROOT TTree or a Parquet file. Each branch (or column) is described
+by a :class:`BranchInfo`. :func:`plan_columns` turns the ``[data]`` selection into
+a :class:`SourceLayout`: the float columns the autoencoder compresses (one row per
+object for jagged collections), and everything else, which is carried losslessly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from baler_ext.config import DataConfig, suggest
+from baler_ext.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+FLOAT_KINDS = frozenset("f")
+#: Pseudo counter name that groups Parquet list columns (they have no counter column).
+LIST_COLLECTION = "<list>"
+
+
+@dataclass
+class BranchInfo:
+    """One branch of a TTree or one column of a Parquet file.
+
+    Attributes
+    ----------
+    name
+        Branch or column name.
+    dtype
+        numpy dtype name of the values (``"float32"``, ``"int32"``, ``"bool"``, ...).
+    jagged
+        True for variable-length collections (one list per entry).
+    counter
+        Name of the counter branch (ROOT) or :data:`LIST_COLLECTION` (Parquet lists).
+    """
+
+    name: str
+    dtype: str
+    jagged: bool = False
+    counter: str | None = None
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.startswith("float")
+
+
+@dataclass
+class SourceLayout:
+    """What a compressed file must know to restore its source exactly."""
+
+    format: str
+    file_name: str
+    tree: str | None
+    branches: list[BranchInfo]
+    compressed: list[str]
+    collection: str | None = None
+    dropped: list[str] = field(default_factory=list)
+    constant_in_source: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passthrough(self) -> list[str]:
+        """Every branch that is kept but not compressed, in source order."""
+        skip = set(self.compressed)
+        return [b.name for b in self.branches if b.name not in skip]
+
+    def branch(self, name: str) -> BranchInfo:
+        for b in self.branches:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceLayout:
+        d = dict(d)
+        d["branches"] = [BranchInfo(**b) for b in d["branches"]]
+        return cls(**d)
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _check_patterns(patterns: list[str], names: list[str], key: str, where: str) -> None:
+    """A plain name (no wildcard) that matches nothing is an error with a suggestion."""
+    for p in patterns:
+        if not any(ch in p for ch in "*?[") and p not in names:
+            raise InputDataError(
+                f"{where}: column '{p}' (from data.{key}) is not in the file{suggest(p, names)}; "
+                "check the name or remove it from the config"
+            )
+
+
+def plan_columns(
+    branches: list[BranchInfo], data: DataConfig, where: str, file_format: str, tree: str | None
+) -> SourceLayout:
+    """Decide which columns are compressed and which are carried losslessly.
+
+    Only floating-point columns go through the autoencoder; integer and boolean
+    columns matched by ``data.columns`` are carried losslessly. All compressed
+    columns must share one structure: all flat, or all members of one jagged
+    collection (one row per object).
+
+    Raises
+    ------
+    InputDataError
+        When a named column is missing, the selection is empty, or the selected
+        columns mix collections.
+    """
+    names = [b.name for b in branches]
+    _check_patterns(data.columns, names, "columns", where)
+    _check_patterns(data.exclude, names, "exclude", where)
+    _check_patterns(data.passthrough, names, "passthrough", where)
+
+    dropped = [n for n in names if _matches(n, data.exclude)]
+    kept = [b for b in branches if b.name not in set(dropped)]
+    if dropped:
+        log.warning("%s: excluded (not written to the output): %s", where, ", ".join(dropped))
+    selected = [
+        b for b in kept if _matches(b.name, data.columns) and not _matches(b.name, data.passthrough)
+    ]
+    lossless = [b.name for b in selected if not b.is_float]
+    if lossless:
+        log.info("%s: non-float columns carried losslessly: %s", where, ", ".join(lossless))
+    floats = [b for b in selected if b.is_float]
+    if not floats:
+        raise InputDataError(
+            f"{where}: data.columns {data.columns} selects no float column to compress; "
+            f"float columns in the file: {', '.join(b.name for b in kept if b.is_float) or 'none'}"
+        )
+    structures: dict[str | None, list[str]] = {}
+    for b in floats:
+        structures.setdefault(b.counter if b.jagged else None, []).append(b.name)
+    if len(structures) > 1:
+        parts = "; ".join(
+            f"{'flat' if k is None else 'counted by ' + k}: {', '.join(v[:4])}"
+            + ("..." if len(v) > 4 else "")
+            for k, v in structures.items()
+        )
+        raise InputDataError(
+            f"{where}: the selected columns mix {len(structures)} structures ({parts}); "
+            "compress one collection per project, e.g. data.columns = [\"Jet_*\"]"
+        )
+    (collection,) = structures
+    return SourceLayout(
+        format=file_format,
+        file_name="",
+        tree=tree,
+        branches=kept,
+        compressed=[b.name for b in floats],
+        collection=collection,
+        dropped=dropped,
+    )

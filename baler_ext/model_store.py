@@ -1,0 +1,88 @@
+"""Saving and loading trained models without pickle.
+
+``output/model/`` holds ``weights.pt`` (a state dict of plain tensors, loaded
+with ``torch.load(weights_only=True)``), ``model.json`` (architecture, columns,
+identity hash) and ``normaliser.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from baler_ext import __version__
+from baler_ext.config import ModelConfig, build_section
+from baler_ext.models.base import Autoencoder, build_model
+from baler_ext.normalise import Normaliser
+from baler_ext.project import atomic_path
+
+WEIGHTS = "weights.pt"
+MODEL_JSON = "model.json"
+NORMALISER_JSON = "normaliser.json"
+
+
+def model_hash(state_dict: dict[str, torch.Tensor], arch: dict[str, Any],
+               normaliser: Normaliser) -> str:
+    """SHA-256 identity of a trained model: weights, architecture and normaliser."""
+    h = hashlib.sha256()
+    h.update(json.dumps(arch, sort_keys=True).encode())
+    h.update(json.dumps(normaliser.to_dict(), sort_keys=True).encode())
+    for key in sorted(state_dict):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(state_dict[key].detach().cpu().numpy()).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class TrainedModel:
+    """A loaded model with its normaliser and metadata."""
+
+    model: Autoencoder
+    normaliser: Normaliser
+    meta: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        return self.meta["hash"]
+
+
+def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
+               normaliser: Normaliser, extra: dict[str, Any] | None = None) -> str:
+    """Write weights, ``model.json`` and ``normaliser.json``; return the model hash."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    arch = {
+        "name": model_cfg.name, "n_features": model.n_features, "latent_dim": model.latent_dim,
+        "hidden": list(model_cfg.hidden), "activation": model_cfg.activation,
+        "options": model_cfg.options, "dtype": model_cfg.dtype,
+    }
+    digest = model_hash(state, arch, normaliser)
+    meta = {"arch": arch, "hash": digest, "baler_ext_version": __version__, **(extra or {})}
+    with atomic_path(directory / WEIGHTS) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(directory / NORMALISER_JSON) as tmp:
+        normaliser.save(tmp)
+    with atomic_path(directory / MODEL_JSON) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+    return digest
+
+
+def load_model(directory: Path) -> TrainedModel:
+    """Load a model saved by :func:`save_model` (no pickle: ``weights_only=True``)."""
+    meta = json.loads((directory / MODEL_JSON).read_text())
+    arch = meta["arch"]
+    cfg = build_section(ModelConfig, {k: arch[k] for k in
+                                      ("name", "hidden", "activation", "options", "dtype")},
+                        str(directory / MODEL_JSON), "model")
+    cfg.latent_dim = arch["latent_dim"]
+    model = build_model(cfg, arch["n_features"])
+    state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return TrainedModel(model, Normaliser.load(directory / NORMALISER_JSON), meta)

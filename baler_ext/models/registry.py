@@ -1,0 +1,55 @@
+"""Model registry: ``@register_model("sae")`` maps a config name to a class.
+
+Unknown names fail with the list of registered ones. Each model declares an
+``Options`` dataclass for its ``[model] options = {...}`` keys, validated like
+the rest of the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from baler_ext.errors import ConfigError
+
+MODEL_REGISTRY: dict[str, type] = {}
+
+
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator registering an autoencoder under ``name``."""
+
+    def decorator(cls: type) -> type:
+        if name in MODEL_REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODEL_REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return decorator
+
+
+def model_class(name: str) -> type:
+    """The class registered as ``name``; a ConfigError lists the valid names."""
+    from baler_ext import models  # noqa: F401  (importing registers every model)
+    from baler_ext.config import suggest
+
+    try:
+        return MODEL_REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model '{name}'{suggest(name, MODEL_REGISTRY)}; registered models: "
+            f"{', '.join(sorted(MODEL_REGISTRY))}"
+        ) from None
+
+
+def parse_options(cls: type, options: dict[str, Any]) -> Any:
+    """Validate ``[model] options`` against the model's ``Options`` dataclass."""
+    from baler_ext.config import build_section
+
+    opts_cls = getattr(cls, "Options", None)
+    if opts_cls is None or not dataclasses.is_dataclass(opts_cls):
+        if options:
+            raise ConfigError(f"model '{cls.registry_name}' takes no options, got {options}")
+        return None
+    return build_section(opts_cls, options, "config", "model.options")

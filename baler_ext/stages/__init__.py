@@ -1,0 +1,40 @@
+"""Pipeline stages: each a plain function ``(project, config) -> result``.
+
+:data:`STAGES` maps a ``--mode`` name to its function and one-line help; the CLI
+imports a stage's module only when it runs, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A mode of the CLI: where its function lives and what it does."""
+
+    module: str
+    function: str
+    help: str
+    needs_config: bool = True
+
+    def load(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self.module), self.function)
+
+
+STAGES: dict[str, StageSpec] = {
+    "new_project": StageSpec("baler_ext.stages.new_project", "new_project",
+                             "create projects/NAME/config.toml and the output tree",
+                             needs_config=False),
+    "train": StageSpec("baler_ext.stages.train", "train",
+                       "fit the normaliser and train the autoencoder on the inputs"),
+    "compress": StageSpec("baler_ext.stages.compress", "compress",
+                          "compress each input file into output/compressed/*.baler"),
+    "decompress": StageSpec("baler_ext.stages.decompress", "decompress",
+                            "restore each compressed file in the input's format"),
+    "all": StageSpec("baler_ext.stages.pipeline", "run_all",
+                     "train, compress, decompress (and the later stages that are configured)"),
+}

@@ -1,0 +1,127 @@
+"""``--mode compress``: each input file -> one ``output/compressed/<name>.baler``."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from baler_ext import __version__
+from baler_ext.codec import modes
+from baler_ext.codec.container import ContainerWriter
+from baler_ext.config import Config
+from baler_ext.errors import InputDataError
+from baler_ext.io.source import Source, open_sources
+from baler_ext.model_store import TrainedModel, load_model
+from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
+from baler_ext.training import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressedFile:
+    """Summary of one written container."""
+
+    source: Path
+    path: Path
+    rows: int
+    entries: int
+    raw_float64_bytes: int
+    sizes: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+
+def load_project_model(project: Project) -> TrainedModel:
+    """The project's trained model, or the command to run first."""
+    model_dir = project.dir("model")
+    require_stage_output(model_dir / "model.json", "train", project.name, "trained model")
+    return load_model(model_dir)
+
+
+def ipc_bytes(table: pa.Table) -> bytes:
+    """An Arrow table as an uncompressed Arrow IPC stream (zstd is applied outside)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def compress_source(source: Source, trained: TrainedModel, cfg: Config,
+                    out_path: Path) -> CompressedFile:
+    """Compress one source into ``out_path`` (written atomically)."""
+    norm = trained.normaliser
+    if source.columns != norm.columns:
+        raise InputDataError(
+            f"{source.path}: columns {source.columns} differ from the model's {norm.columns}; "
+            "retrain with --mode train"
+        )
+    device = resolve_device(cfg.training.device)
+    mode = modes.get_mode(cfg.compression.mode)(trained, cfg.compression, device)
+    t0 = time.perf_counter()
+    chunks_meta: list[dict] = []
+    lossless_cols: set[str] = set()
+    rows = entries = 0
+    with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
+        writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
+        bar = tqdm(total=source.num_entries, desc=f"compress {source.path.name}", unit="entry",
+                   disable=None, leave=False)
+        for i, chunk in enumerate(source.chunks()):
+            varying = norm.varying_constants(chunk.values)
+            for col in varying:
+                if col not in lossless_cols:
+                    log.warning("column '%s' was constant in training but varies in %s: stored "
+                                "losslessly", col, source.path.name)
+                lossless_cols.add(col)
+            for name, arr in mode.encode(chunk.values).items():
+                writer.add_array(name, i, arr)
+            for col in sorted(lossless_cols):
+                writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
+            if chunk.counts is not None:
+                writer.add_array("counts", i, chunk.counts.astype(np.int64))
+            if chunk.passthrough.num_columns:
+                writer.add_bytes("passthrough", i, ipc_bytes(chunk.passthrough))
+            n = len(chunk.values)
+            chunks_meta.append({"rows": n, "entries": chunk.entries,
+                                "lossless": sorted(lossless_cols)})
+            rows += n
+            entries += chunk.entries
+            bar.update(chunk.entries)
+        bar.close()
+        header = {
+            "format": "baler_ext", "created_by": f"baler_ext {__version__}",
+            "mode": mode.name, "mode_settings": mode.header(),
+            "model": {"hash": trained.hash, "name": trained.meta["arch"]["name"],
+                      "latent_dim": trained.meta["arch"]["latent_dim"]},
+            "columns": norm.columns,
+            "normaliser": norm.to_dict(),
+            "layout": source.layout.to_dict(),
+            "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
+                             .decode() if source.arrow_schema is not None else None),
+            "rows": rows, "entries": entries, "chunks": chunks_meta,
+        }
+        sizes = writer.close(header)
+    result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
+                            sizes, time.perf_counter() - t0)
+    log.info("%s -> %s: %d rows, %d bytes (%.2fx vs raw float64 of the compressed columns, "
+             "passthrough included)", source.path.name, out_path.name, rows, result.total_bytes,
+             result.raw_float64_bytes / max(result.total_bytes, 1))
+    return result
+
+
+def compress(project: Project, cfg: Config) -> list[CompressedFile]:
+    """Compress every input file of the project with its trained model."""
+    trained = load_project_model(project)
+    out_dir = project.dir("compressed")
+    return [compress_source(src, trained, cfg, out_dir / f"{src.path.stem}{CONTAINER_SUFFIX}")
+            for src in open_sources(cfg)]

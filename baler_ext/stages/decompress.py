@@ -1,0 +1,92 @@
+"""``--mode decompress``: each ``.baler`` file -> the input's format and layout."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from baler_ext.codec import modes
+from baler_ext.codec.container import ContainerReader
+from baler_ext.config import Config
+from baler_ext.errors import ContainerError, ProjectError
+from baler_ext.io.layout import SourceLayout
+from baler_ext.io.source import OutputWriter
+from baler_ext.model_store import TrainedModel
+from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
+from baler_ext.stages.compress import load_project_model
+from baler_ext.training import resolve_device
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = {"root": ".root", "parquet": ".parquet"}
+
+
+def _read_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def output_path(project: Project, cfg: Config, layout: SourceLayout, container: Path) -> Path:
+    fmt = layout.format if cfg.output.format == "same" else cfg.output.format
+    return project.dir("decompressed") / f"{container.stem}{SUFFIXES[fmt]}"
+
+
+def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_path: Path) -> Path:
+    """Restore one container into ``out_path`` (written atomically)."""
+    with ContainerReader(container) as reader:
+        header = reader.header
+        if header["model"]["hash"] != trained.hash:
+            raise ContainerError(
+                f"{container}: compressed with model {header['model']['hash'][:12]}, but this "
+                f"project's model is {trained.hash[:12]}; decompress it with the project and "
+                "model that compressed it"
+            )
+        layout = SourceLayout.from_dict(header["layout"])
+        schema = None
+        if header.get("arrow_schema"):
+            schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(header["arrow_schema"])))
+        device = resolve_device(cfg.training.device)
+        mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
+        columns = header["columns"]
+        with atomic_path(out_path) as tmp:
+            writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema)
+            bar = tqdm(total=header["entries"], desc=f"decompress {container.name}",
+                       unit="entry", disable=None, leave=False)
+            for i, meta in enumerate(header["chunks"]):
+                sections = {s.name: reader.read_array(s.name, i) for s in reader.sections
+                            if s.chunk == i and s.dtype is not None}
+                values = mode.decode(sections, meta["rows"])
+                for col in meta["lossless"]:
+                    values[:, columns.index(col)] = sections[f"lossless:{col}"]
+                counts = sections.get("counts")
+                passthrough = (_read_ipc(reader.read_bytes("passthrough", i))
+                               if reader.has("passthrough", i) else pa.table({}))
+                writer.write(values, passthrough, counts)
+                bar.update(meta["entries"])
+            bar.close()
+            writer.close()
+    log.info("%s -> %s", container.name, out_path)
+    return out_path
+
+
+def decompress(project: Project, cfg: Config) -> list[Path]:
+    """Decompress every container of the project."""
+    containers = sorted(project.dir("compressed").glob(f"*{CONTAINER_SUFFIX}"))
+    if not containers:
+        raise ProjectError(
+            f"no compressed files in {project.dir('compressed')}; run "
+            f"'baler_ext --project {project.name} --mode compress' first"
+        )
+    trained = load_project_model(project)
+    outs = []
+    for c in containers:
+        with ContainerReader(c) as reader:
+            layout = SourceLayout.from_dict(reader.header["layout"])
+        outs.append(decompress_file(c, trained, cfg, output_path(project, cfg, layout, c)))
+    return outs
+
+
+
