@@ -27,3 +27,59 @@ def shared_data() -> Path:
 def jets_parquet(shared_data: Path) -> Path:
     """The boosted-top jets table (78,238 rows, 22 columns)."""
     return shared_data / "pythia_ttbar" / "ttbar_boosted_jets.parquet"
+
+
+def write_config(project_dir: Path, sections: dict) -> Path:
+    """Write a config.toml with the given sections (others take their defaults)."""
+    from baler_ext.config import toml_value
+
+    project_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name, table in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
+        lines.append("")
+    path = project_dir / "config.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+FAST_TRAINING = {"epochs": 2, "batch_size": 256, "max_rows": 3000, "early_stopping_patience": 0}
+
+
+@pytest.fixture
+def make_project(tmp_path: Path):
+    """Factory: ``make_project(input_path, data=..., training=...)`` -> (projects_dir, name)."""
+
+    def factory(input_path: Path | str, name: str = "p", **sections: dict) -> tuple[Path, str]:
+        data = {"input": [str(input_path)], **sections.pop("data", {})}
+        training = {**FAST_TRAINING, **sections.pop("training", {})}
+        write_config(tmp_path / "projects" / name, {"data": data, "training": training, **sections})
+        return tmp_path / "projects", name
+
+    return factory
+
+
+@pytest.fixture
+def flat_parquet(tmp_path: Path) -> Path:
+    """A small flat jet-like Parquet table made here (runs without ../shared)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    pt = rng.exponential(100.0, n) + 300.0
+    eta = rng.uniform(-2.4, 2.4, n)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    mass = np.abs(rng.normal(172.0, 15.0, n))
+    table = pa.table({
+        "event": pa.array(np.arange(n) // 2, pa.int32()),
+        "pt": pt, "eta": eta, "phi": phi, "mass": mass,
+        "px": pt * np.cos(phi), "py": pt * np.sin(phi),
+        "frac": pa.array(rng.uniform(0, 1, n).astype(np.float32)),
+        "matched": pa.array(rng.integers(0, 2, n), pa.int32()),
+    })
+    path = tmp_path / "jets.parquet"
+    pq.write_table(table, path)
+    return path

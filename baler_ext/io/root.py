@@ -88,7 +88,10 @@ def inspect_tree(tree: Any, path: Path, exclude: set[str]) -> list[BranchInfo]:
         interp = b.interpretation
         jagged = isinstance(interp, uproot.AsJagged)
         content = interp.content if jagged else interp
-        if not isinstance(content, uproot.AsDtype) or content.to_dtype.shape != ():
+        plain = (isinstance(content, uproot.AsDtype)
+                 and not isinstance(content, uproot.AsStridedObjects)
+                 and content.to_dtype.fields is None and content.to_dtype.shape == ())
+        if not plain:
             if b.name in exclude:
                 continue
             raise InputDataError(
