@@ -131,6 +131,10 @@ class OutputConfig:
     """``[output]``: where and how the decompressed data is written."""
 
     format: str = field(default="same", metadata=doc("same (as the input) | root | parquet"))
+    directory: str | None = field(
+        default=None,
+        metadata=doc("folder for decompressed files; default: output/decompressed of the project"),
+    )
     tree: str | None = field(
         default=None, metadata=doc("TTree name when writing ROOT; default: the input's tree")
     )

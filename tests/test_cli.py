@@ -196,3 +196,20 @@ def test_constant_columns_are_stored_and_logged(make_project, shared_data, caplo
     assert "constant columns" in caplog.text
     meta = (projects / name / "output" / "model" / "normaliser.json").read_text()
     assert '"constants": {}' not in meta
+
+
+def test_output_directory_and_input_protection(make_project, flat_parquet, tmp_path, caplog):
+    projects, name = make_project(flat_parquet)
+    assert run_cli(projects, name, "train") == 0
+    assert run_cli(projects, name, "compress") == 0
+    original = flat_parquet.read_bytes()
+    with caplog.at_level(logging.ERROR):
+        code = run_cli(projects, name, "decompress", "--set",
+                       f'output.directory="{flat_parquet.parent}"')
+    assert code == ProjectError.exit_code
+    assert "is an input file" in caplog.text
+    assert flat_parquet.read_bytes() == original
+    elsewhere = tmp_path / "restored"
+    assert run_cli(projects, name, "decompress", "--set",
+                   f'output.directory="{elsewhere}"') == 0
+    assert (elsewhere / "jets.parquet").is_file()

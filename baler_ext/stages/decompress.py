@@ -12,9 +12,9 @@ from tqdm import tqdm
 from baler_ext.codec import modes
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
-from baler_ext.errors import ContainerError, ProjectError
+from baler_ext.errors import BalerError, ContainerError, ProjectError
 from baler_ext.io.layout import SourceLayout
-from baler_ext.io.source import OutputWriter
+from baler_ext.io.source import OutputWriter, resolve_inputs
 from baler_ext.model_store import TrainedModel
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
 from baler_ext.stages.compress import load_project_model
@@ -31,7 +31,18 @@ def _read_ipc(data: bytes) -> pa.Table:
 
 def output_path(project: Project, cfg: Config, layout: SourceLayout, container: Path) -> Path:
     fmt = layout.format if cfg.output.format == "same" else cfg.output.format
-    return project.dir("decompressed") / f"{container.stem}{SUFFIXES[fmt]}"
+    folder = project.dir("decompressed")
+    if cfg.output.directory is not None:
+        folder = Path(cfg.output.directory).expanduser()
+        folder = folder if folder.is_absolute() else cfg.base_dir / folder
+    out = folder / f"{container.stem}{SUFFIXES[fmt]}"
+    try:
+        inputs = {p.resolve() for p in resolve_inputs(cfg)}
+    except BalerError:  # inputs need not exist where one decompresses
+        inputs = set()
+    if out.resolve() in inputs:
+        raise ProjectError(f"{out} is an input file; set output.directory to another folder")
+    return out
 
 
 def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_path: Path) -> Path:
