@@ -17,6 +17,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from baler_ext.config import Config, DataConfig
@@ -310,3 +311,46 @@ def _cast_to_layout(table: pa.Table, layout: SourceLayout) -> pa.Table:
         else:
             fields.append(f)
     return table.cast(pa.schema(fields))
+
+
+def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str]) -> pd.DataFrame:
+    """Read ``columns`` of a file as a DataFrame, one row per object.
+
+    Jagged columns (all of one collection) are flattened and an ``entry`` column
+    gives each object's entry number; flat per-entry columns asked for together
+    with jagged ones are broadcast to the objects. Used by the evaluate and
+    analyse stages, identically on the original and the decompressed file.
+    """
+    fmt = detect_format(path, fmt)
+    if fmt == "root":
+        t, _ = root_io.open_tree(path, tree)
+        missing = [c for c in columns if c not in t.keys()]
+        arrays = t.arrays([c for c in columns if c not in missing], library="ak") if len(
+            missing) < len(columns) else None
+    else:
+        pf = pq_io.open_parquet(path)
+        names = pf.schema_arrow.names
+        missing = [c for c in columns if c not in names]
+        arrays = (ak.from_arrow(pf.read(columns=[c for c in columns if c not in missing]))
+                  if len(missing) < len(columns) else None)
+    if missing:
+        from baler_ext.config import suggest
+
+        known = t.keys() if fmt == "root" else names
+        raise InputDataError(f"{path}: no column '{missing[0]}'{suggest(missing[0], known)}")
+    if arrays is None:
+        return pd.DataFrame()
+    jagged = [c for c in columns if arrays[c].ndim > 1]
+    out: dict[str, np.ndarray] = {}
+    if jagged:
+        counts = ak.to_numpy(ak.num(arrays[jagged[0]], axis=1))
+        out["entry"] = np.repeat(np.arange(len(counts)), counts)
+    for c in columns:
+        arr = ak.drop_none(arrays[c]) if "?" in str(arrays[c].type) else arrays[c]
+        if c in jagged:
+            out[c] = ak.to_numpy(ak.flatten(arr, axis=1))
+        elif jagged:
+            out[c] = np.repeat(ak.to_numpy(arr), counts)
+        else:
+            out[c] = ak.to_numpy(arr)
+    return pd.DataFrame(out)

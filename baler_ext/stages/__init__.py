@@ -35,6 +35,8 @@ STAGES: dict[str, StageSpec] = {
                           "compress each input file into output/compressed/*.baler"),
     "decompress": StageSpec("baler_ext.stages.decompress", "decompress",
                             "restore each compressed file in the input's format"),
+    "analyse": StageSpec("baler_ext.stages.analyse", "analyse",
+                         "fit the mass peak before and after compression ([analysis])"),
     "all": StageSpec("baler_ext.stages.pipeline", "run_all",
                      "train, compress, decompress (and the later stages that are configured)"),
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 from baler_ext.config import Config
 from baler_ext.project import Project
+from baler_ext.stages.analyse import analyse
 from baler_ext.stages.compress import compress
 from baler_ext.stages.decompress import decompress
 from baler_ext.stages.train import train
@@ -16,9 +17,16 @@ log = logging.getLogger(__name__)
 
 
 def run_all(project: Project, cfg: Config) -> dict[str, Any]:
-    """Run train -> compress -> decompress; return each stage's result and time."""
+    """Run train -> compress -> decompress (-> analyse when ``[analysis]`` is configured).
+
+    Returns each stage's result by name.
+    """
     results: dict[str, Any] = {}
-    for name, stage in (("train", train), ("compress", compress), ("decompress", decompress)):
+    stages: list[tuple[str, Any]] = [("train", train), ("compress", compress),
+                                     ("decompress", decompress)]
+    if cfg.analysis is not None:
+        stages.append(("analyse", analyse))
+    for name, stage in stages:
         t0 = time.perf_counter()
         results[name] = stage(project, cfg)
         log.info("stage %s done in %.1f s", name, time.perf_counter() - t0)
