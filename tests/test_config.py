@@ -63,7 +63,7 @@ def test_overrides_parse_toml_values_and_bare_strings():
     assert parse_override("model.name=sae") == (["model", "name"], "sae")
     raw = apply_overrides({"training": {"epochs": 9}}, ["training.epochs=2", "model.latent_dim=3"])
     assert raw == {"training": {"epochs": 2}, "model": {"latent_dim": 3}}
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_override("epochs")
 
 
