@@ -11,19 +11,22 @@ from baler_ext.project import Project
 from baler_ext.stages.analyse import analyse
 from baler_ext.stages.compress import compress
 from baler_ext.stages.decompress import decompress
+from baler_ext.stages.evaluate import evaluate
 from baler_ext.stages.train import train
 
 log = logging.getLogger(__name__)
 
 
-def run_all(project: Project, cfg: Config) -> dict[str, Any]:
-    """Run train -> compress -> decompress (-> analyse when ``[analysis]`` is configured).
+def run_all(project: Project, cfg: Config,
+            results: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run train -> compress -> decompress -> evaluate (-> analyse when ``[analysis]`` is set).
 
-    Returns each stage's result by name.
+    Returns each stage's result by name; ``results``, when given, is filled as
+    each stage finishes, so a caller keeps the finished stages if a later one fails.
     """
-    results: dict[str, Any] = {}
+    results = {} if results is None else results
     stages: list[tuple[str, Any]] = [("train", train), ("compress", compress),
-                                     ("decompress", decompress)]
+                                     ("decompress", decompress), ("evaluate", evaluate)]
     if cfg.analysis is not None:
         stages.append(("analyse", analyse))
     for name, stage in stages:
