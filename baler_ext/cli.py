@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from baler_ext import __version__
-from baler_ext.errors import BalerError
+from baler_ext.errors import BalerError, ConfigError
 from baler_ext.stages import STAGES
 
 log = logging.getLogger("baler_ext")
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--project", "-p", help="project name (a folder under --projects-dir)")
     parser.add_argument("--mode", "-m", choices=list(STAGES), metavar="MODE",
                         help="stage to run (see the list below)")
+    parser.add_argument("--workflow", type=Path, default=None, metavar="FILE",
+                        help="run a multi-configuration study (e.g. workflows/compare_models.toml)")
     parser.add_argument("--projects-dir", type=Path, default=Path("projects"),
                         help="folder holding the projects (default: ./projects)")
     parser.add_argument("--config", type=Path, default=None,
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a config key for this run (TOML value); repeatable")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                         help="override training.device (auto: CUDA when present)")
+    parser.add_argument("--resume", action="store_true",
+                        help="train: continue an interrupted run from output/model/checkpoint.pt")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -76,6 +80,10 @@ def run(args: argparse.Namespace) -> object:
     if args.device is not None:
         overrides.append(f'training.device="{args.device}"')
     cfg = load_config(args.config or project.config_path, overrides)
+    if getattr(args, "resume", False):
+        if args.mode != "train":
+            raise ConfigError("--resume applies to --mode train only")
+        return stage(project, cfg, resume=True)
     return stage(project, cfg)
 
 
@@ -83,11 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 on success)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.project is None or args.mode is None:
-        parser.error("--project and --mode are required (see --help)")
+    if args.workflow is None and (args.project is None or args.mode is None):
+        parser.error("--project and --mode (or --workflow FILE) are required (see --help)")
     setup_logging(args.verbose, args.quiet)
     try:
-        run(args)
+        if args.workflow is not None:
+            from baler_ext.workflow import run_workflow
+
+            run_workflow(args.workflow)
+        else:
+            run(args)
     except BalerError as exc:
         log.error("%s", exc)
         return exc.exit_code
