@@ -73,16 +73,24 @@ class ContainerWriter:
         self._fh = fh
         self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True,
                                               write_content_size=True)
+        self._levels: dict[int, zstandard.ZstdCompressor] = {level: self._cctx}
         self._sections: list[SectionInfo] = []
         self._fh.write(_PREAMBLE.pack(MAGIC, *FORMAT_VERSION, 0))
         self._offset = _PREAMBLE.size
 
-    def _frame(self, raw: bytes) -> tuple[int, int, int]:
-        frame = self._cctx.compress(raw)
+    def _frame(self, raw: bytes, level: int | None = None) -> tuple[int, int, int]:
+        cctx = self._cctx if level is None else self._other_level(level)
+        frame = cctx.compress(raw)
         offset = self._offset
         self._fh.write(frame)
         self._offset += len(frame)
         return offset, len(frame), zlib.crc32(frame)
+
+    def _other_level(self, level: int) -> zstandard.ZstdCompressor:
+        if level not in self._levels:
+            self._levels[level] = zstandard.ZstdCompressor(level=level, write_checksum=True,
+                                                           write_content_size=True)
+        return self._levels[level]
 
     def add_bytes(self, name: str, chunk: int, data: bytes) -> SectionInfo:
         """Add an opaque byte section (e.g. an Arrow IPC stream)."""
@@ -91,11 +99,16 @@ class ContainerWriter:
         self._sections.append(info)
         return info
 
-    def add_array(self, name: str, chunk: int, array: np.ndarray) -> SectionInfo:
-        """Add a numeric array as raw little-endian bytes with its dtype and shape."""
+    def add_array(self, name: str, chunk: int, array: np.ndarray,
+                  level: int | None = None) -> SectionInfo:
+        """Add a numeric array as raw little-endian bytes with its dtype and shape.
+
+        ``level`` overrides the zstd level for this section (e.g. 1 for bytes that an
+        entropy coder already compressed); the frame format does not change.
+        """
         arr = np.ascontiguousarray(array)
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        offset, length, crc = self._frame(arr.tobytes())
+        offset, length, crc = self._frame(arr.tobytes(), level)
         info = SectionInfo(name, chunk, offset, length, crc, arr.nbytes, arr.dtype.str,
                            list(arr.shape))
         self._sections.append(info)

@@ -68,23 +68,30 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         )
     device = resolve_device(cfg.training.device)
     mode = modes.get_mode(cfg.compression.mode)(trained, cfg.compression, device)
+    column_dtypes = {c: source.layout.branch(c).dtype for c in norm.columns}
+    # columns a conditional model needs verbatim (model zoo: ``lossless_columns``)
+    lossless_cols: set[str] = {c for c in getattr(trained.model, "lossless_columns", [])
+                               if c in norm.columns}
+    mode.configure(column_dtypes, lossless_cols)
     t0 = time.perf_counter()
     chunks_meta: list[dict] = []
-    lossless_cols: set[str] = set()
     rows = entries = 0
+    decoder_bytes = 0
     with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
         writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
+        if cfg.compression.embed_decoder:
+            decoder_bytes = embed_decoder(writer, trained)
         bar = tqdm(total=source.num_entries, desc=f"compress {source.path.name}", unit="entry",
                    disable=None, leave=False)
         for i, chunk in enumerate(source.chunks()):
-            varying = norm.varying_constants(chunk.values)
+            varying = [] if mode.bounded else norm.varying_constants(chunk.values)
             for col in varying:
                 if col not in lossless_cols:
                     log.warning("column '%s' was constant in training but varies in %s: stored "
                                 "losslessly", col, source.path.name)
                 lossless_cols.add(col)
             for name, arr in mode.encode(chunk.values).items():
-                writer.add_array(name, i, arr)
+                writer.add_array(name, i, arr, level=mode.section_level(name))
             for col in sorted(lossless_cols):
                 writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
             if chunk.counts is not None:
@@ -103,7 +110,8 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             "mode": mode.name, "mode_settings": mode.header(),
             "model": {"hash": trained.hash, "name": trained.meta["arch"]["name"],
                       "latent_dim": trained.meta["arch"]["latent_dim"]},
-            "columns": norm.columns,
+            "columns": norm.columns, "column_dtypes": column_dtypes,
+            "decoder_embedded": bool(cfg.compression.embed_decoder),
             "normaliser": norm.to_dict(),
             "layout": source.layout.to_dict(),
             "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
@@ -113,10 +121,34 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         sizes = writer.close(header)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
                             sizes, time.perf_counter() - t0)
-    log.info("%s -> %s: %d rows, %d bytes (%.2fx vs raw float64 of the compressed columns, "
-             "passthrough included)", source.path.name, out_path.name, rows, result.total_bytes,
-             result.raw_float64_bytes / max(result.total_bytes, 1))
+    with_decoder = result.total_bytes - decoder_bytes + weights_bytes(trained)
+    log.info("%s -> %s: %d rows, %d bytes: %.2fx vs raw float64 of the compressed columns "
+             "without the decoder weights, %.2fx with them (passthrough included)",
+             source.path.name, out_path.name, rows, result.total_bytes - decoder_bytes,
+             result.raw_float64_bytes / max(result.total_bytes - decoder_bytes, 1),
+             result.raw_float64_bytes / max(with_decoder, 1))
     return result
+
+
+def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
+    """The decoder's tensors: every state-dict entry not under ``encoder``."""
+    return {k: v.detach().cpu().numpy() for k, v in trained.model.state_dict().items()
+            if not k.startswith("encoder")}
+
+
+def weights_bytes(trained: TrainedModel) -> int:
+    """zstd-compressed size of the decoder weights (what embedding them costs)."""
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(level=19)
+    return sum(len(cctx.compress(np.ascontiguousarray(a).tobytes()))
+               for a in decoder_state(trained).values())
+
+
+def embed_decoder(writer: ContainerWriter, trained: TrainedModel) -> int:
+    """Store the decoder weights as ``decoder/<key>`` sections (chunk -1); return bytes."""
+    return sum(writer.add_array(f"decoder/{k}", -1, a).length
+               for k, a in decoder_state(trained).items())
 
 
 def compress(project: Project, cfg: Config) -> list[CompressedFile]:

@@ -60,7 +60,11 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
         if header.get("arrow_schema"):
             schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(header["arrow_schema"])))
         device = resolve_device(cfg.training.device)
+        if header.get("mode") not in modes.MODE_REGISTRY:
+            raise ContainerError(f"{container}: unknown compression mode "
+                                 f"{header.get('mode')!r}; upgrade baler_ext")
         mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
+        mode.load_header(header.get("mode_settings", {}))
         columns = header["columns"]
         with atomic_path(out_path) as tmp:
             writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema)

@@ -1,0 +1,151 @@
+"""Entropy coders of integer code streams, registered by name (``[compression] entropy_coder``).
+
+A coder turns one 1-D ``int64`` stream (the quantised residuals of one column in one
+chunk, or one latent dimension) into named arrays that the container stores, and back.
+
+``zstd``
+    The floor: zigzag map :math:`u = 2k` for :math:`k \\ge 0`, :math:`u = -2k - 1` for
+    :math:`k < 0`, cast to the narrowest unsigned dtype that holds ``max(u)``; the
+    container's zstd frame does the entropy coding.
+``range``
+    An adaptive range coder (``constriction``, R. Bamler) with a static categorical
+    model fitted per stream: the symbol alphabet is the window
+    :math:`[a, a + K)` of code values (:math:`K \\le` :data:`MAX_ALPHABET`) plus one escape
+    symbol; the model is the integer count of each symbol, stored beside the bits so the
+    decoder rebuilds the identical model (probabilities are ``counts / sum`` in float64
+    on both sides, and constriction's quantisation of them is deterministic). Codes
+    outside the window are coded as the escape symbol and stored verbatim in ``esc``.
+    The cost is :math:`-\\sum_i \\log_2 \\hat P(k_i)` bits plus the count table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from baler_ext.errors import ConfigError, ContainerError
+
+CODER_REGISTRY: dict[str, type[IntCoder]] = {}
+
+MAX_ALPHABET = 4095
+
+
+def register_coder(name: str) -> Callable[[type[IntCoder]], type[IntCoder]]:
+    """Class decorator registering an integer coder under ``name``."""
+
+    def decorator(cls: type[IntCoder]) -> type[IntCoder]:
+        CODER_REGISTRY[name] = cls
+        cls.name = name
+        return cls
+
+    return decorator
+
+
+def get_coder(name: str) -> IntCoder:
+    """An instance of the coder registered as ``name``."""
+    try:
+        return CODER_REGISTRY[name]()
+    except KeyError:
+        raise ConfigError(f"unknown compression.entropy_coder '{name}'; valid coders: "
+                          f"{', '.join(CODER_REGISTRY)}") from None
+
+
+def zigzag(k: np.ndarray) -> np.ndarray:
+    """Signed -> unsigned: 0, -1, 1, -2, 2, ... -> 0, 1, 2, 3, 4, ..."""
+    k = k.astype(np.int64)
+    return ((k << 1) ^ (k >> 63)).astype(np.uint64)
+
+
+def unzigzag(u: np.ndarray) -> np.ndarray:
+    u = u.astype(np.uint64)
+    return ((u >> np.uint64(1)).astype(np.int64)) ^ -((u & np.uint64(1)).astype(np.int64))
+
+
+def narrowest(u: np.ndarray) -> np.ndarray:
+    """``u`` (unsigned) in the narrowest unsigned dtype that holds its maximum."""
+    top = int(u.max()) if u.size else 0
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return u.astype(dt)
+    return u.astype(np.uint64)
+
+
+class IntCoder:
+    """Base class: ``encode`` an int64 stream to named arrays, ``decode`` them back."""
+
+    name: str = ""
+
+    def encode(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def decode(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+@register_coder("zstd")
+class ZstdCoder(IntCoder):
+    """Zigzag + narrowest unsigned dtype; the container's zstd frame codes it."""
+
+    def encode(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        return {"z": narrowest(zigzag(codes))}
+
+    def decode(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
+        out = unzigzag(arrays["z"])
+        if out.size != n:
+            raise ContainerError("a code stream has the wrong length; the file is damaged")
+        return out
+
+
+@register_coder("range")
+class RangeCoder(IntCoder):
+    """constriction's range coder with a per-stream categorical model and an escape."""
+
+    def encode(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        import constriction
+
+        codes = codes.astype(np.int64)
+        if codes.size == 0:
+            return {"head": np.zeros(2, np.int64)}
+        lo, hi = int(codes.min()), int(codes.max())
+        if hi - lo + 1 > MAX_ALPHABET:
+            centre = int(np.median(codes))
+            lo = max(lo, centre - MAX_ALPHABET // 2)
+            hi = lo + MAX_ALPHABET - 1
+        k = hi - lo + 1
+        sym = codes - lo
+        escaped = (sym < 0) | (sym >= k)
+        sym[escaped] = k
+        counts = np.bincount(sym, minlength=k + 1).astype(np.uint32)
+        if counts.max() == codes.size:  # a single symbol: nothing to code
+            return {"head": np.array([lo, k], np.int64), "counts": narrowest(counts),
+                    "esc": codes[escaped]}
+        model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+        enc = constriction.stream.queue.RangeEncoder()
+        enc.encode(sym.astype(np.int32), model)
+        return {"head": np.array([lo, k], np.int64), "counts": narrowest(counts),
+                "bits": enc.get_compressed(), "esc": codes[escaped]}
+
+    def decode(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
+        import constriction
+
+        if n == 0:
+            return np.zeros(0, np.int64)
+        lo, k = (int(v) for v in arrays["head"])
+        counts = arrays["counts"].astype(np.uint64)
+        if counts.size != k + 1 or int(counts.sum()) != n:
+            raise ContainerError("a code stream's model does not match its length; the file "
+                                 "is damaged")
+        if "bits" not in arrays:
+            sym = np.full(n, int(np.argmax(counts)), np.int64)
+        else:
+            model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+            dec = constriction.stream.queue.RangeDecoder(arrays["bits"].astype(np.uint32))
+            sym = dec.decode(model, n).astype(np.int64)
+        out = sym + lo
+        escaped = sym == k
+        esc = arrays["esc"].astype(np.int64)
+        if int(escaped.sum()) != esc.size:
+            raise ContainerError("a code stream's escapes do not match; the file is damaged")
+        out[escaped] = esc
+        return out

@@ -1,0 +1,40 @@
+"""``--mode info`` reports the sections, ratios, bounds and measured errors."""
+
+from __future__ import annotations
+
+import json
+
+from baler_ext.cli import main
+from baler_ext.errors import ProjectError
+
+
+def cli(projects, name, mode, *extra):
+    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
+                 *extra])
+
+
+def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
+    projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
+                                  compression={"mode": "bounded", "embed_decoder": True,
+                                               "bounds": {"default": {"rel": 1e-3},
+                                                          "eta": {"abs": 1e-4}}})
+    assert cli(projects, name, "info") == ProjectError.exit_code  # nothing compressed yet
+    assert cli(projects, name, "train", "--set", "training.epochs=1") == 0
+    assert cli(projects, name, "compress") == 0
+    assert cli(projects, name, "info") == 0
+    d = json.loads((projects / name / "output" / "compressed" / "jets.info.json").read_text())
+    assert d["rows"] == 3000 and d["mode"] == "bounded"
+    assert d["raw_float64_bytes"] == 3000 * len(d["columns"]) * 8
+    assert d["raw_float32_bytes"] == d["raw_float64_bytes"] // 2
+    groups = d["bytes_by_section"]
+    assert {"header", "latent", "residuals", "passthrough", "decoder"} <= set(groups)
+    assert sum(groups.values()) == d["compressed_bytes"] == (
+        projects / name / "output" / "compressed" / "jets.baler").stat().st_size
+    assert d["decoder_embedded"] and d["decoder_bytes"] == groups["decoder"]
+    r = d["ratios"]
+    assert r["payload_with_decoder_vs_float64"] < r["payload_vs_float64"]
+    assert d["bounds"]["eta"] == {"abs": 1e-4} and d["bounds"]["pt"] == {"rel": 1e-3}
+    for stats in d["measured_at_compress"].values():
+        assert 0 < stats["max_error_over_bound"] <= 1.0
+    # an embedded decoder does not change what decompress restores
+    assert cli(projects, name, "decompress") == 0
