@@ -18,7 +18,7 @@ import torch
 
 from baler_ext import __version__
 from baler_ext.config import ModelConfig, build_section
-from baler_ext.models.base import Autoencoder, build_model
+from baler_ext.models.base import Autoencoder, build_model, latent_size
 from baler_ext.normalise import Normaliser
 from baler_ext.project import atomic_path
 
@@ -61,6 +61,7 @@ def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
         "name": model_cfg.name, "n_features": model.n_features, "latent_dim": model.latent_dim,
         "hidden": list(model_cfg.hidden), "activation": model_cfg.activation,
         "options": model_cfg.options, "dtype": model_cfg.dtype,
+        "built_latent_dim": latent_size(model_cfg, model.n_features),
     }
     digest = model_hash(state, arch, normaliser)
     meta = {"arch": arch, "hash": digest, "baler_ext_version": __version__, **(extra or {})}
@@ -80,9 +81,12 @@ def load_model(directory: Path) -> TrainedModel:
     cfg = build_section(ModelConfig, {k: arch[k] for k in
                                       ("name", "hidden", "activation", "options", "dtype")},
                         str(directory / MODEL_JSON), "model")
-    cfg.latent_dim = arch["latent_dim"]
-    model = build_model(cfg, arch["n_features"])
+    # built_latent_dim: the configured size, which differs from latent_dim for models whose
+    # latent carries extra entries (the cvae's conditions)
+    cfg.latent_dim = arch.get("built_latent_dim", arch["latent_dim"])
+    normaliser = Normaliser.load(directory / NORMALISER_JSON)
+    model = build_model(cfg, arch["n_features"], columns=normaliser.active)
     state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
-    return TrainedModel(model, Normaliser.load(directory / NORMALISER_JSON), meta)
+    return TrainedModel(model, normaliser, meta)

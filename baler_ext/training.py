@@ -1,25 +1,35 @@
-"""The training loop: seeded split, Adam, early stopping, per-epoch history."""
+"""The training loop: seeded split, initialisation, Adam with weight decay,
+ReduceLROnPlateau, early stopping, gradient clipping, per-epoch history and
+checkpoints that ``--resume`` continues from.
+"""
 
 from __future__ import annotations
 
-import copy
 import csv
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from baler_ext.config import TrainingConfig
-from baler_ext.errors import ConfigError
-from baler_ext.losses import reconstruction_loss
+from baler_ext.errors import ConfigError, ProjectError
+from baler_ext.losses import activation_l1, reconstruction_loss
 from baler_ext.models.base import Autoencoder
+from baler_ext.project import atomic_path
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,6 +57,138 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+# --- initialisation -----------------------------------------------------------------------
+
+
+def _he(w: torch.Tensor) -> None:
+    nn.init.kaiming_normal_(w, a=0.01, nonlinearity="leaky_relu")
+
+
+INITIALISERS: dict[str, Callable[[torch.Tensor], Any]] = {
+    "he": _he,
+    "xavier": nn.init.xavier_uniform_,
+    "orthogonal": nn.init.orthogonal_,
+}
+
+
+def init_weights(model: nn.Module, scheme: str) -> None:
+    r"""Initialise every ``Linear`` weight of ``model`` by ``scheme``, biases to zero.
+
+    ``he``: :math:`\mathcal N(0, 2 / ((1 + a^2) n_{in}))` with the LeakyReLU slope
+    :math:`a = 0.01` (He et al., arXiv:1502.01852); ``xavier``:
+    :math:`\mathcal U(\pm\sqrt{6 / (n_{in} + n_{out})})` (Glorot & Bengio 2010);
+    ``orthogonal``: a (semi-)orthogonal matrix (Saxe et al., arXiv:1312.6120).
+    Other parameters (BatchNorm, codebooks) keep their own initialisation.
+    """
+    try:
+        fn = INITIALISERS[scheme]
+    except KeyError:
+        raise ConfigError(f"unknown init '{scheme}'; valid: {', '.join(INITIALISERS)}") from None
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                fn(m.weight)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+# --- loss terms ---------------------------------------------------------------------------
+
+
+@contextmanager
+def capture_activations(model: Autoencoder, enabled: bool) -> Iterator[list[torch.Tensor]]:
+    """Collect the outputs of the model's :meth:`~Autoencoder.sparsity_modules` while active."""
+    acts: list[torch.Tensor] = []
+    handles = []
+    if enabled:
+        for m in model.sparsity_modules():
+            handles.append(m.register_forward_hook(lambda _m, _i, out: acts.append(out)))
+    try:
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def batch_terms(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Forward pass and named loss terms (``reconstruction``, regularisers, ``total``)."""
+    with capture_activations(model, cfg.activation_l1 > 0) as acts:
+        out = model(x)
+    terms = {"reconstruction": reconstruction_loss(cfg.loss)(x, out["x_hat"])}
+    if cfg.activation_l1 > 0:
+        terms["activation_l1"] = cfg.activation_l1 * activation_l1(acts)
+    terms.update(model.regularisers(x, out))
+    terms["total"] = sum(terms.values())  # type: ignore[assignment]
+    return terms, out
+
+
+@torch.no_grad()
+def evaluate_terms(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig) -> dict[str, float]:
+    """Row-weighted mean of every loss term over ``x`` in eval mode."""
+    model.eval()
+    sums: dict[str, float] = {}
+    for start in range(0, len(x), cfg.batch_size):
+        xb = x[start : start + cfg.batch_size]
+        terms, _ = batch_terms(model, xb, cfg)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
+    return {k: v / max(len(x), 1) for k, v in sums.items()}
+
+
+def evaluate_loss(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig) -> float:
+    """Mean total loss over ``x`` in eval mode."""
+    return evaluate_terms(model, x, cfg)["total"]
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "shuffle": gen.get_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                  int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["shuffle"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically (plain tensors and containers only)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
+    if not path.is_file():
+        raise ProjectError(f"no checkpoint at {path} to resume from; train without --resume")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise ProjectError(f"{path}: unsupported checkpoint version {state.get('version')}")
+    return state
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
 @dataclass
 class TrainResult:
     """Outcome of :func:`fit`."""
@@ -55,36 +197,23 @@ class TrainResult:
     best_epoch: int = 0
     best_val_loss: float = float("inf")
     train_time_s: float = 0.0
+    stopped_early: bool = False
 
 
-def _batch_terms(model: Autoencoder, x: torch.Tensor, loss_name: str) -> dict[str, torch.Tensor]:
-    out = model(x)
-    terms = {"reconstruction": reconstruction_loss(loss_name)(x, out["x_hat"])}
-    terms.update(model.regularisers(x, out))
-    terms["total"] = sum(terms.values())
-    return terms
-
-
-@torch.no_grad()
-def evaluate_loss(model: Autoencoder, x: torch.Tensor, loss_name: str, batch_size: int) -> float:
-    """Mean total loss over ``x`` in eval mode."""
-    model.eval()
-    total, n = 0.0, 0
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size]
-        total += float(_batch_terms(model, xb, loss_name)["total"]) * len(xb)
-        n += len(xb)
-    return total / max(n, 1)
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: TrainingConfig,
-        device: torch.device, history_path: Path | None = None) -> TrainResult:
+        device: torch.device, history_path: Path | None = None,
+        checkpoint_path: Path | None = None, resume: bool = False,
+        on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
     """Train ``model`` in place and restore its best-validation weights.
 
     Parameters
     ----------
     model
-        The autoencoder, already in its dtype.
+        The autoencoder, already in its dtype and initialised.
     x_train, x_val
         Normalised training and validation matrices.
     cfg
@@ -93,18 +222,54 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         Where model, data and every loss term live.
     history_path
         Where to write ``history.csv`` (one row per epoch), if given.
+    checkpoint_path
+        Where to write a checkpoint after every epoch, if given.
+    resume
+        Continue from ``checkpoint_path`` instead of starting afresh; a run
+        resumed after any interruption ends with the same weights as an
+        uninterrupted one (same seed, same device and thread count).
+    on_epoch_end
+        Called with the epoch number after the epoch's checkpoint is written.
     """
+    if cfg.lr_patience and not 0.0 < cfg.lr_factor < 1.0:
+        raise ConfigError(f"'training.lr_factor' must be in (0, 1), got {cfg.lr_factor}")
     dtype = next(model.parameters()).dtype
     model.to(device)
     xt = torch.as_tensor(x_train, dtype=dtype, device=device)
     xv = torch.as_tensor(x_val, dtype=dtype, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(model.main_parameters(), lr=cfg.learning_rate,
+                           weight_decay=cfg.weight_decay)
+    aux_params = model.auxiliary_parameters()
+    aux_opt = (torch.optim.Adam(aux_params, lr=model.auxiliary_learning_rate or cfg.learning_rate)
+               if aux_params else None)
+    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+        if cfg.lr_patience else None)
     gen = torch.Generator().manual_seed(cfg.seed)
     result = TrainResult()
-    best_state = copy.deepcopy(model.state_dict())
-    stale = 0
-    t_start = time.perf_counter()
-    bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=None, leave=False)
+    best_state = _state_copy(model)
+    stale, first_epoch, elapsed = 0, 1, 0.0
+    if resume:
+        if checkpoint_path is None:
+            raise ProjectError("resume needs a checkpoint path")
+        ck = load_checkpoint(checkpoint_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimiser"])
+        if aux_opt is not None:
+            aux_opt.load_state_dict(ck["aux_optimiser"])
+        if sched is not None:
+            sched.load_state_dict(ck["scheduler"])
+        best_state = ck["best_state"]
+        stale, first_epoch, elapsed = ck["stale"], ck["epoch"] + 1, ck["elapsed"]
+        result.history = ck["history"]
+        result.best_epoch, result.best_val_loss = ck["best_epoch"], ck["best_val_loss"]
+        _set_rng_state(ck["rng"], gen)
+        log.info("resuming from %s after epoch %d", checkpoint_path, ck["epoch"])
+        if ck["finished"]:
+            first_epoch = cfg.epochs + 1
+    t_start = time.perf_counter() - elapsed
+    bar = tqdm(range(first_epoch, cfg.epochs + 1), desc="train", unit="epoch", disable=None,
+               leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -112,29 +277,67 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         sums: dict[str, float] = {}
         for start in range(0, len(xt), cfg.batch_size):
             xb = xt[perm[start : start + cfg.batch_size]]
-            terms = _batch_terms(model, xb, cfg.loss)
+            if len(xb) < 2 and start > 0:  # BatchNorm cannot train on a single row
+                continue
+            terms, out = batch_terms(model, xb, cfg)
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.main_parameters(), cfg.grad_clip)
             opt.step()
+            if aux_opt is not None:
+                for _ in range(model.auxiliary_steps):
+                    aux_terms = model.auxiliary_loss(xb, out)
+                    aux_opt.zero_grad(set_to_none=True)
+                    sum(aux_terms.values()).backward()  # type: ignore[union-attr]
+                    if cfg.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(aux_params, cfg.grad_clip)
+                    aux_opt.step()
+                terms.update({k: v.detach() for k, v in aux_terms.items()})  # last step
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(xb)
-        val_loss = evaluate_loss(model, xv, cfg.loss, cfg.batch_size)
-        row = {"epoch": epoch, "train_loss": sums.pop("total") / len(xt), "val_loss": val_loss}
-        row.update({f"train_{k}": v / len(xt) for k, v in sums.items()})
+        n_seen = len(xt)
+        val = evaluate_terms(model, xv, cfg)
+        val_loss = val["total"]
+        row: dict[str, float] = {"epoch": epoch, "train_loss": sums.pop("total") / n_seen,
+                                 "val_loss": val_loss}
+        row.update({f"train_{k}": v / n_seen for k, v in sums.items()})
+        row.update({f"val_{k}": v for k, v in val.items() if k != "total"})
         row["lr"] = opt.param_groups[0]["lr"]
         row["epoch_time_s"] = time.perf_counter() - t0
         result.history.append(row)
         bar.set_postfix(train=f"{row['train_loss']:.3g}", val=f"{val_loss:.3g}")
-        log.debug("epoch %d: %s", epoch, row)
+        log.info("epoch %d: %s", epoch, ", ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if not np.isfinite(val_loss):
+            raise ConfigError(f"validation loss became {val_loss} at epoch {epoch}; lower "
+                              "training.learning_rate or set training.grad_clip")
+        if sched is not None:
+            sched.step(val_loss)
         if val_loss < result.best_val_loss - cfg.min_delta:
             result.best_val_loss, result.best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = _state_copy(model)
             stale = 0
         else:
             stale += 1
-            if cfg.early_stopping_patience and stale >= cfg.early_stopping_patience:
-                log.info("early stopping at epoch %d (best %d)", epoch, result.best_epoch)
-                break
+        stop = bool(cfg.early_stopping_patience and stale >= cfg.early_stopping_patience)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, {
+                "version": CHECKPOINT_VERSION, "epoch": epoch, "model": _state_copy(model),
+                "optimiser": opt.state_dict(),
+                "aux_optimiser": aux_opt.state_dict() if aux_opt is not None else {},
+                "scheduler": sched.state_dict() if sched is not None else {},
+                "best_state": best_state, "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss, "stale": stale,
+                "history": result.history, "rng": _rng_state(gen),
+                "elapsed": time.perf_counter() - t_start, "finished": stop,
+            })
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if stop:
+            log.info("early stopping at epoch %d (best %d)", epoch, result.best_epoch)
+            result.stopped_early = True
+            break
     bar.close()
     model.load_state_dict(best_state)
     result.train_time_s = time.perf_counter() - t_start
@@ -144,10 +347,13 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
 
 
 def write_history(history: list[dict[str, float]], path: Path) -> None:
-    """Write the per-epoch history as CSV."""
+    """Write the per-epoch history as CSV (columns: the union over epochs, in order)."""
     if not history:
         return
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+    names: list[str] = []
+    for row in history:
+        names += [k for k in row if k not in names]
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
         writer.writerows(history)

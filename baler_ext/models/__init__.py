@@ -1,6 +1,6 @@
 """Autoencoder models; importing this package registers every model family."""
 
-from baler_ext.models import sae  # noqa: F401
+from baler_ext.models import aae, sae, vae, vqvae, wae  # noqa: F401
 from baler_ext.models.base import Autoencoder, build_model, latent_size
 from baler_ext.models.registry import MODEL_REGISTRY, model_class, register_model
 

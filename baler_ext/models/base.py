@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from baler_ext.config import ModelConfig
+from baler_ext.errors import ConfigError
 from baler_ext.models.registry import model_class, parse_options
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -20,6 +21,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "silu": nn.SiLU,
 }
+ACTIVATION_TYPES: tuple[type, ...] = (nn.LeakyReLU, nn.ReLU, nn.ELU, nn.Tanh, nn.SiLU)
 
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 
@@ -31,9 +33,22 @@ class Autoencoder(nn.Module):
     returns a dict of named tensors (at least ``x_hat`` and ``z``), and
     :meth:`regularisers` returns the model's extra loss terms, already weighted,
     which the training loop adds to the reconstruction loss and logs by name.
+
+    Models with a second player (the adversarial autoencoder's discriminator)
+    expose its parameters through :meth:`auxiliary_parameters` and its loss
+    through :meth:`auxiliary_loss`; the training loop gives them their own Adam
+    optimiser and takes :attr:`auxiliary_steps` steps of it per main step.
+
+    Attributes
+    ----------
+    discrete_latent
+        ``True`` when the latent is a choice among codebook vectors (VQ-VAE):
+        the codec may then store ``encode_indices(x)`` (integers) instead of
+        the float latent and rebuild it with ``decode_indices``.
     """
 
     registry_name: str = ""
+    discrete_latent: bool = False
 
     def __init__(self, n_features: int, latent_dim: int) -> None:
         super().__init__()
@@ -58,6 +73,49 @@ class Autoencoder(nn.Module):
         """Named, weighted extra loss terms (none for a plain autoencoder)."""
         return {}
 
+    # --- a second optimised player (e.g. the AAE discriminator) --------------------------
+
+    auxiliary_steps: int = 1
+    auxiliary_learning_rate: float | None = None
+
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by their own optimiser on :meth:`auxiliary_loss` (none here)."""
+        return []
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained on the reconstruction loss plus :meth:`regularisers`."""
+        aux = {id(p) for p in self.auxiliary_parameters()}
+        return [p for p in self.parameters() if id(p) not in aux]
+
+    def auxiliary_loss(
+        self, x: torch.Tensor, out: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Named terms whose sum the auxiliary optimiser minimises (none here)."""
+        return {}
+
+    # --- what the codec must know -------------------------------------------------------
+
+    @property
+    def lossless_columns(self) -> list[str]:
+        """Names of input columns the codec must store losslessly (none by default)."""
+        return []
+
+    @property
+    def lossless_latent_dims(self) -> list[int]:
+        """Latent positions that carry :attr:`lossless_columns` verbatim (none by default)."""
+        return []
+
+    def sparsity_modules(self) -> list[nn.Module]:
+        """Activation layers whose outputs the optional L1 activation penalty acts on.
+
+        The activations of ``self.encoder`` and ``self.decoder`` (all of the
+        model's activations when it has neither).
+        """
+        parts = [m for m in (getattr(self, "encoder", None), getattr(self, "decoder", None))
+                 if isinstance(m, nn.Module)]
+        roots = parts or [self]
+        return [m for root in roots for m in root.modules() if isinstance(m, ACTIVATION_TYPES)]
+
 
 def mlp(widths: list[int], activation: str, final_activation: bool = False) -> nn.Sequential:
     """Linear layers ``widths[0] -> ... -> widths[-1]`` with activations between them."""
@@ -76,12 +134,30 @@ def latent_size(cfg: ModelConfig, n_features: int) -> int:
     return max(1, math.ceil(n_features / cfg.compression_ratio))
 
 
-def build_model(cfg: ModelConfig, n_features: int) -> Autoencoder:
-    """Instantiate the configured model in the configured dtype (on the CPU)."""
+def build_model(cfg: ModelConfig, n_features: int,
+                columns: Sequence[str] | None = None) -> Autoencoder:
+    """Instantiate the configured model in the configured dtype (on the CPU).
+
+    Parameters
+    ----------
+    cfg
+        The ``[model]`` section.
+    n_features
+        Number of columns the network sees.
+    columns
+        Their names, in order; needed by models that treat named columns apart
+        (the conditional VAE's conditions).
+    """
     cls = model_class(cfg.name)
     options = parse_options(cls, cfg.options)
     kwargs: dict[str, Any] = {"hidden": list(cfg.hidden), "activation": cfg.activation}
     if options is not None:
         kwargs["options"] = options
+    if getattr(cls, "needs_columns", False):
+        if columns is None:
+            raise ConfigError(f"model '{cfg.name}' needs the column names to be built")
+        if len(columns) != n_features:
+            raise ConfigError(f"{len(columns)} column names for {n_features} features")
+        kwargs["columns"] = list(columns)
     model = cls(n_features, latent_size(cfg, n_features), **kwargs)
     return model.to(DTYPES[cfg.dtype])

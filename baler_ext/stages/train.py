@@ -1,22 +1,39 @@
-"""``--mode train``: fit the normaliser on the training split and train the model."""
+"""``--mode train``: fit the normaliser, train the model, save it with its history."""
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from baler_ext.config import Config, to_dict
 from baler_ext.errors import InputDataError
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import save_model
-from baler_ext.models.base import build_model
+from baler_ext.models.base import Autoencoder, build_model
 from baler_ext.normalise import Normaliser
-from baler_ext.project import Project
-from baler_ext.training import TrainResult, fit, resolve_device, seed_everything, split_indices
+from baler_ext.project import Project, atomic_path
+from baler_ext.training import (
+    CHECKPOINT,
+    TrainResult,
+    fit,
+    init_weights,
+    resolve_device,
+    seed_everything,
+    split_indices,
+)
 
 log = logging.getLogger(__name__)
+
+VALIDATION_JSON = "validation.json"
+LOSS_PLOT = "loss"
 
 
 @dataclass
@@ -27,6 +44,7 @@ class TrainOutcome:
     model_hash: str
     n_rows: int
     columns: list[str]
+    validation: dict[str, Any] = field(default_factory=dict)
 
 
 def load_training_matrix(cfg: Config) -> tuple[np.ndarray, list[str]]:
@@ -43,8 +61,68 @@ def load_training_matrix(cfg: Config) -> tuple[np.ndarray, list[str]]:
     return values, columns
 
 
-def train(project: Project, cfg: Config) -> TrainOutcome:
-    """Train the configured model on the project's inputs and save it."""
+@torch.no_grad()
+def reconstruct(model: Autoencoder, normaliser: Normaliser, values: np.ndarray,
+                batch_size: int = 8192) -> np.ndarray:
+    """``values`` (raw, all compressed columns) through the model in eval mode, raw units."""
+    model.eval()
+    p = next(model.parameters())
+    x = normaliser.transform(values)
+    parts = []
+    for start in range(0, len(x), batch_size):
+        xb = torch.as_tensor(x[start : start + batch_size], dtype=p.dtype, device=p.device)
+        parts.append(model(xb)["x_hat"].cpu().numpy())
+    return normaliser.inverse(np.concatenate(parts) if parts else x[:0])
+
+
+def column_errors(original: np.ndarray, restored: np.ndarray,
+                  columns: list[str]) -> dict[str, dict[str, float]]:
+    r"""Per column: RMS residual, RMS residual over the column's std, and the RMS
+    relative error :math:`\sqrt{\langle((\hat x - x)/x)^2\rangle}` over rows with
+    :math:`x \neq 0`."""
+    out: dict[str, dict[str, float]] = {}
+    for j, name in enumerate(columns):
+        x, r = original[:, j], restored[:, j] - original[:, j]
+        nz = x != 0
+        std = float(np.std(x))
+        out[name] = {
+            "rms": float(np.sqrt(np.mean(r**2))),
+            "rms_over_std": float(np.sqrt(np.mean(r**2)) / std) if std > 0 else 0.0,
+            "rms_rel": float(np.sqrt(np.mean((r[nz] / x[nz]) ** 2))) if nz.any() else float("nan"),
+        }
+    return out
+
+
+def write_loss_plot(history_csv: Path, out_dir: Path) -> Path | None:
+    """``loss.png``: the loss columns of ``history.csv`` and the learning rate per epoch."""
+    from baler_ext.evaluation.plots import plot_training_history
+
+    with history_csv.open() as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return None
+    keep = [k for k in rows[0] if k != "epoch_time_s"]
+    with tempfile.TemporaryDirectory() as tmp:
+        loss_csv = Path(tmp) / "loss.csv"
+        with loss_csv.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keep, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        return plot_training_history(loss_csv, out_dir, filename=LOSS_PLOT)
+
+
+def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
+    """Train the configured model on the project's inputs and save it.
+
+    Parameters
+    ----------
+    project
+        The project; the model goes to ``output/model/``.
+    cfg
+        The validated config.
+    resume
+        Continue an interrupted run from ``output/model/checkpoint.pt``.
+    """
     seed_everything(cfg.training.seed)
     device = resolve_device(cfg.training.device)
     values, columns = load_training_matrix(cfg)
@@ -55,18 +133,33 @@ def train(project: Project, cfg: Config) -> TrainOutcome:
     if n_active == 0:
         raise InputDataError("every selected column is constant: nothing for a model to learn")
     x = normaliser.transform(values)
-    model = build_model(cfg.model, n_active)
+    model = build_model(cfg.model, n_active, columns=normaliser.active)
+    init_weights(model, cfg.training.init)
     log.info("training %s on %d rows x %d columns (latent %d) on %s, %s",
              cfg.model.name, len(train_idx), n_active, model.latent_dim, device, cfg.model.dtype)
     out_dir = project.dir("model")
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / CHECKPOINT if cfg.training.checkpoint or resume else None
     result = fit(model, x[train_idx], x[val_idx], cfg.training, device,
-                 history_path=out_dir / "history.csv")
+                 history_path=out_dir / "history.csv", checkpoint_path=checkpoint,
+                 resume=resume)
+    restored = reconstruct(model, normaliser, values[val_idx])
+    validation = {"rows": len(val_idx), "best_val_loss": result.best_val_loss,
+                  "columns": column_errors(values[val_idx], restored, columns)}
+    with atomic_path(out_dir / VALIDATION_JSON) as tmp:
+        tmp.write_text(json.dumps(validation, indent=1))
+    try:
+        write_loss_plot(out_dir / "history.csv", out_dir)
+    except (ImportError, InputDataError) as exc:
+        log.warning("no loss plot: %s", exc)
     digest = save_model(out_dir, model.cpu(), cfg.model, normaliser, extra={
         "columns": columns, "train_rows": len(train_idx), "val_rows": len(val_idx),
         "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
         "train_time_s": result.train_time_s, "config": to_dict(cfg),
+        "lossless_columns": model.lossless_columns,
+        "lossless_latent_dims": model.lossless_latent_dims,
+        "discrete_latent": model.discrete_latent,
     })
     log.info("trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
              result.train_time_s, result.best_val_loss, result.best_epoch, digest[:12])
-    return TrainOutcome(result, digest, len(values), columns)
+    return TrainOutcome(result, digest, len(values), columns, validation)
