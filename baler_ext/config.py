@@ -98,7 +98,9 @@ class TrainingConfig:
     batch_size: int = field(default=512, metadata=doc("rows per optimisation step"))
     learning_rate: float = field(default=1e-3, metadata=doc("Adam learning rate"))
     weight_decay: float = field(default=0.0, metadata=doc("Adam weight decay"))
-    loss: str = field(default="mse", metadata=doc("reconstruction loss: mse | mse_sum | l1_mean"))
+    loss: str = field(
+        default="mse", metadata=doc("reconstruction loss: mse | mse_sum | l1_mean | l1_sum")
+    )
     validation_fraction: float = field(
         default=0.2, metadata=doc("fraction of rows held out for validation and early stopping")
     )
@@ -113,17 +115,70 @@ class TrainingConfig:
         default=None, metadata=doc("use at most this many rows for training (random, seeded)")
     )
     device: str = field(default="auto", metadata=doc("auto (CUDA when present) | cpu | cuda"))
+    init: str = field(default="he", metadata=doc("weight initialisation: he | xavier | orthogonal"))
+    lr_patience: int = field(
+        default=5, metadata=doc("ReduceLROnPlateau: epochs without improvement; 0 disables")
+    )
+    lr_factor: float = field(default=0.5, metadata=doc("ReduceLROnPlateau: factor on the LR"))
+    min_lr: float = field(default=1e-6, metadata=doc("ReduceLROnPlateau: lowest learning rate"))
+    grad_clip: float = field(
+        default=0.0, metadata=doc("clip the gradient norm to this value; 0 disables")
+    )
+    activation_l1: float = field(
+        default=0.0, metadata=doc("weight of the L1 activation-sparsity penalty; 0 disables")
+    )
+    checkpoint: bool = field(
+        default=True, metadata=doc("write output/model/checkpoint.pt every epoch (for --resume)")
+    )
 
 
 @dataclass
 class CompressionConfig:
     """``[compression]``: what goes into the compressed file."""
 
-    mode: str = field(default="latent", metadata=doc("latent: the latent only, lossy, no bound"))
+    mode: str = field(
+        default="latent",
+        metadata=doc("latent: the latent only, lossy, no bound | bounded: every value within "
+                     "its bound"),
+    )
     latent_dtype: str = field(
         default="float32", metadata=doc("storage dtype of the latent: float64 | float32 | float16")
     )
+    latent_bits: int | None = field(
+        default=None,
+        metadata=doc("quantise the latent to this many bits per dimension (bounded: default 8)"),
+    )
+    bounds: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {"default": {"rel": 1e-3}},
+        metadata=doc("bounded mode: max error per value, {abs = x} or {rel = x} per column name "
+                     "or default"),
+    )
+    entropy_coder: str = field(
+        default="range",
+        metadata=doc("coder of the integer codes: range (adaptive range coder) | zstd"),
+    )
+    embed_decoder: bool = field(
+        default=False, metadata=doc("store the decoder weights in each compressed file")
+    )
     zstd_level: int = field(default=19, metadata=doc("zstd level of every section (1-22)"))
+
+    def validate(self) -> None:
+        """Check ``bounds``: each entry holds exactly one of ``abs``/``rel``, > 0 and finite."""
+        if self.latent_bits is not None and not 1 <= self.latent_bits <= 24:
+            raise ConfigError(f"'compression.latent_bits' must be in 1-24, got {self.latent_bits}")
+        if "default" not in self.bounds:
+            raise ConfigError("'compression.bounds' needs a default entry, e.g. "
+                              "bounds = {default = {rel = 1e-3}}")
+        for col, spec in self.bounds.items():
+            if len(spec) != 1 or next(iter(spec)) not in ("abs", "rel"):
+                raise ConfigError(
+                    f"'compression.bounds.{col}' = {spec!r}: give exactly one of abs or rel, "
+                    "e.g. {abs = 1e-3}"
+                )
+            value = next(iter(spec.values()))
+            if not 0.0 < value < float("inf"):
+                raise ConfigError(f"'compression.bounds.{col}' must be > 0 and finite, got "
+                                  f"{value}")
 
 
 @dataclass
@@ -141,6 +196,42 @@ class OutputConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """``[evaluation]``: what ``--mode evaluate`` plots and lists."""
+
+    colour_by: str | None = field(
+        default=None,
+        metadata=doc("column of the input that colours the latent plots; default: the first "
+                     "integer flag (2-10 values), else the first compressed column"),
+    )
+    top_k: int = field(default=10, metadata=doc("most anomalous rows listed in metrics.json"))
+    latent_rows: int = field(
+        default=20_000, metadata=doc("rows encoded for the latent plots (random, seeded)")
+    )
+
+    def validate(self) -> None:
+        """Check ``top_k >= 0`` and ``latent_rows > 0``."""
+        if self.top_k < 0:
+            raise ConfigError(f"'evaluation.top_k' must be >= 0, got {self.top_k}")
+        if self.latent_rows <= 0:
+            raise ConfigError(f"'evaluation.latent_rows' must be > 0, got {self.latent_rows}")
+
+
+@dataclass
+class ScanConfig:
+    """``[scan]``: a grid of config values trained by ``--mode scan``.
+
+    Written as ``"section.key" = [values...]`` lines (or ``grid = {...}``); every
+    combination is trained as a sub-project under ``output/scan/``.
+    """
+
+    grid: dict[str, list[Any]] = field(
+        default_factory=dict,
+        metadata=doc('"section.key" = [values...], e.g. "model.latent_dim" = [4, 8]'),
+    )
+
+
+@dataclass
 class Config:
     """A whole validated project configuration."""
 
@@ -149,7 +240,9 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     analysis: AnalysisSpec | None = None
+    scan: ScanConfig | None = None
     source: Path | None = None
 
     @property
@@ -164,9 +257,11 @@ SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "compression": CompressionConfig,
     "output": OutputConfig,
+    "evaluation": EvaluationConfig,
     "analysis": AnalysisSpec,
+    "scan": ScanConfig,
 }
-OPTIONAL_SECTIONS = frozenset({"analysis"})
+OPTIONAL_SECTIONS = frozenset({"analysis", "scan"})
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "format"): ("auto", "root", "parquet"),
@@ -176,7 +271,9 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "activation"): ("leaky_relu", "relu", "elu", "tanh", "silu"),
     ("training", "loss"): ("mse", "mse_sum", "l1_mean", "l1_sum"),
     ("training", "device"): ("auto", "cpu", "cuda"),
-    ("compression", "mode"): ("latent",),
+    ("training", "init"): ("he", "xavier", "orthogonal"),
+    ("compression", "mode"): ("latent", "bounded"),
+    ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("output", "format"): ("same", "root", "parquet"),
 }
@@ -355,6 +452,17 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
     return raw
 
 
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"latent_dim": [4]}}`` -> ``{"model.latent_dim": [4]}`` (for ``[scan]``)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None) -> Config:
     """Validate a raw TOML dictionary into a :class:`Config`."""
     sections: dict[str, Any] = {}
@@ -366,6 +474,9 @@ def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: '{name}' must be a table ([{name}]), got {table!r}")
+        if name == "scan":  # "section.key" = [values] lines (quoted or not) form the grid
+            table = {"grid": {**table.get("grid", {}), **_flatten(
+                {k: v for k, v in table.items() if k != "grid"})}}
         sections[name] = build_section(SECTIONS[name], table, where, name)
     for name, cls in SECTIONS.items():
         if name not in sections and name not in OPTIONAL_SECTIONS:
