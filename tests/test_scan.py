@@ -69,3 +69,21 @@ def test_scan_without_grid_is_an_error(jets_parquet, make_project) -> None:
     projects, name = make_project(jets_parquet)
     assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan",
                  "-q"]) != 0
+
+
+def test_scan_reports_the_mass_shift_when_analysis_is_configured(flat_parquet,
+                                                                  make_project) -> None:
+    projects, name = make_project(
+        flat_parquet, model={"hidden": [16, 8]},
+        analysis={"column": "mass", "fit_range": [120.0, 230.0], "bins": 30,
+                  "peak": "gauss", "background": "poly0"},
+        scan={"data.passthrough": [["mass"], ["frac"]]},
+    )
+    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan",
+                 "-q"]) == 0
+    rows = list(csv.DictReader((projects / name / "output" / "scan" / "scan.csv").open()))
+    by_pass = {r["data.passthrough"]: r for r in rows}
+    lossless = by_pass['["mass"]']
+    assert float(lossless["mass_shift_sigma"]) == 0.0  # mass stored losslessly: no shift
+    other = by_pass['["frac"]']
+    assert other["mass"] == "fit failed" or float(other["mass"]) > 0

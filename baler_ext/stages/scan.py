@@ -6,7 +6,9 @@ as a sub-project under ``output/scan/<run-id>/`` (its model in
 ``scan.md`` list the runs ranked by validation reconstruction loss (the total
 validation loss is listed too, but it holds each model's own regularisers and
 is not comparable across model families), with the per-column RMS relative
-error on the validation split.
+error on the validation split. When ``[analysis]`` is configured, each run is also compressed,
+decompressed and fitted, and the table gains the fitted mass and width and their
+shifts in units of the combined statistical error.
 """
 
 from __future__ import annotations
@@ -85,18 +87,16 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
     combos = combinations(cfg.scan.grid)
     out_dir = project.output / SCAN_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.analysis is not None:
-        log.warning("scan: the mass shift per run is not computed yet (analyse stage); "
-                    "ranking by reconstruction only")
     rows: list[dict[str, Any]] = []
     columns: list[str] = []
     for i, overrides in enumerate(combos):
         rid = run_id(i, overrides)
         row: dict[str, Any] = {"run": rid, **{k: toml_value(v) for k, v in overrides.items()}}
         log.info("scan %d/%d: %s", i + 1, len(combos), overrides)
+        sub_project = Project(f"{project.name}/{SCAN_DIR}/{rid}", out_dir / rid)
         try:
             sub_cfg = run_config(cfg, overrides)
-            outcome = train(Project(f"{project.name}/{SCAN_DIR}/{rid}", out_dir / rid), sub_cfg)
+            outcome = train(sub_project, sub_cfg)
         except BalerError as exc:
             log.warning("scan run %s failed: %s", rid, exc)
             row["status"] = f"failed: {exc}"
@@ -109,6 +109,8 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
             "val_loss": outcome.result.best_val_loss, "best_epoch": outcome.result.best_epoch,
             "epochs": len(hist), "train_time_s": outcome.result.train_time_s,
         })
+        if sub_cfg.analysis is not None:
+            row.update(mass_shift(sub_project, sub_cfg))
         for col, err in outcome.validation["columns"].items():
             row[f"rms_rel_{col}"] = err["rms_rel"]
             if col not in columns:
@@ -117,10 +119,30 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
     rows.sort(key=lambda r: (r["status"] != "ok", r.get("val_reconstruction", math.inf)))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank if row["status"] == "ok" else ""
+    shift = ["mass", "mass_shift_sigma", "width", "width_shift_sigma"]
     names = ["rank", "run", *cfg.scan.grid, "val_reconstruction", "val_loss", "best_epoch",
-             "epochs", "train_time_s", *(f"rms_rel_{c}" for c in columns), "status"]
+             "epochs", "train_time_s", *(f"rms_rel_{c}" for c in columns),
+             *(shift if cfg.analysis is not None else []), "status"]
     write_tables(rows, names, out_dir)
     return rows
+
+
+def mass_shift(project: Project, cfg: Config) -> dict[str, Any]:
+    """Compress, decompress and fit one scan run; its mass/width and shifts in σ."""
+    from baler_ext.stages.analyse import analyse
+    from baler_ext.stages.compress import compress
+    from baler_ext.stages.decompress import decompress
+
+    try:
+        compress(project, cfg)
+        decompress(project, cfg)
+        result = analyse(project, cfg)
+    except BalerError as exc:  # a failed fit is a result of the run, not a crash of the scan
+        log.warning("scan run %s: analysis failed: %s", project.name, exc)
+        return {"mass": "fit failed", "width": "fit failed"}
+    c = result.comparison
+    return {"mass": result.after.mass, "mass_shift_sigma": c.mass_shift_sigma,
+            "width": result.after.width, "width_shift_sigma": c.width_shift_sigma}
 
 
 def write_tables(rows: list[dict[str, Any]], names: list[str], out_dir: Path) -> None:
