@@ -10,20 +10,15 @@ from collections.abc import Callable
 
 import torch
 
-from baler_ext.errors import ConfigError
+from baler_ext.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-RECONSTRUCTION_LOSSES: dict[str, LossFn] = {}
+RECONSTRUCTION_LOSSES: Registry[LossFn] = Registry("loss")
 
 
 def register_loss(name: str) -> Callable[[LossFn], LossFn]:
     """Decorator registering a reconstruction loss under ``name``."""
-
-    def decorator(fn: LossFn) -> LossFn:
-        RECONSTRUCTION_LOSSES[name] = fn
-        return fn
-
-    return decorator
+    return RECONSTRUCTION_LOSSES.register(name)
 
 
 @register_loss("mse")
@@ -54,12 +49,7 @@ def l1_sum(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 def reconstruction_loss(name: str) -> LossFn:
     """The loss registered as ``name``; a ConfigError lists the valid names."""
-    try:
-        return RECONSTRUCTION_LOSSES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown loss '{name}'; valid losses: {', '.join(RECONSTRUCTION_LOSSES)}"
-        ) from None
+    return RECONSTRUCTION_LOSSES.get(name)
 
 
 # --- regularisers ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import ClassVar, TypeVar
 import numpy as np
 from scipy import special
 
-from baler_ext.errors import ConfigError
+from baler_ext.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,8 @@ class BackgroundShape(Shape):
 
 # --------------------------------------------------------------------------- registries
 
-PEAKS: dict[str, PeakShape] = {}
-BACKGROUNDS: dict[str, BackgroundShape] = {}
+PEAKS: Registry[type[PeakShape]] = Registry("peak shape", name_attr="name")
+BACKGROUNDS: Registry[type[BackgroundShape]] = Registry("background shape", name_attr="name")
 
 P = TypeVar("P", bound=type[PeakShape])
 B = TypeVar("B", bound=type[BackgroundShape])
@@ -209,58 +209,32 @@ B = TypeVar("B", bound=type[BackgroundShape])
 
 def register_peak(name: str) -> Callable[[P], P]:
     """Class decorator adding a :class:`PeakShape` subclass to :data:`PEAKS` under ``name``."""
-
-    def deco(cls: P) -> P:
-        if name in PEAKS:
-            raise ValueError(f"peak shape '{name}' is registered twice")
-        cls.name = name
-        PEAKS[name] = cls()
-        return cls
-
-    return deco
+    return PEAKS.register(name)
 
 
 def register_background(name: str) -> Callable[[B], B]:
     """Class decorator adding a :class:`BackgroundShape` subclass to :data:`BACKGROUNDS`."""
-
-    def deco(cls: B) -> B:
-        if name in BACKGROUNDS:
-            raise ValueError(f"background shape '{name}' is registered twice")
-        cls.name = name
-        BACKGROUNDS[name] = cls()
-        return cls
-
-    return deco
+    return BACKGROUNDS.register(name)
 
 
 def peak_names() -> list[str]:
     """Registered peak shapes, in registration order."""
-    return list(PEAKS)
+    return PEAKS.names()
 
 
 def background_names() -> list[str]:
     """Registered background shapes, in registration order."""
-    return list(BACKGROUNDS)
+    return BACKGROUNDS.names()
 
 
 def get_peak(name: str) -> PeakShape:
     """The registered peak shape ``name``; ConfigError listing the valid names otherwise."""
-    try:
-        return PEAKS[name]
-    except KeyError:
-        raise ConfigError(
-            f"peak shape '{name}' is unknown; use one of: {', '.join(PEAKS)}"
-        ) from None
+    return PEAKS.get(name)()
 
 
 def get_background(name: str) -> BackgroundShape:
     """The registered background shape ``name``; ConfigError listing the valid names otherwise."""
-    try:
-        return BACKGROUNDS[name]
-    except KeyError:
-        raise ConfigError(
-            f"background shape '{name}' is unknown; use one of: {', '.join(BACKGROUNDS)}"
-        ) from None
+    return BACKGROUNDS.get(name)()
 
 
 # --------------------------------------------------------------------------- peaks

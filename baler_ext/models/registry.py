@@ -12,35 +12,21 @@ from collections.abc import Callable
 from typing import Any
 
 from baler_ext.errors import ConfigError
+from baler_ext.registry import Registry
 
-MODEL_REGISTRY: dict[str, type] = {}
+MODEL_REGISTRY: Registry[type] = Registry("model", name_attr="registry_name")
 
 
 def register_model(name: str) -> Callable[[type], type]:
     """Class decorator registering an autoencoder under ``name``."""
-
-    def decorator(cls: type) -> type:
-        if name in MODEL_REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        MODEL_REGISTRY[name] = cls
-        cls.registry_name = name
-        return cls
-
-    return decorator
+    return MODEL_REGISTRY.register(name)
 
 
 def model_class(name: str) -> type:
     """The class registered as ``name``; a ConfigError lists the valid names."""
     from baler_ext import models  # noqa: F401  (importing registers every model)
-    from baler_ext.config import suggest
 
-    try:
-        return MODEL_REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown model '{name}'{suggest(name, MODEL_REGISTRY)}; registered models: "
-            f"{', '.join(sorted(MODEL_REGISTRY))}"
-        ) from None
+    return MODEL_REGISTRY.get(name)
 
 
 def parse_options(cls: type, options: dict[str, Any]) -> Any:
