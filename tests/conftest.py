@@ -15,6 +15,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BALER_EXT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small models run fastest single-threaded on a shared, busy 2-core CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of ``../shared/data``; skips the test when it is not there."""

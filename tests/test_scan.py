@@ -5,20 +5,11 @@ from __future__ import annotations
 import csv
 
 import pytest
-import torch
 
 from baler_ext.cli import main
 from baler_ext.config import load_config
 from baler_ext.errors import ConfigError
 from baler_ext.stages.scan import combinations
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_grid_combinations_and_validation() -> None:

@@ -22,14 +22,6 @@ CPU = torch.device("cpu")
 FAST = {"epochs": 4, "batch_size": 200, "max_rows": 2000, "early_stopping_patience": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def data(n: int = 400, d: int = 6) -> np.ndarray:
     rng = np.random.default_rng(0)
     base = rng.normal(size=(n, 2))

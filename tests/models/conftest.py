@@ -19,14 +19,3 @@ def jets_matrix(jets_parquet: Path) -> tuple[np.ndarray, list[str]]:
     cols = [f.name for f in table.schema if str(f.type) == "double"]
     x = np.column_stack([table.column(c).to_numpy()[:N_ROWS] for c in cols])
     return (x - x.mean(0)) / x.std(0), cols
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small models run fastest single-threaded on a shared, busy CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
