@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"BALEREXT"
 END_MAGIC = b"BALEREND"
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
+#: features a reader must understand to decode a file (header key ``features``, 1.1+);
+#: a file that lists one this reader does not know is rejected with "upgrade"
+KNOWN_FEATURES = frozenset({"bounded-relations", "bounded-latent-policy"})
 _PREAMBLE = struct.Struct("<8sHHI")
 _TRAILER = struct.Struct("<QII8s")
 
@@ -178,6 +181,10 @@ class ContainerReader:
         except (zstandard.ZstdError, ValueError) as exc:
             raise self._fail(f"the index cannot be decoded ({exc})") from None
         self.header: dict[str, Any] = index["header"]
+        unknown = sorted(set(self.header.get("features", [])) - KNOWN_FEATURES)
+        if unknown:
+            raise ContainerError(f"{self.path}: uses {', '.join(unknown)}, which this "
+                                 "baler_ext cannot decode; upgrade baler_ext")
         self.sections = [SectionInfo(**s) for s in index["sections"]]
         self._by_key = {(s.name, s.chunk): s for s in self.sections}
         self._data_end = offset

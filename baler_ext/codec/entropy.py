@@ -16,6 +16,11 @@ chunk, or one latent dimension) into named arrays that the container stores, and
     on both sides, and constriction's quantisation of them is deterministic). Codes
     outside the window are coded as the escape symbol and stored verbatim in ``esc``.
     The cost is :math:`-\\sum_i \\log_2 \\hat P(k_i)` bits plus the count table.
+    When escaping costs more than splitting (a wide, flat stream such
+    as a column coded without a model prediction), the stream is split instead: with a
+    shift :math:`s` the high part :math:`(k - a) \\gg s` is coded with the categorical
+    model (no escapes) and the low :math:`s` bits with a uniform model
+    (``head = [a, K, s]``; files without ``s`` have :math:`s = 0`).
 """
 
 from __future__ import annotations
@@ -108,10 +113,18 @@ class RangeCoder(IntCoder):
         if codes.size == 0:
             return {"head": np.zeros(2, np.int64)}
         lo, hi = int(codes.min()), int(codes.max())
+        shift = 0
         if hi - lo + 1 > MAX_ALPHABET:
             centre = int(np.median(codes))
-            lo = max(lo, centre - MAX_ALPHABET // 2)
-            hi = lo + MAX_ALPHABET - 1
+            wlo = max(lo, centre - MAX_ALPHABET // 2)
+            outside = codes.size - np.count_nonzero((codes >= wlo)
+                                                    & (codes < wlo + MAX_ALPHABET))
+            shift = max(0, (hi - lo).bit_length() - 12)
+            while ((hi - lo) >> shift) + 1 > MAX_ALPHABET:
+                shift += 1
+            if codes.size * shift < 64 * outside:  # low bits cost less than escapes
+                return self._encode_split(codes, lo, hi, shift)
+            lo, hi = wlo, wlo + MAX_ALPHABET - 1
         k = hi - lo + 1
         sym = codes - lo
         escaped = (sym < 0) | (sym >= k)
@@ -126,12 +139,37 @@ class RangeCoder(IntCoder):
         return {"head": np.array([lo, k], np.int64), "counts": narrowest(counts),
                 "bits": enc.get_compressed(), "esc": codes[escaped]}
 
+    @staticmethod
+    def _encode_split(codes: np.ndarray, lo: int, hi: int, shift: int) -> dict[str, np.ndarray]:
+        import constriction
+
+        u = codes - lo
+        high, low = u >> shift, u & ((1 << shift) - 1)
+        k = ((hi - lo) >> shift) + 1
+        counts = np.bincount(high, minlength=k + 1).astype(np.uint32)
+        enc = constriction.stream.queue.RangeEncoder()
+        if counts.max() != codes.size:
+            enc.encode(high.astype(np.int32),
+                       constriction.stream.model.Categorical(counts / counts.sum(),
+                                                             perfect=False))
+        for off in range(0, shift, 16):  # constriction's uniform model takes <= 24 bits
+            width = min(16, shift - off)
+            enc.encode(((low >> off) & ((1 << width) - 1)).astype(np.int32),
+                       constriction.stream.model.Uniform(1 << width))
+        return {"head": np.array([lo, k, shift], np.int64), "counts": narrowest(counts),
+                "bits": enc.get_compressed(), "esc": np.zeros(0, np.int64)}
+
     def decode(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
         import constriction
 
         if n == 0:
             return np.zeros(0, np.int64)
-        lo, k = (int(v) for v in arrays["head"])
+        head = [int(v) for v in arrays["head"]]
+        if len(head) == 3 and head[2] > 0:
+            return self._decode_split(arrays, n, *head)
+        if len(head) not in (2, 3):
+            raise ContainerError("a code stream's head is malformed; the file is damaged")
+        lo, k = head[:2]
         counts = arrays["counts"].astype(np.uint64)
         if counts.size != k + 1 or int(counts.sum()) != n:
             raise ContainerError("a code stream's model does not match its length; the file "
@@ -149,3 +187,26 @@ class RangeCoder(IntCoder):
             raise ContainerError("a code stream's escapes do not match; the file is damaged")
         out[escaped] = esc
         return out
+
+    @staticmethod
+    def _decode_split(arrays: dict[str, np.ndarray], n: int, lo: int, k: int,
+                      shift: int) -> np.ndarray:
+        import constriction
+
+        counts = arrays["counts"].astype(np.uint64)
+        if counts.size != k + 1 or int(counts.sum()) != n or not 0 < shift < 40 \
+                or "bits" not in arrays:
+            raise ContainerError("a code stream's model does not match its length; the file "
+                                 "is damaged")
+        dec = constriction.stream.queue.RangeDecoder(arrays["bits"].astype(np.uint32))
+        if counts.max() == n:
+            high = np.full(n, int(np.argmax(counts)), np.int64)
+        else:
+            high = dec.decode(constriction.stream.model.Categorical(
+                counts / counts.sum(), perfect=False), n).astype(np.int64)
+        low = np.zeros(n, np.int64)
+        for off in range(0, shift, 16):
+            width = min(16, shift - off)
+            low |= dec.decode(constriction.stream.model.Uniform(1 << width),
+                              n).astype(np.int64) << off
+        return lo + (high << shift) + low

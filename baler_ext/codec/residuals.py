@@ -34,8 +34,11 @@ subnormal-small, huge, or has a non-finite prediction, is an *exception*: its ex
 float64 bits are stored with its row index and restored verbatim. Hence every
 decompressed value meets its bound whenever the decoding device's prediction is within
 :math:`D(p)` of the compressing one's. The margin :math:`m` in the step makes such
-failures rare: :math:`m = 10^{-6} b + 4\\varepsilon M` (abs),
-:math:`m = 10^{-6} a + 2\\varepsilon(1 + 10^3) + 10^{-14}` (rel). When
+failures rare: :math:`m = f b + 4\\varepsilon M` (abs),
+:math:`m = f a + 2\\varepsilon(1 + 10^3) + 10^{-14}` (rel), with :math:`f` =
+``margin_fraction`` (:math:`10^{-6}` by default; the bounded mode uses :math:`10^{-4}`
+since format 1.1, because predictions from decoded columns drift more: see ``encode``'s
+``d`` argument, which replaces :math:`D(p)` by the caller's own drift bound). When
 :math:`m \\ge b/2` (a bound too tight for float64 arithmetic) the column is stored
 verbatim (``kind = "raw"``).
 """
@@ -53,6 +56,7 @@ from baler_ext.errors import ConfigError, ContainerError
 EPS_PRED = 1e-10
 FLOOR_FRACTION = 1e-3
 _MAX_CODE = 2.0**40
+_HUGE = 1e300
 _ULP32 = 2.0**-23
 
 
@@ -104,6 +108,10 @@ class ColumnCodes:
     exc_value: np.ndarray
     max_err: float
     max_ratio: float
+    #: the decoded values (exceptions restored) and a bound on how much each may differ
+    #: when decoded on another device (0 for exceptions); inputs of relation predictors
+    decoded: np.ndarray | None = None
+    drift: np.ndarray | None = None
 
 
 def _spacing(x: np.ndarray) -> np.ndarray:
@@ -122,31 +130,40 @@ class ColumnCoder:
         :math:`M`, the column's typical magnitude (> 0).
     float32
         Whether the column is written back as float32 (the cast is part of decoding).
+    margin_fraction
+        The part of the half-step kept as margin (:math:`10^{-6}`; derived columns use
+        :math:`10^{-4}` since their predictions drift more across devices).
     """
 
-    def __init__(self, bound: Bound, magnitude: float, float32: bool = False) -> None:
+    def __init__(self, bound: Bound, magnitude: float, float32: bool = False,
+                 margin_fraction: float = 1e-6) -> None:
         self.bound = bound
+        self.margin_fraction = float(margin_fraction)
         self.magnitude = float(magnitude) if magnitude > 0 and math.isfinite(magnitude) else 1.0
         self.float32 = float32
         self.floor = FLOOR_FRACTION * self.magnitude
         if bound.kind == "abs":
-            margin = 1e-6 * bound.value + 4 * EPS_PRED * self.magnitude
+            margin = self.margin_fraction * bound.value + 4 * EPS_PRED * self.magnitude
             half = bound.value
         else:
             half = math.log1p(bound.value)
-            margin = 1e-6 * half + 2 * EPS_PRED * (1 + 1 / FLOOR_FRACTION) + 1e-14
+            margin = self.margin_fraction * half + 2 * EPS_PRED * (1 + 1 / FLOOR_FRACTION) + 1e-14
         self.kind = bound.kind if margin < 0.5 * half else "raw"
         self.step = 2 * (half - margin) if self.kind != "raw" else 0.0
 
     def settings(self) -> dict:
         """What the decoder needs besides the arrays (stored in the header)."""
-        return {"bound": self.bound.to_dict(), "kind": self.kind, "step": self.step,
-                "magnitude": self.magnitude, "float32": self.float32}
+        d = {"bound": self.bound.to_dict(), "kind": self.kind, "step": self.step,
+             "magnitude": self.magnitude, "float32": self.float32}
+        if self.margin_fraction != 1e-6:
+            d["margin_fraction"] = self.margin_fraction
+        return d
 
     @classmethod
     def from_settings(cls, d: dict) -> ColumnCoder:
         ((kind, value),) = d["bound"].items()
-        coder = cls(Bound(kind, value), d["magnitude"], d["float32"])
+        coder = cls(Bound(kind, value), d["magnitude"], d["float32"],
+                    d.get("margin_fraction", 1e-6))
         if coder.kind != d["kind"] or coder.step != d["step"]:
             raise ContainerError("the quantisation settings in the header are inconsistent; "
                                  "the file is damaged or from an incompatible baler_ext")
@@ -172,14 +189,19 @@ class ColumnCoder:
                 x = x.astype(np.float32).astype(np.float64)
         return x
 
-    def encode(self, x: np.ndarray, p: np.ndarray) -> ColumnCodes:
-        """Codes for ``x`` given the prediction ``p`` (both float64, same shape)."""
+    def encode(self, x: np.ndarray, p: np.ndarray, d: np.ndarray | None = None) -> ColumnCodes:
+        """Codes for ``x`` given the prediction ``p`` (both float64, same shape).
+
+        ``d`` bounds per value how much the decoding device's prediction may differ from
+        ``p``; default :math:`D(p) = \\varepsilon (|p| + M)` (the model's prediction).
+        """
         x = np.asarray(x, np.float64)
         p = np.asarray(p, np.float64)
         n = x.size
         sign = None
         with np.errstate(all="ignore"):
-            valid = np.isfinite(x) & np.isfinite(p)
+            # huge values or predictions could overflow on another device: verbatim
+            valid = (np.abs(x) < _HUGE) & (np.abs(p) < _HUGE)
             if self.kind == "abs":
                 t = (x - p) / self.step
             elif self.kind == "rel":
@@ -193,19 +215,24 @@ class ColumnCoder:
             k = np.where(valid, np.rint(np.where(valid, t, 0.0)), 0.0).astype(np.int64)
             xh = self._reconstruct(k, sign, p)
             err = np.abs(x - xh)
-            d = EPS_PRED * (np.abs(p) + self.magnitude)
+            if d is None:
+                d = EPS_PRED * (np.abs(p) + self.magnitude)
+            else:
+                d = np.where(np.isfinite(d), np.asarray(d, np.float64), np.inf)
             slack = 2 * _spacing(xh)
             if self.float32:
                 slack += _ULP32 * np.abs(xh)
             if self.kind == "abs":
-                ok = err + 1.01 * d + slack <= self.bound.value
+                drift = 1.01 * d + slack
+                ok = err + drift <= self.bound.value
             else:
                 dlog = d / np.maximum(np.abs(p), self.floor) + 1e-15 * (
                     np.abs(self._log_pred(p)) + 1)
-                ok = (err + np.abs(xh) * (1.01 * dlog + 1e-15) + slack
-                      <= self.bound.value * np.abs(x))
+                drift = np.abs(xh) * (1.01 * dlog + 1e-15) + slack
+                ok = err + drift <= self.bound.value * np.abs(x)
                 ok |= sign == 2
-            ok &= valid & np.isfinite(xh)
+                drift = np.where(sign == 2, 0.0, drift)
+            ok &= valid & np.isfinite(xh) & np.isfinite(drift)
         exc = np.flatnonzero(~ok)
         k[exc] = 0
         if sign is not None:
@@ -214,8 +241,11 @@ class ColumnCoder:
         err[exc] = 0.0
         with np.errstate(all="ignore"):
             ratio = np.where(limit > 0, err / np.where(limit > 0, limit, 1.0), 0.0)
+        xh[exc] = x[exc]
+        drift[exc] = 0.0
         return ColumnCodes(k, sign, exc.astype(np.uint32), x[exc].copy(),
-                           float(err.max()) if n else 0.0, float(ratio.max()) if n else 0.0)
+                           float(err.max()) if n else 0.0, float(ratio.max()) if n else 0.0,
+                           xh, drift)
 
     def decode(self, k: np.ndarray, sign: np.ndarray | None, exc_index: np.ndarray,
                exc_value: np.ndarray, p: np.ndarray) -> np.ndarray:

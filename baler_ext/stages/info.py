@@ -2,8 +2,9 @@
 
 For every ``output/compressed/*.baler`` it logs and writes ``<name>.info.json``: rows,
 columns, raw float64 and float32 sizes of the compressed columns, compressed bytes by
-section group (header, latent, residuals, passthrough, decoder), the ratios, the bounds,
-and the max error per column measured at compress time.
+section group (header, latent, prediction, residuals, passthrough, decoder), the ratios,
+the bounds, the max error per column measured at compress time, how many chunks use the
+latent and which derived columns are predicted by relations.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: section-name prefix -> group shown by ``info``
 GROUPS: dict[str, str] = {"preamble+index+trailer": "header", "latent": "latent",
-                          "res": "residuals", "passthrough": "passthrough",
+                          "res": "residuals", "pred": "prediction", "passthrough": "passthrough",
                           "counts": "passthrough", "lossless": "passthrough",
                           "decoder": "decoder"}
 
@@ -72,6 +73,9 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
         "ratios": ratios,
         "bounds": {c: s["bound"] for c, s in settings.get("columns", {}).items()},
         "measured_at_compress": settings.get("stats", {}),
+        "chunks": [c["rows"] for c in header.get("chunks", [])],
+        "latent_chunks": settings.get("latent_chunks"),
+        "relations": settings.get("relations", []),
     }
 
 
@@ -94,6 +98,11 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
             log.info("  %-12s %10d B", g, size)
         for k, v in d["ratios"].items():
             log.info("  ratio %-34s %.2fx", k, v)
+        if d["latent_chunks"] is not None:
+            log.info("  latent used in %d of %d chunks", d["latent_chunks"], len(d["chunks"]))
+        for rel in d["relations"]:
+            log.info("  %s predicted from %s (%s)", rel["target"], ", ".join(rel["inputs"]),
+                     rel["kind"])
         for c, st in d["measured_at_compress"].items():
             log.info("  %-22s bound %-16s max error %.3g (%.3f of the bound), %d exceptions", c,
                      d["bounds"].get(c), st["max_abs_error"], st["max_error_over_bound"],

@@ -48,3 +48,15 @@ def test_range_coder_is_near_the_entropy_and_beats_zstd():
 def test_unknown_coder():
     with pytest.raises(ConfigError, match="valid coders"):
         get_coder("huffman")
+
+
+@pytest.mark.parametrize("codes", [
+    np.random.default_rng(1).integers(-30_000, 30_000, 5000),
+    np.r_[np.random.default_rng(2).integers(0, 1 << 20, 3000), -(1 << 30)],
+])
+def test_wide_flat_streams_are_split_not_escaped(codes):
+    coder = get_coder("range")
+    arrays = coder.encode(codes)
+    assert arrays["head"].size == 3 and arrays["head"][2] > 0 and arrays["esc"].size == 0
+    assert np.array_equal(coder.decode(arrays, codes.size), codes)
+    assert arrays["bits"].nbytes * 8 / codes.size < np.log2(np.ptp(codes) + 1) + 0.5

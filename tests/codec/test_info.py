@@ -16,6 +16,7 @@ def cli(projects, name, mode, *extra):
 def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
     projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
                                   compression={"mode": "bounded", "embed_decoder": True,
+                                               "latent_policy": "always",
                                                "bounds": {"default": {"rel": 1e-3},
                                                           "eta": {"abs": 1e-4}}})
     assert cli(projects, name, "info") == ProjectError.exit_code  # nothing compressed yet
@@ -34,6 +35,8 @@ def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
     r = d["ratios"]
     assert r["payload_with_decoder_vs_float64"] < r["payload_vs_float64"]
     assert d["bounds"]["eta"] == {"abs": 1e-4} and d["bounds"]["pt"] == {"rel": 1e-3}
+    assert d["latent_chunks"] == len(d["chunks"]) == 1
+    assert isinstance(d["relations"], list)
     for stats in d["measured_at_compress"].values():
         assert 0 < stats["max_error_over_bound"] <= 1.0
     # an embedded decoder does not change what decompress restores

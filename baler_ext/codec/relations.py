@@ -1,0 +1,221 @@
+"""Exact relations between columns, used as predictors of derived columns (bounded mode).
+
+Many HEP tables carry columns that are exact functions of others: the Cartesian momentum
+of a jet from :math:`(p_T, \\eta, \\phi)`, its energy from :math:`(p_T, \\eta, m)`, and
+fractions that sum to one. The bounded mode decodes the *independent* columns first and
+then predicts each *derived* column from the already **decoded** values through its
+relation; the residual of the derived column against that prediction is only the
+propagated error of its inputs, which costs far fewer bits than an autoencoder residual.
+
+Relations (``kind``: target = f(inputs))::
+
+    px      px     = pt cos(phi)
+    py      py     = pt sin(phi)
+    pz      pz     = pt sinh(eta)
+    energy  energy = hypot(mass, pt cosh(eta))
+    sum     target = total - sum(inputs)          (total = 1: fractions)
+
+Columns get *roles* (``pt``, ``eta``, ``phi``, ``mass``, ``energy``, ``px``, ``py``,
+``pz``) by name: a column whose lower-cased name is one of :data:`ROLE_ALIASES`, or ends
+with ``_<alias>`` / ``.<alias>`` (NanoAOD style ``Jet_pt``), takes that role within its
+prefix group (``Jet_``); ``[compression] relation_roles`` ({column = role}) overrides or
+adds roles. Sum-to-one groups are found from the data: every pair or triple of columns
+whose values sum to 1. With ``relations = "auto"`` a candidate is kept only when it
+holds on the chunk it is detected on to within :data:`TOLERANCE` (relative); the chosen
+relations are written to the container header, so decompress applies exactly the same
+predictors whatever the data. Whether a relation holds affects only the size, never the
+bound: the residual coder verifies every value.
+
+**Drift.** The decoded inputs may differ on another device by a known per-value amount
+:math:`\\delta` (see :mod:`baler_ext.codec.residuals`). :func:`predict` returns with each
+prediction an upper bound :math:`d` on its own difference across devices, propagated to
+first order through the relation with a factor 2 and a libm/rounding allowance of
+:math:`10^{-14}` relative, e.g. for ``px``:
+:math:`d = 2(\\delta_{p_T} + (|p_T| + \\delta_{p_T})\\,\\delta_\\phi) + 10^{-14}(|p_T| + |p|)`.
+The residual coder verifies each derived value with this :math:`d`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from baler_ext.errors import ConfigError, ContainerError
+
+log = logging.getLogger(__name__)
+
+#: role -> accepted column names (lower case), also as a suffix after ``_`` or ``.``
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "pt": ("pt",), "eta": ("eta",), "phi": ("phi",), "mass": ("mass", "m"),
+    "energy": ("energy", "e"), "px": ("px",), "py": ("py",), "pz": ("pz",),
+}
+#: kind -> (target role, input roles)
+KINEMATIC: dict[str, tuple[str, tuple[str, ...]]] = {
+    "px": ("px", ("pt", "phi")), "py": ("py", ("pt", "phi")), "pz": ("pz", ("pt", "eta")),
+    "energy": ("energy", ("pt", "eta", "mass")),
+}
+#: a relation must hold to this relative precision on the detection chunk
+TOLERANCE = 1e-9
+_ROUND = 1e-14
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``target`` = f(``inputs``) of ``kind`` (inputs keyed by role, or a list for sums)."""
+
+    kind: str
+    target: str
+    inputs: tuple[str, ...]
+    total: float = 1.0
+
+    def to_dict(self) -> dict:
+        d: dict = {"kind": self.kind, "target": self.target, "inputs": list(self.inputs)}
+        if self.kind == "sum":
+            d["total"] = self.total
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Relation:
+        try:
+            rel = cls(str(d["kind"]), str(d["target"]), tuple(str(c) for c in d["inputs"]),
+                      float(d.get("total", 1.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContainerError(f"a relation in the header is malformed ({exc!r}); the file "
+                                 "is damaged") from None
+        n = len(KINEMATIC[rel.kind][1]) if rel.kind in KINEMATIC else None
+        if (rel.kind != "sum" and n is None) or (n is not None and len(rel.inputs) != n):
+            raise ContainerError(f"unknown relation {d!r} in the header; upgrade baler_ext")
+        return rel
+
+
+def role_of(column: str) -> tuple[str, str] | None:
+    """``(prefix, role)`` of a column by its name, or None."""
+    low = column.lower()
+    for role, aliases in ROLE_ALIASES.items():
+        for a in aliases:
+            if low == a:
+                return "", role
+            m = re.fullmatch(rf"(.*[_.]){re.escape(a)}", low)
+            if m:
+                return column[: len(m.group(1))], role
+    return None
+
+
+def candidates(columns: Sequence[str], roles: dict[str, str] | None = None) -> list[Relation]:
+    """Kinematic relations whose roles are all present within one prefix group."""
+    roles = roles or {}
+    for col, role in roles.items():
+        if col not in columns:
+            raise ConfigError(f"'compression.relation_roles.{col}': no compressed column "
+                              f"'{col}'; compressed columns: {', '.join(columns)}")
+        if role not in ROLE_ALIASES:
+            raise ConfigError(f"'compression.relation_roles.{col}' = '{role}': valid roles "
+                              f"are {', '.join(ROLE_ALIASES)}")
+    groups: dict[str, dict[str, str]] = {}
+    for c in columns:
+        pr = ("", roles[c]) if c in roles else role_of(c)
+        if pr is not None:
+            groups.setdefault(pr[0], {}).setdefault(pr[1], c)
+    out = []
+    for group in groups.values():
+        for kind, (target, ins) in KINEMATIC.items():
+            if target in group and all(r in group for r in ins):
+                out.append(Relation(kind, group[target], tuple(group[r] for r in ins)))
+    return out
+
+
+def _holds(target: np.ndarray, pred: np.ndarray) -> bool:
+    ok = np.isfinite(target)
+    if not ok.any():
+        return False
+    with np.errstate(all="ignore"):
+        scale = np.abs(target[ok]).max() + 1e-300
+        dev = np.abs(target[ok] - pred[ok])
+    return bool(np.all(dev <= TOLERANCE * (np.abs(target[ok]) + 1e-6 * scale)))
+
+
+def detect(values: np.ndarray, columns: Sequence[str], usable: set[str],
+           roles: dict[str, str] | None = None, max_rows: int = 20000) -> list[Relation]:
+    """The relations that hold on ``values`` (rows x columns), in decoding order.
+
+    Only columns in ``usable`` take part. No derived column is an input of another
+    relation, so decoding all independent columns first and then the derived ones in
+    list order is always possible.
+    """
+    x = values[:max_rows]
+    idx = {c: i for i, c in enumerate(columns)}
+    chosen: list[Relation] = []
+    targets: set[str] = set()
+    inputs_used: set[str] = set()
+
+    def take(rel: Relation) -> None:
+        chosen.append(rel)
+        targets.add(rel.target)
+        inputs_used.update(rel.inputs)
+
+    for rel in candidates(columns, roles):
+        if rel.target not in usable or not all(c in usable for c in rel.inputs):
+            continue
+        if rel.target in targets or rel.target in inputs_used or set(rel.inputs) & targets:
+            continue
+        cols = {c: x[:, idx[c]] for c in (rel.target, *rel.inputs)}
+        pred, _ = predict(rel, cols, {c: np.zeros(len(x)) for c in cols})
+        if _holds(cols[rel.target], pred):
+            take(rel)
+    # sum-to-one groups of 2 or 3 columns with values in [0, 1]
+    unit = [c for c in columns if c in usable and c not in targets and c not in inputs_used
+            and len(x) and np.all((x[:, idx[c]] >= -1e-9) & (x[:, idx[c]] <= 1 + 1e-9))]
+    for size in (2, 3):
+        for combo in itertools.combinations(unit, size):
+            if any(c in targets or c in inputs_used for c in combo):
+                continue
+            s = np.sum([x[:, idx[c]] for c in combo], axis=0)
+            if np.all(np.abs(s - 1.0) <= 1e-12 * len(combo)):
+                take(Relation("sum", combo[-1], tuple(combo[:-1]), 1.0))
+    for rel in chosen:
+        log.info("relation predictor: %s = %s(%s)", rel.target, rel.kind, ", ".join(rel.inputs))
+    return chosen
+
+
+def predict(rel: Relation, v: dict[str, np.ndarray],
+            drift: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction of ``rel.target`` from decoded inputs ``v``, and its cross-device drift.
+
+    ``drift[c]`` bounds how much the decoded ``v[c]`` may differ on another device.
+    Returns ``(p, d)``; non-finite entries make the residual coder store the value verbatim.
+    """
+    with np.errstate(all="ignore"):
+        if rel.kind == "sum":
+            ins = [v[c] for c in rel.inputs]
+            p = rel.total - np.sum(ins, axis=0) if ins else np.full_like(v[rel.target], 1.0)
+            d = 2 * np.sum([drift[c] for c in rel.inputs], axis=0) + 1e-15 * (len(ins) + 1) * (
+                abs(rel.total) + np.sum(np.abs(ins), axis=0))
+            return p, d
+        if rel.kind in ("px", "py"):
+            pt, phi = v[rel.inputs[0]], v[rel.inputs[1]]
+            dpt, dphi = drift[rel.inputs[0]], drift[rel.inputs[1]]
+            p = pt * (np.cos(phi) if rel.kind == "px" else np.sin(phi))
+            d = 2 * (dpt + (np.abs(pt) + dpt) * dphi) + _ROUND * (np.abs(pt) + np.abs(p))
+            return p, d
+        if rel.kind == "pz":
+            pt, eta = v[rel.inputs[0]], v[rel.inputs[1]]
+            dpt, deta = drift[rel.inputs[0]], drift[rel.inputs[1]]
+            p = pt * np.sinh(eta)
+            ae = np.abs(eta) + deta
+            d = 2 * (dpt * np.sinh(ae) + (np.abs(pt) + dpt) * np.cosh(ae) * deta) + _ROUND * (
+                np.abs(pt) * np.cosh(eta) + np.abs(p))
+            return p, d
+        if rel.kind == "energy":
+            pt, eta, m = (v[c] for c in rel.inputs)
+            dpt, deta, dm = (drift[c] for c in rel.inputs)
+            p = np.hypot(m, pt * np.cosh(eta))
+            ae = np.abs(eta) + deta
+            d = 2 * (dm + np.cosh(ae) * dpt + (np.abs(pt) + dpt) * np.sinh(ae) * deta) + \
+                _ROUND * (np.abs(m) + np.abs(pt) * np.cosh(eta) + np.abs(p))
+            return p, d
+    raise ContainerError(f"unknown relation kind '{rel.kind}'; upgrade baler_ext")
