@@ -43,7 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                         help="override training.device (auto: CUDA when present)")
     parser.add_argument("--resume", action="store_true",
-                        help="train: continue an interrupted run from output/model/checkpoint.pt")
+                        help="train: continue an interrupted run from output/model/checkpoint.pt;"
+                        " compress/decompress: skip files already done (and verified)")
+    parser.add_argument("--executor", choices=["local", "dask"], default=None,
+                        help="compress/decompress: run here file by file (local, default) or one "
+                        "dask task per file (overrides execution.executor)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="dask scheduler address (tcp://host:8786); implies --executor dask")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="workers of the dask LocalCluster when no --scheduler is given")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -79,10 +87,17 @@ def run(args: argparse.Namespace) -> object:
     overrides = list(args.overrides)
     if args.device is not None:
         overrides.append(f'training.device="{args.device}"')
+    executor = args.executor or ("dask" if args.scheduler or args.workers else None)
+    if executor is not None:
+        overrides.append(f'execution.executor="{executor}"')
+    if args.scheduler is not None:
+        overrides.append(f'execution.scheduler="{args.scheduler}"')
+    if args.workers is not None:
+        overrides.append(f"execution.workers={args.workers}")
     cfg = load_config(args.config or project.config_path, overrides)
     if getattr(args, "resume", False):
-        if args.mode != "train":
-            raise ConfigError("--resume applies to --mode train only")
+        if args.mode not in ("train", "compress", "decompress"):
+            raise ConfigError("--resume applies to --mode train, compress and decompress only")
         return stage(project, cfg, resume=True)
     return stage(project, cfg)
 

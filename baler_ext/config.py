@@ -157,6 +157,25 @@ class CompressionConfig:
         default="range",
         metadata=doc("coder of the integer codes: range (adaptive range coder) | zstd"),
     )
+    latent_policy: str = field(
+        default="auto",
+        metadata=doc("bounded mode, per chunk: auto (keep the latent only when it saves more "
+                     "residual bits than it costs) | always | never (no latent: each column "
+                     "predicted by a per-chunk least-squares fit on the columns decoded "
+                     "before it)"),
+    )
+    relations: str = field(
+        default="auto",
+        metadata=doc("bounded mode: auto (predict derived columns — px, py, pz, energy, "
+                     "sum-to-one fractions — from the decoded ones where the relation holds "
+                     "on the data) | none"),
+    )
+    relation_roles: dict[str, str] = field(
+        default_factory=dict,
+        metadata=doc("bounded mode: {column = role} for relation detection, roles pt, eta, "
+                     "phi, mass, energy, px, py, pz (default: by column name, also with a "
+                     "prefix such as Jet_pt)"),
+    )
     embed_decoder: bool = field(
         default=False, metadata=doc("store the decoder weights in each compressed file")
     )
@@ -166,6 +185,12 @@ class CompressionConfig:
         """Check ``bounds``: each entry holds exactly one of ``abs``/``rel``, > 0 and finite."""
         if self.latent_bits is not None and not 1 <= self.latent_bits <= 24:
             raise ConfigError(f"'compression.latent_bits' must be in 1-24, got {self.latent_bits}")
+        for key, value, valid in (("latent_policy", self.latent_policy,
+                                   ("auto", "always", "never")),
+                                  ("relations", self.relations, ("auto", "none"))):
+            if value not in valid:
+                raise ConfigError(f"'compression.{key}' must be one of {', '.join(valid)}, "
+                                  f"got '{value}'")
         if "default" not in self.bounds:
             raise ConfigError("'compression.bounds' needs a default entry, e.g. "
                               "bounds = {default = {rel = 1e-3}}")
@@ -232,6 +257,24 @@ class ScanConfig:
 
 
 @dataclass
+class ExecutionConfig:
+    """``[execution]``: where compress and decompress run (see docs/distributed.md)."""
+
+    executor: str = field(
+        default="local",
+        metadata=doc("local (one file after another here) | dask (one task per file)"),
+    )
+    scheduler: str | None = field(
+        default=None,
+        metadata=doc("dask scheduler address, e.g. tcp://host:8786; default: a LocalCluster"),
+    )
+    workers: int = field(default=2, metadata=doc("workers of the LocalCluster (no scheduler)"))
+    retries: int = field(
+        default=1, metadata=doc("dask retries of a file whose task raised (worker deaths: always)")
+    )
+
+
+@dataclass
 class Config:
     """A whole validated project configuration."""
 
@@ -243,6 +286,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     analysis: AnalysisSpec | None = None
     scan: ScanConfig | None = None
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     source: Path | None = None
 
     @property
@@ -260,6 +304,7 @@ SECTIONS: dict[str, type] = {
     "evaluation": EvaluationConfig,
     "analysis": AnalysisSpec,
     "scan": ScanConfig,
+    "execution": ExecutionConfig,
 }
 OPTIONAL_SECTIONS = frozenset({"analysis", "scan"})
 
@@ -276,6 +321,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("output", "format"): ("same", "root", "parquet"),
+    ("execution", "executor"): ("local", "dask"),
 }
 
 
@@ -419,6 +465,8 @@ def _check_values(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: 'data.input' is empty; give at least one file or glob")
     if not 1 <= cfg.compression.zstd_level <= 22:
         raise ConfigError(f"{where}: 'compression.zstd_level' must be in 1-22")
+    positive("execution", "workers", cfg.execution.workers)
+    positive("execution", "retries", cfg.execution.retries, True)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +41,78 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use cpu")
     return torch.device(name)
+
+
+# --- torch.distributed (torchrun) ------------------------------------------------------------
+
+
+@dataclass
+class DistContext:
+    """This process's place in a ``torchrun`` job (``torch.distributed`` initialised)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> tuple[DistContext | None, torch.device]:
+    """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1 in the env).
+
+    Backend gloo on CPU, nccl on CUDA (each rank then uses ``cuda:LOCAL_RANK``). Returns
+    the context (None for a single process) and the device this rank trains on.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None, device
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank)
+    log.info("distributed training: rank %d of %d (%s, %s)", ctx.rank, ctx.world_size,
+             dist.get_backend(), device)
+    return ctx, device
+
+
+def check_distributable(model: Autoencoder) -> None:
+    """Models whose training DistributedDataParallel cannot reproduce fail clearly."""
+    if model.auxiliary_parameters():
+        raise ConfigError(
+            f"model '{model.registry_name}' trains a second player (its auxiliary optimiser) "
+            "outside the model's forward pass, which DistributedDataParallel does not "
+            "synchronise; train it in a single process (without torchrun)")
+    if getattr(model, "ema", False):
+        raise ConfigError(
+            f"model '{model.registry_name}' updates its codebook by EMA buffers, which "
+            "DistributedDataParallel would overwrite with rank 0's; set "
+            "model.options.codebook_update = \"loss\" or train in a single process")
+
+
+def _all_reduce_sums(sums: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Sum a dict of floats over ranks (same keys on every rank)."""
+    import torch.distributed as dist
+
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return dict(zip(keys, t.tolist(), strict=True))
+
+
+def shard_permutation(perm: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """``DistributedSampler``'s split: pad ``perm`` by wrapping to a multiple of
+    ``world_size`` and take every ``world_size``-th index from ``rank`` on."""
+    total = math.ceil(len(perm) / world_size) * world_size
+    if total > len(perm):
+        perm = torch.cat([perm, perm[: total - len(perm)]])
+    return perm[rank::world_size]
 
 
 def seed_everything(seed: int) -> None:
@@ -110,11 +184,15 @@ def capture_activations(model: Autoencoder, enabled: bool) -> Iterator[list[torc
             h.remove()
 
 
-def batch_terms(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig
+def batch_terms(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig,
+                forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Forward pass and named loss terms (``reconstruction``, regularisers, ``total``)."""
+    """Forward pass and named loss terms (``reconstruction``, regularisers, ``total``).
+
+    ``forward`` replaces ``model(x)`` (the DistributedDataParallel wrapper of ``model``).
+    """
     with capture_activations(model, cfg.activation_l1 > 0) as acts:
-        out = model(x)
+        out = (forward or model)(x)
     terms = {"reconstruction": reconstruction_loss(cfg.loss)(x, out["x_hat"])}
     if cfg.activation_l1 > 0:
         terms["activation_l1"] = cfg.activation_l1 * activation_l1(acts)
@@ -207,7 +285,8 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: TrainingConfig,
         device: torch.device, history_path: Path | None = None,
         checkpoint_path: Path | None = None, resume: bool = False,
-        on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+        on_epoch_end: Callable[[int], None] | None = None,
+        dist_ctx: DistContext | None = None) -> TrainResult:
     """Train ``model`` in place and restore its best-validation weights.
 
     Parameters
@@ -230,6 +309,12 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         uninterrupted one (same seed, same device and thread count).
     on_epoch_end
         Called with the epoch number after the epoch's checkpoint is written.
+    dist_ctx
+        Under ``torchrun``: the model is wrapped in DistributedDataParallel, each rank
+        trains on its shard of every epoch's seeded permutation with batches of
+        ``ceil(batch_size / world_size)`` rows (so the global batch stays
+        ``batch_size``), the validation loss is summed over ranks with ``all_reduce``,
+        and only rank 0 writes the history and checkpoints.
     """
     if cfg.lr_patience and not 0.0 < cfg.lr_factor < 1.0:
         raise ConfigError(f"'training.lr_factor' must be in (0, 1), got {cfg.lr_factor}")
@@ -237,6 +322,21 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
     model.to(device)
     xt = torch.as_tensor(x_train, dtype=dtype, device=device)
     xv = torch.as_tensor(x_val, dtype=dtype, device=device)
+    forward = None
+    rank, world, batch_size = 0, 1, cfg.batch_size
+    if dist_ctx is not None and dist_ctx.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        check_distributable(model)
+        rank, world = dist_ctx.rank, dist_ctx.world_size
+        if len(xv) < world:
+            raise ConfigError(f"{len(xv)} validation rows for {world} processes: raise "
+                              "training.validation_fraction or use fewer processes")
+        batch_size = math.ceil(cfg.batch_size / world)
+        forward = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        xv = xv[rank::world]
+    is_main = rank == 0
     opt = torch.optim.Adam(model.main_parameters(), lr=cfg.learning_rate,
                            weight_decay=cfg.weight_decay)
     aux_params = model.auxiliary_parameters()
@@ -274,12 +374,14 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(xt), generator=gen).to(device)
+        if world > 1:  # every rank draws the same permutation and takes its shard
+            perm = shard_permutation(perm, rank, world)
         sums: dict[str, float] = {}
-        for start in range(0, len(xt), cfg.batch_size):
-            xb = xt[perm[start : start + cfg.batch_size]]
+        for start in range(0, len(perm), batch_size):
+            xb = xt[perm[start : start + batch_size]]
             if len(xb) < 2 and start > 0:  # BatchNorm cannot train on a single row
                 continue
-            terms, out = batch_terms(model, xb, cfg)
+            terms, out = batch_terms(model, xb, cfg, forward)
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             if cfg.grad_clip > 0:
@@ -298,6 +400,13 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(xb)
         n_seen = len(xt)
         val = evaluate_terms(model, xv, cfg)
+        if world > 1:  # row-weighted means over all ranks' shards
+            n_seen = len(perm) * world
+            sums = _all_reduce_sums(sums, device)
+            tot = _all_reduce_sums({**{k: v * len(xv) for k, v in val.items()},
+                                    " rows": float(len(xv))}, device)
+            n_val = tot.pop(" rows")
+            val = {k: v / max(n_val, 1.0) for k, v in tot.items()}
         val_loss = val["total"]
         row: dict[str, float] = {"epoch": epoch, "train_loss": sums.pop("total") / n_seen,
                                  "val_loss": val_loss}
@@ -307,8 +416,9 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         row["epoch_time_s"] = time.perf_counter() - t0
         result.history.append(row)
         bar.set_postfix(train=f"{row['train_loss']:.3g}", val=f"{val_loss:.3g}")
-        log.info("epoch %d: %s", epoch, ", ".join(
-            f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if is_main:
+            log.info("epoch %d: %s", epoch, ", ".join(
+                f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
         if not np.isfinite(val_loss):
             raise ConfigError(f"validation loss became {val_loss} at epoch {epoch}; lower "
                               "training.learning_rate or set training.grad_clip")
@@ -321,7 +431,7 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         else:
             stale += 1
         stop = bool(cfg.early_stopping_patience and stale >= cfg.early_stopping_patience)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and is_main:
             save_checkpoint(checkpoint_path, {
                 "version": CHECKPOINT_VERSION, "epoch": epoch, "model": _state_copy(model),
                 "optimiser": opt.state_dict(),
@@ -341,7 +451,7 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
     bar.close()
     model.load_state_dict(best_state)
     result.train_time_s = time.perf_counter() - t_start
-    if history_path is not None:
+    if history_path is not None and is_main:
         write_history(result.history, history_path)
     return result
 

@@ -87,13 +87,13 @@ class VQVAE(Autoencoder):
             self.codebook = nn.Parameter(init)
 
     def _slots(self, z: torch.Tensor) -> torch.Tensor:
-        return z.reshape(len(z), self.n_slots, self.options.code_dim)
+        return z.reshape(z.shape[0], self.n_slots, self.options.code_dim)
 
     def _nearest(self, z_e: torch.Tensor) -> torch.Tensor:
         flat = self._slots(z_e).reshape(-1, self.options.code_dim)
         d = (flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ self.codebook.T
              + self.codebook.pow(2).sum(1)[None, :])
-        return d.argmin(dim=1).reshape(len(z_e), self.n_slots)
+        return d.argmin(dim=1).reshape(z_e.shape[0], self.n_slots)
 
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
         """Integer codes ``(batch, n_slots)`` (int64) of the rows ``x``."""
@@ -101,11 +101,11 @@ class VQVAE(Autoencoder):
 
     def decode_indices(self, idx: torch.Tensor) -> torch.Tensor:
         """Rows decoded from integer codes ``(batch, n_slots)``."""
-        return self.decode(self.codebook[idx.long()].reshape(len(idx), self.latent_dim))
+        return self.decode(self.codebook[idx.long()].reshape(idx.shape[0], self.latent_dim))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         idx = self.encode_indices(x)
-        return self.codebook[idx].reshape(len(x), self.latent_dim)
+        return self.codebook[idx].reshape(x.shape[0], self.latent_dim)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
@@ -124,7 +124,7 @@ class VQVAE(Autoencoder):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z_e = self.encoder(x)
         idx = self._nearest(z_e)
-        z_q = self.codebook[idx].reshape(len(x), self.latent_dim)
+        z_q = self.codebook[idx].reshape(x.shape[0], self.latent_dim)
         if self.training and self.ema:
             self._ema_update(z_e, idx)
         # straight-through estimator in training; exactly z_q in eval (a + (b - a) != b in floats)

@@ -41,6 +41,8 @@ STAGES: dict[str, StageSpec] = {
                          "fit the mass peak before and after compression ([analysis])"),
     "scan": StageSpec("baler_ext.stages.scan", "scan",
                       "train every combination of the [scan] grid; rank them in output/scan/"),
+    "export": StageSpec("baler_ext.stages.export", "export",
+                        "write the encoder and decoder as TorchScript to output/export/"),
     "info": StageSpec("baler_ext.stages.info", "info",
                       "sizes by section, ratios, bounds and max errors of each compressed file"),
     "all": StageSpec("baler_ext.stages.pipeline", "run_all",

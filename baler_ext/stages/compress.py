@@ -107,7 +107,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         bar.close()
         header = {
             "format": "baler_ext", "created_by": f"baler_ext {__version__}",
-            "mode": mode.name, "mode_settings": mode.header(),
+            "mode": mode.name, "mode_settings": mode.header(), "features": mode.features(),
             "model": {"hash": trained.hash, "name": trained.meta["arch"]["name"],
                       "latent_dim": trained.meta["arch"]["latent_dim"]},
             "columns": norm.columns, "column_dtypes": column_dtypes,
@@ -151,9 +151,33 @@ def embed_decoder(writer: ContainerWriter, trained: TrainedModel) -> int:
                for k, a in decoder_state(trained).items())
 
 
-def compress(project: Project, cfg: Config) -> list[CompressedFile]:
-    """Compress every input file of the project with its trained model."""
+def compress(project: Project, cfg: Config, resume: bool = False) -> list[CompressedFile]:
+    """Compress every input file of the project with its trained model.
+
+    One container per input, on ``cfg.execution.executor`` (``local`` or ``dask``; the
+    containers are byte-identical either way). With ``resume``, an input whose container
+    exists, verifies and was made by this model and mode is skipped.
+    """
+    from baler_ext.executors import completed_container, compress_task, run_tasks
+
     trained = load_project_model(project)
     out_dir = project.dir("compressed")
-    return [compress_source(src, trained, cfg, out_dir / f"{src.path.stem}{CONTAINER_SUFFIX}")
-            for src in open_sources(cfg)]
+    results: dict[int, CompressedFile] = {}
+    tasks, names, todo = [], [], []
+    for i, src in enumerate(open_sources(cfg)):
+        out_path = out_dir / f"{src.path.stem}{CONTAINER_SUFFIX}"
+        done = completed_container(out_path, trained.hash, cfg) if resume else None
+        if done is not None:
+            log.info("resume: skipping %s (%s exists and verifies)", src.path.name, out_path.name)
+            results[i] = done
+            continue
+        tasks.append((src.path, cfg, project.dir("model"), trained.hash, out_path))
+        names.append(src.path.name)
+        todo.append(i)
+    if resume and results:
+        log.info("resume: %d of %d files already compressed", len(results),
+                 len(results) + len(todo))
+    for i, res in zip(todo, run_tasks(compress_task, tasks, names, cfg.execution, "compress"),
+                      strict=True):
+        results[i] = res
+    return [results[i] for i in sorted(results)]

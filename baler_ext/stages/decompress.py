@@ -87,20 +87,34 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
     return out_path
 
 
-def decompress(project: Project, cfg: Config) -> list[Path]:
-    """Decompress every container of the project."""
+def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path]:
+    """Decompress every container of the project on ``cfg.execution.executor``.
+
+    With ``resume``, a container whose output exists and is newer than it is skipped.
+    """
     containers = sorted(project.dir("compressed").glob(f"*{CONTAINER_SUFFIX}"))
     if not containers:
         raise ProjectError(
             f"no compressed files in {project.dir('compressed')}; run "
             f"'baler_ext --project {project.name} --mode compress' first"
         )
+    from baler_ext.executors import decompress_task, run_tasks
+
     trained = load_project_model(project)
-    outs = []
+    outs: list[Path] = []
+    tasks = []
     for c in containers:
         with ContainerReader(c) as reader:
             layout = SourceLayout.from_dict(reader.header["layout"])
-        outs.append(decompress_file(c, trained, cfg, output_path(project, cfg, layout, c)))
+        out = output_path(project, cfg, layout, c)
+        outs.append(out)
+        # outputs are renamed into place only when complete: one newer than its container
+        # is a finished earlier run
+        if resume and out.is_file() and out.stat().st_mtime_ns >= c.stat().st_mtime_ns:
+            log.info("resume: skipping %s (%s exists)", c.name, out.name)
+            continue
+        tasks.append((c, cfg, project.dir("model"), trained.hash, out))
+    run_tasks(decompress_task, tasks, [t[0].name for t in tasks], cfg.execution, "decompress")
     return outs
 
 

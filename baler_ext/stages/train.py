@@ -24,6 +24,7 @@ from baler_ext.training import (
     CHECKPOINT,
     TrainResult,
     fit,
+    init_distributed,
     init_weights,
     resolve_device,
     seed_everything,
@@ -122,9 +123,25 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
         The validated config.
     resume
         Continue an interrupted run from ``output/model/checkpoint.pt``.
+
+    Started by ``torchrun --nproc_per_node N -m baler_ext ... --mode train``, every
+    process joins the process group (gloo on CPU, nccl on CUDA) and trains its shard
+    with DistributedDataParallel; rank 0 alone writes the model, history and checkpoints
+    (see :func:`baler_ext.training.fit` and ``docs/distributed.md``).
     """
+    dist_ctx, device = init_distributed(resolve_device(cfg.training.device))
+    try:
+        return _train(project, cfg, resume, dist_ctx, device)
+    finally:
+        if dist_ctx is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
+           device: torch.device) -> TrainOutcome:
     seed_everything(cfg.training.seed)
-    device = resolve_device(cfg.training.device)
     values, columns = load_training_matrix(cfg)
     train_idx, val_idx = split_indices(len(values), cfg.training.validation_fraction,
                                        cfg.training.seed)
@@ -142,7 +159,9 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
     checkpoint = out_dir / CHECKPOINT if cfg.training.checkpoint or resume else None
     result = fit(model, x[train_idx], x[val_idx], cfg.training, device,
                  history_path=out_dir / "history.csv", checkpoint_path=checkpoint,
-                 resume=resume)
+                 resume=resume, dist_ctx=dist_ctx)
+    if dist_ctx is not None and not dist_ctx.is_main:  # rank 0 writes the model
+        return TrainOutcome(result, "", len(values), columns)
     restored = reconstruct(model, normaliser, values[val_idx])
     validation = {"rows": len(val_idx), "best_val_loss": result.best_val_loss,
                   "columns": column_errors(values[val_idx], restored, columns)}

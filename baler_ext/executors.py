@@ -1,0 +1,227 @@
+"""Where per-file work runs: here, one file after another (``local``), or on dask (``dask``).
+
+``--mode compress`` and ``--mode decompress`` turn every input into one task: a plain
+picklable function and its arguments (paths, the config, the model folder). The
+``local`` executor calls them in order with a progress bar over files; the ``dask``
+executor submits them to a ``distributed.Client`` (a scheduler address, or a
+``LocalCluster`` of ``execution.workers`` single-threaded worker processes) and
+gathers them with :func:`distributed.as_completed`. No process pool of our own:
+retries, worker deaths and rescheduling are dask's.
+
+Failure semantics (see ``docs/distributed.md``): a task that raises is retried
+``execution.retries`` times; a task whose worker dies is rescheduled by dask on
+another worker (up to the scheduler's ``distributed.scheduler.allowed-failures``).
+When a file still fails, the run raises :class:`ExecutionError` naming every failed
+file, after the other files finished. Outputs are written to a temporary name and
+renamed, so a killed task never leaves a truncated file under its final name, and a
+re-run with ``--resume`` skips what is already done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from baler_ext.config import ExecutionConfig
+from baler_ext.errors import BalerError
+
+log = logging.getLogger(__name__)
+
+class ExecutionError(BalerError):
+    """Some files of a distributed run failed (after dask's retries)."""
+
+    exit_code = 8
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ExecutionError(
+            "execution.executor = 'dask' needs dask.distributed: pip install 'baler_ext[dask]'"
+        ) from None
+    return distributed
+
+
+def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], names: Sequence[str],
+              execution: ExecutionConfig, desc: str) -> list[Any]:
+    """Run ``fn(*args)`` for every ``args`` of ``tasks``; results in the order of ``tasks``.
+
+    Parameters
+    ----------
+    fn
+        A module-level function (picklable by reference).
+    tasks
+        Its argument tuples, one per file.
+    names
+        One short name per task (the file name) for progress and error messages.
+    execution
+        The ``[execution]`` section.
+    desc
+        What is done (``compress``), for the progress bar and task keys.
+    """
+    if not tasks:
+        return []
+    if execution.executor == "local":
+        from tqdm import tqdm
+
+        results = []
+        for args in tqdm(tasks, desc=desc, unit="file", disable=None if len(tasks) > 1 else True,
+                         leave=False):
+            results.append(fn(*args))
+        return results
+    return _run_dask(fn, tasks, names, execution, desc)
+
+
+@contextlib.contextmanager
+def dask_client(execution: ExecutionConfig) -> Iterator[Any]:
+    """A ``distributed.Client``: to ``execution.scheduler``, or to a fresh ``LocalCluster``."""
+    distributed = _import_distributed()
+    # dask logs every worker start and stop at INFO: only our -v (DEBUG) shows them
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if execution.scheduler:
+        try:
+            client = distributed.Client(execution.scheduler, timeout="30s")
+        except OSError as exc:
+            raise ExecutionError(f"cannot reach the dask scheduler at {execution.scheduler} "
+                                 f"({exc}); check execution.scheduler / --scheduler") from None
+        with client:
+            log.info("dask: scheduler %s, %d workers", execution.scheduler,
+                     len(client.scheduler_info().get("workers", {})))
+            yield client
+        return
+    # one thread per worker: torch already uses the cores it has; processes so that a
+    # crashing file cannot take the others down
+    with distributed.LocalCluster(n_workers=execution.workers, threads_per_worker=1,
+                                  processes=True, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        log.info("dask: LocalCluster with %d workers", execution.workers)
+        yield client
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if type(exc).__name__ == "KilledWorker":
+        return ("its worker died each time it ran it (out of memory? killed?); see the worker "
+                "logs")
+    return text if isinstance(exc, BalerError) else f"{type(exc).__name__}: {text}"
+
+
+def _run_dask(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], names: Sequence[str],
+              execution: ExecutionConfig, desc: str) -> list[Any]:
+    distributed = _import_distributed()
+    from tqdm import tqdm
+
+    run_id = uuid.uuid4().hex[:8]
+    with dask_client(execution) as client:
+        futures = [client.submit(fn, *args, key=f"baler_ext-{desc}-{name}-{run_id}",
+                                 pure=False, retries=execution.retries)
+                   for args, name in zip(tasks, names, strict=True)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        failures: list[str] = []
+        bar = tqdm(total=len(futures), desc=f"{desc} (dask)", unit="file", disable=None,
+                   leave=False)
+        for fut in distributed.as_completed(futures):
+            i = index[fut.key]
+            try:
+                results[i] = fut.result()
+            except Exception as exc:
+                log.error("%s %s failed: %s", desc, names[i], _describe(exc))
+                failures.append(f"{names[i]}: {_describe(exc)}")
+            bar.update(1)
+        bar.close()
+    if failures:
+        raise ExecutionError(
+            f"{len(failures)} of {len(tasks)} files failed to {desc} on dask ("
+            + "; ".join(failures) + f"); the {len(tasks) - len(failures)} finished files are "
+            "complete and verified, re-run with --resume to skip them"
+        )
+    return results
+
+
+@lru_cache(maxsize=4)
+def _cached_model(model_dir: str, expected_hash: str, mtime_ns: int) -> Any:
+    from baler_ext.model_store import load_model
+
+    trained = load_model(Path(model_dir))
+    if trained.hash != expected_hash:
+        raise ExecutionError(
+            f"{model_dir} holds model {trained.hash[:12]} on this worker, not "
+            f"{expected_hash[:12]}: the model changed during the run or the workers see "
+            "another filesystem"
+        )
+    return trained
+
+
+def worker_model(model_dir: Path, expected_hash: str) -> Any:
+    """The project's trained model on a worker, loaded once per process and checked."""
+    from baler_ext.model_store import MODEL_JSON
+
+    try:
+        mtime = (model_dir / MODEL_JSON).stat().st_mtime_ns
+    except OSError:
+        raise ExecutionError(f"{model_dir}: the model folder is not visible on this worker; "
+                             "dask workers need the project on a shared filesystem") from None
+    return _cached_model(str(model_dir), expected_hash, mtime)
+
+
+# --- the per-file tasks of compress and decompress ----------------------------------------
+# Module-level functions with plain arguments (paths, the config dataclass, the model's
+# folder and hash), so that dask pickles them by reference and every worker loads the model
+# once from the (shared) project folder. The local executor runs the very same functions.
+
+
+def compress_task(src_path: Path, cfg: Any, model_dir: Path, model_hash: str,
+                  out_path: Path) -> Any:
+    """Compress one input file into ``out_path`` (atomically) with the project's model."""
+    from baler_ext.io.source import Source
+    from baler_ext.stages.compress import compress_source
+
+    trained = worker_model(model_dir, model_hash)
+    return compress_source(Source(src_path, cfg.data), trained, cfg, out_path)
+
+
+def decompress_task(container: Path, cfg: Any, model_dir: Path, model_hash: str,
+                    out_path: Path) -> Path:
+    """Restore one container into ``out_path`` (atomically) with the project's model."""
+    from baler_ext.stages.decompress import decompress_file
+
+    trained = worker_model(model_dir, model_hash)
+    return decompress_file(container, trained, cfg, out_path)
+
+
+def completed_container(path: Path, model_hash: str, cfg: Any) -> Any:
+    """For ``--resume``: the summary of an existing, verified container made by this model
+    with this compression mode, or None when ``path`` must be (re)compressed."""
+    from baler_ext.codec.container import ContainerReader
+    from baler_ext.errors import ContainerError
+    from baler_ext.stages.compress import CompressedFile
+
+    if not path.is_file():
+        return None
+    try:
+        with ContainerReader(path) as reader:
+            h = reader.header
+            if h.get("model", {}).get("hash") != model_hash:
+                log.info("resume: %s was made by another model; compressing again", path.name)
+                return None
+            if (h.get("mode") != cfg.compression.mode
+                    or bool(h.get("decoder_embedded")) != bool(cfg.compression.embed_decoder)):
+                log.info("resume: %s has other compression settings; compressing again",
+                         path.name)
+                return None
+            reader.verify()
+            sizes = reader.section_sizes()
+    except ContainerError as exc:
+        log.warning("resume: %s; compressing it again", exc)
+        return None
+    return CompressedFile(Path(h["layout"].get("file_name", path.stem)), path, h["rows"],
+                          h["entries"], h["rows"] * len(h["columns"]) * 8, sizes, 0.0)
