@@ -1122,12 +1122,15 @@ def write_report(
     pngs: list[Path] = []
     if sizes or ratios:
         pngs.append(plot_compression(sizes or {}, ratios or {}, out))
-    if history_csv is not None:
-        pngs.append(plot_training_history(history_csv, out))
+    if history_csv is not None and Path(history_csv).is_file():
+        try:
+            pngs.append(plot_training_history(history_csv, out))
+        except InputDataError as exc:
+            log.warning("training history not plotted: %s", exc)
     corr = metrics["correlation"]
     pngs.append(plot_correlations(corr["original"], corr["reconstructed"], metrics["columns"], out))
     pngs.append(plot_anomaly_scores(metrics["anomaly_scores"], out))
-    if latent is not None:
+    if latent is not None and len(latent):
         pngs.append(
             plot_latent_corner(latent, out, color=latent_color, color_label=latent_color_label)
         )

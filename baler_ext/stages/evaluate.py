@@ -49,18 +49,10 @@ from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectErr
 from baler_ext.evaluation import (
     check_bounds,
     evaluate_tables,
-    plot_anomaly_scores,
-    plot_compression,
-    plot_correlations,
-    plot_histogram,
-    plot_latent_corner,
-    plot_latent_pca,
-    plot_residuals,
-    plot_training_history,
     summary_table,
     to_json,
     top_anomalies,
-    write_pdf,
+    write_report,
 )
 from baler_ext.evaluation.plots import MAX_DISCRETE_COLORS
 from baler_ext.io.layout import SourceLayout
@@ -476,28 +468,14 @@ def write_evaluation(
     metrics.update(extra or {})
     metrics_path = to_json(metrics, out_dir / METRICS_NAME)
 
-    pngs: list[Path] = []
-    if compression is not None:
-        pngs.append(plot_compression(compression["sizes"], compression["ratios"], out_dir))
-    if history_csv is not None and history_csv.is_file():
-        try:
-            pngs.append(plot_training_history(history_csv, out_dir))
-        except InputDataError as exc:
-            log.warning("training history not plotted: %s", exc)
-    corr = metrics["correlation"]
-    pngs.append(plot_correlations(corr["original"], corr["reconstructed"], cols, out_dir))
-    pngs.append(plot_anomaly_scores(metrics["anomaly_scores"], out_dir))
-    if latent is not None and len(latent):
-        pngs.append(plot_latent_corner(latent, out_dir, color=latent_color,
-                                       color_label=latent_color_label))
-        pngs.append(plot_latent_pca(latent, out_dir, color=latent_color,
-                                    color_label=latent_color_label))
-    for col in cols:
-        x = original[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        xh = reconstructed[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        pngs.append(plot_histogram(x, xh, col, out_dir))
-        pngs.append(plot_residuals(x, xh, col, out_dir))
-    pdf = write_pdf(pngs, out_dir / PDF_NAME)
+    report = write_report(
+        original, reconstructed, cols, out_dir, metrics=metrics, latent=latent,
+        latent_color=latent_color, latent_color_label=latent_color_label,
+        sizes=compression["sizes"] if compression is not None else None,
+        ratios=compression["ratios"] if compression is not None else None,
+        history_csv=history_csv, pdf_name=PDF_NAME)
+    pngs: list[Path] = report["pngs"]
+    pdf: Path = report["pdf"]
 
     summary = summary_table(metrics)
     log.info("evaluation of %d rows x %d columns:\n%s", metrics["n_rows"], len(cols), summary)
