@@ -29,31 +29,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-from baler_ext.errors import ConfigError, ContainerError
+from baler_ext.errors import ContainerError
+from baler_ext.registry import Registry
 
-CODER_REGISTRY: dict[str, type[IntCoder]] = {}
+CODER_REGISTRY: Registry[type[IntCoder]] = Registry("compression.entropy_coder", name_attr="name")
 
 MAX_ALPHABET = 4095
 
 
 def register_coder(name: str) -> Callable[[type[IntCoder]], type[IntCoder]]:
     """Class decorator registering an integer coder under ``name``."""
-
-    def decorator(cls: type[IntCoder]) -> type[IntCoder]:
-        CODER_REGISTRY[name] = cls
-        cls.name = name
-        return cls
-
-    return decorator
+    return CODER_REGISTRY.register(name)
 
 
 def get_coder(name: str) -> IntCoder:
     """An instance of the coder registered as ``name``."""
-    try:
-        return CODER_REGISTRY[name]()
-    except KeyError:
-        raise ConfigError(f"unknown compression.entropy_coder '{name}'; valid coders: "
-                          f"{', '.join(CODER_REGISTRY)}") from None
+    return CODER_REGISTRY.get(name)()
 
 
 def zigzag(k: np.ndarray) -> np.ndarray:

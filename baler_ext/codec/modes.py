@@ -19,12 +19,13 @@ from baler_ext.codec.entropy import get_coder
 from baler_ext.codec.relations import Relation
 from baler_ext.codec.residuals import EPS_PRED, ColumnCoder, ColumnCodes, resolve_bounds
 from baler_ext.config import CompressionConfig
-from baler_ext.errors import ConfigError, ContainerError
+from baler_ext.errors import ContainerError
 from baler_ext.model_store import TrainedModel
+from baler_ext.registry import Registry
 
 log = logging.getLogger(__name__)
 
-MODE_REGISTRY: dict[str, type[CompressionMode]] = {}
+MODE_REGISTRY: Registry[type[CompressionMode]] = Registry("compression.mode", name_attr="name")
 
 #: margin fraction of the bounded mode's column coders, see ColumnCoder (costs ~1e-4 bit)
 DERIVED_MARGIN = 1e-4
@@ -40,22 +41,12 @@ LATENT_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.flo
 
 def register_mode(name: str) -> Callable[[type[CompressionMode]], type[CompressionMode]]:
     """Class decorator registering a compression mode under ``name``."""
-
-    def decorator(cls: type[CompressionMode]) -> type[CompressionMode]:
-        MODE_REGISTRY[name] = cls
-        cls.name = name
-        return cls
-
-    return decorator
+    return MODE_REGISTRY.register(name)
 
 
 def get_mode(name: str) -> type[CompressionMode]:
-    try:
-        return MODE_REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown compression.mode '{name}'; valid modes: {', '.join(MODE_REGISTRY)}"
-        ) from None
+    """The compression mode class registered as ``name``."""
+    return MODE_REGISTRY.get(name)
 
 
 @torch.no_grad()
