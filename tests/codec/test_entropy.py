@@ -46,7 +46,8 @@ def test_range_coder_is_near_the_entropy_and_beats_zstd():
 
 
 def test_unknown_coder():
-    with pytest.raises(ConfigError, match="unknown compression.entropy_coder .huffman.; valid: zstd"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown compression\.entropy_coder 'huffman'; valid: zstd"):
         get_coder("huffman")
 
 
