@@ -12,7 +12,7 @@ from baler_ext.errors import ConfigError
 from baler_ext.models.base import mlp
 from baler_ext.models.registry import register_model
 from baler_ext.models.sae import StackedAE
-from baler_ext.models.wae import PRIORS, sample_prior
+from baler_ext.models.wae import check_prior, sample_prior
 
 
 @register_model("aae")
@@ -49,9 +49,7 @@ class AdversarialAE(StackedAE):
                  activation: str = "leaky_relu", options: Options | None = None) -> None:
         super().__init__(n_features, latent_dim, hidden, activation)
         self.options = options or self.Options()
-        if self.options.prior not in PRIORS:
-            raise ConfigError(f"aae: prior '{self.options.prior}' is not one of "
-                              f"{', '.join(PRIORS)}")
+        check_prior("aae", self.options.prior)
         if self.options.d_steps < 1 or self.options.d_learning_rate <= 0:
             raise ConfigError("aae: d_steps must be >= 1 and d_learning_rate > 0")
         self.discriminator: nn.Sequential = mlp([latent_dim, *self.options.d_hidden, 1],

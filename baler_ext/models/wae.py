@@ -28,6 +28,12 @@ def sample_prior(name: str, n: int, like: torch.Tensor, var: float = 1.0) -> tor
     raise ConfigError(f"unknown prior '{name}'; valid priors: {', '.join(PRIORS)}")
 
 
+def check_prior(model: str, name: str) -> None:
+    """A ConfigError naming ``model`` when ``name`` is not a known prior."""
+    if name not in PRIORS:
+        raise ConfigError(f"{model}: prior '{name}' is not one of {', '.join(PRIORS)}")
+
+
 @register_model("wae")
 class WassersteinAE(StackedAE):
     r"""Wasserstein autoencoder with an MMD penalty (WAE-MMD).
@@ -97,9 +103,7 @@ class SlicedWassersteinAE(StackedAE):
                  activation: str = "leaky_relu", options: Options | None = None) -> None:
         super().__init__(n_features, latent_dim, hidden, activation)
         self.options = options or self.Options()
-        if self.options.prior not in PRIORS:
-            raise ConfigError(f"swae: prior '{self.options.prior}' is not one of "
-                              f"{', '.join(PRIORS)}")
+        check_prior("swae", self.options.prior)
         if self.options.n_projections < 1 or self.options.p < 1:
             raise ConfigError("swae: n_projections and p must be >= 1")
 
