@@ -158,12 +158,15 @@ def run_one(wf: Workflow, run: RunSpec) -> dict[str, Any]:
         row["train_s"] = train.result.train_time_s
         row["val_loss"] = train.result.best_val_loss
     files = results.get("compress", [])
-    if files:
-        raw = sum(f.raw_float64_bytes for f in files)
-        payload = sum(f.total_bytes for f in files)
+    if files:  # the same definitions as --mode info (payload: without lossless columns)
+        from baler_ext.stages.info import decoder_bytes, describe
+
+        decoder = decoder_bytes(project)
+        infos = [describe(f.path, decoder) for f in files]
+        raw = sum(i["raw_float64_bytes"] for i in infos)
+        payload = sum(i["raw_float64_bytes"] / i["ratios"]["payload_vs_float64"] for i in infos)
         row["ratio_payload"] = raw / payload
-        weights = project.dir("model") / "weights.pt"
-        row["ratio_with_decoder"] = raw / (payload + weights.stat().st_size)
+        row["ratio_with_decoder"] = raw / (payload + (decoder or 0))
     try:
         row.update({f"rel_rms_{c}": v for c, v in _rms(project, cfg, wf.rms_columns).items()})
     except BalerError as exc:

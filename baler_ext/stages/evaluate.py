@@ -350,9 +350,9 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
     definitions (for one input they are exactly ``--mode info``'s numbers). Added here:
     ``input_files_vs_containers``, the input files' sizes on disk over the containers'.
     """
-    from baler_ext.stages.info import _decoder_bytes, describe
+    from baler_ext.stages.info import decoder_bytes, describe
 
-    beside = _decoder_bytes(project)
+    beside = decoder_bytes(project)
     infos = [describe(p.container, beside) for p in pairs]
     sizes: dict[str, int] = {}
     for d in infos:

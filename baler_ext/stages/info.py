@@ -34,7 +34,7 @@ def group_of(section: str) -> str:
     return GROUPS.get(head, "other")
 
 
-def _decoder_bytes(project: Project) -> int | None:
+def decoder_bytes(project: Project) -> int | None:
     """zstd size of the project's decoder weights, or None without a trained model."""
     if not (project.dir("model") / "model.json").is_file():
         return None
@@ -85,7 +85,7 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
     if not containers:
         raise ProjectError(f"no compressed files in {project.dir('compressed')}; run "
                            f"'baler_ext --project {project.name} --mode compress' first")
-    beside = _decoder_bytes(project)
+    beside = decoder_bytes(project)
     out = []
     for path in containers:
         d = describe(path, beside)
