@@ -286,7 +286,7 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         device: torch.device, history_path: Path | None = None,
         checkpoint_path: Path | None = None, resume: bool = False,
         on_epoch_end: Callable[[int], None] | None = None,
-        dist_ctx: DistContext | None = None) -> TrainResult:
+        dist_ctx: DistContext | None = None, fingerprint: str = "") -> TrainResult:
     """Train ``model`` in place and restore its best-validation weights.
 
     Parameters
@@ -315,6 +315,9 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         ``ceil(batch_size / world_size)`` rows (so the global batch stays
         ``batch_size``), the validation loss is summed over ranks with ``all_reduce``,
         and only rank 0 writes the history and checkpoints.
+    fingerprint
+        Identity of the run's model, data selection, normaliser and training settings;
+        stored in each checkpoint, and a resumption with another fingerprint is refused.
     """
     if cfg.lr_patience and not 0.0 < cfg.lr_factor < 1.0:
         raise ConfigError(f"'training.lr_factor' must be in (0, 1), got {cfg.lr_factor}")
@@ -353,7 +356,16 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         if checkpoint_path is None:
             raise ProjectError("resume needs a checkpoint path")
         ck = load_checkpoint(checkpoint_path)
-        model.load_state_dict(ck["model"])
+        if ck.get("fingerprint", "") != fingerprint:
+            raise ConfigError(
+                f"{checkpoint_path} was written for another model, data selection or training "
+                "configuration; train without --resume (only epochs and early stopping may "
+                "change between a run and its resumption)")
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError:
+            raise ConfigError(f"{checkpoint_path} does not fit the configured model; train "
+                              "without --resume") from None
         opt.load_state_dict(ck["optimiser"])
         if aux_opt is not None:
             aux_opt.load_state_dict(ck["aux_optimiser"])
@@ -433,7 +445,8 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         stop = bool(cfg.early_stopping_patience and stale >= cfg.early_stopping_patience)
         if checkpoint_path is not None and is_main:
             save_checkpoint(checkpoint_path, {
-                "version": CHECKPOINT_VERSION, "epoch": epoch, "model": _state_copy(model),
+                "version": CHECKPOINT_VERSION, "fingerprint": fingerprint,
+                "epoch": epoch, "model": _state_copy(model),
                 "optimiser": opt.state_dict(),
                 "aux_optimiser": aux_opt.state_dict() if aux_opt is not None else {},
                 "scheduler": sched.state_dict() if sched is not None else {},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import torch
 
 from baler_ext.cli import main
 from baler_ext.config import ModelConfig, TrainingConfig
+from baler_ext.errors import ConfigError
 from baler_ext.losses import RECONSTRUCTION_LOSSES
 from baler_ext.models import build_model
 from baler_ext.training import CHECKPOINT, fit, init_weights, seed_everything
@@ -201,3 +203,17 @@ def test_resume_without_checkpoint_fails_cleanly(jets_parquet, make_project) -> 
                  "--resume"]) != 0
     assert main(["--project", name, "--projects-dir", str(projects), "--mode", "compress",
                  "-q", "--resume"]) != 0
+
+
+@pytest.mark.parametrize("change", ["model.latent_dim=3", "training.seed=7",
+                                    'data.normalisation="minmax"', "training.max_rows=1500"])
+def test_resume_refuses_a_changed_run(flat_parquet, make_project, caplog, change) -> None:
+    """A checkpoint is only valid for its model, data selection, normaliser and settings."""
+    projects, name = make_project(flat_parquet, model={"latent_dim": 2, "hidden": [16, 8]})
+    common = ["--project", name, "--projects-dir", str(projects), "--mode", "train", "-q"]
+    assert main(common) == 0
+    with caplog.at_level(logging.ERROR):
+        assert main([*common, "--resume", "--set", change]) == ConfigError.exit_code
+    assert "train without --resume" in caplog.text
+    # more epochs is a legitimate resumption
+    assert main([*common, "--resume", "--set", "training.epochs=3"]) == 0

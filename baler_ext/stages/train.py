@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import logging
 import tempfile
@@ -139,6 +141,22 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
             dist.destroy_process_group()
 
 
+#: training keys that may change between a run and its resumption
+RESUMABLE_KEYS = frozenset({"epochs", "early_stopping_patience", "min_delta", "checkpoint",
+                            "device"})
+
+
+def run_fingerprint(cfg: Config, normaliser: Normaliser) -> str:
+    """SHA-256 of what a checkpoint is only valid for: the data selection, the fitted
+    normaliser, the model and the training settings (bar :data:`RESUMABLE_KEYS`)."""
+    training = {k: v for k, v in dataclasses.asdict(cfg.training).items()
+                if k not in RESUMABLE_KEYS}
+    blob = json.dumps({"data": dataclasses.asdict(cfg.data),
+                       "model": dataclasses.asdict(cfg.model), "training": training,
+                       "normaliser": normaliser.to_dict()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
            device: torch.device) -> TrainOutcome:
     seed_everything(cfg.training.seed)
@@ -159,7 +177,8 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
     checkpoint = out_dir / CHECKPOINT if cfg.training.checkpoint or resume else None
     result = fit(model, x[train_idx], x[val_idx], cfg.training, device,
                  history_path=out_dir / "history.csv", checkpoint_path=checkpoint,
-                 resume=resume, dist_ctx=dist_ctx)
+                 resume=resume, dist_ctx=dist_ctx,
+                 fingerprint=run_fingerprint(cfg, normaliser))
     if dist_ctx is not None and not dist_ctx.is_main:  # rank 0 writes the model
         return TrainOutcome(result, "", len(values), columns)
     restored = reconstruct(model, normaliser, values[val_idx])
