@@ -159,14 +159,16 @@ def run_one(wf: Workflow, run: RunSpec) -> dict[str, Any]:
         row["val_loss"] = train.result.best_val_loss
     files = results.get("compress", [])
     if files:  # the same definitions as --mode info (payload: without lossless columns)
-        from baler_ext.stages.info import decoder_bytes, describe
+        from baler_ext.stages.info import compute_ratios, decoder_bytes, describe
 
         decoder = decoder_bytes(project)
-        infos = [describe(f.path, decoder) for f in files]
-        raw = sum(i["raw_float64_bytes"] for i in infos)
-        payload = sum(i["raw_float64_bytes"] / i["ratios"]["payload_vs_float64"] for i in infos)
-        row["ratio_payload"] = raw / payload
-        row["ratio_with_decoder"] = raw / (payload + (decoder or 0))
+        sizes: dict[str, int] = {}
+        for info in (describe(f.path, decoder) for f in files):
+            for group, n in info["bytes_by_section"].items():
+                sizes[group] = sizes.get(group, 0) + n
+        ratios = compute_ratios(sizes, sum(f.raw_float64_bytes for f in files), decoder)
+        row["ratio_payload"] = ratios["payload_vs_float64"]
+        row["ratio_with_decoder"] = ratios.get("payload_with_decoder_vs_float64")
     try:
         row.update({f"rel_rms_{c}": v for c, v in _rms(project, cfg, wf.rms_columns).items()})
     except BalerError as exc:

@@ -70,8 +70,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     mode = modes.get_mode(cfg.compression.mode)(trained, cfg.compression, device)
     column_dtypes = {c: source.layout.branch(c).dtype for c in norm.columns}
     # columns a conditional model needs verbatim (model zoo: ``lossless_columns``)
-    lossless_cols: set[str] = {c for c in getattr(trained.model, "lossless_columns", [])
-                               if c in norm.columns}
+    lossless_cols: set[str] = {c for c in trained.model.lossless_columns if c in norm.columns}
     mode.configure(column_dtypes, lossless_cols)
     t0 = time.perf_counter()
     chunks_meta: list[dict] = []
@@ -121,12 +120,14 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         sizes = writer.close(header)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
                             sizes, time.perf_counter() - t0)
-    with_decoder = result.total_bytes - decoder_bytes + weights_bytes(trained)
-    log.info("%s -> %s: %d rows, %d bytes: %.2fx vs raw float64 of the compressed columns "
-             "without the decoder weights, %.2fx with them (passthrough included)",
-             source.path.name, out_path.name, rows, result.total_bytes - decoder_bytes,
-             result.raw_float64_bytes / max(result.total_bytes - decoder_bytes, 1),
-             result.raw_float64_bytes / max(with_decoder, 1))
+    from baler_ext.stages.info import describe
+
+    ratios = describe(out_path, decoder_bytes or weights_bytes(trained))["ratios"]
+    log.info("%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
+             "%.2fx, payload + decoder weights %.2fx, whole file (lossless columns included) "
+             "%.2fx", source.path.name, out_path.name, rows, result.total_bytes,
+             ratios["payload_vs_float64"], ratios["payload_with_decoder_vs_float64"],
+             ratios["file_vs_float64"])
     return result
 
 

@@ -350,7 +350,7 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
     definitions (for one input they are exactly ``--mode info``'s numbers). Added here:
     ``input_files_vs_containers``, the input files' sizes on disk over the containers'.
     """
-    from baler_ext.stages.info import decoder_bytes, describe
+    from baler_ext.stages.info import compute_ratios, decoder_bytes, describe
 
     beside = decoder_bytes(project)
     infos = [describe(p.container, beside) for p in pairs]
@@ -362,16 +362,8 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
     total = sum(int(d["compressed_bytes"]) for d in infos)
     embedded = any(d["decoder_embedded"] for d in infos)
     decoder = sizes.get("decoder") if embedded else beside
-    payload = total - sizes.get("passthrough", 0) - sizes.get("decoder", 0)
     input_bytes = sum(p.source.stat().st_size for p in pairs)
-    if len(infos) == 1:
-        ratios = dict(infos[0]["ratios"])
-    else:
-        ratios = {"payload_vs_float64": raw64 / max(payload, 1),
-                  "payload_vs_float32": raw64 / 2 / max(payload, 1),
-                  "file_vs_float64": raw64 / max(total, 1)}
-        if decoder is not None:
-            ratios["payload_with_decoder_vs_float64"] = raw64 / max(payload + decoder, 1)
+    ratios = compute_ratios(sizes, raw64, decoder)
     ratios["input_files_vs_containers"] = input_bytes / max(total, 1)
     return {
         "sizes": sizes,
@@ -380,7 +372,7 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
         "n_columns": len(pairs[0].columns),
         "raw_float64_bytes": raw64,
         "raw_float32_bytes": raw64 // 2,
-        "payload_bytes": payload,
+        "payload_bytes": round(raw64 / ratios["payload_vs_float64"]),
         "compressed_bytes": total,
         "decoder_bytes": decoder,
         "decoder_embedded": embedded,

@@ -2,7 +2,9 @@
 
 For every ``output/compressed/*.baler`` it logs and writes ``<name>.info.json``: rows,
 columns, raw float64 and float32 sizes of the compressed columns, compressed bytes by
-section group (header, latent, prediction, residuals, passthrough, decoder), the ratios,
+section group (header, latent, prediction, residuals, lossless — compressed columns stored
+exactly, e.g. a conditional model's conditions —, passthrough — the columns that are not
+compressed —, decoder), the ratios (*payload* = everything but passthrough and decoder),
 the bounds, the max error per column measured at compress time, how many chunks use the
 latent and which derived columns are predicted by relations.
 """
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 #: section-name prefix -> group shown by ``info``
 GROUPS: dict[str, str] = {"preamble+index+trailer": "header", "latent": "latent",
                           "res": "residuals", "pred": "prediction", "passthrough": "passthrough",
-                          "counts": "passthrough", "lossless": "passthrough",
+                          "counts": "passthrough", "lossless": "lossless",
                           "decoder": "decoder"}
 
 
@@ -43,6 +45,24 @@ def decoder_bytes(project: Project) -> int | None:
     return weights_bytes(load_project_model(project))
 
 
+def compute_ratios(by_group: dict[str, int], raw64: int,
+                   decoder: int | None) -> dict[str, float]:
+    """The compression ratios of section sizes grouped by :func:`group_of`.
+
+    *payload* is everything but the passthrough (columns that are not compressed) and
+    the embedded decoder; every ratio is against ``raw64``, the raw float64 bytes of
+    the compressed columns (``/ 2`` for float32).
+    """
+    total = sum(by_group.values())
+    payload = total - by_group.get("passthrough", 0) - by_group.get("decoder", 0)
+    ratios = {"payload_vs_float64": raw64 / max(payload, 1),
+              "payload_vs_float32": raw64 / 2 / max(payload, 1),
+              "file_vs_float64": raw64 / max(total, 1)}
+    if decoder is not None:
+        ratios["payload_with_decoder_vs_float64"] = raw64 / max(payload + decoder, 1)
+    return ratios
+
+
 def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
     """The info of one container (see the module docstring)."""
     with ContainerReader(path) as reader:
@@ -55,14 +75,9 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
     cols = header["columns"]
     raw64 = header["rows"] * len(cols) * 8
     total = sum(by_group.values())
-    payload = total - by_group.get("passthrough", 0) - by_group.get("decoder", 0)
     decoder = by_group.get("decoder") or decoder_beside
     settings = header.get("mode_settings", {})
-    ratios = {"payload_vs_float64": raw64 / max(payload, 1),
-              "payload_vs_float32": raw64 / 2 / max(payload, 1),
-              "file_vs_float64": raw64 / max(total, 1)}
-    if decoder is not None:
-        ratios["payload_with_decoder_vs_float64"] = raw64 / max(payload + decoder, 1)
+    ratios = compute_ratios(by_group, raw64, decoder)
     return {
         "file": str(path), "mode": header["mode"], "rows": header["rows"],
         "entries": header["entries"], "columns": cols, "column_dtypes":

@@ -41,3 +41,19 @@ def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
         assert 0 < stats["max_error_over_bound"] <= 1.0
     # an embedded decoder does not change what decompress restores
     assert cli(projects, name, "decompress") == 0
+
+
+def test_compressed_columns_stored_exactly_count_in_the_payload(make_project, flat_parquet):
+    """A cvae's condition columns are stored losslessly: they are payload, not passthrough."""
+    from baler_ext.cli import main
+    from baler_ext.stages.info import describe
+
+    projects, name = make_project(flat_parquet, model={
+        "name": "cvae", "latent_dim": 2, "hidden": [16], "options": {"conditions": ["pt"]}})
+    for mode in ("train", "compress"):
+        assert main(["-q", "--projects-dir", str(projects), "-p", name, "--mode", mode]) == 0
+    info = describe(projects / name / "output" / "compressed" / "jets.baler")
+    groups = info["bytes_by_section"]
+    assert groups["lossless"] > 0
+    payload = info["compressed_bytes"] - groups["passthrough"]
+    assert info["ratios"]["payload_vs_float64"] == info["raw_float64_bytes"] / payload
