@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,18 @@ import torch
 
 from baler_ext import __version__
 from baler_ext.config import ModelConfig, build_section
+from baler_ext.errors import ContainerError
 from baler_ext.models.base import Autoencoder, build_model, latent_size
 from baler_ext.normalise import Normaliser
 from baler_ext.project import atomic_path
 
+log = logging.getLogger(__name__)
+
 WEIGHTS = "weights.pt"
 MODEL_JSON = "model.json"
 NORMALISER_JSON = "normaliser.json"
+#: earlier models of a project, by hash, kept so that their files stay decompressible
+ARCHIVE = "archive"
 
 
 def model_hash(state_dict: dict[str, torch.Tensor], arch: dict[str, Any],
@@ -65,6 +72,7 @@ def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
     }
     digest = model_hash(state, arch, normaliser)
     meta = {"arch": arch, "hash": digest, "baler_ext_version": __version__, **(extra or {})}
+    archive_model(directory, keep_if=digest)
     with atomic_path(directory / WEIGHTS) as tmp:
         torch.save(state, tmp)
     with atomic_path(directory / NORMALISER_JSON) as tmp:
@@ -72,6 +80,46 @@ def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
     with atomic_path(directory / MODEL_JSON) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
     return digest
+
+
+def archive_model(directory: Path, keep_if: str = "") -> Path | None:
+    """Copy the model in ``directory`` to ``directory/archive/<hash>/`` before it is replaced.
+
+    Files compressed with an earlier model stay decompressible after retraining
+    (:func:`model_dir_for` finds the archived copy by hash). Nothing is archived when
+    there is no model yet or its hash is ``keep_if`` (the same model again).
+    """
+    if not (directory / MODEL_JSON).is_file():
+        return None
+    old_hash = json.loads((directory / MODEL_JSON).read_text())["hash"]
+    target = directory / ARCHIVE / old_hash
+    if old_hash == keep_if or (target / MODEL_JSON).is_file():
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, NORMALISER_JSON, MODEL_JSON):  # model.json last: marks complete
+        shutil.copy2(directory / name, target / name)
+    log.info("previous model %s archived in %s", old_hash[:12], target)
+    return target
+
+
+def model_dir_for(directory: Path, model_hash: str) -> Path:
+    """The folder holding the model ``model_hash``: ``directory`` or its archive.
+
+    Raises
+    ------
+    ContainerError
+        When neither the project's model nor an archived one has that hash.
+    """
+    if (directory / MODEL_JSON).is_file():
+        if json.loads((directory / MODEL_JSON).read_text())["hash"] == model_hash:
+            return directory
+    archived = directory / ARCHIVE / model_hash
+    if (archived / MODEL_JSON).is_file():
+        return archived
+    raise ContainerError(
+        f"compressed with model {model_hash[:12]}, which is neither this project's model nor "
+        f"archived in {directory / ARCHIVE}; decompress it with the project that compressed it"
+    )
 
 
 def load_model(directory: Path) -> TrainedModel:

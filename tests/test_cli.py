@@ -213,3 +213,17 @@ def test_output_directory_and_input_protection(make_project, flat_parquet, tmp_p
     assert run_cli(projects, name, "decompress", "--set",
                    f'output.directory="{elsewhere}"') == 0
     assert (elsewhere / "jets.parquet").is_file()
+
+
+def test_retraining_keeps_earlier_files_decompressible(make_project, flat_parquet):
+    projects, name = make_project(flat_parquet)
+    assert run_cli(projects, name, "train") == 0
+    assert run_cli(projects, name, "compress") == 0
+    assert run_cli(projects, name, "decompress") == 0
+    first = outputs(projects, name, "decompressed")[0].read_bytes()
+    assert run_cli(projects, name, "train", "--set", "training.seed=7") == 0  # a new model
+    archive = projects / name / "output" / "model" / "archive"
+    assert len(list(archive.iterdir())) == 1
+    assert run_cli(projects, name, "decompress") == 0  # found by hash in the archive
+    restored = pq.read_table(outputs(projects, name, "decompressed")[0])
+    assert restored.equals(pq.read_table(pa.BufferReader(first)))

@@ -15,9 +15,8 @@ from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import OutputWriter, resolve_inputs
-from baler_ext.model_store import TrainedModel
-from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
-from baler_ext.stages.compress import load_project_model
+from baler_ext.model_store import MODEL_JSON, TrainedModel, model_dir_for
+from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
 from baler_ext.training import resolve_device
 
 log = logging.getLogger(__name__)
@@ -100,12 +99,18 @@ def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path
         )
     from baler_ext.executors import decompress_task, run_tasks
 
-    trained = load_project_model(project)
+    require_stage_output(project.dir("model") / MODEL_JSON, "train", project.name,
+                         "trained model")
     outs: list[Path] = []
     tasks = []
     for c in containers:
         with ContainerReader(c) as reader:
             layout = SourceLayout.from_dict(reader.header["layout"])
+            model_hash = reader.header["model"]["hash"]
+        try:  # the current model, or the archived one that compressed this file
+            model_dir = model_dir_for(project.dir("model"), model_hash)
+        except ContainerError as exc:
+            raise ContainerError(f"{c}: {exc}") from None
         out = output_path(project, cfg, layout, c)
         outs.append(out)
         # outputs are renamed into place only when complete: one newer than its container
@@ -113,7 +118,7 @@ def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path
         if resume and out.is_file() and out.stat().st_mtime_ns >= c.stat().st_mtime_ns:
             log.info("resume: skipping %s (%s exists)", c.name, out.name)
             continue
-        tasks.append((c, cfg, project.dir("model"), trained.hash, out))
+        tasks.append((c, cfg, model_dir, model_hash, out))
     run_tasks(decompress_task, tasks, [t[0].name for t in tasks], cfg.execution, "decompress")
     return outs
 
