@@ -227,3 +227,11 @@ def test_retraining_keeps_earlier_files_decompressible(make_project, flat_parque
     assert run_cli(projects, name, "decompress") == 0  # found by hash in the archive
     restored = pq.read_table(outputs(projects, name, "decompressed")[0])
     assert restored.equals(pq.read_table(pa.BufferReader(first)))
+
+
+def test_non_root_bytes_read_as_root_give_one_line(make_project, tmp_path, caplog):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a ROOT file\n" * 100)
+    projects, name = make_project(path, data={"format": "root"})
+    expect_error(projects, name, "train", InputDataError.exit_code, "not a readable ROOT file",
+                 caplog)

@@ -10,7 +10,7 @@ Typical use by the ``analyse`` stage::
     after = fit_peak(analysis_values(decompressed_df, spec), spec)
     comparison = compare_fits(before, after, quantity=spec.quantity)
     write_report(project / "analysis", before, after, comparison, spec)
-    print(comparison.verdict())
+    log.info(comparison.verdict())  # compare_fits logs it too
 
 A failed fit raises :class:`baler_ext.errors.FitError`; a bad configuration
 raises :class:`baler_ext.errors.ConfigError`.

@@ -29,9 +29,10 @@ def _open(path: Path) -> Any:
         return uproot.open(path)
     except FileNotFoundError:
         raise InputDataError(f"{path}: file not found; check data.input") from None
-    except Exception as exc:  # uproot raises many types for non-ROOT bytes
+    except Exception as exc:  # uproot raises many types, with multi-line text, for non-ROOT bytes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputDataError(
-            f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc}); check data.input"
+            f"{path}: not a readable ROOT file ({type(exc).__name__}: {first}); check data.input"
         ) from None
 
 

@@ -106,5 +106,4 @@ def analyse(project: Project, cfg: Config) -> AnalyseResult:
     comparison = compare_fits(before, after, quantity=spec.quantity)
     paths = write_report(out_dir, before, after, comparison, spec, extra={
         "inputs": [str(p[0]) for p in pairs], "decompressed": [str(p[1]) for p in pairs]})
-    log.info("%s", comparison.verdict())
     return AnalyseResult(before, after, comparison, paths)

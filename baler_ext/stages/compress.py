@@ -15,7 +15,7 @@ from tqdm import tqdm
 from baler_ext import __version__
 from baler_ext.codec import modes
 from baler_ext.codec.container import ContainerWriter
-from baler_ext.config import Config
+from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import InputDataError
 from baler_ext.io.source import Source, open_sources
 from baler_ext.model_store import TrainedModel, load_model
@@ -67,6 +67,9 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             "retrain with --mode train"
         )
     device = resolve_device(cfg.training.device)
+    if cfg.compression.mode == "latent" and cfg.compression.bounds != CompressionConfig().bounds:
+        log.warning("compression.bounds is ignored in latent mode, which has no error bound; "
+                    "set compression.mode = \"bounded\" to apply it")
     mode = modes.get_mode(cfg.compression.mode)(trained, cfg.compression, device)
     column_dtypes = {c: source.layout.branch(c).dtype for c in norm.columns}
     # columns a conditional model needs verbatim (model zoo: ``lossless_columns``)
