@@ -23,27 +23,85 @@ def register_loss(name: str) -> Callable[[LossFn], LossFn]:
 
 @register_loss("mse")
 def mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    r"""Mean squared error, :math:`\frac{1}{Bn}\sum_{b,i} (\hat x_{bi} - x_{bi})^2`."""
+    r"""Mean squared error, :math:`\frac{1}{Bn}\sum_{b,i} (\hat x_{bi} - x_{bi})^2`.
+
+    Baler's default reconstruction loss (Bengtsson et al., arXiv:2305.02283).
+
+    Parameters
+    ----------
+    x
+        Input rows, shape ``(B, n)``.
+    x_hat
+        Reconstructed rows, same shape, dtype and device.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in the inputs' dtype, on their device.
+    """
     return torch.mean((x_hat - x) ** 2)
 
 
 @register_loss("mse_sum")
 def mse_sum(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     r"""Squared error summed over columns, averaged over the batch,
-    :math:`\frac{1}{B}\sum_{b}\sum_i (\hat x_{bi} - x_{bi})^2`."""
+    :math:`\frac{1}{B}\sum_{b}\sum_i (\hat x_{bi} - x_{bi})^2`.
+
+    The scale of the WAE paper's reconstruction cost (Tolstikhin et al., ICLR 2018).
+
+    Parameters
+    ----------
+    x
+        Input rows, shape ``(B, n)``.
+    x_hat
+        Reconstructed rows, same shape, dtype and device.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in the inputs' dtype, on their device.
+    """
     return torch.mean(torch.sum((x_hat - x) ** 2, dim=1))
 
 
 @register_loss("l1_mean")
 def l1_mean(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    r"""Mean absolute error, :math:`\frac{1}{Bn}\sum_{b,i} |\hat x_{bi} - x_{bi}|`."""
+    r"""Mean absolute error, :math:`\frac{1}{Bn}\sum_{b,i} |\hat x_{bi} - x_{bi}|`.
+
+    Less sensitive than the MSE to the tails of a column (e.g. jet pT).
+
+    Parameters
+    ----------
+    x
+        Input rows, shape ``(B, n)``.
+    x_hat
+        Reconstructed rows, same shape, dtype and device.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in the inputs' dtype, on their device.
+    """
     return torch.mean(torch.abs(x_hat - x))
 
 
 @register_loss("l1_sum")
 def l1_sum(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     r"""Absolute error summed over columns, averaged over the batch,
-    :math:`\frac{1}{B}\sum_{b}\sum_i |\hat x_{bi} - x_{bi}|`."""
+    :math:`\frac{1}{B}\sum_{b}\sum_i |\hat x_{bi} - x_{bi}|`.
+
+    Parameters
+    ----------
+    x
+        Input rows, shape ``(B, n)``.
+    x_hat
+        Reconstructed rows, same shape, dtype and device.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in the inputs' dtype, on their device.
+    """
     return torch.mean(torch.sum(torch.abs(x_hat - x), dim=1))
 
 
@@ -124,6 +182,22 @@ def sliced_wasserstein(z: torch.Tensor, z_prior: torch.Tensor, n_projections: in
     Autoencoder: an embarrassingly simple generative model", ICLR 2019
     (arXiv:1804.01947), Eq. 13. The projections are drawn from torch's RNG (so
     they follow ``torch.manual_seed``) in ``z``'s dtype and device.
+
+    Parameters
+    ----------
+    z
+        Encoded batch ``(n, d)``.
+    z_prior
+        Samples of the prior ``(n, d)``, same dtype and device.
+    n_projections
+        Number :math:`L` of random directions :math:`\theta_l`.
+    p
+        Order of the Wasserstein distance.
+
+    Returns
+    -------
+    torch.Tensor
+        :math:`SW_p^p`, a scalar in ``z``'s dtype and on its device.
     """
     import ot
 
@@ -144,6 +218,18 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         - \log\sigma_{bj}^2 - 1\right)
 
     (Kingma & Welling, "Auto-Encoding Variational Bayes", arXiv:1312.6114, App. B).
+
+    Parameters
+    ----------
+    mu
+        Posterior means ``(B, d)``.
+    logvar
+        Posterior log-variances :math:`\log\sigma^2`, same shape.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in ``mu``'s dtype and on its device.
     """
     return 0.5 * torch.mean(torch.sum(mu.pow(2) + logvar.exp() - logvar - 1.0, dim=1))
 
@@ -154,6 +240,21 @@ def activation_l1(activations: list[torch.Tensor]) -> torch.Tensor:
     The sparse-autoencoder penalty (Ng, "Sparse autoencoder", CS294A notes
     2011, L1 form) that Baler's ``reg_param`` was meant to weight; the training
     loop multiplies it by ``training.activation_l1``.
+
+    Parameters
+    ----------
+    activations
+        Outputs :math:`a^{(l)}` of the hidden layers, each ``(B, h_l)``.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in the activations' dtype and on their device.
+
+    Raises
+    ------
+    ValueError
+        When the model exposed no activation layer.
     """
     if not activations:
         raise ValueError("activation_l1: the model exposed no activation layers")

@@ -33,10 +33,25 @@ class AdversarialAE(StackedAE):
       with the discriminator's own Adam optimiser (learning rate ``d_learning_rate``).
 
     The encoder is deterministic, so eval ``forward(x) == decode(encode(x))``.
+
+    Parameters
+    ----------
+    n_features
+        Number of input columns (the normaliser's non-constant columns).
+    latent_dim
+        Size of the latent.
+    hidden
+        Encoder widths (default ``[200, 100, 50]``); the decoder mirrors them.
+    activation
+        Activation between layers (``[model] activation``).
+    options
+        The model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
     @dataclass
     class Options:
+        """Keys of ``[model] options``; each field's ``doc`` says what it sets."""
+
         weight: float = field(default=1.0, metadata={"doc": "weight of the generator term"})
         d_hidden: list[int] = field(default_factory=lambda: [64, 64],
                                     metadata={"doc": "discriminator hidden widths"})

@@ -18,6 +18,8 @@ LOGVAR_CLAMP = (-30.0, 20.0)
 
 @dataclass
 class VAEOptions:
+    """Keys of ``[model] options``; each field's ``doc`` says what it sets."""
+
     beta: float = field(default=1.0, metadata={"doc": "beta, weight of the KL term (1: VAE)"})
     normalise_kl: bool = field(
         default=True,
@@ -46,6 +48,19 @@ class VariationalAE(Autoencoder):
     Higgins et al. (ICLR 2017). :meth:`encode` returns the posterior mean, the
     latent used for compression; in eval mode :meth:`forward` uses the mean too,
     so eval ``forward(x)["x_hat"] == decode(encode(x))``.
+
+    Parameters
+    ----------
+    n_features
+        Number of input columns (the normaliser's non-constant columns).
+    latent_dim
+        Size of the latent.
+    hidden
+        Encoder widths (default ``[200, 100, 50]``); the decoder mirrors them.
+    activation
+        Activation between layers (``[model] activation``).
+    options
+        The model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
     Options = VAEOptions
@@ -97,6 +112,8 @@ class VariationalAE(Autoencoder):
 
 @dataclass
 class CVAEOptions(VAEOptions):
+    """Keys of ``[model] options``; each field's ``doc`` says what it sets."""
+
     conditions: list[str] = field(
         default_factory=lambda: ["pt"],
         metadata={"doc": "condition columns: seen by encoder and decoder, stored losslessly"})
@@ -120,6 +137,19 @@ class ConditionalVAE(VariationalAE):
     store the last ``len(conditions)`` latent entries
     (:attr:`lossless_latent_dims`, the columns :attr:`lossless_columns`)
     losslessly. ``model.latent_dim`` counts both parts.
+
+    Parameters
+    ----------
+    n_features
+        Number of input columns (the normaliser's non-constant columns).
+    latent_dim
+        Size of the latent.
+    hidden
+        Encoder widths (default ``[200, 100, 50]``); the decoder mirrors them.
+    activation
+        Activation between layers (``[model] activation``).
+    options
+        The model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
     Options = CVAEOptions

@@ -45,12 +45,27 @@ class VQVAE(Autoencoder):
     and :meth:`decode_indices` decodes them. :attr:`discrete_latent` is ``True``,
     so the codec can store the indices (``ceil(log2(codebook_size))`` bits each)
     and entropy-code them instead of floats.
+
+    Parameters
+    ----------
+    n_features
+        Number of input columns (the normaliser's non-constant columns).
+    latent_dim
+        Size of the latent.
+    hidden
+        Encoder widths (default ``[200, 100, 50]``); the decoder mirrors them.
+    activation
+        Activation between layers (``[model] activation``).
+    options
+        The model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
     discrete_latent = True
 
     @dataclass
     class Options:
+        """Keys of ``[model] options``; each field's ``doc`` says what it sets."""
+
         codebook_size: int = field(default=512, metadata={"doc": "number K of codebook vectors"})
         code_dim: int = field(default=2, metadata={
             "doc": "dimension of a codebook vector; latent_dim must be a multiple of it"})

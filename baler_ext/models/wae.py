@@ -50,10 +50,25 @@ class WassersteinAE(StackedAE):
     with one prior sample per encoded row. Tolstikhin, Bousquet, Gelly &
     Schölkopf, "Wasserstein Auto-Encoders", ICLR 2018 (arXiv:1711.01558), Alg. 2.
     The encoder is deterministic, so eval ``forward(x) == decode(encode(x))``.
+
+    Parameters
+    ----------
+    n_features
+        Number of input columns (the normaliser's non-constant columns).
+    latent_dim
+        Size of the latent.
+    hidden
+        Encoder widths (default ``[200, 100, 50]``); the decoder mirrors them.
+    activation
+        Activation between layers (``[model] activation``).
+    options
+        The model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
     @dataclass
     class Options:
+        """Keys of ``[model] options``; each field's ``doc`` says what it sets."""
+
         weight: float = field(default=1.0, metadata={"doc": "lambda, weight of the MMD term"})
         prior_var: float = field(default=1.0, metadata={"doc": "variance of the N(0, s2 I) prior"})
         scales: list[float] = field(
@@ -90,10 +105,25 @@ class SlicedWassersteinAE(StackedAE):
     POT on torch tensors, differentiable, in the model's dtype and device).
     Kolouri, Pope, Martin & Rohde, "Sliced-Wasserstein Autoencoder: an
     embarrassingly simple generative model", ICLR 2019 (arXiv:1804.01947).
+
+    Parameters
+    ----------
+    n_features
+        Number of input columns (the normaliser's non-constant columns).
+    latent_dim
+        Size of the latent.
+    hidden
+        Encoder widths (default ``[200, 100, 50]``); the decoder mirrors them.
+    activation
+        Activation between layers (``[model] activation``).
+    options
+        The model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
     @dataclass
     class Options:
+        """Keys of ``[model] options``; each field's ``doc`` says what it sets."""
+
         weight: float = field(default=1.0, metadata={"doc": "lambda, weight of the SW term"})
         n_projections: int = field(default=50, metadata={"doc": "random projections per batch"})
         p: int = field(default=2, metadata={"doc": "order p of SW_p^p"})
