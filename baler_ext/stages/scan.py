@@ -91,7 +91,8 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
     columns: list[str] = []
     for i, overrides in enumerate(combos):
         rid = run_id(i, overrides)
-        row: dict[str, Any] = {"run": rid, **{k: toml_value(v) for k, v in overrides.items()}}
+        row: dict[str, Any] = {"run": rid, **{k: v if isinstance(v, str) else toml_value(v)
+                                              for k, v in overrides.items()}}
         log.info("scan %d/%d: %s", i + 1, len(combos), overrides)
         sub_project = Project(f"{project.name}/{SCAN_DIR}/{rid}", out_dir / rid)
         try:
