@@ -319,10 +319,12 @@ def plot_comparison(
             bottom.stairs(pulls, edges, color=colour, lw=1.2)
     top.set_ylabel(f"entries / {bw:g} {unit}")
     top.set_xlim(lo, hi)
-    top.set_ylim(bottom=0)
-    top.legend(handles=handles, fontsize=7, loc="upper right", frameon=False)
+    # headroom above the peak so that the legend never covers data
+    peak = max(float(np.max(np.asarray(f.counts))) for f in (before, after))
+    top.set_ylim(0, 1.5 * peak)
+    top.legend(handles=handles, fontsize=8, loc="upper right", frameon=False)
     if comparison is not None:
-        top.set_title(comparison.verdict(), fontsize=7)
+        top.set_title(comparison.verdict(), fontsize=8)
     bottom.axhline(0.0, color="grey", lw=0.8)
     for level in (-2.0, 2.0):
         bottom.axhline(level, color="grey", lw=0.5, ls=":")
