@@ -36,16 +36,10 @@ class AdversarialAE(StackedAE):
 
     Parameters
     ----------
-    n_features
-        Number of input columns (the normaliser's non-constant columns).
-    latent_dim
-        Size of the latent.
-    hidden
-        Encoder widths (default ``[200, 100, 50]``); the decoder mirrors them.
-    activation
-        Activation between layers (``[model] activation``).
+    n_features, latent_dim, hidden, activation
+        As for :class:`~baler_ext.models.sae.StackedAE`.
     options
-        The model's :class:`Options` (``[model] options = {...}``); defaults when None.
+        This model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
     @dataclass
