@@ -23,6 +23,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -213,8 +214,7 @@ def completed_container(path: Path, model_hash: str, cfg: Any) -> Any:
             if h.get("model", {}).get("hash") != model_hash:
                 log.info("resume: %s was made by another model; compressing again", path.name)
                 return None
-            if (h.get("mode") != cfg.compression.mode
-                    or bool(h.get("decoder_embedded")) != bool(cfg.compression.embed_decoder)):
+            if h.get("compression") != asdict(cfg.compression):
                 log.info("resume: %s has other compression settings; compressing again",
                          path.name)
                 return None

@@ -201,6 +201,20 @@ def test_local_resume_redoes_a_damaged_container(trained_project, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
 
+def test_resume_recompresses_when_compression_settings_changed(trained_project, tmp_path):
+    project = fresh_project(trained_project, tmp_path, "settings")
+    compress(project, load_config(project.config_path))
+    before = containers(project)
+    changed = load_config(project.config_path, ['compression.latent_dtype="float16"'])
+    compress(project, changed, resume=True)  # same model and mode, other latent dtype
+    after = containers(project)
+    assert after.keys() == before.keys()
+    assert all(after[k] != before[k] for k in before)
+    for path in project.dir("compressed").glob("*.baler"):
+        with ContainerReader(path) as reader:
+            assert reader.header["compression"]["latent_dtype"] == "float16"
+
+
 def test_cli_executor_flags_become_config_overrides(monkeypatch, tmp_path):
     from baler_ext import cli
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +114,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
                       "latent_dim": trained.meta["arch"]["latent_dim"]},
             "columns": norm.columns, "column_dtypes": column_dtypes,
             "decoder_embedded": bool(cfg.compression.embed_decoder),
+            "compression": asdict(cfg.compression),
             "normaliser": norm.to_dict(),
             "layout": source.layout.to_dict(),
             "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
