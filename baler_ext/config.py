@@ -166,9 +166,27 @@ class CompressionConfig:
     )
     relations: str = field(
         default="auto",
-        metadata=doc("bounded mode: auto (predict derived columns — px, py, pz, energy, "
-                     "sum-to-one fractions — from the decoded ones where the relation holds "
-                     "on the data) | none"),
+        metadata=doc("bounded mode: predict derived columns from decoded ones where the "
+                     "relation holds on the data — auto (Cartesian: pt, phi, eta, energy from "
+                     "px, py, pz, mass where possible, else polar) | polar (px, py, pz, energy "
+                     "from pt, eta, phi, mass) | cartesian | none; sum-to-one fractions always"),
+    )
+    probability_model: str = field(
+        default="auto",
+        metadata=doc("bounded mode, how the integer codes are entropy-coded: auto (the learned "
+                     "model when the trained model has one, else static) | learned | static "
+                     "(one histogram per stream and chunk)"),
+    )
+    dither: bool = field(
+        default=True,
+        metadata=doc("bounded mode: subtractive dither (uniform errors, no comb of grid values; "
+                     "the bound holds either way)"),
+    )
+    event_column: str = field(
+        default="event",
+        metadata=doc("integer column whose equal consecutive values mark the objects of one "
+                     "event (flat tables; jagged inputs use their counts): the learned model's "
+                     "event context"),
     )
     relation_roles: dict[str, str] = field(
         default_factory=dict,
@@ -187,7 +205,8 @@ class CompressionConfig:
             raise ConfigError(f"'compression.latent_bits' must be in 1-24, got {self.latent_bits}")
         for key, value, valid in (("latent_policy", self.latent_policy,
                                    ("auto", "always", "never")),
-                                  ("relations", self.relations, ("auto", "none"))):
+                                  ("relations", self.relations,
+                                   ("auto", "polar", "cartesian", "none"))):
             if value not in valid:
                 raise ConfigError(f"'compression.{key}' must be one of {', '.join(valid)}, "
                                   f"got '{value}'")
@@ -275,6 +294,53 @@ class ExecutionConfig:
 
 
 @dataclass
+class RateConfig:
+    """``[rate]``: the learned probability model of the bounded codes (trained by train)."""
+
+    enabled: bool = field(
+        default=True,
+        metadata=doc("train the learned probability model after the autoencoder (bounded mode)"),
+    )
+    hidden: list[int] = field(
+        default_factory=lambda: [128, 128],
+        metadata=doc("hidden units of the masked autoencoder (MADE) per layer"),
+    )
+    epochs: int = field(default=60, metadata=doc("maximum training epochs"))
+    batch_size: int = field(default=512, metadata=doc("rows per optimisation step"))
+    learning_rate: float = field(default=3e-3, metadata=doc("Adam learning rate"))
+    patience: int = field(
+        default=8, metadata=doc("stop after this many epochs without a better validation rate")
+    )
+    order: str = field(
+        default="greedy",
+        metadata=doc("coding order of the columns: greedy (chosen on the training codes) | "
+                     "natural (the column order)"),
+    )
+    event_context: str = field(
+        default="auto",
+        metadata=doc("condition each object on the previous object of its event: auto (when "
+                     "the input has events) | none"),
+    )
+    side_information: str = field(
+        default="none",
+        metadata=doc("condition on the autoencoder's quantised latent, stored per row: none | "
+                     "latent (a hyperprior; its bits count in the file)"),
+    )
+    latent_bits: int = field(
+        default=4, metadata=doc("bits per latent dimension of that side information")
+    )
+    max_rows: int | None = field(
+        default=200000, metadata=doc("train on at most this many rows (the first ones)")
+    )
+
+    def validate(self) -> None:
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError("'rate.hidden' needs at least one layer of >= 1 units")
+        if not 1 <= self.latent_bits <= 12:
+            raise ConfigError(f"'rate.latent_bits' must be in 1-12, got {self.latent_bits}")
+
+
+@dataclass
 class Config:
     """A whole validated project configuration."""
 
@@ -287,6 +353,7 @@ class Config:
     analysis: AnalysisSpec | None = None
     scan: ScanConfig | None = None
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    rate: RateConfig = field(default_factory=RateConfig)
     source: Path | None = None
 
     @property
@@ -305,6 +372,7 @@ SECTIONS: dict[str, type] = {
     "analysis": AnalysisSpec,
     "scan": ScanConfig,
     "execution": ExecutionConfig,
+    "rate": RateConfig,
 }
 OPTIONAL_SECTIONS = frozenset({"analysis", "scan"})
 
@@ -320,6 +388,10 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("compression", "mode"): ("latent", "bounded"),
     ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
+    ("compression", "probability_model"): ("auto", "learned", "static"),
+    ("rate", "order"): ("greedy", "natural"),
+    ("rate", "event_context"): ("auto", "none"),
+    ("rate", "side_information"): ("none", "latent"),
     ("output", "format"): ("same", "root", "parquet"),
     ("execution", "executor"): ("local", "dask"),
 }

@@ -2,7 +2,13 @@
 
 ``output/model/`` holds ``weights.pt`` (a state dict of plain tensors, loaded
 with ``torch.load(weights_only=True)``), ``model.json`` (architecture, columns,
-identity hash) and ``normaliser.json``.
+identity hash), ``normaliser.json`` and, when the train stage trained one, the learned
+probability model as ``rate_model.npz`` (integer arrays, loaded with
+``allow_pickle=False``) and ``rate_model.json``. The hash covers all of them.
+
+Loading is lazy: :func:`load_model` reads the JSON files and the learned model (numpy
+only) and loads the autoencoder's weights — and torch — only when ``.model`` is first
+used, so the classical and learned bounded paths run without importing torch.
 """
 
 from __future__ import annotations
@@ -11,57 +17,98 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from baler_ext import __version__
+from baler_ext.codec.probability.learned import LearnedModel
 from baler_ext.config import ModelConfig, build_section
 from baler_ext.errors import ContainerError
-from baler_ext.models.base import Autoencoder, build_model, latent_size
 from baler_ext.normalise import Normaliser
 from baler_ext.project import atomic_path
+
+if TYPE_CHECKING:
+    import torch
+
+    from baler_ext.models.base import Autoencoder
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "weights.pt"
 MODEL_JSON = "model.json"
 NORMALISER_JSON = "normaliser.json"
+RATE_NPZ = "rate_model.npz"
+RATE_JSON = "rate_model.json"
 #: earlier models of a project, by hash, kept so that their files stay decompressible
 ARCHIVE = "archive"
 
 
 def model_hash(state_dict: dict[str, torch.Tensor], arch: dict[str, Any],
-               normaliser: Normaliser) -> str:
-    """SHA-256 identity of a trained model: weights, architecture and normaliser."""
+               normaliser: Normaliser, learned: LearnedModel | None = None) -> str:
+    """SHA-256 identity of a trained model: weights, architecture, normaliser and the
+    learned probability model."""
     h = hashlib.sha256()
     h.update(json.dumps(arch, sort_keys=True).encode())
     h.update(json.dumps(normaliser.to_dict(), sort_keys=True).encode())
     for key in sorted(state_dict):
         h.update(key.encode())
         h.update(np.ascontiguousarray(state_dict[key].detach().cpu().numpy()).tobytes())
+    if learned is not None:
+        h.update(json.dumps(learned.meta(), sort_keys=True, default=float).encode())
+        arrays = learned.to_arrays()
+        for key in sorted(arrays):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(arrays[key], "<i8").tobytes())
     return h.hexdigest()
 
 
-@dataclass
 class TrainedModel:
-    """A loaded model with its normaliser and metadata."""
+    """A model with its normaliser, metadata and learned probability model.
 
-    model: Autoencoder
-    normaliser: Normaliser
-    meta: dict[str, Any]
+    ``model`` is either given or loaded (with torch) on first access by ``loader``.
+    """
+
+    def __init__(self, model: Autoencoder | None, normaliser: Normaliser,
+                 meta: dict[str, Any], learned: LearnedModel | None = None,
+                 loader: Callable[[], Autoencoder] | None = None) -> None:
+        self._model = model
+        self._loader = loader
+        self.normaliser = normaliser
+        self.meta = meta
+        self.learned = learned
+
+    @property
+    def model(self) -> Autoencoder:
+        if self._model is None:
+            if self._loader is None:
+                raise ContainerError("no autoencoder weights were saved with this model")
+            self._model = self._loader()
+        return self._model
 
     @property
     def hash(self) -> str:
         return self.meta["hash"]
 
+    @property
+    def lossless_columns(self) -> list[str]:
+        """Columns the model needs verbatim (the cvae's conditions), from model.json."""
+        if "lossless_columns" in self.meta:
+            return list(self.meta["lossless_columns"])
+        return list(self.model.lossless_columns)
+
 
 def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
-               normaliser: Normaliser, extra: dict[str, Any] | None = None) -> str:
-    """Write weights, ``model.json`` and ``normaliser.json``; return the model hash."""
+               normaliser: Normaliser, extra: dict[str, Any] | None = None,
+               learned: LearnedModel | None = None) -> str:
+    """Write weights, ``model.json``, ``normaliser.json`` and the learned probability
+    model (when given); return the model hash."""
+    import torch
+
+    from baler_ext.models.base import latent_size
+
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     arch = {
@@ -70,13 +117,20 @@ def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
         "options": model_cfg.options, "dtype": model_cfg.dtype,
         "built_latent_dim": latent_size(model_cfg, model.n_features),
     }
-    digest = model_hash(state, arch, normaliser)
+    digest = model_hash(state, arch, normaliser, learned)
     meta = {"arch": arch, "hash": digest, "baler_ext_version": __version__, **(extra or {})}
     archive_model(directory, keep_if=digest)
     with atomic_path(directory / WEIGHTS) as tmp:
         torch.save(state, tmp)
     with atomic_path(directory / NORMALISER_JSON) as tmp:
         normaliser.save(tmp)
+    for name in (RATE_NPZ, RATE_JSON):
+        (directory / name).unlink(missing_ok=True)
+    if learned is not None:
+        with atomic_path(directory / RATE_NPZ) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, **learned.to_arrays())
+        with atomic_path(directory / RATE_JSON) as tmp:
+            tmp.write_text(json.dumps(learned.meta(), indent=1, default=float))
     with atomic_path(directory / MODEL_JSON) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
     return digest
@@ -96,8 +150,9 @@ def archive_model(directory: Path, keep_if: str = "") -> Path | None:
     if old_hash == keep_if or (target / MODEL_JSON).is_file():
         return None
     target.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, NORMALISER_JSON, MODEL_JSON):  # model.json last: marks complete
-        shutil.copy2(directory / name, target / name)
+    for name in (WEIGHTS, NORMALISER_JSON, RATE_NPZ, RATE_JSON, MODEL_JSON):
+        if (directory / name).is_file():  # model.json last: marks complete
+            shutil.copy2(directory / name, target / name)
     log.info("previous model %s archived in %s", old_hash[:12], target)
     return target
 
@@ -122,8 +177,23 @@ def model_dir_for(directory: Path, model_hash: str) -> Path:
     )
 
 
+def load_learned(directory: Path) -> LearnedModel | None:
+    """The learned probability model saved beside the weights, or None."""
+    if not (directory / RATE_JSON).is_file():
+        return None
+    try:
+        meta = json.loads((directory / RATE_JSON).read_text())
+        with np.load(directory / RATE_NPZ, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ContainerError(f"{directory / RATE_NPZ}: unreadable learned probability model "
+                             f"({exc}); retrain with --mode train") from None
+    return LearnedModel.from_parts(meta, arrays)
+
+
 def load_model(directory: Path) -> TrainedModel:
-    """Load a model saved by :func:`save_model` (no pickle: ``weights_only=True``)."""
+    """Load a model saved by :func:`save_model` (no pickle: ``weights_only=True``); the
+    autoencoder itself is loaded on first use."""
     meta = json.loads((directory / MODEL_JSON).read_text())
     arch = meta["arch"]
     cfg = build_section(ModelConfig, {k: arch[k] for k in
@@ -133,8 +203,16 @@ def load_model(directory: Path) -> TrainedModel:
     # latent carries extra entries (the cvae's conditions)
     cfg.latent_dim = arch.get("built_latent_dim", arch["latent_dim"])
     normaliser = Normaliser.load(directory / NORMALISER_JSON)
-    model = build_model(cfg, arch["n_features"], columns=normaliser.active)
-    state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model.eval()
-    return TrainedModel(model, normaliser, meta)
+
+    def loader() -> Autoencoder:
+        import torch
+
+        from baler_ext.models.base import build_model
+
+        model = build_model(cfg, arch["n_features"], columns=normaliser.active)
+        state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.eval()
+        return model
+
+    return TrainedModel(None, normaliser, meta, load_learned(directory), loader)

@@ -39,7 +39,8 @@ END_MAGIC = b"BALEREND"
 FORMAT_VERSION = (1, 1)
 #: features a reader must understand to decode a file (header key ``features``, 1.1+);
 #: a file that lists one this reader does not know is rejected with "upgrade"
-KNOWN_FEATURES = frozenset({"bounded-relations", "bounded-latent-policy"})
+KNOWN_FEATURES = frozenset({"bounded-relations", "bounded-latent-policy", "bounded-dither",
+                            "bounded-learned"})
 _PREAMBLE = struct.Struct("<8sHHI")
 _TRAILER = struct.Struct("<QII8s")
 

@@ -121,14 +121,16 @@ class RangeCoder(IntCoder):
         escaped = (sym < 0) | (sym >= k)
         sym[escaped] = k
         counts = np.bincount(sym, minlength=k + 1).astype(np.uint32)
+        out = {"head": np.array([lo, k], np.int64), "counts": narrowest(counts)}
+        if escaped.any():  # absent when unused (docs/FORMAT.md)
+            out["esc"] = codes[escaped]
         if counts.max() == codes.size:  # a single symbol: nothing to code
-            return {"head": np.array([lo, k], np.int64), "counts": narrowest(counts),
-                    "esc": codes[escaped]}
+            return out
         model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
         enc = constriction.stream.queue.RangeEncoder()
         enc.encode(sym.astype(np.int32), model)
-        return {"head": np.array([lo, k], np.int64), "counts": narrowest(counts),
-                "bits": enc.get_compressed(), "esc": codes[escaped]}
+        out["bits"] = enc.get_compressed()
+        return out
 
     @staticmethod
     def _encode_split(codes: np.ndarray, lo: int, hi: int, shift: int) -> dict[str, np.ndarray]:
@@ -148,7 +150,7 @@ class RangeCoder(IntCoder):
             enc.encode(((low >> off) & ((1 << width) - 1)).astype(np.int32),
                        constriction.stream.model.Uniform(1 << width))
         return {"head": np.array([lo, k, shift], np.int64), "counts": narrowest(counts),
-                "bits": enc.get_compressed(), "esc": np.zeros(0, np.int64)}
+                "bits": enc.get_compressed()}
 
     def decode(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
         import constriction
@@ -173,7 +175,7 @@ class RangeCoder(IntCoder):
             sym = dec.decode(model, n).astype(np.int64)
         out = sym + lo
         escaped = sym == k
-        esc = arrays["esc"].astype(np.int64)
+        esc = arrays.get("esc", np.zeros(0, np.int64)).astype(np.int64)
         if int(escaped.sum()) != esc.size:
             raise ContainerError("a code stream's escapes do not match; the file is damaged")
         out[escaped] = esc

@@ -1,26 +1,37 @@
 """Compression modes, registered by name (``[compression] mode``).
 
-A mode turns a chunk's float matrix into named array sections and back. It gets
-the trained model, the config's ``[compression]`` section and the device.
+A mode turns a chunk's float matrix into named array sections and back. It gets the
+trained model, the config's ``[compression]`` section and the device. Nothing here
+imports torch: the ``latent`` mode and the ``autoencoder`` predictor import it when they
+are used, so the classical bounded path and the learned probability model run without it.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from baler_ext.codec import relations
-from baler_ext.codec.entropy import get_coder
+from baler_ext.codec import dither, relations
+from baler_ext.codec.predictors import ChunkState
+from baler_ext.codec.predictors.autoencoder import (
+    AutoencoderPredictor,
+    dequantise_latent,
+    quantise_latent,
+    run_batched,
+)
+from baler_ext.codec.predictors.centre import CentrePredictor, median_of_finite
+from baler_ext.codec.predictors.linear import LinearPredictor
+from baler_ext.codec.predictors.relation import RelationPredictor
+from baler_ext.codec.probability import learned as lrn
+from baler_ext.codec.probability.static import StaticModel
 from baler_ext.codec.relations import Relation
 from baler_ext.codec.residuals import EPS_PRED, ColumnCoder, ColumnCodes, resolve_bounds
 from baler_ext.config import CompressionConfig
-from baler_ext.errors import ContainerError
-from baler_ext.model_store import TrainedModel
+from baler_ext.errors import ConfigError, ContainerError
 from baler_ext.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -29,14 +40,11 @@ MODE_REGISTRY: Registry[type[CompressionMode]] = Registry("compression.mode", na
 
 #: margin fraction of the bounded mode's column coders, see ColumnCoder (costs ~1e-4 bit)
 DERIVED_MARGIN = 1e-4
-#: the no-latent path fits a linear predictor only with this many rows per coefficient
-MIN_ROWS_PER_FEATURE = 8
-#: rows used to fit the linear predictor of a column (evenly spaced)
-FIT_ROWS = 8192
-#: ridge strength of that fit, relative to the mean diagonal of the Gram matrix
-RIDGE = 1e-6
 
 LATENT_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
+
+__all__ = ["MODE_REGISTRY", "BoundedMode", "ChunkContext", "CompressionMode", "LatentMode",
+           "dequantise_latent", "get_mode", "quantise_latent", "register_mode", "run_batched"]
 
 
 def register_mode(name: str) -> Callable[[type[CompressionMode]], type[CompressionMode]]:
@@ -49,37 +57,43 @@ def get_mode(name: str) -> type[CompressionMode]:
     return MODE_REGISTRY.get(name)
 
 
-@torch.no_grad()
-def run_batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, dtype: torch.dtype,
-                device: torch.device, batch_size: int = 65536) -> np.ndarray:
-    """Apply ``fn`` to ``x`` in batches on ``device``; return float64 numpy."""
-    outs = []
-    for start in range(0, len(x), batch_size):
-        xb = torch.as_tensor(x[start : start + batch_size], dtype=dtype, device=device)
-        outs.append(fn(xb).to("cpu", torch.float64).numpy())
-    if not outs:
-        return np.empty((0, 0))
-    return np.concatenate(outs)
+@dataclass
+class ChunkContext:
+    """What a mode may know about a chunk besides its float matrix.
+
+    ``first`` marks the rows that start an event (objects of one event are consecutive);
+    None when the rows have no event structure. Encoder and decoder must pass the same.
+    """
+
+    first: np.ndarray | None = None
 
 
 class CompressionMode:
-    """Base class: ``encode`` a normalised chunk to sections, ``decode`` them back."""
+    """Base class: ``encode`` a chunk to sections, ``decode`` them back."""
 
     name: str = ""
     #: whether the mode itself keeps every column within a bound (then columns that were
     #: constant in training need no lossless copy)
     bounded: bool = False
 
-    def __init__(self, trained: TrainedModel, cfg: CompressionConfig, device: torch.device):
+    def __init__(self, trained: Any, cfg: CompressionConfig, device: Any = None):
         self.trained = trained
         self.cfg = cfg
         self.device = device
-        self.model = trained.model.to(device).eval()
-        self.dtype = next(self.model.parameters()).dtype
         self.skip: set[str] = set()
+        self._ae: AutoencoderPredictor | None = None
 
-    def configure(self, column_dtypes: dict[str, str], lossless: set[str]) -> None:
-        """Compress side: the columns' output dtypes and the columns stored verbatim."""
+    @property
+    def autoencoder(self) -> AutoencoderPredictor:
+        """The autoencoder predictor (loads torch and the weights on first use)."""
+        if self._ae is None:
+            self._ae = AutoencoderPredictor(self.trained, self.device or "cpu")
+        return self._ae
+
+    def configure(self, column_dtypes: dict[str, str], lossless: set[str],
+                  exact: dict[str, np.ndarray] | None = None) -> None:
+        """Compress side: the columns' output dtypes, the columns stored verbatim and, per
+        column, values to keep bit-exact (sentinels such as -1 or -999)."""
         self.skip = set(lossless)
 
     def load_header(self, settings: dict[str, Any]) -> None:
@@ -89,11 +103,13 @@ class CompressionMode:
         """zstd level for section ``name`` (None: the configured level)."""
         return None
 
-    def encode(self, values: np.ndarray) -> dict[str, np.ndarray]:
+    def encode(self, values: np.ndarray, context: ChunkContext | None = None
+               ) -> dict[str, np.ndarray]:
         """Full float64 matrix of a chunk -> named arrays to store."""
         raise NotImplementedError
 
-    def decode(self, sections: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
+    def decode(self, sections: dict[str, np.ndarray], n_rows: int,
+               context: ChunkContext | None = None) -> np.ndarray:
         """Stored arrays -> full float64 matrix of the chunk."""
         raise NotImplementedError
 
@@ -105,97 +121,92 @@ class CompressionMode:
         """Container features a reader needs for this mode's sections (header ``features``)."""
         return []
 
-    def latent(self, values: np.ndarray) -> np.ndarray:
-        """The latent of ``values`` (full matrix) as float64."""
-        z = self.trained.normaliser.transform(values)
-        return run_batched(self.model.encode, z, self.dtype, self.device)
-
-    def reconstruct(self, latent: np.ndarray) -> np.ndarray:
-        """Decoder output for ``latent``, inverse-normalised to the full matrix."""
-        x = run_batched(self.model.decode, latent, self.dtype, self.device)
-        if len(latent) == 0:
-            x = np.empty((0, len(self.trained.normaliser.active)))
-        return self.trained.normaliser.inverse(x)
-
 
 @register_mode("latent")
 class LatentMode(CompressionMode):
     """Baler-compatible: store the latent only, cast to ``latent_dtype``; no error bound."""
 
-    def encode(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        z = self.latent(values)
+    def encode(self, values: np.ndarray, context: ChunkContext | None = None
+               ) -> dict[str, np.ndarray]:
+        z = self.autoencoder.latent(values)
         return {"latent": z.astype(LATENT_DTYPES[self.cfg.latent_dtype])}
 
-    def decode(self, sections: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
+    def decode(self, sections: dict[str, np.ndarray], n_rows: int,
+               context: ChunkContext | None = None) -> np.ndarray:
         z = sections["latent"].astype(np.float64).reshape(n_rows, -1)
-        return self.reconstruct(z)
+        ae = self.autoencoder
+        x = run_batched(ae.model.decode, z, ae.dtype, ae.device)
+        if len(z) == 0:
+            x = np.empty((0, len(self.trained.normaliser.active)))
+        return self.trained.normaliser.inverse(x)
 
     def header(self) -> dict:
         return {"latent_dtype": self.cfg.latent_dtype}
 
 
-def quantise_latent(z: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Uniform ``bits``-bit quantiser per latent dimension over the chunk's range.
+@dataclass
+class _Encoded:
+    sections: dict[str, np.ndarray]
+    results: dict[str, ColumnCodes]
 
-    :math:`\\Delta_j = (\\max_j z - \\min_j z) / (2^{bits} - 1)`,
-    :math:`c = \\mathrm{rint}((z - \\min_j z) / \\Delta_j)`; non-finite latents become 0.
-    Returns ``(codes, lo, step)``.
-    """
-    z = np.where(np.isfinite(z), z, 0.0)
-    if len(z) == 0:
-        return np.zeros(z.shape, np.int64), np.zeros(z.shape[1]), np.ones(z.shape[1])
-    lo, hi = z.min(axis=0), z.max(axis=0)
-    step = (hi - lo) / (2**bits - 1)
-    step = np.where((step > 0) & np.isfinite(step), step, 1.0)
-    codes = np.rint((z - lo) / step).astype(np.int64)
-    return codes, lo, step
-
-
-def dequantise_latent(codes: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """:math:`\\hat z = \\min_j z + c\\,\\Delta_j` (identical on every device)."""
-    return lo + codes.astype(np.float64) * step
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.sections.values())
 
 
 @register_mode("bounded")
 class BoundedMode(CompressionMode):
-    """Quantised, entropy-coded latent plus residuals that keep every value within its bound.
+    """Every value within its bound: predictor + quantiser + probability model per column.
 
-    The decoder's prediction :math:`p` of each value is computed in float64 from the
-    *dequantised* latent (the same numbers on both sides); :class:`ColumnCoder` codes
-    :math:`x` against :math:`p` within the column's bound with a margin that absorbs
-    device/BLAS differences in :math:`p`, verifies each value through the exact decode
-    path, and stores failures verbatim. See :mod:`baler_ext.codec.residuals`.
+    Per chunk, each column is coded by a short plan (:meth:`plan`):
 
-    Two predictor stages (format 1.1):
+    * **learned** (format 1.2, when the trained model has a learned probability model and
+      ``probability_model`` is not ``static``): every *independent* column is predicted
+      by a constant anchor (``centre``), so its codes lie on one fixed, dithered grid,
+      and the codes are entropy-coded with the rate-trained integer MADE
+      (:mod:`baler_ext.codec.probability.learned`) in the model's coding order, or with
+      a static histogram where that is smaller for the chunk; *derived* columns are
+      predicted by their ``relation`` and coded with a static histogram;
+    * **classical**: independent columns are predicted by the ``autoencoder``
+      (``latent_policy``: per chunk the smaller of with/without latent), or else by the
+      ``centre`` for the first column and a ``linear`` fit on the columns decoded before
+      it for the rest; derived columns by their ``relation``; every stream with a static
+      histogram.
 
-    * **latent policy** (``[compression] latent_policy``): per chunk the mode codes the
-      independent columns against the autoencoder's prediction *and* against the chunk's
-      per-column median (``pred/centre``, no latent stored) and keeps the smaller
-      (``auto``), or always uses one (``always`` / ``never``). The latent is not free: when
-      the model's prediction saves fewer residual bits than the latent costs, ``auto``
-      drops it.
-    * **relations** (``[compression] relations``, :mod:`baler_ext.codec.relations`):
-      derived columns (px, py, pz, energy, the last of a sum-to-one group) are predicted
-      from the already *decoded* independent columns; their residual coder verifies each
-      value with the propagated cross-device drift of that prediction.
+    The decoder's prediction may differ from the encoder's by floating-point drift; the
+    residual coder (:class:`~baler_ext.codec.residuals.ColumnCoder`) verifies every value
+    with that drift and stores failures verbatim, so the bound never depends on the
+    predictor nor on the probability model. With ``dither`` (default) the quantiser is
+    subtractively dithered (:mod:`baler_ext.codec.dither`).
     """
 
     bounded = True
 
-    def __init__(self, trained: TrainedModel, cfg: CompressionConfig, device: torch.device):
+    def __init__(self, trained: Any, cfg: CompressionConfig, device: Any = None):
         super().__init__(trained, cfg, device)
-        self.decoder64 = copy.deepcopy(self.model).to(torch.float64).eval()
         self.columns = list(trained.normaliser.columns)
         self.bits = cfg.latent_bits or 8
         self.coder_name = cfg.entropy_coder
         self.policy = cfg.latent_policy
+        self.dither = bool(getattr(cfg, "dither", True))
         self.coders: list[ColumnCoder] = []
         self.stats: dict[str, dict[str, float]] = {}
+        self.exact: dict[str, np.ndarray] = {}
         #: None until detected on the first chunk (compress) or read from the header
         self.relations: list[Relation] | None = None
+        self.learned: lrn.LearnedModel | None = None
         self.latent_chunks = 0
+        self.learned_chunks = 0
         self.chunks = 0
+        choice = getattr(cfg, "probability_model", "auto")
+        if choice != "static":
+            self.learned = getattr(trained, "learned", None)
+            if choice == "learned" and self.learned is None:
+                raise ConfigError("compression.probability_model = \"learned\", but the trained "
+                                  "model has no learned probability model; retrain with "
+                                  "rate.enabled = true (--mode train)")
 
+    # -- set-up ------------------------------------------------------------------------
     def _magnitudes(self) -> list[float]:
         norm = self.trained.normaliser
         stats = dict(zip(norm.active, zip(norm.shift, norm.scale, strict=True), strict=True))
@@ -208,8 +219,11 @@ class BoundedMode(CompressionMode):
                 out.append(abs(shift) + 8 * abs(scale))
         return out
 
-    def configure(self, column_dtypes: dict[str, str], lossless: set[str]) -> None:
+    def configure(self, column_dtypes: dict[str, str], lossless: set[str],
+                  exact: dict[str, np.ndarray] | None = None) -> None:
         super().configure(column_dtypes, lossless)
+        self.exact = {c: np.asarray(v, np.float64) for c, v in (exact or {}).items()
+                      if c in self.columns}
         bounds = resolve_bounds(self.cfg.bounds, self.columns)
         # every column may be predicted from decoded columns (relations, linear stack),
         # whose predictions drift more across devices than the model's: wider margin
@@ -224,24 +238,57 @@ class BoundedMode(CompressionMode):
         self.relations = [] if self.cfg.relations == "none" else None
         if self.cfg.relations != "none":
             relations.candidates(self.columns, self.cfg.relation_roles)  # validate roles
+        if self.learned is not None and not self._learned_usable(bounds):
+            self.learned = None
+
+    def _learned_usable(self, bounds: list) -> bool:
+        model = self.learned
+        assert model is not None
+        trained_bounds = model.settings.get("bounds", {})
+        now = {c: b.to_dict() for c, b in zip(self.columns, bounds, strict=True)}
+        if any(now.get(c) != trained_bounds.get(c) for c in model.columns):
+            log.warning("the learned probability model was trained for other bounds; coding "
+                        "with static histograms (retrain with --mode train to use it)")
+            return False
+        if any(c in self.skip or c not in self.columns for c in model.columns):
+            log.warning("the learned probability model covers columns stored losslessly "
+                        "here; coding with static histograms")
+            return False
+        rels = [Relation.from_dict(r) for r in model.settings.get("relations", [])]
+        if self.cfg.relations != "none":
+            self.relations = [r for r in rels if r.target not in self.skip
+                              and not set(r.inputs) & self.skip]
+        return True
 
     def _setup_relations(self, values: np.ndarray) -> None:
         """Detect the relations on the first chunk."""
         usable = {c for c, col in zip(self.columns, self.coders, strict=True)
                   if c not in self.skip and col.kind != "raw"}
-        self.relations = relations.detect(values, self.columns, usable, self.cfg.relation_roles)
+        self.relations = relations.detect(values, self.columns, usable, self.cfg.relation_roles,
+                                          preference=getattr(self.cfg, "relations", "auto"))
 
     def header(self) -> dict:
-        return {"latent_bits": self.bits, "entropy_coder": self.coder_name,
-                "eps_pred": EPS_PRED, "latent_policy": self.policy,
-                "latent_chunks": self.latent_chunks,
-                "relations": [r.to_dict() for r in self.relations or []],
-                "columns": {c: coder.settings()
-                            for c, coder in zip(self.columns, self.coders, strict=True)},
-                "skip": sorted(self.skip), "stats": self.stats}
+        h = {"latent_bits": self.bits, "entropy_coder": self.coder_name,
+             "eps_pred": EPS_PRED, "latent_policy": self.policy,
+             "latent_chunks": self.latent_chunks, "dither": self.dither,
+             "relations": [r.to_dict() for r in self.relations or []],
+             "columns": {c: coder.settings()
+                         for c, coder in zip(self.columns, self.coders, strict=True)},
+             "skip": sorted(self.skip), "stats": self.stats}
+        if self.learned is not None:
+            h["learned"] = {"model_hash": self.trained.hash, "chunks": self.learned_chunks,
+                            "order": self.learned.columns,
+                            "event_context": self.learned.event_context,
+                            "latent": bool(self.learned.latent)}
+        return h
 
     def features(self) -> list[str]:
-        return ["bounded-latent-policy", "bounded-relations"]
+        out = ["bounded-latent-policy", "bounded-relations"]
+        if self.dither:
+            out.append("bounded-dither")
+        if self.learned is not None:
+            out.append("bounded-learned")
+        return out
 
     def load_header(self, settings: dict[str, Any]) -> None:
         try:
@@ -251,6 +298,8 @@ class BoundedMode(CompressionMode):
                            for c in self.columns]
             self.skip = set(settings["skip"])
             self.relations = [Relation.from_dict(r) for r in settings.get("relations", [])]
+            self.dither = bool(settings.get("dither", False))
+            learned_info = settings.get("learned")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ContainerError(f"the bounded-mode settings in the header are incomplete "
                                  f"({exc!r}); the file is damaged") from None
@@ -258,6 +307,15 @@ class BoundedMode(CompressionMode):
             if any(c not in self.columns or c in self.skip for c in (rel.target, *rel.inputs)):
                 raise ContainerError(f"relation {rel.to_dict()} names unknown columns; the "
                                      "file is damaged")
+        if learned_info is None:
+            self.learned = None
+        else:
+            model = getattr(self.trained, "learned", None)
+            if model is None or learned_info.get("order") != model.columns:
+                raise ContainerError("the file was coded with a learned probability model "
+                                     "that this project's model does not have; decompress "
+                                     "it with the model that compressed it")
+            self.learned = model
 
     def section_level(self, name: str) -> int | None:
         # range-coded bits are incompressible; signs are nearly constant (level 3 is as
@@ -266,224 +324,290 @@ class BoundedMode(CompressionMode):
             return 1
         return 3 if name.endswith("/sign") else None
 
-    def predict(self, zq: np.ndarray) -> np.ndarray:
-        """The float64 prediction of the full matrix from the dequantised latent."""
-        x = run_batched(self.decoder64.decode, zq, torch.float64, self.device)
-        if len(zq) == 0:
-            x = np.empty((0, len(self.trained.normaliser.active)))
-        return self.trained.normaliser.inverse(x)
-
-    @staticmethod
-    def centre(values: np.ndarray) -> np.ndarray:
-        """Per-column median of the finite values (0 where none): the model-free prediction."""
-        out = np.zeros(values.shape[1])
-        for j in range(values.shape[1]):
-            v = values[:, j]
-            v = v[np.isfinite(v)]
-            if v.size:
-                out[j] = float(np.median(v))
-        return out
-
-    def _features(self, decoded: dict[str, np.ndarray], previous: list[str],
-                  drift: dict[str, np.ndarray] | None = None, rows: slice = slice(None)
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Design matrix [1, f, f^2 per previous column], f = decoded / magnitude, and
-        (with ``drift``) a bound on how much each entry may differ on another device."""
-        n = len(decoded[previous[0]][rows])
-        cols, dcols = [np.ones(n)], [np.zeros(n)]
-        with np.errstate(all="ignore"):
-            for c in previous:
-                scale = self.coders[self.columns.index(c)].magnitude
-                v = decoded[c][rows]
-                usable = np.isfinite(v) & (np.abs(v) < 1e300)
-                f = np.where(usable, v, 0.0) / scale
-                cols += [f, f * f]
-                if drift is not None:
-                    df = np.where(usable, drift[c][rows], 0.0) / scale
-                    dcols += [df, (2 * np.abs(f) + df) * df]
-        a = np.column_stack(cols)
-        return a, (np.column_stack(dcols) if drift is not None else None)
-
-    def _fit_linear(self, x: np.ndarray, decoded: dict[str, np.ndarray],
-                    previous: list[str]) -> np.ndarray:
-        """Least-squares coefficients of ``x`` on the features of the decoded columns
-        (fitted on at most :data:`FIT_ROWS` evenly spaced rows)."""
-        rows = slice(None, None, max(1, len(x) // FIT_ROWS))
-        a, _ = self._features(decoded, previous, rows=rows)
-        x = x[rows]
-        ok = np.isfinite(x) & (np.abs(x) < 1e300)
-        beta = np.zeros(a.shape[1])
-        if ok.sum() >= a.shape[1]:
-            # ridge normal equations: small coefficients keep the drift bound small when
-            # features are (nearly) collinear
-            a, x = a[ok], x[ok]
-            # einsum, not BLAS: multi-threaded BLAS on tiny products is slow under load
-            gram = np.einsum("ij,ik->jk", a, a)
-            gram[np.diag_indices_from(gram)] += RIDGE * (np.trace(gram) / len(gram) + 1e-300)
-            with np.errstate(all="ignore"):
-                try:
-                    sol = np.linalg.solve(gram, np.einsum("ij,i->j", a, x))
-                except np.linalg.LinAlgError:
-                    sol = beta
-            if np.all(np.isfinite(sol)):
-                beta = sol
-        return beta
-
-    def _linear(self, beta: np.ndarray, decoded: dict[str, np.ndarray], previous: list[str],
-                drift: dict[str, np.ndarray] | None = None
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Prediction ``A @ beta`` and (with ``drift``) its cross-device drift bound
-        :math:`d = 2 \\sum_j |\\beta_j| \\delta A_j + 10^{-15} J \\sum_j |\\beta_j A_j|`."""
-        a, da = self._features(decoded, previous, drift)
-        if beta.shape != (a.shape[1],):
-            raise ContainerError("a linear predictor has the wrong number of coefficients; "
-                                 "the file is damaged")
-        with np.errstate(all="ignore"):
-            p = np.einsum("ij,j->i", a, beta)
-            if da is None:
-                return p, None
-            # any summation order errs by at most J u sum|beta_j a_j| (u = 1.1e-16)
-            d = 2 * np.einsum("ij,j->i", da, np.abs(beta)) + 1e-15 * a.shape[1] * np.einsum(
-                "ij,j->i", np.abs(a), np.abs(beta))
-        return p, d
-
+    # -- the per-column plan --------------------------------------------------------------
     def _derived(self) -> set[str]:
         return {r.target for r in self.relations or []}
 
-    def _encode_with(self, values: np.ndarray, use_latent: bool
-                     ) -> tuple[dict[str, np.ndarray], dict[str, ColumnCodes]]:
-        coder = get_coder(self.coder_name)
+    def independent(self) -> list[str]:
+        """Columns coded without a relation, in the model's coding order when learned."""
+        derived = self._derived()
+        cols = [c for c, coder in zip(self.columns, self.coders, strict=True)
+                if c not in self.skip and c not in derived]
+        if self.learned is not None:
+            order = [c for c in self.learned.columns if c in cols]
+            return order + [c for c in cols if c not in order]
+        return cols
+
+    def plan(self, use_latent: bool = False, learned: bool | None = None
+             ) -> list[tuple[str, str, str]]:
+        """What each coded column uses: ``(column, predictor, probability model)``.
+
+        ``learned`` defaults to whether a learned probability model is in use.
+        """
+        learned = self.learned is not None if learned is None else learned
+        out = []
+        for i, c in enumerate(self.independent()):
+            if learned and self.learned is not None and c in self.learned.columns:
+                out.append((c, "centre", "learned"))
+            elif use_latent:
+                out.append((c, "autoencoder", "static"))
+            else:
+                out.append((c, "centre" if i == 0 else "linear", "static"))
+        out += [(r.target, "relation", "static") for r in self.relations or []]
+        return out
+
+    def _offsets(self, n: int, column: str) -> np.ndarray | None:
+        return dither.offsets(n, self.columns.index(column)) if self.dither else None
+
+    def _code(self, c: str, x: np.ndarray, p: np.ndarray, d: np.ndarray | None) -> ColumnCodes:
+        i = self.columns.index(c)
+        res = self.coders[i].encode(x, p, d, self._offsets(len(x), c))
+        ex = self.exact.get(c)
+        if ex is not None and ex.size and len(x):
+            keep = np.isin(x, ex)
+            keep[res.exc_index.astype(np.int64)] = False
+            if keep.any():  # sentinels: stored verbatim, bit-exact
+                rows = np.flatnonzero(keep)
+                res.codes[rows] = 0
+                if res.sign is not None:
+                    res.sign[rows] = 0
+                order = np.argsort(np.concatenate([res.exc_index, rows.astype(np.uint32)]),
+                                   kind="stable")
+                res.exc_index = np.concatenate([res.exc_index, rows.astype(np.uint32)])[order]
+                res.exc_value = np.concatenate([res.exc_value, x[rows]])[order]
+                assert res.decoded is not None and res.drift is not None
+                res.decoded[rows] = x[rows]
+                res.drift[rows] = 0.0
+        return res
+
+    @staticmethod
+    def _put_extras(out: dict[str, np.ndarray], c: str, res: ColumnCodes) -> None:
+        if res.sign is not None:
+            out[f"res/{c}/sign"] = res.sign
+        if res.exc_index.size:
+            out[f"res/{c}/exc_idx"] = res.exc_index
+            out[f"res/{c}/exc_val"] = res.exc_value
+
+    # -- encode ----------------------------------------------------------------------------
+    def _encode_classical(self, values: np.ndarray, use_latent: bool) -> _Encoded:
+        static = StaticModel(self.coder_name)
         out: dict[str, np.ndarray] = {}
+        state = ChunkState(len(values))
+        results: dict[str, ColumnCodes] = {}
+        pred_all: np.ndarray | None = None
+        centre = CentrePredictor()
+        linear = LinearPredictor({c: col.magnitude for c, col in
+                                  zip(self.columns, self.coders, strict=True)})
         if use_latent:
-            codes, lo, step = quantise_latent(self.latent(values), self.bits)
+            ae = self.autoencoder
+            codes, lo, step = quantise_latent(ae.latent(values), self.bits)
             out.update({"latent/lo": lo, "latent/step": step})
             for j in range(codes.shape[1]):
-                for key, arr in coder.encode(codes[:, j]).items():
+                for key, arr in static.encode(codes[:, j]).items():
                     out[f"latent/{j}/{key}"] = arr
-            pred = self.predict(dequantise_latent(codes, lo, step))
+            pred_all = ae.predict_all(dequantise_latent(codes, lo, step))
         else:
-            centre = self.centre(values)
-            out["pred/centre"] = centre
-            pred = np.broadcast_to(centre, values.shape)
-        derived = self._derived()
-        results: dict[str, ColumnCodes] = {}
-        decoded: dict[str, np.ndarray] = {}
-        drift: dict[str, np.ndarray] = {}
-        previous: list[str] = []
-
-        def put(c: str, res: ColumnCodes) -> None:
-            for key, arr in coder.encode(res.codes).items():
-                out[f"res/{c}/{key}"] = arr
-            if res.sign is not None:
-                out[f"res/{c}/sign"] = res.sign
-            if res.exc_index.size:
-                out[f"res/{c}/exc_idx"] = res.exc_index
-                out[f"res/{c}/exc_val"] = res.exc_value
-            results[c] = res
-            decoded[c], drift[c] = res.decoded, res.drift
-
-        for i, (c, col) in enumerate(zip(self.columns, self.coders, strict=True)):
-            if c in self.skip or c in derived:
-                continue
-            if use_latent or not previous or len(values) < MIN_ROWS_PER_FEATURE * (
-                    1 + 2 * len(previous)):
-                put(c, col.encode(values[:, i], pred[:, i]))
+            out["pred/centre"] = np.array([median_of_finite(values[:, i])
+                                           for i in range(values.shape[1])])
+        for c, predictor, _ in self.plan(use_latent, learned=False):
+            i = self.columns.index(c)
+            x = values[:, i]
+            d = None
+            if predictor == "autoencoder":
+                assert pred_all is not None
+                p = pred_all[:, i]
+            elif predictor == "centre":
+                p, _ = centre.predict(c, {"centre": out["pred/centre"][i:i + 1]}, state)
+            elif predictor == "linear" and LinearPredictor.usable(len(x), len(state.order)):
+                side = linear.fit(c, x, state)
+                out[f"lin/{c}"] = side["beta"]
+                p, d = linear.predict(c, side, state)
+            elif predictor == "linear":
+                p, _ = centre.predict(c, {"centre": out["pred/centre"][i:i + 1]}, state)
             else:
-                beta = self._fit_linear(values[:, i], decoded, previous)
-                p, d = self._linear(beta, decoded, previous, drift)
-                out[f"lin/{c}"] = beta
-                put(c, col.encode(values[:, i], p, d))
-            previous.append(c)
-        for rel in self.relations or []:
-            i = self.columns.index(rel.target)
-            p, d = relations.predict(rel, decoded, drift)
-            put(rel.target, self.coders[i].encode(values[:, i], p, d))
-        return out, results
+                rel = next(r for r in self.relations or [] if r.target == c)
+                p, d = RelationPredictor(rel).predict(c, {}, state)
+            res = self._code(c, x, p, d)
+            for key, arr in static.encode(res.codes).items():
+                out[f"res/{c}/{key}"] = arr
+            self._put_extras(out, c, res)
+            results[c] = res
+            state.add(c, res.decoded, res.drift)
+        return _Encoded(out, results)
 
-    def encode(self, values: np.ndarray) -> dict[str, np.ndarray]:
+    def latent_codes(self, values: np.ndarray) -> np.ndarray | None:
+        """The learned model's latent side information of ``values`` (fixed grid)."""
+        assert self.learned is not None
+        spec = self.learned.latent
+        if not spec:
+            return None
+        z = self.autoencoder.latent(values)
+        lo, step = np.asarray(spec["lo"]), np.asarray(spec["step"])
+        top = (1 << int(spec["bits"])) - 1
+        with np.errstate(invalid="ignore"):
+            zc = np.rint((np.where(np.isfinite(z), z, lo) - lo) / step)
+        return np.clip(zc, 0, top).astype(np.int64)
+
+    def learned_codes(self, values: np.ndarray) -> tuple[np.ndarray, dict[str, ColumnCodes],
+                                                         np.ndarray]:
+        """Codes of the learned model's columns (rows, D) on their fixed dithered grids,
+        the per-column results and the anchors (the train stage uses this too)."""
+        assert self.learned is not None
+        anchors = np.asarray(self.learned.settings["anchors"], np.float64)
+        results = {}
+        for j, c in enumerate(self.learned.columns):
+            x = values[:, self.columns.index(c)]
+            results[c] = self._code(c, x, np.full(len(x), anchors[j]), None)
+        codes = np.stack([results[c].codes for c in self.learned.columns], axis=1) \
+            if self.learned.columns else np.zeros((len(values), 0), np.int64)
+        return codes, results, anchors
+
+    def _encode_learned(self, values: np.ndarray, first: np.ndarray | None) -> _Encoded:
+        assert self.learned is not None
+        model = self.learned
+        static = StaticModel(self.coder_name)
+        out: dict[str, np.ndarray] = {}
+        codes, results, anchors = self.learned_codes(values)
+        centre = np.array([median_of_finite(values[:, i]) for i in range(values.shape[1])])
+        for j, c in enumerate(model.columns):
+            centre[self.columns.index(c)] = anchors[j]
+        out["pred/centre"] = centre
+        zc = self.latent_codes(values)
+        if zc is not None:
+            for j in range(zc.shape[1]):
+                for key, arr in static.encode(zc[:, j]).items():
+                    out[f"ctx/z/{j}/{key}"] = arr
+        streams = lrn.encode_codes(model, codes, first, zc)
+        state = ChunkState(len(values))
+        for j, c in enumerate(model.columns):
+            alt = static.encode(codes[:, j])
+            chosen, prefix = (streams[j], "lrn") if StaticModel.nbytes(streams[j]) <= \
+                StaticModel.nbytes(alt) else (alt, "res")
+            for key, arr in chosen.items():
+                out[f"{prefix}/{c}/{key}"] = arr
+            self._put_extras(out, c, results[c])
+            state.add(c, results[c].decoded, results[c].drift)
+        for c, predictor, _ in self.plan():
+            if predictor != "relation":
+                continue
+            i = self.columns.index(c)
+            rel = next(r for r in self.relations or [] if r.target == c)
+            p, d = RelationPredictor(rel).predict(c, {}, state)
+            res = self._code(c, values[:, i], p, d)
+            for key, arr in static.encode(res.codes).items():
+                out[f"res/{c}/{key}"] = arr
+            self._put_extras(out, c, res)
+            results[c] = res
+            state.add(c, res.decoded, res.drift)
+        return _Encoded(out, results)
+
+    def encode(self, values: np.ndarray, context: ChunkContext | None = None
+               ) -> dict[str, np.ndarray]:
         if self.relations is None:
             self._setup_relations(values)
-        options = []
-        if self.policy in ("auto", "always") and not (self.policy == "auto" and len(values) == 0):
-            options.append(self._encode_with(values, True))
-        if self.policy in ("auto", "never"):
-            options.append(self._encode_with(values, False))
-        out, results = min(options, key=lambda o: sum(a.nbytes for a in o[0].values()))
+        first = context.first if context is not None else None
+        if self.learned is not None:
+            chosen = self._encode_learned(values, first)
+            self.learned_chunks += 1
+        else:
+            options = []
+            if self.policy in ("auto", "always") and not (self.policy == "auto"
+                                                          and len(values) == 0):
+                options.append(self._encode_classical(values, True))
+            if self.policy in ("auto", "never"):
+                options.append(self._encode_classical(values, False))
+            chosen = min(options, key=lambda o: o.nbytes)
+            self.latent_chunks += int("latent/lo" in chosen.sections)
         self.chunks += 1
-        self.latent_chunks += int("latent/lo" in out)
-        for c, res in results.items():
+        for c, res in chosen.results.items():
             st = self.stats[c]
             st["max_abs_error"] = max(st["max_abs_error"], res.max_err)
             st["max_error_over_bound"] = max(st["max_error_over_bound"], res.max_ratio)
             st["exceptions"] += int(res.exc_index.size)
-        return out
+        return chosen.sections
 
+    # -- decode ----------------------------------------------------------------------------
     @staticmethod
     def _group(sections: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
         return {k[len(prefix):]: v for k, v in sections.items() if k.startswith(prefix)}
 
-    def decode(self, sections: dict[str, np.ndarray], n_rows: int,
-               perturb: Callable[[np.ndarray], np.ndarray] | None = None,
-               perturb_relation: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-               ) -> np.ndarray:
-        """Restore the chunk.
+    def _restore(self, sections: dict[str, np.ndarray], c: str, k: np.ndarray,
+                 p: np.ndarray, n_rows: int) -> np.ndarray:
+        i = self.columns.index(c)
+        g = self._group(sections, f"res/{c}/")
+        return self.coders[i].decode(k, g.get("sign"), g.get("exc_idx", np.zeros(0, np.uint32)),
+                                     g.get("exc_val", np.zeros(0)), p, self._offsets(n_rows, c))
 
-        ``perturb`` (tests only) alters the model/centre prediction first;
-        ``perturb_relation(p, d)`` (tests only) alters each relation prediction ``p``
-        within its own drift allowance ``d`` (the drift of the decoded inputs themselves
-        follows from ``perturb``).
-        """
-        coder = get_coder(self.coder_name)
+    def decode(self, sections: dict[str, np.ndarray], n_rows: int,
+               context: ChunkContext | None = None) -> np.ndarray:
+        """Restore the chunk (``context`` must equal the encoder's)."""
+        static = StaticModel(self.coder_name)
+        out = np.zeros((n_rows, len(self.columns)))
+        state = ChunkState(n_rows)
+        first = context.first if context is not None else None
         try:
+            pred_all = None
+            centre = None
             if "latent/lo" in sections:
                 lo, step = sections["latent/lo"], sections["latent/step"]
-                codes = np.stack([coder.decode(self._group(sections, f"latent/{j}/"), n_rows)
+                codes = np.stack([static.decode(self._group(sections, f"latent/{j}/"), n_rows)
                                   for j in range(lo.size)], axis=1) if n_rows else \
                     np.zeros((0, lo.size), np.int64)
-                pred = self.predict(dequantise_latent(codes, lo, step))
+                pred_all = self.autoencoder.predict_all(dequantise_latent(codes, lo, step))
             else:
                 centre = sections["pred/centre"]
                 if centre.shape != (len(self.columns),):
                     raise ContainerError("the chunk's centre prediction has the wrong shape; "
                                          "the file is damaged")
-                pred = np.repeat(centre[None, :], n_rows, axis=0)
-            if perturb is not None:
-                pred = perturb(pred)
-            out = np.empty_like(pred)
-            empty_i, empty_f = np.zeros(0, np.uint32), np.zeros(0)
-            derived = self._derived()
-
-            def restore(i: int, c: str, p: np.ndarray) -> None:
-                g = self._group(sections, f"res/{c}/")
-                k = coder.decode(g, n_rows)
-                out[:, i] = self.coders[i].decode(k, g.get("sign"), g.get("exc_idx", empty_i),
-                                                  g.get("exc_val", empty_f), p)
-
-            previous: list[str] = []
-            for i, c in enumerate(self.columns):
-                if c in self.skip:
-                    out[:, i] = pred[:, i]
-                elif c not in derived:
-                    if f"lin/{c}" in sections:
-                        v = {name: out[:, self.columns.index(name)] for name in previous}
-                        p, _ = self._linear(sections[f"lin/{c}"], v, previous)
-                        if perturb_relation is not None:
-                            _, d = self._linear(sections[f"lin/{c}"], v, previous,
-                                                {name: np.zeros(n_rows) for name in previous})
-                            p = perturb_relation(p, d)
-                    else:
-                        p = pred[:, i]
-                    restore(i, c, p)
-                    previous.append(c)
-            for rel in self.relations or []:
-                v = {c: out[:, self.columns.index(c)] for c in rel.inputs}
-                if perturb_relation is None:
-                    p, _ = relations.predict(rel, v, {c: np.zeros(n_rows) for c in v})
+            learned_codes = None
+            if self.learned is not None:
+                learned_codes = self._decode_learned(sections, n_rows, first)
+            linear = LinearPredictor({c: col.magnitude for c, col in
+                                      zip(self.columns, self.coders, strict=True)})
+            for c in self.skip:
+                i = self.columns.index(c)
+                out[:, i] = pred_all[:, i] if pred_all is not None else centre[i]
+            for c, predictor, prob in self.plan(pred_all is not None):
+                i = self.columns.index(c)
+                if prob == "learned":
+                    assert learned_codes is not None and centre is not None
+                    k = learned_codes[:, self.learned.columns.index(c)]
                 else:
-                    p, d = relations.predict(rel, v, {c: np.zeros(n_rows) for c in v})
-                    p = perturb_relation(p, d)
-                restore(self.columns.index(rel.target), rel.target, p)
+                    k = static.decode(self._group(sections, f"res/{c}/"), n_rows)
+                if predictor == "relation":
+                    rel = next(r for r in self.relations or [] if r.target == c)
+                    p, _ = RelationPredictor(rel).predict(c, {}, state, with_drift=False)
+                elif predictor == "autoencoder":
+                    p = pred_all[:, i]
+                elif f"lin/{c}" in sections:
+                    p, _ = linear.predict(c, {"beta": sections[f"lin/{c}"]}, state,
+                                          with_drift=False)
+                else:
+                    p = np.full(n_rows, float(centre[i]))
+                out[:, i] = self._restore(sections, c, k, p, n_rows)
+                state.add(c, out[:, i])
         except KeyError as exc:
             raise ContainerError(f"section {exc} is missing from a chunk; the file is "
                                  "damaged") from None
         return out
+
+    def _decode_learned(self, sections: dict[str, np.ndarray], n_rows: int,
+                        first: np.ndarray | None) -> np.ndarray:
+        model = self.learned
+        assert model is not None
+        static = StaticModel(self.coder_name)
+        zc = None
+        if model.latent:
+            zc = np.stack([static.decode(self._group(sections, f"ctx/z/{j}/"), n_rows)
+                           for j in range(model.n_latent)], axis=1) if n_rows else \
+                np.zeros((0, model.n_latent), np.int64)
+        known: dict[int, np.ndarray] = {}
+        streams: list[dict[str, np.ndarray]] = []
+        for j, c in enumerate(model.columns):
+            g = self._group(sections, f"lrn/{c}/")
+            if not g:
+                g_static = {k: v for k, v in self._group(sections, f"res/{c}/").items()
+                            if k not in ("sign", "exc_idx", "exc_val")}
+                known[j] = static.decode(g_static, n_rows)
+            streams.append(g)
+        return lrn.decode_codes(model, streams, n_rows, first, zc, known)

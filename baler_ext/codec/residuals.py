@@ -41,6 +41,15 @@ since format 1.1, because predictions from decoded columns drift more: see ``enc
 ``d`` argument, which replaces :math:`D(p)` by the caller's own drift bound). When
 :math:`m \\ge b/2` (a bound too tight for float64 arithmetic) the column is stored
 verbatim (``kind = "raw"``).
+
+**Dither** (format 1.2, :mod:`baler_ext.codec.dither`). With a dither offset
+:math:`u \\in [-\\tfrac12, \\tfrac12)` per value the codes become
+:math:`k = \\mathrm{rint}(t - u)` and the reconstruction uses :math:`k + u` in place of
+:math:`k` (abs: :math:`\\hat x = p + (k + u) s`; rel: :math:`\\ln|\\hat x| = q + (k + u) s`).
+The error bound and its verification are unchanged (the verification runs the exact
+decode path, offsets included); the errors become uniform and independent of the value,
+so a constant prediction no longer restores a column on a comb of grid values.
+A negative zero is stored verbatim (as an exception), so it comes back as −0.0.
 """
 
 from __future__ import annotations
@@ -173,14 +182,16 @@ class ColumnCoder:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.log(np.maximum(np.abs(p), self.floor))
 
-    def _reconstruct(self, k: np.ndarray, sign: np.ndarray | None, p: np.ndarray) -> np.ndarray:
-        """:math:`\\hat x` from codes and prediction: the exact decode path."""
+    def _reconstruct(self, k: np.ndarray, sign: np.ndarray | None, p: np.ndarray,
+                     u: np.ndarray | None = None) -> np.ndarray:
+        """:math:`\\hat x` from codes, prediction and dither offsets: the exact decode path."""
         with np.errstate(invalid="ignore", over="ignore"):
+            kf = k.astype(np.float64) if u is None else k.astype(np.float64) + u
             if self.kind == "abs":
-                x = p + k.astype(np.float64) * self.step
+                x = p + kf * self.step
             elif self.kind == "rel":
                 assert sign is not None
-                x = np.exp(self._log_pred(p) + k.astype(np.float64) * self.step)
+                x = np.exp(self._log_pred(p) + kf * self.step)
                 x = np.where(sign == 1, -x, x)
                 x[sign == 2] = 0.0
             else:
@@ -189,11 +200,13 @@ class ColumnCoder:
                 x = x.astype(np.float32).astype(np.float64)
         return x
 
-    def encode(self, x: np.ndarray, p: np.ndarray, d: np.ndarray | None = None) -> ColumnCodes:
+    def encode(self, x: np.ndarray, p: np.ndarray, d: np.ndarray | None = None,
+               u: np.ndarray | None = None) -> ColumnCodes:
         """Codes for ``x`` given the prediction ``p`` (both float64, same shape).
 
         ``d`` bounds per value how much the decoding device's prediction may differ from
         ``p``; default :math:`D(p) = \\varepsilon (|p| + M)` (the model's prediction).
+        ``u`` are the dither offsets (None: no dither).
         """
         x = np.asarray(x, np.float64)
         p = np.asarray(p, np.float64)
@@ -211,9 +224,13 @@ class ColumnCoder:
             else:
                 t = np.zeros(n)
                 valid[:] = False
+            if u is not None:
+                t = t - u
             valid &= np.abs(t) < _MAX_CODE
+            # a negative zero is kept verbatim so that its sign survives
+            valid &= ~((x == 0) & np.signbit(x))
             k = np.where(valid, np.rint(np.where(valid, t, 0.0)), 0.0).astype(np.int64)
-            xh = self._reconstruct(k, sign, p)
+            xh = self._reconstruct(k, sign, p, u)
             err = np.abs(x - xh)
             if d is None:
                 d = EPS_PRED * (np.abs(p) + self.magnitude)
@@ -248,10 +265,11 @@ class ColumnCoder:
                            xh, drift)
 
     def decode(self, k: np.ndarray, sign: np.ndarray | None, exc_index: np.ndarray,
-               exc_value: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """:math:`\\hat x` from stored codes, exceptions and the (local) prediction."""
+               exc_value: np.ndarray, p: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+        """:math:`\\hat x` from stored codes, exceptions, the (local) prediction and the
+        dither offsets ``u`` (None: the file was written without dither)."""
         if exc_index.size and int(exc_index.max()) >= p.size:
             raise ContainerError("an exception index lies outside its chunk; the file is damaged")
-        x = self._reconstruct(k, sign, np.asarray(p, np.float64))
+        x = self._reconstruct(k, sign, np.asarray(p, np.float64), u)
         x[exc_index.astype(np.int64)] = exc_value
         return x

@@ -13,14 +13,13 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from baler_ext import __version__
-from baler_ext.codec import modes
+from baler_ext.codec import events, modes
 from baler_ext.codec.container import ContainerWriter
 from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import InputDataError
 from baler_ext.io.source import Source, open_sources
 from baler_ext.model_store import TrainedModel, load_model
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
-from baler_ext.training import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +65,18 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             f"{source.path}: columns {source.columns} differ from the model's {norm.columns}; "
             "retrain with --mode train"
         )
-    device = resolve_device(cfg.training.device)
+    device = cfg.training.device  # resolved (torch imported) only if a model runs
     if cfg.compression.mode == "latent" and cfg.compression.bounds != CompressionConfig().bounds:
         log.warning("compression.bounds is ignored in latent mode, which has no error bound; "
                     "set compression.mode = \"bounded\" to apply it")
     mode = modes.get_mode(cfg.compression.mode)(trained, cfg.compression, device)
     column_dtypes = {c: source.layout.branch(c).dtype for c in norm.columns}
     # columns a conditional model needs verbatim (model zoo: ``lossless_columns``)
-    lossless_cols: set[str] = {c for c in trained.model.lossless_columns if c in norm.columns}
+    lossless_cols: set[str] = {c for c in trained.lossless_columns if c in norm.columns}
     mode.configure(column_dtypes, lossless_cols)
     t0 = time.perf_counter()
     chunks_meta: list[dict] = []
+    event_source: str | None = ""
     rows = entries = 0
     decoder_bytes = 0
     with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
@@ -92,7 +92,12 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
                     log.warning("column '%s' was constant in training but varies in %s: stored "
                                 "losslessly", col, source.path.name)
                 lossless_cols.add(col)
-            for name, arr in mode.encode(chunk.values).items():
+            if event_source == "":  # decided on the first chunk, recorded in the header
+                event_source = events.source_of(chunk.counts, chunk.passthrough,
+                                                cfg.compression.event_column)
+            first = events.event_starts(event_source, chunk.counts, chunk.passthrough,
+                                        len(chunk.values))
+            for name, arr in mode.encode(chunk.values, modes.ChunkContext(first)).items():
                 writer.add_array(name, i, arr, level=mode.section_level(name))
             for col in sorted(lossless_cols):
                 writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
@@ -120,6 +125,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
                              .decode() if source.arrow_schema is not None else None),
             "rows": rows, "entries": entries, "chunks": chunks_meta,
+            "events": event_source or None,
         }
         sizes = writer.close(header)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
@@ -142,7 +148,10 @@ def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
 
 
 def weights_bytes(trained: TrainedModel) -> int:
-    """zstd-compressed size of the decoder weights (what embedding them costs)."""
+    """zstd-compressed size of what a decoder needs besides the file: the decoder weights
+    and the learned probability model (recorded in model.json at train time)."""
+    if "decoder_bytes" in trained.meta:
+        return int(trained.meta["decoder_bytes"])
     import zstandard
 
     cctx = zstandard.ZstdCompressor(level=19)

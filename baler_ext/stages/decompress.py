@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
-from baler_ext.codec import modes
+from baler_ext.codec import events, modes
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
@@ -17,7 +17,6 @@ from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import OutputWriter, resolve_inputs
 from baler_ext.model_store import MODEL_JSON, TrainedModel, model_dir_for
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
-from baler_ext.training import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
         schema = None
         if header.get("arrow_schema"):
             schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(header["arrow_schema"])))
-        device = resolve_device(cfg.training.device)
+        device = cfg.training.device  # resolved (torch imported) only if a model runs
         if header.get("mode") not in modes.MODE_REGISTRY:
             raise ContainerError(f"{container}: unknown compression mode "
                                  f"{header.get('mode')!r}; upgrade baler_ext")
@@ -72,12 +71,14 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
             for i, meta in enumerate(header["chunks"]):
                 sections = {s.name: reader.read_array(s.name, i) for s in reader.sections
                             if s.chunk == i and s.dtype is not None}
-                values = mode.decode(sections, meta["rows"])
-                for col in meta["lossless"]:
-                    values[:, columns.index(col)] = sections[f"lossless:{col}"]
                 counts = sections.get("counts")
                 passthrough = (_read_ipc(reader.read_bytes("passthrough", i))
                                if reader.has("passthrough", i) else pa.table({}))
+                first = events.event_starts(header.get("events"), counts, passthrough,
+                                            meta["rows"])
+                values = mode.decode(sections, meta["rows"], modes.ChunkContext(first))
+                for col in meta["lossless"]:
+                    values[:, columns.index(col)] = sections[f"lossless:{col}"]
                 writer.write(values, passthrough, counts)
                 bar.update(meta["entries"])
             bar.close()

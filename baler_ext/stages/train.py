@@ -96,6 +96,19 @@ def column_errors(original: np.ndarray, restored: np.ndarray,
     return out
 
 
+def decoder_bytes(model: Autoencoder, learned: Any = None) -> int:
+    """zstd (level 19) size of what a decoder needs besides the compressed file: the
+    decoder's weights and the learned probability model's arrays."""
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(level=19)
+    arrays = [v.detach().cpu().numpy() for k, v in model.state_dict().items()
+              if not k.startswith("encoder")]
+    if learned is not None:
+        arrays += list(learned.to_arrays().values())
+    return sum(len(cctx.compress(np.ascontiguousarray(a).tobytes())) for a in arrays)
+
+
 def write_loss_plot(history_csv: Path, out_dir: Path) -> Path | None:
     """``loss.png``: the loss columns of ``history.csv`` and the learning rate per epoch."""
     from baler_ext.evaluation.plots import plot_training_history
@@ -190,13 +203,22 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         write_loss_plot(out_dir / "history.csv", out_dir)
     except (ImportError, InputDataError) as exc:
         log.warning("no loss plot: %s", exc)
-    digest = save_model(out_dir, model.cpu(), cfg.model, normaliser, extra={
+    learned = None
+    model = model.cpu()
+    if cfg.compression.mode == "bounded" and cfg.rate.enabled:
+        from baler_ext.model_store import TrainedModel
+        from baler_ext.stages.rate import train_rate_model
+
+        learned = train_rate_model(cfg, values, train_idx, val_idx,
+                                   TrainedModel(model, normaliser, {"hash": ""}), out_dir)
+    digest = save_model(out_dir, model, cfg.model, normaliser, learned=learned, extra={
         "columns": columns, "train_rows": len(train_idx), "val_rows": len(val_idx),
         "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
         "train_time_s": result.train_time_s, "config": to_dict(cfg),
         "lossless_columns": model.lossless_columns,
         "lossless_latent_dims": model.lossless_latent_dims,
         "discrete_latent": model.discrete_latent,
+        "decoder_bytes": decoder_bytes(model, learned),
     })
     log.info("trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
              result.train_time_s, result.best_val_loss, result.best_epoch, digest[:12])

@@ -1,0 +1,260 @@
+"""Training of the learned probability model (torch, float64): minimise the code length.
+
+The loss is the ideal code length of the bounded codes in bits per row,
+
+.. math::
+
+    \\mathcal{L} = -\\frac{1}{N} \\sum_{r,i} \\log_2 \\left[
+        F\\!\\left(\\frac{k_{r,i} - \\mu_{r,i} + \\tfrac12}{s_{r,i}}\\right)
+      - F\\!\\left(\\frac{k_{r,i} - \\mu_{r,i} - \\tfrac12}{s_{r,i}}\\right)\\right],
+
+a discretised logistic (Salimans et al., PixelCNN++, ICLR 2017) whose location
+:math:`\\mu` and scale :math:`s = 2^{(\\ell - 16)/4}` come from a MADE (Germain et al.,
+ICML 2015). Training is *quantisation-aware*: the forward pass rounds weights and biases
+to multiples of :math:`2^{-Q}`, floors activations and the scale index exactly as
+:class:`~baler_ext.codec.probability.intnet.IntMade` does (straight-through gradients,
+Bengio et al. 2013), in float64, where all these numbers are exact — so the network
+that is saved computes bit for bit what was trained.
+
+The coding order is chosen here on the training codes (:func:`greedy_order`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from baler_ext.codec.probability import tables
+from baler_ext.codec.probability.intnet import A_MAX, IntMade, Q, made_masks
+from baler_ext.codec.probability.learned import MAX_SCALE, LearnedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RateFitResult:
+    """The trained model and its per-epoch history (bits per row)."""
+
+    model: LearnedModel
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def greedy_order(codes: np.ndarray, names: list[str]) -> list[int]:
+    """A coding order chosen on training codes (forward greedy).
+
+    Each step appends the column whose code is cheapest given the columns already chosen,
+    the cost estimated by a Gaussian proxy: :math:`\\tfrac12 \\log_2` of the residual
+    variance of a least-squares fit on the chosen columns and their squares (floored at
+    a tenth of a code). Columns that the others predict well thus come late, after what
+    predicts them.
+    """
+    x = codes.astype(np.float64)
+    x = x[: min(len(x), 20000)]
+    n, d = x.shape
+    chosen: list[int] = []
+    left = list(range(d))
+    while left:
+        if chosen:
+            f = x[:, chosen]
+            f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-9)
+            a = np.column_stack([np.ones(n), f, f * f])
+        else:
+            a = np.ones((n, 1))
+        best, best_cost = left[0], math.inf
+        for j in left:
+            coef, *_ = np.linalg.lstsq(a, x[:, j], rcond=None)
+            var = float(np.mean((x[:, j] - a @ coef) ** 2))
+            cost = 0.5 * math.log2(max(var, 0.01))
+            if cost < best_cost:
+                best, best_cost = j, cost
+        chosen.append(best)
+        left.remove(best)
+    log.info("coding order: %s", ", ".join(names[j] for j in chosen))
+    return chosen
+
+
+def feature_scaling(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer offset (median) and power-of-two exponent putting each column's code
+    spread (robust std) near 256 feature units."""
+    offset = np.median(codes, axis=0).astype(np.int64)
+    q75, q25 = np.percentile(codes, [75, 25], axis=0)
+    spread = np.maximum((q75 - q25) / 1.349, np.std(codes, axis=0) * 0.1)
+    spread = np.maximum(spread, 0.25)
+    exponent = np.clip(np.round(8 - np.log2(spread)), -24, 10).astype(np.int64)
+    return offset, exponent
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g
+
+
+class _FloorSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return torch.floor(x)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g
+
+
+def hidden_degrees(units: int, n_cols: int) -> np.ndarray:
+    """Degrees 0..D-1 spread evenly over a layer's units (sorted)."""
+    return (np.arange(units) * n_cols // units).astype(np.int64)
+
+
+class QuantMade(nn.Module):
+    """The float64 twin of :class:`IntMade` used for quantisation-aware training."""
+
+    def __init__(self, n_ctx: int, n_cols: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.n_ctx, self.n_cols = n_ctx, n_cols
+        self.degrees = [hidden_degrees(h, n_cols) for h in hidden]
+        masks = made_masks(n_ctx, n_cols, self.degrees)
+        sizes = [n_ctx + n_cols, *hidden, 2 * n_cols]
+        self.layers = nn.ModuleList(nn.Linear(a, b, dtype=torch.float64)
+                                    for a, b in itertools.pairwise(sizes))
+        for i, m in enumerate(masks):
+            self.register_buffer(f"mask{i}", torch.as_tensor(m))
+        with torch.no_grad():  # start near the marginal (the output bias, set by the caller)
+            self.layers[-1].weight.mul_(0.01)
+
+    def quantised(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lin = self.layers[i]
+        scale = float(1 << Q)
+        w = _RoundSTE.apply(lin.weight * scale) / scale * getattr(self, f"mask{i}")
+        b = _RoundSTE.apply(lin.bias * scale) / scale
+        return w, b
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = x
+        for i in range(len(self.layers) - 1):
+            w, b = self.quantised(i)
+            a = torch.clamp(_FloorSTE.apply(a @ w.T + b), 0.0, float(A_MAX))
+        w, b = self.quantised(len(self.layers) - 1)
+        out = a @ w.T + b
+        return out[:, 0::2], out[:, 1::2]
+
+    def to_int(self) -> IntMade:
+        scale = float(1 << Q)
+        weights, biases = [], []
+        with torch.no_grad():
+            for i, lin in enumerate(self.layers):
+                mask = getattr(self, f"mask{i}").numpy()
+                weights.append(np.rint(lin.weight.numpy() * scale) * mask)
+                biases.append(np.rint(lin.bias.numpy() * scale))
+        return IntMade(self.n_ctx, self.n_cols, weights, biases, self.degrees)
+
+
+def logistic_bits(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch.Tensor:
+    """:math:`-\\log_2 P(k)` under the discretised logistic (location ``mu``, scale index
+    ``ell``), floored at the tables' smallest probability."""
+    s = torch.pow(2.0, (ell - tables.LADDER_ZERO) / 4.0)
+    plus = (k - mu + 0.5) / s
+    minus = (k - mu - 0.5) / s
+    # log(F(plus) - F(minus)) stably: both tails via logsigmoid
+    lp = torch.nn.functional.logsigmoid(plus)
+    lm = torch.nn.functional.logsigmoid(minus)
+    delta = lp + torch.log1p(-torch.exp(torch.clamp(lm - lp, max=-1e-12)))
+    floor = math.log(1.0 / tables.TOTAL)
+    return -torch.clamp(delta, min=floor) / math.log(2.0)
+
+
+def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
+                   val: tuple[np.ndarray, np.ndarray], *, event_context: bool,
+                   latent: dict | None, hidden: list[int], epochs: int, batch_size: int,
+                   learning_rate: float, seed: int, order: list[int] | None = None,
+                   settings: dict | None = None, patience: int = 8) -> RateFitResult:
+    """Train the learned probability model on the training codes.
+
+    Parameters
+    ----------
+    codes
+        (rows, D) int64 training codes of the columns in ``names`` (coding order).
+    context
+        (rows, C) context features (see :meth:`LearnedModel.inputs`).
+    val
+        Validation ``(codes, context)``.
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    offset, exponent = feature_scaling(codes)
+    d = codes.shape[1]
+    n_ctx = context.shape[1]
+    skeleton = LearnedModel.untrained(list(names), offset, exponent, event_context, latent,
+                                      settings)
+    if skeleton.net.n_ctx != n_ctx:
+        raise ValueError(f"{n_ctx} context features given, the model takes "
+                         f"{skeleton.net.n_ctx}")
+    xs = [np.column_stack([context, skeleton.column_features(codes)]),
+          np.column_stack([val[1], skeleton.column_features(val[0])])]
+    net = QuantMade(n_ctx, d, hidden)
+    # start at the marginal: location = offset, scale index from the feature spread
+    with torch.no_grad():
+        feat = xs[0][:, n_ctx:]
+        std = np.maximum(feat.std(axis=0), 0.5)
+        ell0 = tables.LADDER_ZERO + 4 * np.log2(0.55 * std)
+        bias = net.layers[-1].bias
+        bias[0::2] = torch.as_tensor(np.median(feat, axis=0))
+        bias[1::2] = torch.as_tensor(ell0)
+    e_t = torch.as_tensor(exponent, dtype=torch.float64)
+    o_t = torch.as_tensor(offset, dtype=torch.float64)
+
+    def bits(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        loc, scale = net(x)
+        mu = o_t + loc * torch.pow(2.0, -e_t)
+        ell = torch.clamp(_FloorSTE.apply(scale) - 4 * e_t, 0.0, float(MAX_SCALE))
+        return logistic_bits(k, mu, ell).sum(dim=1)
+
+    x_tr, x_va = (torch.as_tensor(a) for a in xs)
+    k_tr = torch.as_tensor(codes, dtype=torch.float64)
+    k_va = torch.as_tensor(val[0], dtype=torch.float64)
+    opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    best, best_state, bad = math.inf, None, 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        perm = torch.randperm(len(x_tr), generator=gen)
+        total = 0.0
+        for start in range(0, len(perm), batch_size):
+            idx = perm[start:start + batch_size]
+            loss = bits(x_tr[idx], k_tr[idx]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        net.eval()
+        with torch.no_grad():
+            v = float(bits(x_va, k_va).mean()) if len(x_va) else float("nan")
+        sched.step(v)
+        history.append({"epoch": epoch, "train_bits_per_row": total / max(len(x_tr), 1),
+                        "val_bits_per_row": v, "lr": opt.param_groups[0]["lr"]})
+        log.info("rate model epoch %d: %.2f bits/row train, %.2f validation", epoch,
+                 history[-1]["train_bits_per_row"], v)
+        if v < best - 1e-3:
+            best, bad = v, 0
+            best_state = {k: t.clone() for k, t in net.state_dict().items()}
+        else:
+            bad += 1
+            if patience and bad >= patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    skeleton.net = net.to_int()
+    return RateFitResult(skeleton, history, time.perf_counter() - t0)

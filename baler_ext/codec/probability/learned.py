@@ -1,0 +1,397 @@
+"""The learned probability model of the bounded codes: a rate-trained integer MADE.
+
+The bounded mode quantises each *independent* column on a fixed, dithered grid anchored at
+a constant (the training median): the integer code :math:`k_{r,i}` of row :math:`r`,
+column :math:`i` decides the value, and the bound never depends on this model. This
+model only decides the *probabilities* with which the codes are entropy-coded, so its
+rate is
+
+.. math::
+
+    R = -\\sum_{r,i} \\log_2 P\\big(k_{r,i} \\mid k_{r,<i},\\ \\text{context}_r\\big),
+
+the rate term of a rate–distortion model whose distortion is fixed by the bounds (Ballé,
+Laparra & Simoncelli, ICLR 2017; Ballé et al., ICLR 2018; DeepSqueeze, Ilkhechi et al.,
+SIGMOD 2020). The conditional is a discretised logistic whose location and scale come
+from an integer MADE (:mod:`baler_ext.codec.probability.intnet`) over the columns in
+coding order; the context may hold the previous object of the same event and the
+quantised latent of the project's autoencoder (side information whose own bits count in
+the file, as in a hyperprior).
+
+**Coding a stream** (:func:`encode_stream`). For each code the network gives a location
+:math:`\\mu` (fixed point, :data:`P` fraction bits) and a scale index :math:`\\ell`.
+Wide distributions are split: with :math:`s = \\max(0, \\lceil(\\ell - L + 1)/4\\rceil)`
+the high part :math:`h = \\lfloor (k + 2^{s-1}) / 2^s \\rfloor` is coded with table
+:math:`(\\ell - 4s, \\text{frac}(\\mu / 2^s))` of :mod:`~baler_ext.codec.probability.tables`
+relative to :math:`\\lfloor \\mu / 2^s \\rfloor`, and the :math:`s` low bits with a
+uniform model. Symbols are coded grouped by table (a stable sort of the table keys, which
+the decoder recomputes), with constriction's range coder (R. Bamler); symbols outside
+the table window are escaped and stored verbatim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from baler_ext.codec.probability import tables
+from baler_ext.codec.probability.intnet import F_MAX, Incremental, IntMade, Q
+from baler_ext.errors import ContainerError
+
+#: fraction bits of the fixed-point location
+P = 16
+#: largest scale index the coder accepts
+MAX_SCALE = 4 * 40
+_FRAC_SHIFT = P - int(np.log2(tables.N_FRAC))
+
+
+def _shift(v: np.ndarray, bits: np.ndarray | int) -> np.ndarray:
+    """``v * 2**bits`` for int64 ``v`` (floor for negative ``bits``)."""
+    bits = np.broadcast_to(np.asarray(bits, np.int64), v.shape)
+    return np.where(bits >= 0, v << np.maximum(bits, 0), v >> np.maximum(-bits, 0))
+
+
+@dataclass
+class LearnedModel:
+    """What encoder and decoder share: the network and how codes become its inputs.
+
+    Parameters
+    ----------
+    columns
+        The coded columns in coding order.
+    offset, exponent
+        Per column: feature :math:`f = \\mathrm{clip}((k - o) 2^{e}, \\pm F_{max})`.
+    net
+        The integer MADE.
+    event_context
+        Whether the context holds the previous object of the same event.
+    latent
+        ``None``, or ``{"dims", "bits", "lo", "step"}``: the autoencoder's latent,
+        quantised on a fixed grid, as side information.
+    settings
+        Training facts stored beside (bounds, anchors, relations, order method, rates).
+    """
+
+    columns: list[str]
+    offset: np.ndarray
+    exponent: np.ndarray
+    net: IntMade
+    event_context: bool = False
+    latent: dict[str, Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_latent(self) -> int:
+        return int(self.latent["dims"]) if self.latent else 0
+
+    @staticmethod
+    def n_context(n_cols: int, event_context: bool, n_latent: int) -> int:
+        """Context inputs: previous object's columns and a flag, then the latent."""
+        return (n_cols + 1 if event_context else 0) + n_latent
+
+    @classmethod
+    def untrained(cls, columns: list[str], offset: np.ndarray | None = None,
+                  exponent: np.ndarray | None = None, event_context: bool = False,
+                  latent: dict[str, Any] | None = None,
+                  settings: dict[str, Any] | None = None) -> LearnedModel:
+        """A model whose network outputs 0 (its shapes right): for computing features."""
+        d = len(columns)
+        n_ctx = cls.n_context(d, event_context, int(latent["dims"]) if latent else 0)
+        net = IntMade(n_ctx, d, [np.zeros((2 * d, n_ctx + d))], [np.zeros(2 * d)], [])
+        zeros = np.zeros(d, np.int64)
+        return cls(list(columns), zeros if offset is None else offset,
+                   zeros if exponent is None else exponent, net, event_context, latent,
+                   dict(settings or {}))
+
+    # -- features ---------------------------------------------------------------------
+    def column_features(self, codes: np.ndarray) -> np.ndarray:
+        """Features of codes (rows, D) in coding order, float64 integers."""
+        return np.stack([_feature(self, codes[:, i], i) for i in range(codes.shape[1])],
+                        axis=1) if codes.size else np.zeros(codes.shape)
+
+    def latent_features(self, zcodes: np.ndarray) -> np.ndarray:
+        """Features of latent codes in [0, 2^bits): centred, scaled to about ±256."""
+        bits = int(self.latent["bits"]) if self.latent else 8
+        return ((zcodes.astype(np.int64) - (1 << (bits - 1))) << max(0, 9 - bits)).astype(
+            np.float64)
+
+    def inputs(self, n: int, prev: np.ndarray | None, prev_features: np.ndarray | None,
+               zcodes: np.ndarray | None) -> np.ndarray:
+        """The input matrix with its context filled and the column block zero."""
+        d = len(self.columns)
+        x = np.zeros((n, self.net.n_in))
+        at = 0
+        if self.event_context:
+            if prev is not None and prev_features is not None:
+                has = prev >= 0
+                x[has, :d] = prev_features[prev[has]]
+                x[has, d] = 256.0
+            at = d + 1
+        if self.latent:
+            if zcodes is None:
+                raise ContainerError("the chunk lacks the latent side information its model "
+                                     "needs; the file is damaged")
+            x[:, at:at + self.n_latent] = self.latent_features(zcodes)
+        return x
+
+    # -- network outputs -> coding parameters -------------------------------------------
+    def params(self, i: int, loc: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fixed-point location (code units, :data:`P` fraction bits) and scale index of
+        column ``i`` from the network's integer outputs."""
+        e = int(self.exponent[i])
+        mu = (int(self.offset[i]) << P) + _shift(loc, P - Q - e)
+        ell = np.clip((scale >> Q) - 4 * e, 0, MAX_SCALE)
+        return mu, ell
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        d = {f"net/{k}": v for k, v in self.net.arrays().items()}
+        d["offset"] = self.offset.astype(np.int64)
+        d["exponent"] = self.exponent.astype(np.int64)
+        return d
+
+    def meta(self) -> dict[str, Any]:
+        return {"columns": self.columns, "event_context": self.event_context,
+                "latent": self.latent, "settings": self.settings,
+                "tables": tables.table_digest()}
+
+    @classmethod
+    def from_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LearnedModel:
+        if meta.get("tables") != tables.table_digest():
+            raise ContainerError("this machine builds different probability tables than the "
+                                 "one that trained the learned model; decoding would be wrong, "
+                                 "so it is refused (report this platform as a bug)")
+        net = IntMade.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
+        model = cls(list(meta["columns"]), np.asarray(arrays["offset"], np.int64),
+                    np.asarray(arrays["exponent"], np.int64), net,
+                    bool(meta.get("event_context")), meta.get("latent"),
+                    dict(meta.get("settings", {})))
+        expected = cls.n_context(len(model.columns), model.event_context, model.n_latent)
+        if net.n_cols != len(model.columns) or net.n_ctx != expected:
+            raise ContainerError("the learned probability model does not match its columns")
+        return model
+
+
+# -- phases: objects of an event in order ---------------------------------------------
+def event_phases(first: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each row within its event and the previous row of the same event (-1).
+
+    ``first`` marks the rows that start an event (None: every row is its own event).
+    """
+    if first is None or n == 0:
+        return np.zeros(n, np.int64), np.full(n, -1, np.int64)
+    first = np.asarray(first, bool).copy()
+    first[0] = True
+    starts = np.flatnonzero(first)
+    start_of = starts[np.cumsum(first) - 1]
+    pos = np.arange(n) - start_of
+    prev = np.where(pos > 0, np.arange(n) - 1, -1)
+    return pos.astype(np.int64), prev.astype(np.int64)
+
+
+# -- stream coding ----------------------------------------------------------------------
+@dataclass
+class _Plan:
+    order: np.ndarray       # rows in coding order (stable by table key)
+    bounds: np.ndarray      # group starts in ``order`` (+ end)
+    ell: np.ndarray         # per group: table scale index
+    frac: np.ndarray        # per group: table fraction
+    shift: np.ndarray       # per row (sorted): low bits
+    base: np.ndarray        # per row (sorted): floor(mu / 2^s)
+
+
+def _plan(mu: np.ndarray, ell: np.ndarray) -> _Plan:
+    s = np.maximum(0, -((-(ell - (tables.N_SCALES - 1))) // 4))
+    ell_eff = ell - 4 * s
+    mu_h = mu >> s
+    base = mu_h >> P
+    frac = (mu_h >> _FRAC_SHIFT) & (tables.N_FRAC - 1)
+    key = (s * tables.N_SCALES + ell_eff) * tables.N_FRAC + frac
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(ks)) + 1, [len(ks)]]).astype(np.int64)
+    g = starts[:-1]
+    return _Plan(order, starts, ell_eff[order][g], frac[order][g], s[order], base[order])
+
+
+def _uniform_pieces(shift: int) -> list[tuple[int, int]]:
+    return [(off, min(16, shift - off)) for off in range(0, shift, 16)]
+
+
+class StreamEncoder:
+    """One column's range-coded stream, filled phase by phase."""
+
+    def __init__(self) -> None:
+        import constriction
+
+        self._cs = constriction
+        self.enc = constriction.stream.queue.RangeEncoder()
+        self.esc: list[np.ndarray] = []
+
+    def add(self, k: np.ndarray, mu: np.ndarray, ell: np.ndarray) -> None:
+        """Code the int64 codes ``k`` with locations ``mu`` and scale indices ``ell``."""
+        if k.size == 0:
+            return
+        plan = _plan(mu, ell)
+        ks = k[plan.order]
+        half = (np.int64(1) << plan.shift) >> 1
+        kh = ks + half
+        high = kh >> plan.shift
+        sym = high - plan.base + tables.WINDOW
+        escaped = (sym < 0) | (sym > 2 * tables.WINDOW)
+        sym[escaped] = tables.ESCAPE
+        for gi in range(len(plan.ell)):
+            a, b = plan.bounds[gi], plan.bounds[gi + 1]
+            self.enc.encode(sym[a:b].astype(np.int32),
+                            tables.categorical(int(plan.ell[gi]), int(plan.frac[gi])))
+        self.esc.append(ks[escaped])
+        low = kh & ((np.int64(1) << plan.shift) - 1)
+        self._encode_low(low, plan.shift, escaped)
+
+    def _encode_low(self, low: np.ndarray, shift: np.ndarray, escaped: np.ndarray) -> None:
+        use = (shift > 0) & ~escaped
+        for s in np.unique(shift[use]):
+            rows = use & (shift == s)
+            for off, width in _uniform_pieces(int(s)):
+                self.enc.encode(((low[rows] >> off) & ((1 << width) - 1)).astype(np.int32),
+                                self._cs.stream.model.Uniform(1 << width))
+
+    def finish(self) -> dict[str, np.ndarray]:
+        esc = np.concatenate(self.esc) if self.esc else np.zeros(0, np.int64)
+        out = {"bits": self.enc.get_compressed()}
+        if esc.size:
+            out["esc"] = esc.astype(np.int64)
+        return out
+
+
+class StreamDecoder:
+    """The decoder of :class:`StreamEncoder`'s sections."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        import constriction
+
+        self._cs = constriction
+        if "bits" not in arrays:
+            raise ContainerError("a learned code stream has no bits; the file is damaged")
+        self.dec = constriction.stream.queue.RangeDecoder(arrays["bits"].astype(np.uint32))
+        self.esc = np.asarray(arrays.get("esc", np.zeros(0, np.int64)), np.int64)
+        self.esc_at = 0
+
+    def take(self, mu: np.ndarray, ell: np.ndarray) -> np.ndarray:
+        """Decode as many codes as ``mu`` has entries."""
+        n = mu.size
+        if n == 0:
+            return np.zeros(0, np.int64)
+        plan = _plan(mu, ell)
+        sym = np.empty(n, np.int64)
+        for gi in range(len(plan.ell)):
+            a, b = plan.bounds[gi], plan.bounds[gi + 1]
+            sym[a:b] = self.dec.decode(tables.categorical(int(plan.ell[gi]),
+                                                          int(plan.frac[gi])), int(b - a))
+        escaped = sym == tables.ESCAPE
+        n_esc = int(escaped.sum())
+        if self.esc_at + n_esc > self.esc.size:
+            raise ContainerError("a learned code stream's escapes do not match; the file is "
+                                 "damaged")
+        low = np.zeros(n, np.int64)
+        use = (plan.shift > 0) & ~escaped
+        for s in np.unique(plan.shift[use]):
+            rows = use & (plan.shift == s)
+            for off, width in _uniform_pieces(int(s)):
+                low[rows] |= self.dec.decode(self._cs.stream.model.Uniform(1 << width),
+                                             int(rows.sum())).astype(np.int64) << off
+        half = (np.int64(1) << plan.shift) >> 1
+        ks = ((sym - tables.WINDOW + plan.base) << plan.shift) + low - half
+        ks[escaped] = self.esc[self.esc_at:self.esc_at + n_esc]
+        self.esc_at += n_esc
+        out = np.empty(n, np.int64)
+        out[plan.order] = ks
+        return out
+
+    def check_done(self) -> None:
+        if self.esc_at != self.esc.size:
+            raise ContainerError("a learned code stream has unused escapes; the file is "
+                                 "damaged")
+
+
+# -- whole chunks ---------------------------------------------------------------------------
+def encode_codes(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
+                 zcodes: np.ndarray | None) -> list[dict[str, np.ndarray]]:
+    """Code the (rows, D) codes (coding order); one section dict per column."""
+    n, d = codes.shape
+    pos, prev = event_phases(first if model.event_context else None, n)
+    feats = model.column_features(codes)
+    x = model.inputs(n, prev, feats, zcodes)
+    x[:, model.net.n_ctx:] = feats
+    loc, scale = model.net.forward(x)
+    encoders = [StreamEncoder() for _ in range(d)]
+    for phase in range(int(pos.max()) + 1 if n else 0):
+        rows = np.flatnonzero(pos == phase)
+        for i in range(d):
+            mu, ell = model.params(i, loc[rows, i], scale[rows, i])
+            encoders[i].add(codes[rows, i], mu, ell)
+    return [e.finish() for e in encoders]
+
+
+def decode_codes(model: LearnedModel, streams: list[dict[str, np.ndarray]], n: int,
+                 first: np.ndarray | None, zcodes: np.ndarray | None,
+                 known: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """Inverse of :func:`encode_codes`. ``known`` holds columns (by position) coded
+    elsewhere (their stream is not read; their codes still feed the context)."""
+    d = len(model.columns)
+    known = known or {}
+    pos, prev = event_phases(first if model.event_context else None, n)
+    codes = np.zeros((n, d), np.int64)
+    for i, k in known.items():
+        codes[:, i] = k
+    feats = np.zeros((n, d))
+    decoders = {i: StreamDecoder(streams[i]) for i in range(d) if i not in known}
+    for phase in range(int(pos.max()) + 1 if n else 0):
+        rows = np.flatnonzero(pos == phase)
+        prev_rows = prev[rows]
+        x = model.inputs(len(rows), np.where(prev_rows >= 0, prev_rows, -1), feats,
+                         None if zcodes is None else zcodes[rows])
+        inc = Incremental(model.net, x)
+        for i in range(d):
+            if i in decoders:
+                loc, scale = inc.outputs(i)
+                mu, ell = model.params(i, loc, scale)
+                codes[rows, i] = decoders[i].take(mu, ell)
+            x[:, model.net.n_ctx + i] = _feature(model, codes[rows, i], i)
+        feats[rows] = x[:, model.net.n_ctx:]
+    for dec in decoders.values():
+        dec.check_done()
+    return codes
+
+
+def _feature(model: LearnedModel, k: np.ndarray, i: int) -> np.ndarray:
+    f = _shift(k.astype(np.int64) - int(model.offset[i]), int(model.exponent[i]))
+    return np.clip(f, -F_MAX, F_MAX).astype(np.float64)
+
+
+def code_bits(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
+              zcodes: np.ndarray | None) -> np.ndarray:
+    """Ideal code length (bits) of each code under the tables, (rows, D), without coding
+    (escapes counted as 64 bits, split low bits as their count)."""
+    n, d = codes.shape
+    _, prev = event_phases(first if model.event_context else None, n)
+    feats = model.column_features(codes)
+    x = model.inputs(n, prev, feats, zcodes)
+    x[:, model.net.n_ctx:] = feats
+    loc, scale = model.net.forward(x)
+    t = tables.tables()
+    out = np.zeros((n, d))
+    for i in range(d):
+        mu, ell = model.params(i, loc[:, i], scale[:, i])
+        plan = _plan(mu, ell)
+        ks = codes[plan.order, i]
+        half = (np.int64(1) << plan.shift) >> 1
+        sym = ((ks + half) >> plan.shift) - plan.base + tables.WINDOW
+        esc = (sym < 0) | (sym > 2 * tables.WINDOW)
+        sym[esc] = tables.ESCAPE
+        group = np.repeat(np.arange(len(plan.ell)), np.diff(plan.bounds))
+        cnt = t[plan.ell[group], plan.frac[group], sym]
+        out[plan.order, i] = (np.log2(tables.TOTAL) - np.log2(cnt)
+                              + np.where(esc, 64.0, plan.shift))
+    return out
