@@ -56,6 +56,8 @@ def write_config(project_dir: Path, sections: dict) -> Path:
 
 
 FAST_TRAINING = {"epochs": 2, "batch_size": 256, "max_rows": 3000, "early_stopping_patience": 0}
+#: the learned probability model (bounded mode) trains briefly in tests
+FAST_RATE = {"epochs": 3, "hidden": [16]}
 
 
 @pytest.fixture
@@ -65,7 +67,9 @@ def make_project(tmp_path: Path):
     def factory(input_path: Path | str, name: str = "p", **sections: dict) -> tuple[Path, str]:
         data = {"input": [str(input_path)], **sections.pop("data", {})}
         training = {**FAST_TRAINING, **sections.pop("training", {})}
-        write_config(tmp_path / "projects" / name, {"data": data, "training": training, **sections})
+        rate = {**FAST_RATE, **sections.pop("rate", {})}
+        write_config(tmp_path / "projects" / name, {"data": data, "training": training,
+                                                    "rate": rate, **sections})
         return tmp_path / "projects", name
 
     return factory

@@ -583,7 +583,8 @@ class BoundedMode(CompressionMode):
                     p, _ = linear.predict(c, {"beta": sections[f"lin/{c}"]}, state,
                                           with_drift=False)
                 else:
-                    p = np.full(n_rows, float(centre[i]))
+                    p, _ = CentrePredictor().predict(c, {"centre": centre[i:i + 1]}, state,
+                                                     with_drift=False)
                 out[:, i] = self._restore(sections, c, k, p, n_rows)
                 state.add(c, out[:, i])
         except KeyError as exc:

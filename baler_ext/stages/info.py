@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 #: section-name prefix -> group shown by ``info``
 GROUPS: dict[str, str] = {"preamble+index+trailer": "header", "latent": "latent",
-                          "res": "residuals", "pred": "prediction", "passthrough": "passthrough",
+                          "res": "residuals", "pred": "prediction", "lin": "prediction",
+                          "lrn": "learned", "ctx": "side_information",
+                          "passthrough": "passthrough",
                           "counts": "passthrough", "lossless": "lossless",
                           "decoder": "decoder"}
 
@@ -91,6 +93,11 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
         "chunks": [c["rows"] for c in header.get("chunks", [])],
         "latent_chunks": settings.get("latent_chunks"),
         "relations": settings.get("relations", []),
+        "learned": settings.get("learned"),
+        "dither": bool(settings.get("dither", False)),
+        "streams": {c: ("learned" if f"lrn/{c}/bits" in sizes or any(
+            k.startswith(f"lrn/{c}/") for k in sizes) else "static")
+            for c in cols if any(k.startswith((f"res/{c}/", f"lrn/{c}/")) for k in sizes)},
     }
 
 
@@ -115,6 +122,11 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
             log.info("  ratio %-34s %.2fx", k, v)
         if d["latent_chunks"] is not None:
             log.info("  latent used in %d of %d chunks", d["latent_chunks"], len(d["chunks"]))
+        if d["learned"]:
+            lr = d["learned"]
+            log.info("  learned probability model in %d of %d chunks; coding order: %s%s",
+                     lr["chunks"], len(d["chunks"]), ", ".join(lr["order"]),
+                     "; context: previous object of the event" if lr["event_context"] else "")
         for rel in d["relations"]:
             log.info("  %s predicted from %s (%s)", rel["target"], ", ".join(rel["inputs"]),
                      rel["kind"])

@@ -17,6 +17,7 @@ def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
     projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
                                   compression={"mode": "bounded", "embed_decoder": True,
                                                "latent_policy": "always",
+                                               "probability_model": "static",
                                                "bounds": {"default": {"rel": 1e-3},
                                                           "eta": {"abs": 1e-4}}})
     assert cli(projects, name, "info") == ProjectError.exit_code  # nothing compressed yet

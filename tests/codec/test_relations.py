@@ -65,10 +65,17 @@ def limits(values: np.ndarray, columns: list[str]) -> np.ndarray:
 
 
 def test_detects_kinematic_and_sum_relations():
-    rels = relations.detect(table(500), COLS, set(COLS))
+    rels = relations.detect(table(500), COLS, set(COLS), preference="polar")
     got = {(r.kind, r.target, r.inputs) for r in rels}
     assert got == {("px", "px", ("pt", "phi")), ("py", "py", ("pt", "phi")),
                    ("pz", "pz", ("pt", "eta")), ("energy", "energy", ("pt", "eta", "mass")),
+                   ("sum", "fc", ("fa", "fb"))}
+    # auto prefers the Cartesian direction: pt, phi, eta, energy from px, py, pz, mass
+    rels = relations.detect(table(500), COLS, set(COLS))
+    got = {(r.kind, r.target, r.inputs) for r in rels}
+    assert got == {("pt_xy", "pt", ("px", "py")), ("phi_xy", "phi", ("px", "py")),
+                   ("eta_xyz", "eta", ("px", "py", "pz")),
+                   ("energy_xyzm", "energy", ("px", "py", "pz", "mass")),
                    ("sum", "fc", ("fa", "fb"))}
 
 
@@ -95,7 +102,7 @@ def test_relations_none_and_header_round_trip(tmp_path):
     mode = mode_for(x)
     sections = mode.encode(x)
     head = mode.header()
-    assert {r["target"] for r in head["relations"]} == {"px", "py", "pz", "energy", "fc"}
+    assert {r["target"] for r in head["relations"]} == {"pt", "phi", "eta", "energy", "fc"}
     # the decoder restores the relations from the header alone
     other = BoundedMode(mode.trained, CompressionConfig(mode="bounded", relations="none"),
                         torch.device("cpu"))
@@ -105,7 +112,7 @@ def test_relations_none_and_header_round_trip(tmp_path):
     # derived columns cost far less than independent ones
     size = {c: sum(v.nbytes for k, v in sections.items() if k.startswith(f"res/{c}/"))
             for c in COLS}
-    assert size["px"] < size["eta"] and size["fc"] < size["fa"]
+    assert size["pt"] < size["px"] and size["eta"] < size["pz"] and size["fc"] < size["fa"]
 
 
 def test_header_without_relations_still_loads_and_bad_ones_are_rejected():
@@ -129,7 +136,7 @@ def test_header_without_relations_still_loads_and_bad_ones_are_rejected():
 def test_latent_policies_round_trip(policy):
     x = table(600, seed=3)
     x[:, -1] = 3 * x[:, 8] - x[:, 1] ** 2  # a hidden linear+quadratic dependence
-    mode = mode_for(x, latent_policy=policy)
+    mode = mode_for(x, latent_policy=policy, relations="polar")  # eta decoded before other
     sections = mode.encode(x)
     if "lin/other" in sections:  # the linear stack finds it: almost no residual bits
         assert sum(v.nbytes for k, v in sections.items() if k.startswith("res/other/")) < \
@@ -146,7 +153,7 @@ def test_latent_policies_round_trip(policy):
        policy=st.sampled_from(["always", "never"]), eta_max=st.sampled_from([1.0, 6.0, 30.0]),
        rel_sign=st.sampled_from([-1.0, 0.0, 1.0]))
 def test_bound_holds_under_drift_of_inputs_and_relations(seed, n, sign, policy, eta_max,
-                                                         rel_sign):
+                                                         rel_sign, another_device):
     """Perturb the model prediction by the full assumed device drift (so every decoded
     input drifts), and each relation or linear prediction by its own rounding allowance:
     every value still meets its bound."""
@@ -159,21 +166,15 @@ def test_bound_holds_under_drift_of_inputs_and_relations(seed, n, sign, policy, 
     sections = mode.encode(x)
     if policy == "never" and n == 400:
         assert any(k.startswith("lin/") for k in sections)  # the linear stack is exercised
-    mags = np.array([c.magnitude for c in mode.coders])
-
-    def drift(p):
-        with np.errstate(all="ignore"):
-            return p + sign * EPS_PRED * (np.abs(p) + mags)
-
-    def rel_drift(p, d):
-        with np.errstate(all="ignore"):
-            return p + rel_sign * d
-
     lim = limits(x, COLS)
-    for kw in ({}, {"perturb": drift}, {"perturb": drift, "perturb_relation": rel_drift}):
-        out = mode.decode(sections, n, **kw)
+    for signs in ((None, None), (sign, None), (sign, rel_sign)):
+        if signs[0] is None:
+            out = mode.decode(sections, n)
+        else:
+            with another_device(mode, *signs):
+                out = mode.decode(sections, n)
         bad = ~(np.abs(out - x) <= lim)
-        assert not bad.any(), (np.argwhere(bad)[:5], kw)
+        assert not bad.any(), (np.argwhere(bad)[:5], signs)
 
 
 def test_container_rejects_unknown_features(tmp_path):

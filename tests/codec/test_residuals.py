@@ -78,9 +78,53 @@ def test_relative_bound_keeps_zeros_exact_and_signs():
     c = coder.encode(x, p)
     xh = coder.decode(c.codes, c.sign, c.exc_index, c.exc_value, p)
     assert xh[0] == 0.0 and xh[1] == 0.0
+    # the sign bit of a negative zero survives (it is stored verbatim)
+    assert not np.signbit(xh[0]) and np.signbit(xh[1])
     assert np.all(np.sign(xh) == np.sign(x))
     assert_within(x, xh, Bound("rel", 1e-3))
-    assert c.exc_index.size == 0  # ordinary values need no exception
+    assert c.exc_index.tolist() == [1]  # only the negative zero needs an exception
+
+
+@pytest.mark.parametrize("kind,value", [("abs", 0.5), ("rel", 1e-2)])
+def test_dither_makes_errors_uniform_and_values_distinct(kind, value):
+    """Subtractive dither: a constant prediction no longer restores a comb of grid values,
+    the errors fill the bound uniformly (independent of the value), the bound holds."""
+    from baler_ext.codec import dither
+
+    rng = np.random.default_rng(5)
+    x = rng.exponential(50.0, 20_000) + 400.0
+    p = np.full(x.size, 500.0)
+    coder = ColumnCoder(Bound(kind, value), 2000.0)
+    plain = coder.decode(*_codes(coder.encode(x, p)), p)
+    u = dither.offsets(x.size, 3)
+    c = coder.encode(x, p, u=u)
+    xh = coder.decode(*_codes(c), p, u)
+    assert_within(x, xh, Bound(kind, value))
+    assert np.unique(plain).size < 0.05 * x.size  # the comb
+    assert np.unique(xh).size > 0.99 * x.size
+    err = (xh - x) / coder.bound.limit(x)
+    assert abs(err.mean()) < 0.02 and abs(np.var(err) - 1 / 3) < 0.02  # uniform on [-1, 1]
+    assert abs(np.corrcoef(err, x)[0, 1]) < 0.03
+    # decoding without the offsets gives other values: the offsets are part of the format
+    assert not np.allclose(coder.decode(*_codes(c), p), xh)
+
+
+def _codes(c):
+    return c.codes, c.sign, c.exc_index, c.exc_value
+
+
+def test_dither_offsets_are_fixed_numbers():
+    """The offsets are a pure function of (row, column): reproducible bit for bit, in
+    [-1/2, 1/2), different per column and row."""
+    from baler_ext.codec import dither
+
+    a = dither.offsets(1000, 2)
+    assert np.array_equal(a, dither.offsets(1000, 2)) and np.array_equal(a[:10],
+                                                                         dither.offsets(10, 2))
+    assert a.min() >= -0.5 and a.max() < 0.5 and abs(a.mean()) < 0.05
+    assert not np.array_equal(a, dither.offsets(1000, 3))
+    # SplitMix64 reference value (Steele, Lea & Flood): splitmix64(0) = 0xE220A8397B1DCDAF
+    assert int(dither.splitmix64(np.zeros(1, np.uint64))[0]) == 0xE220A8397B1DCDAF
 
 
 def test_good_predictions_give_small_codes_and_no_exceptions():

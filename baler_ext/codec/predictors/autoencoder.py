@@ -68,7 +68,7 @@ class AutoencoderPredictor(Predictor):
 
         self.trained = trained
         self.device = resolve_device(device) if isinstance(device, str) else device
-        self.model = trained.model.to(device).eval()
+        self.model = trained.model.to(self.device).eval()
         self.dtype = next(self.model.parameters()).dtype
         self.decoder64 = copy.deepcopy(self.model).to(torch.float64).eval()
 
