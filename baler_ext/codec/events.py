@@ -41,6 +41,27 @@ def source_of(counts: np.ndarray | None, passthrough: pa.Table, event_column: st
     return None
 
 
+def row_integers(counts: np.ndarray | None, passthrough: pa.Table,
+                 n_rows: int) -> dict[str, np.ndarray]:
+    """The integer columns stored losslessly beside the floats, one value per row:
+    per-row columns of a flat table, or a jagged collection's per-event columns repeated
+    for each object. The learned probability model may use them as free context."""
+    out: dict[str, np.ndarray] = {}
+    for name in passthrough.column_names:
+        field = passthrough.schema.field(name)
+        if not (pa.types.is_integer(field.type) or pa.types.is_boolean(field.type)):
+            continue
+        col = passthrough.column(name)
+        if col.null_count:
+            continue
+        v = col.to_numpy(zero_copy_only=False).astype(np.int64)
+        if counts is not None and len(v) == len(counts):
+            v = np.repeat(v, np.asarray(counts, np.int64))
+        if len(v) == n_rows:
+            out[name] = v
+    return out
+
+
 def event_starts(source: str | None, counts: np.ndarray | None, passthrough: pa.Table,
                  n_rows: int) -> np.ndarray | None:
     """The markers of ``source`` for a chunk (compress and decompress alike)."""

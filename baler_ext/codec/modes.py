@@ -62,10 +62,13 @@ class ChunkContext:
     """What a mode may know about a chunk besides its float matrix.
 
     ``first`` marks the rows that start an event (objects of one event are consecutive);
-    None when the rows have no event structure. Encoder and decoder must pass the same.
+    None when the rows have no event structure. ``integers`` are the integer columns
+    stored losslessly in the same file, one value per row (see
+    :func:`baler_ext.codec.events.row_integers`). Encoder and decoder must pass the same.
     """
 
     first: np.ndarray | None = None
+    integers: dict[str, np.ndarray] | None = None
 
 
 class CompressionMode:
@@ -338,6 +341,7 @@ class BoundedMode(CompressionMode):
             return order + [c for c in cols if c not in order]
         return cols
 
+
     def plan(self, use_latent: bool = False, learned: bool | None = None
              ) -> list[tuple[str, str, str]]:
         """What each coded column uses: ``(column, predictor, probability model)``.
@@ -353,7 +357,9 @@ class BoundedMode(CompressionMode):
                 out.append((c, "autoencoder", "static"))
             else:
                 out.append((c, "centre" if i == 0 else "linear", "static"))
-        out += [(r.target, "relation", "static") for r in self.relations or []]
+        modelled = set(self.learned.columns) if learned and self.learned is not None else set()
+        out += [(r.target, "relation", "learned" if r.target in modelled else "static")
+                for r in self.relations or []]
         return out
 
     def _offsets(self, n: int, column: str) -> np.ndarray | None:
@@ -450,34 +456,71 @@ class BoundedMode(CompressionMode):
 
     def learned_codes(self, values: np.ndarray) -> tuple[np.ndarray, dict[str, ColumnCodes],
                                                          np.ndarray]:
-        """Codes of the learned model's columns (rows, D) on their fixed dithered grids,
-        the per-column results and the anchors (the train stage uses this too)."""
+        """Codes of the learned model's columns (rows, D): the independent ones on their
+        fixed dithered grids (anchored at the model's anchors), then the derived ones as
+        residuals of their relations; the per-column results and the anchors. The train
+        stage computes its training codes with this very function."""
         assert self.learned is not None
-        anchors = np.asarray(self.learned.settings["anchors"], np.float64)
+        model = self.learned
+        anchors = np.asarray(model.settings["anchors"], np.float64)
+        state = ChunkState(len(values))
         results = {}
-        for j, c in enumerate(self.learned.columns):
+        relation_of = {r.target: r for r in self.relations or []}
+        for j, c in enumerate(model.columns):
             x = values[:, self.columns.index(c)]
-            results[c] = self._code(c, x, np.full(len(x), anchors[j]), None)
-        codes = np.stack([results[c].codes for c in self.learned.columns], axis=1) \
-            if self.learned.columns else np.zeros((len(values), 0), np.int64)
+            if j < anchors.size:
+                res = self._code(c, x, np.full(len(x), anchors[j]), None)
+            else:
+                p, d = RelationPredictor(relation_of[c]).predict(c, {}, state)
+                res = self._code(c, x, p, d)
+            results[c] = res
+            state.add(c, res.decoded, res.drift)
+        codes = np.stack([results[c].codes for c in model.columns], axis=1) \
+            if model.columns else np.zeros((len(values), 0), np.int64)
         return codes, results, anchors
 
-    def _encode_learned(self, values: np.ndarray, first: np.ndarray | None) -> _Encoded:
+    def learned_dither(self, n_rows: int) -> np.ndarray | None:
+        """The dither offsets of the learned model's columns, (rows, D)."""
+        assert self.learned is not None
+        if not self.dither:
+            return None
+        return np.stack([dither.offsets(n_rows, self.columns.index(c))
+                         for c in self.learned.columns], axis=1) if self.learned.columns \
+            else np.zeros((n_rows, 0))
+
+    def aux_matrix(self, n_rows: int, context: ChunkContext | None) -> np.ndarray | None:
+        """The learned model's auxiliary integer columns of a chunk, (rows, A)."""
+        assert self.learned is not None
+        names = self.learned.aux_names
+        if not names:
+            return None
+        have = (context.integers if context is not None else None) or {}
+        missing = [c for c in names if c not in have]
+        if missing:
+            raise ContainerError(f"the learned probability model takes the integer columns "
+                                 f"{missing} as context, but they are not in the data; "
+                                 "retrain with --mode train")
+        return np.stack([have[c] for c in names], axis=1) if n_rows else \
+            np.zeros((0, len(names)), np.int64)
+
+    def _encode_learned(self, values: np.ndarray, context: ChunkContext | None) -> _Encoded:
         assert self.learned is not None
         model = self.learned
         static = StaticModel(self.coder_name)
         out: dict[str, np.ndarray] = {}
         codes, results, anchors = self.learned_codes(values)
         centre = np.array([median_of_finite(values[:, i]) for i in range(values.shape[1])])
-        for j, c in enumerate(model.columns):
-            centre[self.columns.index(c)] = anchors[j]
+        for j, a in enumerate(anchors):
+            centre[self.columns.index(model.columns[j])] = a
         out["pred/centre"] = centre
         zc = self.latent_codes(values)
         if zc is not None:
             for j in range(zc.shape[1]):
                 for key, arr in static.encode(zc[:, j]).items():
                     out[f"ctx/z/{j}/{key}"] = arr
-        streams = lrn.encode_codes(model, codes, first, zc)
+        first = context.first if context is not None else None
+        streams = lrn.encode_codes(model, codes, first, zc, self.learned_dither(len(values)),
+                                   self.aux_matrix(len(values), context))
         state = ChunkState(len(values))
         for j, c in enumerate(model.columns):
             alt = static.encode(codes[:, j])
@@ -487,8 +530,8 @@ class BoundedMode(CompressionMode):
                 out[f"{prefix}/{c}/{key}"] = arr
             self._put_extras(out, c, results[c])
             state.add(c, results[c].decoded, results[c].drift)
-        for c, predictor, _ in self.plan():
-            if predictor != "relation":
+        for c, predictor, prob in self.plan():
+            if predictor != "relation" or prob == "learned":
                 continue
             i = self.columns.index(c)
             rel = next(r for r in self.relations or [] if r.target == c)
@@ -505,9 +548,8 @@ class BoundedMode(CompressionMode):
                ) -> dict[str, np.ndarray]:
         if self.relations is None:
             self._setup_relations(values)
-        first = context.first if context is not None else None
         if self.learned is not None:
-            chosen = self._encode_learned(values, first)
+            chosen = self._encode_learned(values, context)
             self.learned_chunks += 1
         else:
             options = []
@@ -544,7 +586,6 @@ class BoundedMode(CompressionMode):
         static = StaticModel(self.coder_name)
         out = np.zeros((n_rows, len(self.columns)))
         state = ChunkState(n_rows)
-        first = context.first if context is not None else None
         try:
             pred_all = None
             centre = None
@@ -561,7 +602,7 @@ class BoundedMode(CompressionMode):
                                          "the file is damaged")
             learned_codes = None
             if self.learned is not None:
-                learned_codes = self._decode_learned(sections, n_rows, first)
+                learned_codes = self._decode_learned(sections, n_rows, context)
             linear = LinearPredictor({c: col.magnitude for c, col in
                                       zip(self.columns, self.coders, strict=True)})
             for c in self.skip:
@@ -593,7 +634,7 @@ class BoundedMode(CompressionMode):
         return out
 
     def _decode_learned(self, sections: dict[str, np.ndarray], n_rows: int,
-                        first: np.ndarray | None) -> np.ndarray:
+                        context: ChunkContext | None) -> np.ndarray:
         model = self.learned
         assert model is not None
         static = StaticModel(self.coder_name)
@@ -611,4 +652,6 @@ class BoundedMode(CompressionMode):
                             if k not in ("sign", "exc_idx", "exc_val")}
                 known[j] = static.decode(g_static, n_rows)
             streams.append(g)
-        return lrn.decode_codes(model, streams, n_rows, first, zc, known)
+        first = context.first if context is not None else None
+        return lrn.decode_codes(model, streams, n_rows, first, zc, known,
+                                self.learned_dither(n_rows), self.aux_matrix(n_rows, context))

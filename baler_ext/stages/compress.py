@@ -95,9 +95,11 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             if event_source == "":  # decided on the first chunk, recorded in the header
                 event_source = events.source_of(chunk.counts, chunk.passthrough,
                                                 cfg.compression.event_column)
-            first = events.event_starts(event_source, chunk.counts, chunk.passthrough,
-                                        len(chunk.values))
-            for name, arr in mode.encode(chunk.values, modes.ChunkContext(first)).items():
+            context = modes.ChunkContext(
+                events.event_starts(event_source, chunk.counts, chunk.passthrough,
+                                    len(chunk.values)),
+                events.row_integers(chunk.counts, chunk.passthrough, len(chunk.values)))
+            for name, arr in mode.encode(chunk.values, context).items():
                 writer.add_array(name, i, arr, level=mode.section_level(name))
             for col in sorted(lossless_cols):
                 writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])

@@ -74,9 +74,11 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
                 counts = sections.get("counts")
                 passthrough = (_read_ipc(reader.read_bytes("passthrough", i))
                                if reader.has("passthrough", i) else pa.table({}))
-                first = events.event_starts(header.get("events"), counts, passthrough,
-                                            meta["rows"])
-                values = mode.decode(sections, meta["rows"], modes.ChunkContext(first))
+                context = modes.ChunkContext(
+                    events.event_starts(header.get("events"), counts, passthrough,
+                                        meta["rows"]),
+                    events.row_integers(counts, passthrough, meta["rows"]))
+                values = mode.decode(sections, meta["rows"], context)
                 for col in meta["lossless"]:
                     values[:, columns.index(col)] = sections[f"lossless:{col}"]
                 writer.write(values, passthrough, counts)

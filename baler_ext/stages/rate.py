@@ -20,7 +20,7 @@ from baler_ext.codec import events
 from baler_ext.codec.modes import BoundedMode
 from baler_ext.codec.probability import learned as lrn
 from baler_ext.codec.residuals import resolve_bounds
-from baler_ext.config import Config
+from baler_ext.config import Config, RateConfig
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import TrainedModel
 from baler_ext.project import atomic_path
@@ -28,26 +28,54 @@ from baler_ext.project import atomic_path
 log = logging.getLogger(__name__)
 
 RATE_HISTORY = "rate_history.csv"
+#: epochs of each short fit when the coding order is searched
+ORDER_TRIAL_EPOCHS = 10
 
 
-def training_events(cfg: Config, n_rows: int) -> np.ndarray | None:
-    """Event starts of the training matrix's rows (None when the rows have no events or
-    the matrix was subsampled)."""
-    if cfg.training.max_rows is not None and n_rows >= cfg.training.max_rows:
-        return None
-    parts = []
+def training_context(cfg: Config, n_rows: int
+                     ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Event starts and integer columns (one value per row) of the training matrix's rows,
+    read chunk by chunk as compress will see them. Events are None when the rows have no
+    event structure; both are empty when the matrix was subsampled (``training.max_rows``),
+    since its rows are then no longer consecutive."""
+    firsts: list[np.ndarray | None] = []
+    ints: list[dict[str, np.ndarray]] = []
     source: str | None = ""
+    total = 0
     for src in open_sources(cfg):
         for chunk in src.chunks():
             if source == "":
                 source = events.source_of(chunk.counts, chunk.passthrough,
                                           cfg.compression.event_column)
-            if source is None:
-                return None
-            parts.append(events.event_starts(source, chunk.counts, chunk.passthrough,
-                                             len(chunk.values)))
-    first = np.concatenate(parts) if parts else np.zeros(0, bool)
-    return first if first.size == n_rows else None
+            n = len(chunk.values)
+            total += n
+            firsts.append(events.event_starts(source, chunk.counts, chunk.passthrough, n))
+            ints.append(events.row_integers(chunk.counts, chunk.passthrough, n))
+    if total != n_rows:
+        log.info("the training rows were subsampled (training.max_rows): no event or integer "
+                 "context for the learned probability model")
+        return None, {}
+    first = None if source is None or not firsts else np.concatenate(
+        [f for f in firsts if f is not None])
+    names = set.intersection(*(set(d) for d in ints)) if ints else set()
+    integers = {c: np.concatenate([d[c] for d in ints]) for c in sorted(names)}
+    if first is not None and first.size != n_rows:
+        first = None
+    return first, {c: v for c, v in integers.items() if v.size == n_rows}
+
+
+def pick_aux(integers: dict[str, np.ndarray], event_column: str,
+             max_distinct: int = 4096) -> list[str]:
+    """Integer columns worth using as context: not the event id, not constant, and with at
+    most ``max_distinct`` values (counts, flags, indices rather than identifiers)."""
+    out = []
+    for name, v in integers.items():
+        if name == event_column or v.size == 0:
+            continue
+        distinct = np.unique(v).size
+        if 1 < distinct <= max_distinct:
+            out.append(name)
+    return out
 
 
 def static_bits(codes: np.ndarray) -> float:
@@ -62,20 +90,50 @@ def static_bits(codes: np.ndarray) -> float:
 def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
                      val_idx: np.ndarray, trained: TrainedModel, out_dir: Path
                      ) -> lrn.LearnedModel | None:
-    """Train the learned probability model for ``cfg``'s bounds; None when there is
-    nothing to learn (no independent column)."""
-    from baler_ext.codec.probability.fit import feature_scaling, fit_rate_model, greedy_order
+    """Train the learned probability model for ``cfg``'s bounds on the project's inputs
+    (events and integer columns read as compress will see them); write
+    ``rate_history.csv``. None when there is nothing to learn."""
+    first, integers = training_context(cfg, len(values))
+    mode = BoundedMode(trained, cfg.compression, cfg.training.device)
+    model = fit_learned(mode, values, train_idx, val_idx, first, integers, cfg.rate,
+                        cfg.training.seed)
+    if model is not None:
+        write_rate_history(out_dir / RATE_HISTORY, model.settings.pop("history"))
+    return model
 
-    rate = cfg.rate
-    comp = cfg.compression
-    mode = BoundedMode(trained, comp, cfg.training.device)
+
+def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
+                val_idx: np.ndarray, first: np.ndarray | None,
+                integers: dict[str, np.ndarray], rate: RateConfig, seed: int
+                ) -> lrn.LearnedModel | None:
+    """Fit the learned model of ``mode`` (an unconfigured bounded mode) on ``values``.
+
+    The training codes come from :meth:`BoundedMode.learned_codes`, so they are exactly
+    what compress will code; ``first`` and ``integers`` are the rows' event starts and
+    integer columns (the context). The history is left in ``settings["history"]``.
+    """
+    from baler_ext.codec.probability.fit import (
+        RateFitResult,
+        feature_scaling,
+        fit_rate_model,
+        greedy_order,
+    )
+
+    comp = mode.cfg
+    if rate.max_rows is not None:  # the first rows: training time stays bounded
+        train_idx = np.sort(train_idx)[: rate.max_rows]
+        val_idx = np.sort(val_idx)[: max(1, rate.max_rows // 4)]
     mode.learned = None
-    mode.configure({}, {c for c in trained.lossless_columns if c in mode.columns})
+    mode.configure({}, {c for c in mode.trained.lossless_columns if c in mode.columns})
     rows = values[: rate.max_rows] if rate.max_rows else values
     mode.relations = None
     mode._setup_relations(rows)
     columns = [c for c in mode.independent()
                if mode.coders[mode.columns.index(c)].kind != "raw"]
+    derived = [r.target for r in mode.relations or []
+               if mode.coders[mode.columns.index(r.target)].kind != "raw"
+               and all(c in columns for c in r.inputs)]
+    mode.relations = [r for r in mode.relations or [] if r.target in derived]
     if not columns:
         log.info("no independent column to model: no learned probability model")
         return None
@@ -86,16 +144,22 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
                         for c in columns])
     settings = {"bounds": bounds, "relations": [r.to_dict() for r in mode.relations or []],
                 "order_method": rate.order}
+    n_ind = len(columns)
+    columns = columns + derived
+    settings["relations"] = [r.to_dict() for r in mode.relations]
     mode.learned = lrn.LearnedModel.untrained(columns, settings={**settings,
                                                                   "anchors": anchors.tolist()})
     codes, _, _ = mode.learned_codes(values)
-    if rate.order == "greedy":
-        order = greedy_order(codes[train_idx], columns)
-        columns = [columns[j] for j in order]
-        anchors = anchors[order]
-        codes = codes[:, order]
-    first = training_events(cfg, len(values)) if rate.event_context == "auto" else None
+    u = mode.learned_dither(len(values))
+    if rate.event_context != "auto":
+        first = None
     event_context = first is not None
+    aux = None
+    names = pick_aux(integers, comp.event_column) if rate.integer_context == "auto" else []
+    aux_values = np.stack([integers[c] for c in names], axis=1) if names else None
+    if aux_values is not None:
+        off, ex = feature_scaling(aux_values[train_idx])
+        aux = {"names": names, "offset": off.tolist(), "exponent": ex.tolist()}
     latent = None
     zc = None
     if rate.side_information == "latent":
@@ -108,26 +172,61 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
                   "step": step.tolist()}
         mode.learned.latent = latent
         zc = mode.latent_codes(values)
-    offset, exponent = feature_scaling(codes[train_idx])
-    probe = lrn.LearnedModel.untrained(columns, offset, exponent, event_context, latent)
     _, prev = lrn.event_phases(first, len(values))
-    x = probe.inputs(len(values), prev, probe.column_features(codes), zc)
-    ctx = x[:, : probe.net.n_ctx]
+
+    def fit(order: list[int], epochs: int) -> RateFitResult:
+        """Train with the independent columns in ``order`` (derived ones after)."""
+        full = [*order, *range(n_ind, len(columns))]
+        cols = [columns[j] for j in full]
+        k = codes[:, full]
+        uk = None if u is None else u[:, full]
+        offset, exponent = feature_scaling(k[train_idx])
+        probe = lrn.LearnedModel.untrained(cols, offset, exponent, event_context, latent,
+                                           aux=aux)
+        ctx = probe.inputs(len(values), prev, probe.column_features(k, uk), zc,
+                           aux_values)[:, :probe.net.n_ctx]
+        return fit_rate_model(
+            k[train_idx], cols, ctx[train_idx], (k[val_idx], ctx[val_idx]),
+            event_context=event_context, latent=latent, hidden=list(rate.hidden),
+            epochs=epochs, batch_size=rate.batch_size, learning_rate=rate.learning_rate,
+            seed=seed, patience=rate.patience,
+            dither=None if uk is None else (uk[train_idx], uk[val_idx]), aux=aux,
+            settings={**settings, "anchors": anchors[order].tolist()})
+
+    natural = list(range(n_ind))
+    candidates = {"natural": natural}
+    if rate.order in ("greedy", "search"):
+        candidates["greedy"] = greedy_order(codes[train_idx, :n_ind], columns[:n_ind])
+    if rate.order == "search" and len(candidates["greedy"]) > 1:
+        candidates["reverse_greedy"] = candidates["greedy"][::-1]
+    if rate.order != "search":
+        chosen = rate.order
+    else:  # short fits of each candidate, the best on the validation split wins
+        trial = {name: fit(order, min(rate.epochs, ORDER_TRIAL_EPOCHS)).history[-1][
+            "val_bits_per_row"] for name, order in candidates.items()}
+        chosen = min(trial, key=lambda n: trial[n])
+        settings["order_trials"] = trial
+        log.info("coding order search (%d epochs each, validation bits/row): %s -> %s",
+                 ORDER_TRIAL_EPOCHS, ", ".join(f"{n} {v:.2f}" for n, v in trial.items()),
+                 chosen)
+    order = candidates[chosen]
+    settings["order_method"] = f"{rate.order}: {chosen}"
+    full = [*order, *range(n_ind, len(columns))]
+    columns = [columns[j] for j in full]
+    anchors = anchors[order]
+    codes = codes[:, full]
+    u = None if u is None else u[:, full]
     z_bits = sum(static_bits(zc[val_idx, j]) for j in range(zc.shape[1])) if zc is not None \
         else 0.0
     stat = {c: static_bits(codes[val_idx, j]) / max(len(val_idx), 1)
             for j, c in enumerate(columns)}
-    log.info("training the learned probability model on %d rows: %d columns, event context "
-             "%s, latent side information %s", len(train_idx), len(columns),
-             "on" if event_context else "off", "on" if latent else "off")
-    result = fit_rate_model(
-        codes[train_idx], columns, ctx[train_idx], (codes[val_idx], ctx[val_idx]),
-        event_context=event_context, latent=latent, hidden=list(rate.hidden),
-        epochs=rate.epochs, batch_size=rate.batch_size, learning_rate=rate.learning_rate,
-        seed=cfg.training.seed, patience=rate.patience,
-        settings={**settings, "anchors": anchors.tolist()})
+    log.info("training the learned probability model on %d rows: %d columns (%s), event "
+             "context %s, latent side information %s, integer context %s", len(train_idx),
+             len(columns), ", ".join(columns), "on" if event_context else "off",
+             "on" if latent else "off", ", ".join(names) or "none")
+    result = fit(natural, rate.epochs)
     model = result.model
-    learned_bits = lrn.code_bits(model, codes, first, zc)[val_idx].sum(axis=0)
+    learned_bits = lrn.code_bits(model, codes, first, zc, u, aux_values)[val_idx].sum(axis=0)
     summary = {"val_static_bits_per_row": sum(stat.values()),
                "val_learned_bits_per_row": result.history[-1]["val_bits_per_row"]
                if result.history else float("nan"),
@@ -137,7 +236,7 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
                "learned_bits_per_column": dict(zip(columns, (learned_bits / max(
                    len(val_idx), 1)).tolist(), strict=True))}
     model.settings["summary"] = summary
-    write_rate_history(out_dir / RATE_HISTORY, result.history)
+    model.settings["history"] = result.history
     log.info("learned probability model: %.2f bits/row on validation (static histograms: "
              "%.2f) in %.1f s", summary["val_learned_bits_per_row"],
              summary["val_static_bits_per_row"], result.seconds)

@@ -177,8 +177,10 @@ def logistic_bits(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch
 def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
                    val: tuple[np.ndarray, np.ndarray], *, event_context: bool,
                    latent: dict | None, hidden: list[int], epochs: int, batch_size: int,
-                   learning_rate: float, seed: int, order: list[int] | None = None,
-                   settings: dict | None = None, patience: int = 8) -> RateFitResult:
+                   learning_rate: float, seed: int,
+                   dither: tuple[np.ndarray, np.ndarray] | None = None,
+                   settings: dict | None = None, patience: int = 8,
+                   aux: dict | None = None) -> RateFitResult:
     """Train the learned probability model on the training codes.
 
     Parameters
@@ -189,6 +191,10 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
         (rows, C) context features (see :meth:`LearnedModel.inputs`).
     val
         Validation ``(codes, context)``.
+    dither
+        The dither offsets of the training and validation codes (None: no dither). The
+        loss then scores :math:`k + u` against the network's :math:`\\mu`, which is
+        :math:`k` against :math:`\\mu - u` (see :meth:`LearnedModel.params`).
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -196,12 +202,13 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
     d = codes.shape[1]
     n_ctx = context.shape[1]
     skeleton = LearnedModel.untrained(list(names), offset, exponent, event_context, latent,
-                                      settings)
+                                      settings, aux)
     if skeleton.net.n_ctx != n_ctx:
         raise ValueError(f"{n_ctx} context features given, the model takes "
                          f"{skeleton.net.n_ctx}")
-    xs = [np.column_stack([context, skeleton.column_features(codes)]),
-          np.column_stack([val[1], skeleton.column_features(val[0])])]
+    u_tr, u_va = dither if dither is not None else (None, None)
+    xs = [np.column_stack([context, skeleton.column_features(codes, u_tr)]),
+          np.column_stack([val[1], skeleton.column_features(val[0], u_va)])]
     net = QuantMade(n_ctx, d, hidden)
     # start at the marginal: location = offset, scale index from the feature spread
     with torch.no_grad():
@@ -221,8 +228,9 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
         return logistic_bits(k, mu, ell).sum(dim=1)
 
     x_tr, x_va = (torch.as_tensor(a) for a in xs)
-    k_tr = torch.as_tensor(codes, dtype=torch.float64)
-    k_va = torch.as_tensor(val[0], dtype=torch.float64)
+    # the undithered positions: P(k | mu - u) = P(k + u | mu)
+    k_tr = torch.as_tensor(codes + (0.0 if u_tr is None else u_tr), dtype=torch.float64)
+    k_va = torch.as_tensor(val[0] + (0.0 if u_va is None else u_va), dtype=torch.float64)
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
     gen = torch.Generator().manual_seed(seed)

@@ -67,6 +67,10 @@ class LearnedModel:
         The integer MADE.
     event_context
         Whether the context holds the previous object of the same event.
+    aux
+        ``None``, or ``{"names", "offset", "exponent"}``: integer columns stored
+        losslessly in the same file (multiplicities, flags, indices) that the decoder
+        restores before the floats — free context, scaled like the codes.
     latent
         ``None``, or ``{"dims", "bits", "lo", "step"}``: the autoencoder's latent,
         quantised on a fixed grid, as side information.
@@ -81,35 +85,45 @@ class LearnedModel:
     event_context: bool = False
     latent: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    aux: dict[str, Any] | None = None
 
     @property
     def n_latent(self) -> int:
         return int(self.latent["dims"]) if self.latent else 0
 
+    @property
+    def aux_names(self) -> list[str]:
+        return list(self.aux["names"]) if self.aux else []
+
     @staticmethod
-    def n_context(n_cols: int, event_context: bool, n_latent: int) -> int:
-        """Context inputs: previous object's columns and a flag, then the latent."""
-        return (n_cols + 1 if event_context else 0) + n_latent
+    def n_context(n_cols: int, event_context: bool, n_latent: int, n_aux: int = 0) -> int:
+        """Context inputs: previous object's columns and a flag, the latent, the
+        auxiliary integer columns."""
+        return (n_cols + 1 if event_context else 0) + n_latent + n_aux
 
     @classmethod
     def untrained(cls, columns: list[str], offset: np.ndarray | None = None,
                   exponent: np.ndarray | None = None, event_context: bool = False,
                   latent: dict[str, Any] | None = None,
-                  settings: dict[str, Any] | None = None) -> LearnedModel:
+                  settings: dict[str, Any] | None = None,
+                  aux: dict[str, Any] | None = None) -> LearnedModel:
         """A model whose network outputs 0 (its shapes right): for computing features."""
         d = len(columns)
-        n_ctx = cls.n_context(d, event_context, int(latent["dims"]) if latent else 0)
+        n_ctx = cls.n_context(d, event_context, int(latent["dims"]) if latent else 0,
+                              len(aux["names"]) if aux else 0)
         net = IntMade(n_ctx, d, [np.zeros((2 * d, n_ctx + d))], [np.zeros(2 * d)], [])
         zeros = np.zeros(d, np.int64)
         return cls(list(columns), zeros if offset is None else offset,
                    zeros if exponent is None else exponent, net, event_context, latent,
-                   dict(settings or {}))
+                   dict(settings or {}), aux)
 
     # -- features ---------------------------------------------------------------------
-    def column_features(self, codes: np.ndarray) -> np.ndarray:
-        """Features of codes (rows, D) in coding order, float64 integers."""
-        return np.stack([_feature(self, codes[:, i], i) for i in range(codes.shape[1])],
-                        axis=1) if codes.size else np.zeros(codes.shape)
+    def column_features(self, codes: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+        """Features of codes (rows, D) in coding order with their dither offsets ``u``
+        (rows, D; None: no dither), float64 integers."""
+        return np.stack([_feature(self, codes[:, i], i, None if u is None else u[:, i])
+                         for i in range(codes.shape[1])], axis=1) if codes.size \
+            else np.zeros(codes.shape)
 
     def latent_features(self, zcodes: np.ndarray) -> np.ndarray:
         """Features of latent codes in [0, 2^bits): centred, scaled to about ±256."""
@@ -117,8 +131,15 @@ class LearnedModel:
         return ((zcodes.astype(np.int64) - (1 << (bits - 1))) << max(0, 9 - bits)).astype(
             np.float64)
 
+    def aux_features(self, aux: np.ndarray) -> np.ndarray:
+        """Features of the auxiliary integer columns (rows, A), scaled like the codes."""
+        assert self.aux is not None
+        t = aux.astype(np.int64) - np.asarray(self.aux["offset"], np.int64)
+        f = np.floor(t.astype(np.float64) * 2.0 ** np.asarray(self.aux["exponent"], np.float64))
+        return np.clip(f, -F_MAX, F_MAX)
+
     def inputs(self, n: int, prev: np.ndarray | None, prev_features: np.ndarray | None,
-               zcodes: np.ndarray | None) -> np.ndarray:
+               zcodes: np.ndarray | None, aux: np.ndarray | None = None) -> np.ndarray:
         """The input matrix with its context filled and the column block zero."""
         d = len(self.columns)
         x = np.zeros((n, self.net.n_in))
@@ -134,14 +155,28 @@ class LearnedModel:
                 raise ContainerError("the chunk lacks the latent side information its model "
                                      "needs; the file is damaged")
             x[:, at:at + self.n_latent] = self.latent_features(zcodes)
+            at += self.n_latent
+        if self.aux:
+            if aux is None or aux.shape != (n, len(self.aux["names"])):
+                raise ContainerError(f"the chunk lacks the columns {self.aux['names']} its "
+                                     "learned model takes as context; the file is damaged")
+            x[:, at:at + aux.shape[1]] = self.aux_features(aux)
         return x
 
     # -- network outputs -> coding parameters -------------------------------------------
-    def params(self, i: int, loc: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def params(self, i: int, loc: np.ndarray, scale: np.ndarray,
+               u: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Fixed-point location (code units, :data:`P` fraction bits) and scale index of
-        column ``i`` from the network's integer outputs."""
+        column ``i`` from the network's integer outputs.
+
+        The network models the undithered position :math:`t` of a value in steps; with a
+        dither offset :math:`u` the code is :math:`k = \\mathrm{rint}(t - u)`, so its
+        location is :math:`\\mu - u` (``u`` rounded to :data:`P` fraction bits, exact).
+        """
         e = int(self.exponent[i])
         mu = (int(self.offset[i]) << P) + _shift(loc, P - Q - e)
+        if u is not None:
+            mu = mu - np.rint(u * float(1 << P)).astype(np.int64)
         ell = np.clip((scale >> Q) - 4 * e, 0, MAX_SCALE)
         return mu, ell
 
@@ -153,7 +188,7 @@ class LearnedModel:
 
     def meta(self) -> dict[str, Any]:
         return {"columns": self.columns, "event_context": self.event_context,
-                "latent": self.latent, "settings": self.settings,
+                "latent": self.latent, "aux": self.aux, "settings": self.settings,
                 "tables": tables.table_digest()}
 
     @classmethod
@@ -166,8 +201,9 @@ class LearnedModel:
         model = cls(list(meta["columns"]), np.asarray(arrays["offset"], np.int64),
                     np.asarray(arrays["exponent"], np.int64), net,
                     bool(meta.get("event_context")), meta.get("latent"),
-                    dict(meta.get("settings", {})))
-        expected = cls.n_context(len(model.columns), model.event_context, model.n_latent)
+                    dict(meta.get("settings", {})), meta.get("aux"))
+        expected = cls.n_context(len(model.columns), model.event_context, model.n_latent,
+                                 len(model.aux_names))
         if net.n_cols != len(model.columns) or net.n_ctx != expected:
             raise ContainerError("the learned probability model does not match its columns")
         return model
@@ -280,6 +316,14 @@ class StreamDecoder:
 
     def take(self, mu: np.ndarray, ell: np.ndarray) -> np.ndarray:
         """Decode as many codes as ``mu`` has entries."""
+        try:
+            return self._take(mu, ell)
+        except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:
+            # constriction refuses bits that its model cannot have produced
+            raise ContainerError(f"a learned code stream does not decode ({exc}); the file "
+                                 "is damaged or its model differs") from None
+
+    def _take(self, mu: np.ndarray, ell: np.ndarray) -> np.ndarray:
         n = mu.size
         if n == 0:
             return np.zeros(0, np.int64)
@@ -316,27 +360,43 @@ class StreamDecoder:
 
 
 # -- whole chunks ---------------------------------------------------------------------------
-def encode_codes(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
-                 zcodes: np.ndarray | None) -> list[dict[str, np.ndarray]]:
-    """Code the (rows, D) codes (coding order); one section dict per column."""
-    n, d = codes.shape
+def _col(u: np.ndarray | None, rows: np.ndarray | slice, i: int) -> np.ndarray | None:
+    return None if u is None else u[rows, i]
+
+
+def _outputs(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
+             zcodes: np.ndarray | None, u: np.ndarray | None, aux: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = codes.shape[0]
     pos, prev = event_phases(first if model.event_context else None, n)
-    feats = model.column_features(codes)
-    x = model.inputs(n, prev, feats, zcodes)
+    feats = model.column_features(codes, u)
+    x = model.inputs(n, prev, feats, zcodes, aux)
     x[:, model.net.n_ctx:] = feats
     loc, scale = model.net.forward(x)
+    return pos, loc, scale
+
+
+def encode_codes(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
+                 zcodes: np.ndarray | None, u: np.ndarray | None = None,
+                 aux: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+    """Code the (rows, D) codes (coding order) with their dither offsets ``u`` (rows, D);
+    one section dict per column. Rows are coded phase by phase (the i-th object of every
+    event in phase i), so the decoder knows each row's previous object."""
+    n, d = codes.shape
+    pos, loc, scale = _outputs(model, codes, first, zcodes, u, aux)
     encoders = [StreamEncoder() for _ in range(d)]
     for phase in range(int(pos.max()) + 1 if n else 0):
         rows = np.flatnonzero(pos == phase)
         for i in range(d):
-            mu, ell = model.params(i, loc[rows, i], scale[rows, i])
+            mu, ell = model.params(i, loc[rows, i], scale[rows, i], _col(u, rows, i))
             encoders[i].add(codes[rows, i], mu, ell)
     return [e.finish() for e in encoders]
 
 
 def decode_codes(model: LearnedModel, streams: list[dict[str, np.ndarray]], n: int,
                  first: np.ndarray | None, zcodes: np.ndarray | None,
-                 known: dict[int, np.ndarray] | None = None) -> np.ndarray:
+                 known: dict[int, np.ndarray] | None = None,
+                 u: np.ndarray | None = None, aux: np.ndarray | None = None) -> np.ndarray:
     """Inverse of :func:`encode_codes`. ``known`` holds columns (by position) coded
     elsewhere (their stream is not read; their codes still feed the context)."""
     d = len(model.columns)
@@ -350,40 +410,44 @@ def decode_codes(model: LearnedModel, streams: list[dict[str, np.ndarray]], n: i
     for phase in range(int(pos.max()) + 1 if n else 0):
         rows = np.flatnonzero(pos == phase)
         prev_rows = prev[rows]
-        x = model.inputs(len(rows), np.where(prev_rows >= 0, prev_rows, -1), feats,
-                         None if zcodes is None else zcodes[rows])
+        x = model.inputs(len(rows), prev_rows, feats, None if zcodes is None else zcodes[rows],
+                         None if aux is None else aux[rows])
         inc = Incremental(model.net, x)
         for i in range(d):
+            # every step computes the hidden units of degree i, known column or not
+            loc, scale = inc.outputs(i)
             if i in decoders:
-                loc, scale = inc.outputs(i)
-                mu, ell = model.params(i, loc, scale)
+                mu, ell = model.params(i, loc, scale, _col(u, rows, i))
                 codes[rows, i] = decoders[i].take(mu, ell)
-            x[:, model.net.n_ctx + i] = _feature(model, codes[rows, i], i)
+            x[:, model.net.n_ctx + i] = _feature(model, codes[rows, i], i, _col(u, rows, i))
         feats[rows] = x[:, model.net.n_ctx:]
     for dec in decoders.values():
         dec.check_done()
     return codes
 
 
-def _feature(model: LearnedModel, k: np.ndarray, i: int) -> np.ndarray:
-    f = _shift(k.astype(np.int64) - int(model.offset[i]), int(model.exponent[i]))
-    return np.clip(f, -F_MAX, F_MAX).astype(np.float64)
+def _feature(model: LearnedModel, k: np.ndarray, i: int, u: np.ndarray | None = None
+             ) -> np.ndarray:
+    """:math:`f = \\mathrm{clip}(\\lfloor (k - o + u) 2^{e} \\rfloor, \\pm F_{max})`:
+    the dithered position in steps, relative and scaled (exact float64 operations)."""
+    t = (k.astype(np.int64) - int(model.offset[i])).astype(np.float64)
+    if u is not None:
+        t = t + u
+    f = np.floor(t * 2.0 ** int(model.exponent[i]))
+    return np.clip(f, -F_MAX, F_MAX)
 
 
 def code_bits(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
-              zcodes: np.ndarray | None) -> np.ndarray:
+              zcodes: np.ndarray | None, u: np.ndarray | None = None,
+              aux: np.ndarray | None = None) -> np.ndarray:
     """Ideal code length (bits) of each code under the tables, (rows, D), without coding
     (escapes counted as 64 bits, split low bits as their count)."""
     n, d = codes.shape
-    _, prev = event_phases(first if model.event_context else None, n)
-    feats = model.column_features(codes)
-    x = model.inputs(n, prev, feats, zcodes)
-    x[:, model.net.n_ctx:] = feats
-    loc, scale = model.net.forward(x)
+    _, loc, scale = _outputs(model, codes, first, zcodes, u, aux)
     t = tables.tables()
     out = np.zeros((n, d))
     for i in range(d):
-        mu, ell = model.params(i, loc[:, i], scale[:, i])
+        mu, ell = model.params(i, loc[:, i], scale[:, i], _col(u, slice(None), i))
         plan = _plan(mu, ell)
         ks = codes[plan.order, i]
         half = (np.int64(1) << plan.shift) >> 1
