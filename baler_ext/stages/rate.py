@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,8 +96,10 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
     ``rate_history.csv``. None when there is nothing to learn."""
     first, integers = training_context(cfg, len(values))
     mode = BoundedMode(trained, cfg.compression, cfg.training.device)
+    from baler_ext.training import resolve_device
+
     model = fit_learned(mode, values, train_idx, val_idx, first, integers, cfg.rate,
-                        cfg.training.seed)
+                        cfg.training.seed, resolve_device(cfg.training.device))
     if model is not None:
         write_rate_history(out_dir / RATE_HISTORY, model.settings.pop("history"))
     return model
@@ -104,8 +107,8 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
 
 def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
                 val_idx: np.ndarray, first: np.ndarray | None,
-                integers: dict[str, np.ndarray], rate: RateConfig, seed: int
-                ) -> lrn.LearnedModel | None:
+                integers: dict[str, np.ndarray], rate: RateConfig, seed: int,
+                device: Any = "cpu") -> lrn.LearnedModel | None:
     """Fit the learned model of ``mode`` (an unconfigured bounded mode) on ``values``.
 
     The training codes come from :meth:`BoundedMode.learned_codes`, so they are exactly
@@ -190,7 +193,7 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
             event_context=event_context, latent=latent, hidden=list(rate.hidden),
             epochs=epochs, batch_size=rate.batch_size, learning_rate=rate.learning_rate,
             seed=seed, patience=rate.patience,
-            dither=None if uk is None else (uk[train_idx], uk[val_idx]), aux=aux,
+            dither=None if uk is None else (uk[train_idx], uk[val_idx]), aux=aux, device=device,
             settings={**settings, "anchors": anchors[order].tolist()})
 
     natural = list(range(n_ind))

@@ -180,7 +180,8 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
                    learning_rate: float, seed: int,
                    dither: tuple[np.ndarray, np.ndarray] | None = None,
                    settings: dict | None = None, patience: int = 8,
-                   aux: dict | None = None) -> RateFitResult:
+                   aux: dict | None = None, device: str | torch.device = "cpu"
+                   ) -> RateFitResult:
     """Train the learned probability model on the training codes.
 
     Parameters
@@ -209,17 +210,17 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
     u_tr, u_va = dither if dither is not None else (None, None)
     xs = [np.column_stack([context, skeleton.column_features(codes, u_tr)]),
           np.column_stack([val[1], skeleton.column_features(val[0], u_va)])]
-    net = QuantMade(n_ctx, d, hidden)
+    net = QuantMade(n_ctx, d, hidden).to(device)
     # start at the marginal: location = offset, scale index from the feature spread
     with torch.no_grad():
         feat = xs[0][:, n_ctx:]
         std = np.maximum(feat.std(axis=0), 0.5)
         ell0 = tables.LADDER_ZERO + 4 * np.log2(0.55 * std)
         bias = net.layers[-1].bias
-        bias[0::2] = torch.as_tensor(np.median(feat, axis=0))
-        bias[1::2] = torch.as_tensor(ell0)
-    e_t = torch.as_tensor(exponent, dtype=torch.float64)
-    o_t = torch.as_tensor(offset, dtype=torch.float64)
+        bias[0::2] = torch.as_tensor(np.median(feat, axis=0), device=device)
+        bias[1::2] = torch.as_tensor(ell0, device=device)
+    e_t = torch.as_tensor(exponent, dtype=torch.float64, device=device)
+    o_t = torch.as_tensor(offset, dtype=torch.float64, device=device)
 
     def bits(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         loc, scale = net(x)
@@ -227,10 +228,12 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
         ell = torch.clamp(_FloorSTE.apply(scale) - 4 * e_t, 0.0, float(MAX_SCALE))
         return logistic_bits(k, mu, ell).sum(dim=1)
 
-    x_tr, x_va = (torch.as_tensor(a) for a in xs)
+    x_tr, x_va = (torch.as_tensor(a, device=device) for a in xs)
     # the undithered positions: P(k | mu - u) = P(k + u | mu)
-    k_tr = torch.as_tensor(codes + (0.0 if u_tr is None else u_tr), dtype=torch.float64)
-    k_va = torch.as_tensor(val[0] + (0.0 if u_va is None else u_va), dtype=torch.float64)
+    k_tr = torch.as_tensor(codes + (0.0 if u_tr is None else u_tr), dtype=torch.float64,
+                           device=device)
+    k_va = torch.as_tensor(val[0] + (0.0 if u_va is None else u_va), dtype=torch.float64,
+                           device=device)
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
     gen = torch.Generator().manual_seed(seed)
@@ -238,7 +241,7 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
     best, best_state, bad = math.inf, None, 0
     for epoch in range(1, epochs + 1):
         net.train()
-        perm = torch.randperm(len(x_tr), generator=gen)
+        perm = torch.randperm(len(x_tr), generator=gen).to(device)
         total = 0.0
         for start in range(0, len(perm), batch_size):
             idx = perm[start:start + batch_size]
@@ -264,5 +267,5 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
-    skeleton.net = net.to_int()
+    skeleton.net = net.cpu().to_int()
     return RateFitResult(skeleton, history, time.perf_counter() - t0)

@@ -183,21 +183,26 @@ class Incremental:
         self.net = net
         self.x = x
         self.hidden = [np.zeros((len(x), len(d))) for d in net.degrees]
-        self._prev_deg = [net._in_degree, *net.degrees]
+        # degrees are sorted: the units of degree i are a slice, the units of degree <= i
+        # a prefix, so every product below works on views of contiguous blocks
+        prev = [net._in_degree, *net.degrees]
+        self._known = [np.searchsorted(d, np.arange(net.n_cols), side="right") for d in prev]
+        self._lo = [np.searchsorted(d, np.arange(net.n_cols), side="left")
+                    for d in net.degrees]
 
     def outputs(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Integer (loc, scale) of column ``i``; ``x``'s columns of degree <= i must be set."""
         net = self.net
         inputs = self.x
-        for layer, deg in enumerate(net.degrees):
-            units = np.flatnonzero(deg == i)
-            known = np.flatnonzero(self._prev_deg[layer] <= i)
-            if units.size:
-                w = net.weights[layer][np.ix_(units, known)]
-                self.hidden[layer][:, units] = activation(inputs[:, known] @ w.T
-                                                          + net.biases[layer][units])
+        for layer in range(len(net.degrees)):
+            a, b = self._lo[layer][i], self._known[layer + 1][i]
+            k = self._known[layer][i]
+            if b > a:
+                self.hidden[layer][:, a:b] = activation(
+                    inputs[:, :k] @ net.weights[layer][a:b, :k].T + net.biases[layer][a:b])
             inputs = self.hidden[layer]
-        known = np.flatnonzero(self._prev_deg[-1] <= i)
-        w = net.weights[-1][np.ix_([2 * i, 2 * i + 1], known)]
-        out = (inputs[:, known] @ w.T + net.biases[-1][[2 * i, 2 * i + 1]]).astype(np.int64)
+        k = self._known[-1][i]
+        rows = slice(2 * i, 2 * i + 2)
+        out = (inputs[:, :k] @ net.weights[-1][rows, :k].T + net.biases[-1][rows]).astype(
+            np.int64)
         return out[:, 0], out[:, 1]
