@@ -322,6 +322,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("output", "format"): ("same", "root", "parquet"),
     ("execution", "executor"): ("local", "dask"),
+    ("evaluation", "plots"): ("summary", "all"),
+    ("analysis", "tagger_signal"): ("low", "high"),
 }
 
 
