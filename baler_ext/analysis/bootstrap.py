@@ -170,7 +170,10 @@ class PairedShift:
         return jsonable(asdict(self))
 
 
-def _ratio(delta: float, err: float) -> float:
+def n_sigma(delta: float, err: float) -> float:
+    """:math:`|\\Delta|/\\sigma`; 0 for no shift at all (even with a zero error), NaN if unknown."""
+    if delta == 0.0:
+        return 0.0
     return abs(delta) / err if err > 0 and math.isfinite(err) else math.nan
 
 
@@ -246,8 +249,8 @@ def paired_bootstrap(
             if not math.isfinite(se):
                 se = sb
             delta = after[n] - before[n]
-            out[n] = PairedShift(n, before[n], after[n], delta, sp, se, _ratio(delta, sp),
-                                 _ratio(delta, se), sb, sa, corr, int(d.shape[0]), failed[i])
+            out[n] = PairedShift(n, before[n], after[n], delta, sp, se, n_sigma(delta, sp),
+                                 n_sigma(delta, se), sb, sa, corr, int(d.shape[0]), failed[i])
         if failed[i]:
             log.warning("paired bootstrap: %d of %d replicas of %s left out (a fit failed)",
                         failed[i], n_replicas, "/".join(stat.names))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from baler_ext.analysis.bootstrap import PairedShift
+from baler_ext.analysis.bootstrap import PairedShift, n_sigma
 from baler_ext.analysis.fit import FitResult, jsonable
 from baler_ext.analysis.spec import AnalysisSpec
 
@@ -161,10 +161,6 @@ def _format_shift(value: float, err: float, nsigma: float) -> tuple[str, str]:
     return shift, sig
 
 
-def _nsigma(delta: float, err: float) -> float:
-    return abs(delta) / err if err > 0 and math.isfinite(err) else math.nan
-
-
 def compare_fits(
     before: FitResult,
     after: FitResult,
@@ -220,14 +216,14 @@ def compare_fits(
         delta_mass_err=dm_err,
         delta_width=dw,
         delta_width_err=dw_err,
-        mass_shift_sigma=_nsigma(dm, dm_err),
-        width_shift_sigma=_nsigma(dw, dw_err),
+        mass_shift_sigma=n_sigma(dm, dm_err),
+        width_shift_sigma=n_sigma(dw, dw_err),
         width_name=before.width_name,
         unit=before.unit,
         quantity=quantity,
         both_valid=bool(before.valid and after.valid),
-        mass_shift_stat=_nsigma(dm, before.mass_err),
-        width_shift_stat=_nsigma(dw, before.width_err),
+        mass_shift_stat=n_sigma(dm, before.mass_err),
+        width_shift_stat=n_sigma(dw, before.width_err),
         error_method=method,
         reference_quality=before.quality,
         decompressed_quality=after.quality,
