@@ -252,3 +252,36 @@ def flagged_columns(per_column: Mapping[str, Mapping[str, Any]],
         if c["n_sigma_paired"] > 2.0 and cut_columns:
             out += [col for col in cut_columns.get(c["cut"], ()) if col in per_column]
     return list(dict.fromkeys(out))
+
+
+def add_diagnostics(
+    metrics: dict[str, Any],
+    original: pd.DataFrame,
+    decompressed: pd.DataFrame,
+    bounds: Mapping[str, tuple[str, float]] | None = None,
+    cuts: Sequence[str] = (),
+) -> list[str]:
+    """Add :func:`column_diagnostics` to ``metrics["per_column"]`` and the cut changes.
+
+    Returns
+    -------
+    list of str
+        The flagged columns (:func:`flagged_columns`); also stored as
+        ``metrics["flagged_columns"]``, the cut changes as ``metrics["cuts"]``.
+    """
+    from baler_ext.analysis.selection import cut_columns
+
+    bounds = bounds or {}
+    for col, m in metrics["per_column"].items():
+        x = original[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        xh = decompressed[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        m.update(column_diagnostics(x, xh, bounds.get(col)))
+        if m["comb"]:
+            log.warning("column %r: decompressed values form a comb (%.1f%% distinct, fine-bin "
+                        "χ² %.3g× what the bound alone gives)", col,
+                        100 * m["distinct_fraction"], m["comb_ratio"])
+    metrics["cuts"] = cut_changes(original, decompressed, cuts)
+    flagged = flagged_columns(metrics["per_column"], metrics["cuts"],
+                              {c: sorted(cut_columns(c)) for c in cuts})
+    metrics["flagged_columns"] = flagged
+    return flagged

@@ -589,8 +589,11 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
     """Fixed-width text table of the per-column metrics for the terminal.
 
     Columns: column, RMS, rel. RMS, max |err|, q68, q95, q99.9 (quantiles of
-    |residual|), and "bound use" (``max |error|/bound``, ``-`` for unbounded
-    columns) when any column has a bound. Names are left-aligned, numbers
+    |residual|), "bound use" (``max |error|/bound``, ``-`` for unbounded
+    columns) when any column has a bound, and "distinct" (fraction of distinct
+    decompressed values) and "comb χ² ratio" when the diagnostics of
+    :mod:`baler_ext.evaluation.diagnostics` were added. A comb-flagged column
+    is marked with ``*``. Names are left-aligned, numbers
     right-aligned with 4 significant digits; every line has the same width.
 
     Parameters
@@ -608,8 +611,11 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
     ]
     if any("bound_use" in m for m in per_column.values()):
         fields.append(("bound use", "bound_use"))
+    if any("distinct_fraction" in m for m in per_column.values()):
+        fields += [("distinct", "distinct_fraction"), ("comb χ² ratio", "comb_ratio")]
     header = ["column", *[label for label, _ in fields]]
-    rows = [[str(col), *[_fmt(m.get(key)) for _, key in fields]] for col, m in per_column.items()]
+    rows = [[str(col) + (" *" if m.get("comb") else ""), *[_fmt(m.get(key)) for _, key in fields]]
+            for col, m in per_column.items()]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from baler_ext.analysis.selection import cut_columns
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config, suggest
 from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectError
@@ -54,6 +55,7 @@ from baler_ext.evaluation import (
     top_anomalies,
     write_report,
 )
+from baler_ext.evaluation.diagnostics import add_diagnostics
 from baler_ext.evaluation.plots import MAX_DISCRETE_COLORS
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import detect_format, read_columns, resolve_inputs
@@ -406,6 +408,9 @@ def write_evaluation(
     top_k: int = 10,
     extra: Mapping[str, Any] | None = None,
     extra_bound_checks: Sequence[Mapping[str, Any]] = (),
+    cuts: Sequence[str] = (),
+    plots: str = "summary",
+    progress: bool = True,
 ) -> EvaluationResult:
     """Evaluate two row-aligned tables, write metrics.json, PNGs and the PDF, then check bounds.
 
@@ -431,6 +436,12 @@ def write_evaluation(
         More top-level entries for metrics.json.
     extra_bound_checks
         Further :func:`evaluate_tables` results (e.g. per file) checked for bound violations.
+    cuts
+        Cut expressions whose pass counts are compared (paired errors).
+    plots
+        ``"summary"`` or ``"all"`` (see :func:`baler_ext.evaluation.plots.write_report`).
+    progress
+        Show a progress bar while plotting.
 
     Returns
     -------
@@ -446,6 +457,7 @@ def write_evaluation(
         old.unlink(missing_ok=True)
     metrics = evaluate_tables(original, reconstructed, columns, bounds or None)
     cols = metrics["columns"]
+    flagged = add_diagnostics(metrics, original, reconstructed, bounds, cuts)
     anomalies = top_anomalies(original, reconstructed, metrics["anomaly_scores"], top_k,
                               columns=cols)
     for extra_col in ("file", "entry"):
@@ -465,7 +477,8 @@ def write_evaluation(
         latent_color=latent_color, latent_color_label=latent_color_label,
         sizes=compression["sizes"] if compression is not None else None,
         ratios=compression["ratios"] if compression is not None else None,
-        history_csv=history_csv, pdf_name=PDF_NAME)
+        history_csv=history_csv, pdf_name=PDF_NAME, plots=plots, flagged=flagged,
+        progress=progress)
     pngs: list[Path] = report["pngs"]
     pdf: Path = report["pdf"]
 
@@ -516,8 +529,11 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
     """
     pairs = find_pairs(project, cfg)
     columns = pairs[0].columns
-    colour = colour_column(pairs[0], cfg)
+    plots = cfg.evaluation.plots
+    colour = colour_column(pairs[0], cfg) if plots == "all" else None
     extra_cols = [colour] if colour is not None and colour not in columns else []
+    for cut in cfg.evaluation.cuts:
+        extra_cols += [c for c in sorted(cut_columns(cut)) if c not in columns + extra_cols]
 
     originals, reconstructions = [], []
     for i, pair in enumerate(pairs):
@@ -544,11 +560,16 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
                 checks.append(m)
         per_file.append(_file_summary(pair, m, b))
 
-    idx = np.sort(np.random.default_rng(cfg.training.seed).choice(
-        len(original), size=min(cfg.evaluation.latent_rows, len(original)), replace=False))
-    latent, latent_note = compute_latent(project, cfg, pairs,
-                                         original[columns].to_numpy(np.float64)[idx])
-    latent_color = original[colour].to_numpy(np.float64)[idx] if colour is not None else None
+    latent = latent_color = None
+    idx = np.empty(0, dtype=np.int64)
+    latent_note = "latent plots only with evaluation.plots = 'all'"
+    if plots == "all":
+        idx = np.sort(np.random.default_rng(cfg.training.seed).choice(
+            len(original), size=min(cfg.evaluation.latent_rows, len(original)), replace=False))
+        latent, latent_note = compute_latent(project, cfg, pairs,
+                                             original[columns].to_numpy(np.float64)[idx])
+        latent_color = (original[colour].to_numpy(np.float64)[idx] if colour is not None
+                        else None)
 
     compress_max = header_max_errors(pairs[0].header) if len(pairs) == 1 else {}
     extra = {
@@ -563,5 +584,6 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
         compression=compression_breakdown(project, pairs),
         history_csv=project.dir("model") / "history.csv",
         top_k=cfg.evaluation.top_k, extra=extra, extra_bound_checks=checks,
+        cuts=cfg.evaluation.cuts, plots=plots,
     )
     return result
