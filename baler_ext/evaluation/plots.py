@@ -946,6 +946,17 @@ def _is_time_column(name: str) -> bool:
     return "time" in low or low.endswith(("_s", "_sec", "_seconds"))
 
 
+def loss_columns(df: pd.DataFrame, epoch_column: str = "epoch",
+                 lr_columns: Sequence[str] = ()) -> list[str]:
+    """The numeric columns of a training history that are losses (not epoch, lr or time)."""
+    return [
+        str(c)
+        for c in df.columns
+        if c != epoch_column and c not in lr_columns and pd.api.types.is_numeric_dtype(df[c])
+        and not _is_time_column(str(c))
+    ]
+
+
 def plot_training_history(
     csv_path: PathLike,
     out_dir: PathLike,
@@ -985,12 +996,7 @@ def plot_training_history(
         raise InputDataError(f"training history {path} has no {epoch_column!r} column")
     lr_names = {name.lower() for name in lr_columns}
     lr_cols = [c for c in df.columns if str(c).lower() in lr_names]
-    loss_cols = [
-        c
-        for c in df.columns
-        if c != epoch_column and c not in lr_cols and pd.api.types.is_numeric_dtype(df[c])
-        and not _is_time_column(str(c))
-    ]
+    loss_cols = loss_columns(df, epoch_column, lr_cols)
     if not loss_cols:
         raise InputDataError(f"training history {path} has no loss column besides {epoch_column!r}")
     epoch = df[epoch_column].to_numpy(dtype=np.float64)

@@ -530,7 +530,9 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
     pairs = find_pairs(project, cfg)
     columns = pairs[0].columns
     plots = cfg.evaluation.plots
-    colour = colour_column(pairs[0], cfg) if plots == "all" else None
+    # the latent plots (coloured) are drawn with plots = "all"; a set colour_by is checked always
+    colour = (colour_column(pairs[0], cfg)
+              if plots == "all" or cfg.evaluation.colour_by is not None else None)
     extra_cols = [colour] if colour is not None and colour not in columns else []
     for cut in cfg.evaluation.cuts:
         extra_cols += [c for c in sorted(cut_columns(cut)) if c not in columns + extra_cols]
