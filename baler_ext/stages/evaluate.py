@@ -7,18 +7,27 @@ container compressed (its header's ``columns``). The rows of all input files are
 concatenated in input order into **one** evaluation, written to
 ``output/evaluation/``::
 
-    metrics.json            per-column residual/response metrics, correlations,
-                            anomaly summary and the top-k rows, compression
-                            breakdown, per-file summaries (several inputs), bounds
-    evaluation.pdf          every plot below, one page each
+    metrics.json            per-column residual/response metrics, distinct fraction and
+                            comb diagnostic (baler_ext.evaluation.diagnostics), the
+                            evaluation.cuts with their paired errors, flagged columns,
+                            correlations, anomaly summary and the top-k rows,
+                            compression breakdown, per-file summaries, bounds
+    evaluation.pdf          every plot below, one page each (one page size)
+    summary.png             the per-column table, cuts, ratios and flags (plots = summary)
+    overview.png            every column before/after on one page (plots = summary)
     compression.png         bytes per section group and the ratios (as --mode info)
     training_history.png    loss curves of output/model/history.csv (when present)
-    correlation.png         correlation matrices before, after, and their difference
-    anomaly_scores.png      distribution of the per-row reconstruction-error score
+    correlation.png         correlation matrices before, after, difference (plots = all)
+    anomaly_scores.png      distribution of the per-row score (plots = all)
     latent_corner.png       pairwise latent dimensions, coloured by evaluation.colour_by
-    latent_pca.png          2-D PCA projection of the latent, same colours
-    hist_<column>.png       before/after histogram with a ratio panel, per column
-    residual_<column>.png   residual and response distributions, per column
+    latent_pca.png          2-D PCA projection of the latent, same colours (plots = all)
+    hist_<column>.png       before/after histogram with a paired ratio band
+    residual_<column>.png   residual and response distributions
+
+With ``evaluation.plots = "summary"`` (the default) the per-column histogram and
+residual plots are drawn for the flagged columns only (a comb, a broken bound, or a
+cut that moved by more than 2 paired σ); ``"all"`` draws them for every column,
+plus the correlation, anomaly and latent plots.
 
 The latent is recomputed by encoding the *original* values with the project's trained
 model (the latent the compressor stores), on at most ``evaluation.latent_rows`` rows
