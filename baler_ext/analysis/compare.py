@@ -398,20 +398,32 @@ def plot_comparison(
     The original sample is drawn as black points with Poisson error bars, the
     decompressed one as a coloured step; each fitted curve in the same colour
     (dashed: background). The lower panel shows the pulls
-    :math:`(n_i - \\nu_i)/\\sqrt{\\mathrm{var}_i}` of each sample against its own fit.
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend change).
+    :math:`(n_i - \\nu_i)/\\sqrt{\\mathrm{var}_i}` of each sample against its own fit
+    (y range symmetric, 3 to 10). Drawn in the package's one plot style
+    (:func:`baler_ext.plotting.hep_figure`, mplhep), without pyplot.
 
     Returns
     -------
     pathlib.Path
         The written file.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from baler_ext.plotting import PNG_DPI, hep_figure
 
     path = Path(path)
-    fig = Figure(figsize=(7.0, 6.0), dpi=120)
-    FigureCanvasAgg(fig)
+    with hep_figure(figsize=(8.0, 7.0)) as fig:
+        _draw_comparison(fig, before, after, comparison, labels, xlabel)
+        fig.savefig(path, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    return path
+
+
+def _draw_comparison(
+    fig: Any,
+    before: FitResult,
+    after: FitResult,
+    comparison: Comparison | None,
+    labels: Sequence[str],
+    xlabel: str,
+) -> None:
     top, bottom = fig.subplots(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}
     )
@@ -419,6 +431,7 @@ def plot_comparison(
     lo, hi = before.fit_range
     x = np.linspace(lo, hi, 600)
     handles: list[Any] = []
+    worst = 0.0
     for i, (fit, label) in enumerate(zip((before, after), labels, strict=True)):
         colour = COLOURS[i]
         edges = np.asarray(fit.edges)
@@ -442,6 +455,7 @@ def plot_comparison(
         top.plot(x, fit.density(x, "background") * bw, color=colour, lw=0.8, ls="--")
         expected = fit.expected()
         pulls = (counts - expected) / np.sqrt(np.where(var > 0, var, np.maximum(expected, 1.0)))
+        worst = max(worst, float(np.max(np.abs(pulls), initial=0.0)))
         if i == 0:
             bottom.errorbar(centres, pulls, yerr=1.0, fmt="o", ms=3, color=colour)
         else:
@@ -451,13 +465,16 @@ def plot_comparison(
     # headroom above the peak so that the legend never covers data
     peak = max(float(np.max(np.asarray(f.counts))) for f in (before, after))
     top.set_ylim(0, 1.5 * peak)
-    top.legend(handles=handles, fontsize=8, loc="upper right", frameon=False)
+    top.legend(handles=handles, fontsize=9, loc="upper right", frameon=False)
     if comparison is not None:
-        top.set_title(comparison.verdict(), fontsize=8)
+        import textwrap
+
+        top.set_title("\n".join(textwrap.wrap(comparison.verdict(), 110)), fontsize=7,
+                      loc="left")
     bottom.axhline(0.0, color="grey", lw=0.8)
     for level in (-2.0, 2.0):
         bottom.axhline(level, color="grey", lw=0.5, ls=":")
     bottom.set_ylabel("pull")
     bottom.set_xlabel(f"{xlabel} [{unit}]")
-    fig.savefig(path)
-    return path
+    lim = float(np.clip(1.2 * worst, 3.0, 10.0))
+    bottom.set_ylim(-lim, lim)
