@@ -144,10 +144,10 @@ def column_metrics(
         The arrays are not 1-D numeric arrays of the same length.
     """
     x = _as_float_1d(original, "original")
-    xh = _as_float_1d(reconstructed, "reconstructed")
+    xh = _as_float_1d(reconstructed, "decompressed")
     if x.shape != xh.shape:
         raise InputDataError(
-            f"original has {x.size} values but reconstructed has {xh.size}; they must match"
+            f"original has {x.size} values but decompressed has {xh.size}; they must match"
         )
     if not (response_eps_frac >= 0 and math.isfinite(response_eps_frac)):
         raise ConfigError(f"response_eps_frac must be finite and >= 0, got {response_eps_frac}")
@@ -198,16 +198,16 @@ def _check_tables(
     original: pd.DataFrame, reconstructed: pd.DataFrame, columns: Sequence[str]
 ) -> list[str]:
     if not isinstance(original, pd.DataFrame) or not isinstance(reconstructed, pd.DataFrame):
-        raise InputDataError("original and reconstructed must both be pandas DataFrames")
+        raise InputDataError("original and decompressed must both be pandas DataFrames")
     cols = list(dict.fromkeys(columns))
     if not cols:
         raise InputDataError("no columns to evaluate: pass at least one column name")
     if len(original) != len(reconstructed):
         raise InputDataError(
-            f"original has {len(original)} rows but reconstructed has {len(reconstructed)}; "
+            f"original has {len(original)} rows but decompressed has {len(reconstructed)}; "
             "compare tables of the same rows"
         )
-    for name, df in (("original", original), ("reconstructed", reconstructed)):
+    for name, df in (("original", original), ("decompressed", reconstructed)):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise InputDataError(

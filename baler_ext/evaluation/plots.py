@@ -105,7 +105,7 @@ def _pair(original: Any, reconstructed: Any, column: str) -> tuple[np.ndarray, n
     xh = np.asarray(reconstructed, dtype=np.float64).ravel()
     if x.shape != xh.shape:
         raise InputDataError(
-            f"column {column!r}: original has {x.size} values, reconstructed {xh.size}"
+            f"column {column!r}: original has {x.size} values, decompressed {xh.size}"
         )
     return x, xh
 
