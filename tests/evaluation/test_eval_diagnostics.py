@@ -107,3 +107,16 @@ def test_pdf_pages_have_one_size(tmp_path: Path) -> None:
     assert len(boxes) == 3 and len(set(boxes)) == 1
     w, h = (float(v) for v in boxes[0].split()[2:4])
     assert (w / 72, h / 72) == pytest.approx(PDF_PAGE_SIZE, abs=0.01)
+
+
+def test_evaluation_config_checks_cuts_and_plots() -> None:
+    from baler_ext.config import config_from_dict
+    from baler_ext.errors import ConfigError
+
+    base = {"data": {"input": ["x.parquet"]}}
+    cfg = config_from_dict({**base, "evaluation": {"cuts": ["pt > 600"]}}, "test")
+    assert cfg.evaluation.cuts == ["pt > 600"] and cfg.evaluation.plots == "summary"
+    with pytest.raises(ConfigError, match="not a valid expression"):
+        config_from_dict({**base, "evaluation": {"cuts": ["pt >"]}}, "test")
+    with pytest.raises(ConfigError, match="plots"):
+        config_from_dict({**base, "evaluation": {"plots": "some"}}, "test")
