@@ -252,13 +252,28 @@ class EvaluationConfig:
     latent_rows: int = field(
         default=20_000, metadata=doc("rows encoded for the latent plots (random, seeded)")
     )
+    cuts: list[str] = field(
+        default_factory=list,
+        metadata=doc("cuts whose pass count is compared before/after with its paired error, "
+                     "e.g. ['pt > 600']"),
+    )
+    plots: str = field(
+        default="summary",
+        metadata=doc("'summary': a summary page, an overview of every column and the full "
+                     "plots of flagged columns (comb, broken bound, moved cut); 'all': "
+                     "every plot of every column and the latent views"),
+    )
 
     def validate(self) -> None:
-        """Check ``top_k >= 0`` and ``latent_rows > 0``."""
+        """Check ``top_k >= 0``, ``latent_rows > 0`` and that every cut parses."""
+        from baler_ext.analysis.selection import validate_cut
+
         if self.top_k < 0:
             raise ConfigError(f"'evaluation.top_k' must be >= 0, got {self.top_k}")
         if self.latent_rows <= 0:
             raise ConfigError(f"'evaluation.latent_rows' must be > 0, got {self.latent_rows}")
+        for cut in self.cuts:
+            validate_cut(cut)
 
 
 @dataclass
@@ -401,6 +416,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("rate", "side_information"): ("none", "latent"),
     ("output", "format"): ("same", "root", "parquet"),
     ("execution", "executor"): ("local", "dask"),
+    ("evaluation", "plots"): ("summary", "all"),
+    ("analysis", "tagger_signal"): ("low", "high"),
 }
 
 

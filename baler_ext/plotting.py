@@ -8,15 +8,19 @@ close the caller's open figures). Plots are drawn on :class:`matplotlib.figure.F
 objects created directly, not through :mod:`matplotlib.pyplot`, so no global
 figure registry grows while a report is written.
 
-The style is HEP-like: ticks inside on all four sides with minor ticks, fonts of
-at least 11 pt, no legend frame, and fixed colours: the original data is always
-:data:`ORIGINAL_COLOR` (black) and the reconstruction always
-:data:`RECONSTRUCTED_COLOR`. When :mod:`mplhep` is importable its ROOT style is
-used as the base and these settings are laid on top; it is not required.
+The style is one mplhep style for every plot of the package (evaluation,
+analysis, workflow tables): :mod:`mplhep`'s ROOT style (a core dependency) with
+ticks inside on all four sides, minor ticks, fonts of at least 11 pt, no legend
+frame, and fixed colours: the original data is always :data:`ORIGINAL_COLOR`
+(black) and the decompressed data always :data:`RECONSTRUCTED_COLOR`.
 
 :func:`units_for` guesses the unit of a column from its name (``pt``, ``Jet_pt``,
-``MET`` -> GeV; ``phi`` -> rad; ``eta`` and fractions -> dimensionless) and
-:func:`axis_label` turns it into an axis label such as ``"pt [GeV]"``.
+``MET`` -> GeV; ``phi`` -> rad; ``eta`` and fractions -> dimensionless),
+:func:`latex_name` looks the name up in one small table of known columns
+(:data:`KNOWN_COLUMNS`: ``pt`` -> :math:`p_{T}`, ``eta`` -> :math:`\\eta`,
+``tau3`` -> :math:`\\tau_{3}`, ...; a collection prefix such as ``Jet_`` is kept as
+a word) and falls back to the raw name, and :func:`axis_label` joins them into an
+axis label such as ``"$p_{T}$ [GeV]"``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 
 #: Colour of the original (uncompressed) data in every plot.
 ORIGINAL_COLOR = "black"
-#: Colour of the reconstructed (decompressed) data in every plot.
+#: Colour of the decompressed data in every plot.
 RECONSTRUCTED_COLOR = "#d62728"
 #: Colour of residual distributions.
 RESIDUAL_COLOR = "#1f77b4"
@@ -64,6 +68,35 @@ GEV_TOKENS: frozenset[str] = frozenset(
 RAD_TOKENS: frozenset[str] = frozenset({"phi"})
 #: Name endings of dimensionless fractions (checked before the unit tokens).
 FRACTION_SUFFIXES: tuple[str, ...] = ("frac", "fraction", "ratio")
+
+#: LaTeX names of known columns (lower-case keys; matched after a collection prefix).
+KNOWN_COLUMNS: dict[str, str] = {
+    "pt": r"$p_{T}$",
+    "eta": r"$\eta$",
+    "phi": r"$\phi$",
+    "mass": r"$m$",
+    "m": r"$m$",
+    "energy": r"$E$",
+    "e": r"$E$",
+    "px": r"$p_{x}$",
+    "py": r"$p_{y}$",
+    "pz": r"$p_{z}$",
+    "met": r"$E_{T}^{\mathrm{miss}}$",
+    "ht": r"$H_{T}$",
+    "tau1": r"$\tau_{1}$",
+    "tau2": r"$\tau_{2}$",
+    "tau3": r"$\tau_{3}$",
+    "tau21": r"$\tau_{21}$",
+    "tau32": r"$\tau_{32}$",
+    "n_constituents": r"$N_{\mathrm{const}}$",
+    "n_charged": r"$N_{\mathrm{ch}}$",
+    "charged_frac": "charged fraction",
+    "photon_frac": "photon fraction",
+    "neutral_hadron_frac": "neutral-hadron fraction",
+    "lead_pt_frac": r"leading $p_{T}$ fraction",
+    "girth": "girth",
+    "ptd": r"$p_{T}D$",
+}
 
 _SPLIT = re.compile(r"[_.\s/:-]+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -105,8 +138,23 @@ def units_for(column: str) -> str:
     return ""
 
 
+def latex_name(column: str) -> str:
+    """The column's name for plots: its LaTeX name when known, else the raw name.
+
+    ``"pt"`` -> ``"$p_{T}$"``; ``"Jet_pt"`` and ``"FatJet.tau3"`` keep their prefix as a
+    word (``"Jet $p_{T}$"``, ``"FatJet $\\tau_{3}$"``); unknown names come back unchanged.
+    """
+    key = column.strip().lower()
+    if key in KNOWN_COLUMNS:
+        return KNOWN_COLUMNS[key]
+    parts = re.split(r"[_.]", column.strip(), maxsplit=1)
+    if len(parts) == 2 and parts[1].lower() in KNOWN_COLUMNS:
+        return f"{parts[0]} {KNOWN_COLUMNS[parts[1].lower()]}"
+    return column
+
+
 def axis_label(column: str, what: str | None = None, scale_exp: int = 0) -> str:
-    """Axis label of a column with its unit, e.g. ``"pt [GeV]"``.
+    """Axis label of a column with its unit, e.g. ``"$p_{T}$ [GeV]"``.
 
     Parameters
     ----------
@@ -123,10 +171,11 @@ def axis_label(column: str, what: str | None = None, scale_exp: int = 0) -> str:
     Returns
     -------
     str
-        ``"<column>[ <what>] [<scale> <unit>]"``, without brackets when there is
-        neither unit nor scale.
+        ``"<name>[ <what>] [<scale> <unit>]"`` with the name from :func:`latex_name`,
+        without brackets when there is neither unit nor scale.
     """
-    text = column if not what else f"{column} {what}"
+    name = latex_name(column)
+    text = name if not what else f"{name} {what}"
     return with_unit(text, units_for(column), scale_exp)
 
 
@@ -178,14 +227,10 @@ def matplotlib_agg() -> ModuleType:
 
 
 def style_rc() -> dict[str, Any]:
-    """The rcParams of the baler_ext plot style (mplhep ROOT style underneath if importable)."""
-    rc: dict[str, Any] = {}
-    try:  # optional dependency
-        import mplhep  # type: ignore[import-not-found]
+    """The rcParams of the baler_ext plot style: mplhep's ROOT style with the settings above."""
+    import mplhep
 
-        rc.update(dict(mplhep.style.ROOT))
-    except Exception:  # ImportError, or an mplhep without that style
-        pass
+    rc: dict[str, Any] = dict(mplhep.style.ROOT)
     rc.update(
         {
             "font.size": 12,
@@ -239,12 +284,16 @@ def hep_figure(**figure_kwargs: Any) -> Iterator[Figure]:
             fig.clear()
 
 
-def save_png(fig: Figure, out_dir: str | Path, stem: str) -> Path:
-    """Save ``fig`` as ``<out_dir>/<stem>.png`` (folder created if needed) and return the path."""
+def save_png(fig: Figure, out_dir: str | Path, stem: str, tight: bool = True) -> Path:
+    """Save ``fig`` as ``<out_dir>/<stem>.png`` (folder created if needed) and return the path.
+
+    ``tight`` crops the page to its content (one more layout pass; figures with many
+    axes that place them explicitly save faster without it).
+    """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{safe_filename(stem)}.png"
-    fig.savefig(path, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    fig.savefig(path, format="png", dpi=PNG_DPI, bbox_inches="tight" if tight else None)
     log.debug("wrote %s", path)
     return path
 

@@ -180,7 +180,10 @@ def run_one(wf: Workflow, run: RunSpec) -> dict[str, Any]:
                     "mass": b.mass, "mass_err": b.mass_err, "width": b.width,
                     "width_err": b.width_err, "mass_shift_sigma": c.mass_shift_sigma,
                     "width_shift_sigma": c.width_shift_sigma, "width_before": a.width,
-                    "width_before_err": a.width_err})
+                    "width_before_err": a.width_err, "chi2_ndf_before": a.chi2_ndf,
+                    "fit_quality_before": a.quality, "chi2_ndf": b.chi2_ndf,
+                    "fit_quality": b.quality, "fit_notes": "; ".join(b.quality_notes),
+                    "shift_error": c.error_method})
     return row
 
 
@@ -205,13 +208,15 @@ def write_tables(wf: Workflow, rows: list[dict[str, Any]]) -> dict[str, Path]:
         writer.writerows(rows)
     head = ["run", "model", "mode", "ratio (payload)", "ratio (+decoder)"]
     head += [f"rel. RMS {c}" for c in wf.rms_columns]
-    head += ["mass [GeV]", "width [GeV]", "Δmass/σ", "Δwidth/σ", "train [s]"]
+    head += ["mass [GeV]", "width [GeV]", "χ²/ndf", "fit", "Δmass/σ", "Δwidth/σ", "train [s]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref = next((r for r in rows if "mass_before" in r), None)
     if ref is not None:
         lines.append(f"| original | — | — | 1 | 1 | {' | '.join('0' for _ in wf.rms_columns)} | "
                      f"{ref['mass_before']:.2f} ± {ref['mass_before_err']:.2f} | "
-                     f"{ref['width_before']:.2f} ± {ref['width_before_err']:.2f} | 0 | 0 | — |")
+                     f"{ref['width_before']:.2f} ± {ref['width_before_err']:.2f} | "
+                     f"{_fmt(ref.get('chi2_ndf_before'), 2)} | {ref.get('fit_quality_before')} "
+                     "| 0 | 0 | — |")
     for r in rows:
         mass = (f"{r['mass']:.2f} ± {r['mass_err']:.2f}" if "mass" in r
                 else "fit failed" if "error" in r else "—")
@@ -219,13 +224,19 @@ def write_tables(wf: Workflow, rows: list[dict[str, Any]]) -> dict[str, Path]:
         cells = [r["label"], r["model"], r["mode"], _fmt(r.get("ratio_payload"), 2),
                  _fmt(r.get("ratio_with_decoder"), 2)]
         cells += [_fmt(r.get(f"rel_rms_{c}")) for c in wf.rms_columns]
-        cells += [mass, width, _fmt(r.get("mass_shift_sigma"), 1),
+        quality = r.get("fit_quality", "failed" if "error" in r else "—")
+        cells += [mass, width, _fmt(r.get("chi2_ndf"), 2), quality,
+                  _fmt(r.get("mass_shift_sigma"), 1),
                   _fmt(r.get("width_shift_sigma"), 1), _fmt(r.get("train_s"), 0)]
         lines.append("| " + " | ".join(cells) + " |")
     md_path = wf.output / "comparison.md"
+    legend = ("\n\nfit: quality of the decompressed sample's fit (good; poor: p-value below "
+              "analysis.min_p_value; failed: invalid, parameter at a limit, or the peak collapsed "
+              "to a couple of bins, so its numbers are not a measurement). Δ/σ: shift in units "
+              "of its paired-bootstrap error.\n")
     with atomic_path(md_path) as tmp:
         tmp.write_text(f"# {wf.path.stem}\n\nbase config: `{wf.base}`\n\n" + "\n".join(lines)
-                       + "\n")
+                       + legend)
     png_path = wf.output / "comparison.png"
     _plot(rows, png_path)
     return {"csv": csv_path, "markdown": md_path, "plot": png_path}

@@ -85,3 +85,43 @@ def test_analyse_needs_its_section_and_the_earlier_stages(make_project, peak_par
     with caplog.at_level(logging.ERROR):
         assert cli(projects, name, "analyse") == ProjectError.exit_code
     assert "--mode compress' first" in caplog.text
+
+
+def test_paired_errors_quality_and_tagger_end_to_end(make_project, tmp_path):
+    """Events of two jets, a tagger score and a truth flag: the full report, from disk."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    matched = rng.uniform(size=n) < 0.7
+    mass = np.where(matched, rng.normal(173.0, 10.0, n), 120 + rng.exponential(50.0, n))
+    tau2 = rng.uniform(0.1, 0.4, n)
+    tau32 = np.where(matched, rng.beta(3, 5, n), rng.beta(5, 3, n))
+    path = tmp_path / "jets.parquet"
+    pq.write_table(pa.table({"mass": mass, "tau2": tau2, "tau3": tau32 * tau2,
+                             "pt": 400 + rng.exponential(80.0, n),
+                             "event": np.repeat(np.arange(n // 2), 2).astype(np.int32),
+                             "matched": matched.astype(np.int32)}), path)
+    analysis = {**ANALYSIS, "bootstrap_replicas": 40, "tagger_score": "tau3/tau2",
+                "tagger_truth": "matched", "tagger_signal": "low"}
+    projects, name = make_project(path, analysis=analysis,
+                                  compression={"mode": "bounded",
+                                               "bounds": {"default": {"rel": 1e-2}}},
+                                  training={"epochs": 1})
+    for mode in ("train", "compress", "decompress", "analyse"):
+        assert cli(projects, name, mode) == 0, mode
+    out = projects / name / "output" / "analysis"
+    report = json.loads((out / "analysis.json").read_text())
+    comp = report["comparison"]
+    assert comp["error_method"].startswith("paired bootstrap (40 replicas over events ('event')")
+    quad = np.hypot(report["before"]["mass_err"], report["after"]["mass_err"])
+    assert 0 < comp["delta_mass_err"] < 0.5 * quad  # same events: far below the quadrature sum
+    assert comp["delta_mass_err"] == comp["shifts"]["mass"]["sigma_paired"]
+    for key in ("auc", "signal_efficiency"):
+        shift = comp["shifts"][key]
+        assert shift["replicas"] == 40 and shift["sigma_paired"] >= 0
+    assert 0.65 < comp["shifts"]["auc"]["before"] < 1.0
+    for fit in ("before", "after"):
+        assert report[fit]["quality"] in ("good", "poor", "failed")
+        assert 0.0 <= report[fit]["p_value"] <= 1.0
+    md = (out / "analysis.md").read_text()
+    assert "## Shifts with paired errors" in md and "## Tagger check" in md
+    assert "| p-value | EDM | at limit |" in md

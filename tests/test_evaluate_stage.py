@@ -72,7 +72,7 @@ def perturb(original: Path, target: Path, offsets: dict[str, float], sigmas: dic
 
 
 def test_metrics_match_a_known_perturbation(make_project, flat_parquet):
-    projects, name = make_project(flat_parquet)
+    projects, name = make_project(flat_parquet, evaluation={"plots": "all"})
     for mode in ("train", "compress", "decompress"):
         assert run_cli(projects, name, mode) == 0
     (restored,) = sorted((projects / name / "output" / "decompressed").glob("*.parquet"))
@@ -134,7 +134,7 @@ def test_evaluate_names_the_stage_to_run_first(make_project, flat_parquet, caplo
 
 def test_all_runs_evaluate_and_colour_by_is_checked(make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet, data={"columns": ["pt", "mass"]},
-                                  evaluation={"colour_by": "pt", "top_k": 3})
+                                  evaluation={"colour_by": "pt", "top_k": 3, "plots": "all"})
     assert run_cli(projects, name, "all", "--set", "training.epochs=1") == 0
     metrics = json.loads((eval_dir(projects, name) / METRICS_NAME).read_text())
     assert metrics["latent"]["colour_by"] == "pt"
@@ -149,7 +149,8 @@ def test_bounded_mode_passes_and_a_broken_bound_fails(make_project, flat_parquet
     bounds = {"default": {"rel": 1e-3}, "eta": {"abs": 1e-3}}
     cols = ["pt", "eta", "mass"]
     projects, name = make_project(flat_parquet, data={"columns": cols},
-                                  compression={"mode": "bounded", "bounds": bounds})
+                                  compression={"mode": "bounded", "bounds": bounds},
+                                  evaluation={"plots": "all"})
     for mode in ("train", "compress", "decompress", "evaluate"):
         assert run_cli(projects, name, mode) == 0, mode
     out = eval_dir(projects, name)
@@ -215,7 +216,8 @@ def test_jagged_root_collection(make_project, shared_data):
     path = shared_data / "cms_hep_tutorial" / "single_top.root"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
-    projects, name = make_project(path, data={"columns": ["Jet_*"]})
+    projects, name = make_project(path, data={"columns": ["Jet_*"]},
+                                  evaluation={"plots": "all"})
     for mode in ("train", "compress", "decompress", "evaluate"):
         assert run_cli(projects, name, mode) == 0, mode
     out = eval_dir(projects, name)
@@ -225,3 +227,46 @@ def test_jagged_root_collection(make_project, shared_data):
     assert cols and all(c.startswith("Jet_") for c in cols)
     assert "entry" in metrics["top_anomalies"][0]
     assert_plots(out, cols)
+
+
+def test_summary_plots_flag_a_comb_and_count_a_cut(make_project, flat_parquet):
+    """Default plots = "summary": a summary page, an overview and the flagged column's plots.
+
+    The decompressed pt is replaced by pt rounded onto a 2 % logarithmic grid (what a
+    bounded quantiser without dithering does at rel 1e-2): every value is within its
+    bound, yet evaluate flags the comb and the moved cut.
+    """
+    bounds = {"default": {"abs": 1e-3}, "pt": {"rel": 1e-2}, "mass": {"rel": 1e-2}}
+    cols = ["pt", "eta", "mass"]
+    projects, name = make_project(flat_parquet, data={"columns": cols},
+                                  compression={"mode": "bounded", "bounds": bounds},
+                                  evaluation={"cuts": ["pt > 350", "abs(eta) < 1"]})
+    for mode in ("train", "compress", "decompress"):
+        assert run_cli(projects, name, mode) == 0, mode
+    (restored,) = sorted((projects / name / "output" / "decompressed").glob("*.parquet"))
+    table = pq.read_table(restored)
+    pt = pq.read_table(flat_parquet).column("pt").to_numpy()
+    step = np.log1p(2e-2)
+    comb = np.exp(np.round(np.log(pt) / step) * step)  # |comb - pt| <= 1 % of pt
+    table = table.set_column(table.schema.get_field_index("pt"), "pt", pa.array(comb))
+    pq.write_table(table, restored)
+
+    assert run_cli(projects, name, "evaluate") == 0  # within bounds: no failure
+    out = eval_dir(projects, name)
+    metrics = json.loads((out / METRICS_NAME).read_text())
+    pt_m = metrics["per_column"]["pt"]
+    assert pt_m["comb"] and pt_m["comb_ratio"] > 10
+    assert pt_m["distinct_fraction"] < 0.05 < 0.99 < pt_m["distinct_fraction_original"]
+    assert not metrics["per_column"]["eta"]["comb"]
+    flagged = metrics["flagged_columns"]
+    assert "pt" in flagged and "eta" not in flagged
+    cut = {c["cut"]: c for c in metrics["cuts"]}
+    moved = cut["pt > 350"]
+    assert moved["delta"] == moved["gained"] - moved["lost"]
+    assert moved["n_decompressed"] - moved["n_original"] == moved["delta"]
+    assert moved["sigma_paired"] == pytest.approx(np.sqrt(moved["lost"] + moved["gained"]))
+    names = sorted(p.name for p in out.glob("*.png"))
+    detail = [f"{kind}_{c}.png" for c in flagged for kind in ("hist", "residual")]
+    assert names == sorted(["compression.png", "overview.png", "summary.png",
+                            "training_history.png", *detail])
+    assert (out / PDF_NAME).read_bytes()[:5] == b"%PDF-"

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from iminuit import Minuit
 from iminuit.cost import ExtendedBinnedNLL
+from scipy.stats import chi2 as chi2_dist
 
 from baler_ext.analysis.shapes import (
     BackgroundShape,
@@ -118,6 +119,13 @@ class FitResult:
         The fitted histogram (sum of weights and sum of squared weights per bin).
     mass_minos, width_minos
         Asymmetric MINOS errors ``[lower, upper]`` when requested and available.
+    p_value
+        :math:`P(\\chi^2_{ndf} \\ge \\chi^2)` of the Baker–Cousins deviance.
+    at_limit
+        Parameters within half an error of a MINUIT limit.
+    quality, quality_notes
+        ``"good"``, ``"poor"`` or ``"failed"`` and the reasons (see
+        :func:`baler_ext.analysis.quality.assess`); filled in by :func:`fit_peak`.
     """
 
     peak: str
@@ -145,6 +153,10 @@ class FitResult:
     variances: list[float] = field(repr=False)
     mass_minos: list[float] | None = None
     width_minos: list[float] | None = None
+    p_value: float = math.nan
+    at_limit: list[str] = field(default_factory=list)
+    quality: str = "good"
+    quality_notes: list[str] = field(default_factory=list)
 
     @property
     def chi2_ndf(self) -> float:
@@ -184,7 +196,8 @@ class FitResult:
         """Inverse of :meth:`to_dict` (None numbers come back as NaN)."""
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
-        for key in ("mass", "mass_err", "width", "width_err", "chi2", "chi2_pearson", "edm"):
+        for key in ("mass", "mass_err", "width", "width_err", "chi2", "chi2_pearson", "edm",
+                    "p_value"):
             if kwargs.get(key) is None:
                 kwargs[key] = math.nan
         return cls(**kwargs)
@@ -354,6 +367,19 @@ def _at_limit(value: float, error: float, lower: float | None, upper: float | No
     return bool(min(value - lb, ub - value) < 0.5 * error)
 
 
+def _limits(
+    peak: PeakShape, background: BackgroundShape, lo: float, hi: float, bin_width: float
+) -> dict[str, tuple[float | None, float | None]]:
+    """MINUIT limits of every parameter: yields ≥ 0, then the shapes' own limits."""
+    limits: dict[str, tuple[float | None, float | None]] = {
+        SIGNAL: (0.0, None),
+        BACKGROUND: (0.0, None),
+    }
+    limits.update(peak.limits(lo, hi, bin_width))
+    limits.update(background.limits(lo, hi, bin_width))
+    return limits
+
+
 # --------------------------------------------------------------------------- fit
 
 
@@ -405,12 +431,7 @@ def fit_peak(
     start: dict[str, float] = {SIGNAL: est.n_signal, BACKGROUND: est.n_background}
     start.update(peak.start(est))
     start.update(background.start(est))
-    limits: dict[str, tuple[float | None, float | None]] = {
-        SIGNAL: (0.0, None),
-        BACKGROUND: (0.0, None),
-    }
-    limits.update(peak.limits(lo, hi, est.bin_width))
-    limits.update(background.limits(lo, hi, est.bin_width))
+    limits = _limits(peak, background, lo, hi, est.bin_width)
     for name, (a, b) in limits.items():
         # start strictly inside the limits
         if a is not None and b is not None:
@@ -569,7 +590,12 @@ def fit_peak(
         variances=variances.tolist(),
         mass_minos=minos.get("mu"),
         width_minos=width_minos,
+        p_value=float(chi2_dist.sf(chi2, ndf)) if ndf > 0 else math.nan,
+        at_limit=at_limit,
     )
+    from baler_ext.analysis.quality import assess
+
+    result.quality, result.quality_notes = assess(result, spec.min_p_value)
     if errs[SIGNAL] > 0 and vals[SIGNAL] < 3.0 * errs[SIGNAL]:
         log.warning(
             "%s: the peak is not significant (signal yield %.0f ± %.0f); the mass and width "
@@ -579,7 +605,8 @@ def fit_peak(
             errs[SIGNAL],
         )
     log.info(
-        "%s: mass = %.3f ± %.3f %s, %s = %.3f ± %.3f %s, chi2/ndf = %.1f/%d, valid = %s",
+        "%s: mass = %.3f ± %.3f %s, %s = %.3f ± %.3f %s, chi2/ndf = %.1f/%d, valid = %s, "
+        "quality = %s",
         label,
         result.mass,
         result.mass_err,
@@ -591,5 +618,73 @@ def fit_peak(
         chi2,
         ndf,
         valid,
+        result.quality,
     )
     return result
+
+
+# --------------------------------------------------------------------------- fast refits
+
+
+class Refitter:
+    """Refit the model of a nominal fit to other histograms on the same bins, quickly.
+
+    Used by the paired bootstrap (:mod:`baler_ext.analysis.bootstrap`): every
+    replica histogram is fitted with the nominal fit's shapes, limits and bins,
+    starting from the nominal parameter values with the nominal HESSE errors as
+    step sizes, with MIGRAD at strategy 0 and no HESSE (only the central values
+    are needed; their spread over the replicas *is* the error). A replica whose
+    MIGRAD is invalid is retried once at strategy 1; if it is still invalid, or
+    the peak position or width ran to a limit, :meth:`fit` returns None and the
+    caller counts the replica as failed.
+
+    Parameters
+    ----------
+    nominal
+        The fit whose model, bins and parameter values are reused.
+    """
+
+    def __init__(self, nominal: FitResult) -> None:
+        self.peak = get_peak(nominal.peak)
+        self.background = get_background(nominal.background)
+        self.edges = np.asarray(nominal.edges, dtype=np.float64)
+        lo, hi = nominal.fit_range
+        self.names = parameter_names(self.peak, self.background)
+        self.model = _make_model(self.peak, self.background, lo, hi)
+        bin_width = float(self.edges[1] - self.edges[0])
+        self.limits = _limits(self.peak, self.background, lo, hi, bin_width)
+        vals = nominal.values()
+        self.start = [vals[n] for n in self.names]
+        self.steps = [max(float(nominal.parameters[n]["error"]), 1e-6) for n in self.names]
+        self.critical = {"mu", *(p for p in self.peak.params if p.startswith("log_"))}
+
+    def fit(self, counts: np.ndarray) -> dict[str, float] | None:
+        """Fit ``counts`` (one number per nominal bin); ``{"mass", "width", ...}`` or None.
+
+        Returns
+        -------
+        dict or None
+            ``mass``, every width of the peak shape (``sigma``, ``fwhm``, ...) and
+            ``width`` (the main one), or None when the fit failed.
+        """
+        cost = ExtendedBinnedNLL(np.asarray(counts, dtype=np.float64), self.edges, self.model,
+                                 name=self.names)
+        m = Minuit(cost, *self.start, name=self.names)
+        for name, lim in self.limits.items():
+            m.limits[name] = lim
+        m.errors = self.steps
+        m.strategy = 0
+        with np.errstate(all="ignore"):
+            m.migrad()
+            if not m.valid:
+                m.strategy = 1
+                m.migrad()
+        if not m.valid:
+            return None
+        vals = {name: float(m.values[name]) for name in self.names}
+        for p in m.params:
+            if p.name in self.critical and _at_limit(p.value, abs(self.steps[p.number]),
+                                                    p.lower_limit, p.upper_limit):
+                return None
+        widths = self.peak.widths(vals)
+        return {"mass": vals["mu"], "width": widths[self.peak.width_name], **widths}

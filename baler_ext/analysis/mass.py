@@ -20,7 +20,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from baler_ext.analysis.selection import apply_selection
+from baler_ext.analysis.selection import selection_mask
 from baler_ext.analysis.spec import AnalysisSpec
 from baler_ext.errors import ConfigError
 
@@ -204,10 +204,49 @@ def analysis_values(data: pd.DataFrame, spec: AnalysisSpec) -> np.ndarray:
     numpy.ndarray
         The finite values of the variable (not yet restricted to ``fit_range``).
     """
-    selected = apply_selection(data, spec.selection)
-    values = compute_mass(selected, spec)
+    return analysis_values_and_keys(data, spec, np.arange(len(data)))[0]
+
+
+def analysis_values_and_keys(
+    data: pd.DataFrame, spec: AnalysisSpec, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`analysis_values` and, per value, the resampling key of its event.
+
+    Parameters
+    ----------
+    data
+        One row per object.
+    spec
+        The analysis spec.
+    keys
+        One key per row of ``data``: the event it belongs to (or the row number);
+        for ``variable = 'event_combination'`` the event column itself is used.
+
+    Returns
+    -------
+    values, keys
+        The finite values of the variable and the key of each.
+    """
+    keys = np.asarray(keys)
+    if len(keys) != len(data):
+        raise ValueError(f"got {len(keys)} keys for {len(data)} rows")
+    if spec.selection:
+        mask = selection_mask(data, spec.selection)
+        log.info("selection keeps %d of %d rows", int(mask.sum()), len(mask))
+        data, keys = data.loc[mask], keys[mask]
+    if spec.variable == "event_combination":
+        event = _columns(data, [spec.event_column], "analysis.event_column")[0]
+        order = _columns(data, [spec.order_by], "analysis.order_by")[0]
+        p4 = _cartesian(data, list(spec.p4_columns), spec.p4_kind)
+        # the event's key: that of its first row (all rows of an event share it)
+        _, first = np.unique(event, return_index=True)
+        values, events = event_combination_mass(event, order, *p4, spec.n_objects)
+        log.info("combined the %d leading objects of %d events", spec.n_objects, values.size)
+        keys = keys[first[np.searchsorted(np.unique(event), events)]]
+    else:
+        values = compute_mass(data, spec)
     finite = np.isfinite(values)
     if not finite.all():
         log.warning("dropped %d non-finite values of the fitted variable", int((~finite).sum()))
-        values = values[finite]
-    return values
+        values, keys = values[finite], keys[finite]
+    return values, keys

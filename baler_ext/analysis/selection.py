@@ -225,6 +225,31 @@ def evaluate_cut(expr: str, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarra
     return result
 
 
+def evaluate_expression(expr: str, data: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+    """Evaluate a numeric expression of columns row by row, e.g. ``"tau3/tau2"``.
+
+    Same whitelisted syntax as the cuts (:func:`evaluate_cut`), but the result is
+    a number per row (float64); a comparison gives 0/1.
+
+    Raises
+    ------
+    ConfigError
+        Forbidden syntax, unknown column, or not one value per row.
+    """
+    tree = _parse(expr)
+    n_rows = len(data) if isinstance(data, pd.DataFrame) else len(next(iter(data.values()), []))
+    try:
+        with np.errstate(all="ignore"):
+            result = np.asarray(_eval(tree, data, expr), dtype=np.float64)
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        raise ConfigError(f"expression '{expr}' cannot be evaluated ({exc}); simplify it") from None
+    if result.ndim == 0:
+        result = np.full(n_rows, float(result))
+    if result.shape != (n_rows,):
+        raise ConfigError(f"expression '{expr}' does not give one value per row")
+    return result
+
+
 def selection_mask(data: pd.DataFrame, cuts: Iterable[str]) -> np.ndarray:
     """AND of all cuts in ``cuts`` (all rows pass when there are none).
 

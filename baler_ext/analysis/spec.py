@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 VARIABLES: tuple[str, ...] = ("column", "p4_ptetaphim", "p4_pxpypze", "event_combination")
 #: Values accepted by :attr:`AnalysisSpec.p4_kind`.
 P4_KINDS: tuple[str, ...] = ("ptetaphim", "pxpypze")
+#: Values accepted by :attr:`AnalysisSpec.tagger_signal`.
+TAGGER_SIGNAL: tuple[str, ...] = ("low", "high")
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -130,6 +132,39 @@ class AnalysisSpec:
         default="top mass",
         metadata=_doc("name of the fitted quantity in the verdict, e.g. 'top mass', 'W mass'"),
     )
+    min_p_value: float = field(
+        default=1e-3,
+        metadata=_doc("a fit whose chi2 p-value is below this is graded 'poor' (see "
+                      "docs: fit-quality gates)"),
+    )
+    bootstrap_replicas: int = field(
+        default=200,
+        metadata=_doc("paired bootstrap replicas (events resampled, both samples refitted) "
+                      "for the errors of the shifts; 0 = quadrature sum of the fit errors"),
+    )
+    bootstrap_seed: int = field(
+        default=2026, metadata=_doc("seed of the bootstrap resampling")
+    )
+    tagger_score: str = field(
+        default="",
+        metadata=_doc("tagger check: a column or an expression of columns, e.g. 'tau3/tau2'; "
+                      "empty = no tagger check"),
+    )
+    tagger_truth: str = field(
+        default="",
+        metadata=_doc("tagger check: the truth flag column (non-zero = signal), e.g. "
+                      "'top_matched'"),
+    )
+    tagger_signal: str = field(
+        default="high",
+        metadata=_doc("tagger check: 'low' if signal has low scores (e.g. tau3/tau2), "
+                      "else 'high'"),
+    )
+    tagger_background_rejection: float = field(
+        default=10.0,
+        metadata=_doc("tagger check: background rejection 1/eff_b at which the signal "
+                      "efficiency is compared"),
+    )
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -190,6 +225,9 @@ class AnalysisSpec:
             cols.update((self.event_column, self.order_by))
         for cut in self.selection:
             cols.update(cut_columns(cut))
+        if self.tagger_score:
+            cols.update(cut_columns(self.tagger_score))
+            cols.add(self.tagger_truth)
         return sorted(cols)
 
     def validate(self) -> None:
@@ -276,3 +314,29 @@ class AnalysisSpec:
             )
         for cut in self.selection:
             validate_cut(cut)
+        if not 0.0 <= self.min_p_value < 1.0:
+            raise ConfigError(
+                f"analysis.min_p_value = {self.min_p_value} must be in [0, 1), e.g. 0.001"
+            )
+        if self.bootstrap_replicas < 0 or 0 < self.bootstrap_replicas < 20:
+            raise ConfigError(
+                f"analysis.bootstrap_replicas = {self.bootstrap_replicas}: use 0 (no bootstrap) "
+                "or at least 20 (default 200)"
+            )
+        if self.tagger_score or self.tagger_truth:
+            if not (self.tagger_score and self.tagger_truth):
+                raise ConfigError(
+                    "analysis.tagger_score and analysis.tagger_truth go together; set both "
+                    "(e.g. 'tau3/tau2' and 'top_matched') or neither"
+                )
+            validate_cut(self.tagger_score)
+            if self.tagger_signal not in TAGGER_SIGNAL:
+                raise ConfigError(
+                    f"analysis.tagger_signal = '{self.tagger_signal}' is unknown; use 'low' "
+                    "or 'high'"
+                )
+            if not self.tagger_background_rejection > 1.0:
+                raise ConfigError(
+                    f"analysis.tagger_background_rejection = "
+                    f"{self.tagger_background_rejection} must be > 1, e.g. 10"
+                )

@@ -144,10 +144,10 @@ def column_metrics(
         The arrays are not 1-D numeric arrays of the same length.
     """
     x = _as_float_1d(original, "original")
-    xh = _as_float_1d(reconstructed, "reconstructed")
+    xh = _as_float_1d(reconstructed, "decompressed")
     if x.shape != xh.shape:
         raise InputDataError(
-            f"original has {x.size} values but reconstructed has {xh.size}; they must match"
+            f"original has {x.size} values but decompressed has {xh.size}; they must match"
         )
     if not (response_eps_frac >= 0 and math.isfinite(response_eps_frac)):
         raise ConfigError(f"response_eps_frac must be finite and >= 0, got {response_eps_frac}")
@@ -198,16 +198,16 @@ def _check_tables(
     original: pd.DataFrame, reconstructed: pd.DataFrame, columns: Sequence[str]
 ) -> list[str]:
     if not isinstance(original, pd.DataFrame) or not isinstance(reconstructed, pd.DataFrame):
-        raise InputDataError("original and reconstructed must both be pandas DataFrames")
+        raise InputDataError("original and decompressed must both be pandas DataFrames")
     cols = list(dict.fromkeys(columns))
     if not cols:
         raise InputDataError("no columns to evaluate: pass at least one column name")
     if len(original) != len(reconstructed):
         raise InputDataError(
-            f"original has {len(original)} rows but reconstructed has {len(reconstructed)}; "
+            f"original has {len(original)} rows but decompressed has {len(reconstructed)}; "
             "compare tables of the same rows"
         )
-    for name, df in (("original", original), ("reconstructed", reconstructed)):
+    for name, df in (("original", original), ("decompressed", reconstructed)):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise InputDataError(
@@ -589,8 +589,11 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
     """Fixed-width text table of the per-column metrics for the terminal.
 
     Columns: column, RMS, rel. RMS, max |err|, q68, q95, q99.9 (quantiles of
-    |residual|), and "bound use" (``max |error|/bound``, ``-`` for unbounded
-    columns) when any column has a bound. Names are left-aligned, numbers
+    |residual|), "bound use" (``max |error|/bound``, ``-`` for unbounded
+    columns) when any column has a bound, and "distinct" (fraction of distinct
+    decompressed values) and "comb χ² ratio" when the diagnostics of
+    :mod:`baler_ext.evaluation.diagnostics` were added. A comb-flagged column
+    is marked with ``*``. Names are left-aligned, numbers
     right-aligned with 4 significant digits; every line has the same width.
 
     Parameters
@@ -608,8 +611,11 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
     ]
     if any("bound_use" in m for m in per_column.values()):
         fields.append(("bound use", "bound_use"))
+    if any("distinct_fraction" in m for m in per_column.values()):
+        fields += [("distinct", "distinct_fraction"), ("comb χ² ratio", "comb_ratio")]
     header = ["column", *[label for label, _ in fields]]
-    rows = [[str(col), *[_fmt(m.get(key)) for _, key in fields]] for col, m in per_column.items()]
+    rows = [[str(col) + (" *" if m.get("comb") else ""), *[_fmt(m.get(key)) for _, key in fields]]
+            for col, m in per_column.items()]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

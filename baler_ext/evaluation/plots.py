@@ -10,9 +10,12 @@ Plots
 -----
 * :func:`plot_histogram`: original vs reconstructed distribution of one column,
   on bins from robust percentiles of the *original* (default 0.1-99.9 %; integer
-  columns get integer-centred bins), with a ratio panel reconstructed/original
-  whose errors treat both bin contents as independent Poisson counts:
-  :math:`\sigma_R = \sqrt{N_r + R^2 N_o}/N_o` with :math:`R = N_r/N_o`.
+  columns get integer-centred bins), with a ratio panel decompressed/original
+  whose band is the *paired* error: both histograms hold the same rows, so only
+  rows that migrate between bins make them differ, and
+  :math:`\sigma_R = \sqrt{n_\mathrm{in} + n_\mathrm{out}}/N_o`
+  (:func:`baler_ext.evaluation.diagnostics.paired_bin_sigma`), not the
+  independent-Poisson :math:`\sqrt{N_r + R^2 N_o}/N_o`, which is many times larger.
 * :func:`plot_residuals`: residual :math:`\hat x - x` and response
   :math:`(\hat x - x)/x` distributions (see :mod:`baler_ext.evaluation.metrics`)
   with mean, RMS, max |error| and the 68/95/99.9 % quantiles written on the plot.
@@ -43,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from baler_ext.errors import InputDataError
+from baler_ext.evaluation.diagnostics import paired_bin_sigma
 from baler_ext.evaluation.metrics import (
     DEFAULT_RESPONSE_EPS_FRAC,
     QUANTILE_LEVELS,
@@ -64,6 +68,7 @@ from baler_ext.plotting import (
     engineering_exponent,
     format_value,
     hep_figure,
+    latex_name,
     matplotlib_agg,
     save_png,
     subsample_indices,
@@ -82,6 +87,8 @@ log = logging.getLogger(__name__)
 MAX_SCATTER_POINTS = 20_000
 #: Default number of latent dimensions in the corner plot.
 MAX_CORNER_DIMS = 6
+#: Size of every PDF page in inches (A4 landscape).
+PDF_PAGE_SIZE: tuple[float, float] = (11.69, 8.27)
 #: Largest number of distinct integer values coloured with a discrete colour map.
 MAX_DISCRETE_COLORS = 10
 
@@ -98,7 +105,7 @@ def _pair(original: Any, reconstructed: Any, column: str) -> tuple[np.ndarray, n
     xh = np.asarray(reconstructed, dtype=np.float64).ravel()
     if x.shape != xh.shape:
         raise InputDataError(
-            f"column {column!r}: original has {x.size} values, reconstructed {xh.size}"
+            f"column {column!r}: original has {x.size} values, decompressed {xh.size}"
         )
     return x, xh
 
@@ -240,8 +247,9 @@ def plot_histogram(
 
     Both histograms use the same edges, from :func:`robust_edges` of the
     original (``percentiles``, default 0.1-99.9 %). The ratio panel shows
-    :math:`R = N_r / N_o` per bin with :math:`\sigma_R = \sqrt{N_r + R^2 N_o}/N_o`
-    (independent Poisson counts; bins with :math:`N_o = 0` are not drawn).
+    :math:`R = N_r / N_o` per bin and, as a grey band around 1, the paired error
+    :math:`\sigma_R = \sqrt{n_\mathrm{in} + n_\mathrm{out}}/N_o` from the rows migrating
+    into and out of the bin (bins with :math:`N_o = 0` are not drawn).
 
     Parameters
     ----------
@@ -278,12 +286,9 @@ def plot_histogram(
     half = 0.5 * np.diff(pedges)
     ok = h_o > 0
     ratio = np.divide(h_r, h_o, out=np.full(h_o.shape, np.nan), where=ok)
-    err = np.divide(
-        np.sqrt(h_r + ratio**2 * h_o, where=ok, out=np.zeros(h_o.shape)),
-        h_o,
-        out=np.full(h_o.shape, np.nan),
-        where=ok,
-    )
+    # paired errors: only rows that migrate between bins make N_r differ from N_o
+    err = np.divide(paired_bin_sigma(x, xh, edges), h_o, out=np.full(h_o.shape, np.nan),
+                    where=ok)
 
     with hep_figure(figsize=(6.6, 6.2)) as fig:
         gs = fig.add_gridspec(2, 1, height_ratios=(3, 1), hspace=0.06)
@@ -299,7 +304,7 @@ def plot_histogram(
             color=RECONSTRUCTED_COLOR,
             linewidth=1.6,
             linestyle="--",
-            label="reconstructed",
+            label="decompressed",
         )
         ax.set_ylabel(with_unit("entries / bin", "", y_exp))
         if logy:
@@ -309,12 +314,12 @@ def plot_histogram(
             ax.set_ylim(0, top * 1.35 / y_div)
         ax.legend(loc="upper right")
         ax.tick_params(labelbottom=False)
-        ax.set_title(column, loc="left")
+        ax.set_title(latex_name(column), loc="left")
         ax.text(
             0.03,
             0.96,
             f"bins: {percentiles[0]:g}-{percentiles[1]:g} % of original\n"
-            f"outside: {out_o} orig., {out_r} reco.",
+            f"outside: {out_o} original, {out_r} decompressed",
             transform=ax.transAxes,
             ha="left",
             va="top",
@@ -322,10 +327,13 @@ def plot_histogram(
             color="0.25",
         )
 
+        # the band: ±1 paired σ around 1, what the migrations alone allow
+        band = np.where(ok, err, 0.0)
+        rax.stairs(1 + band, pedges, baseline=1 - band, fill=True, color="0.8",
+                   label="paired ±1σ (migrations)")
         rax.errorbar(
             centers[ok],
             ratio[ok],
-            yerr=err[ok],
             xerr=half[ok],
             fmt="o",
             markersize=3,
@@ -335,10 +343,10 @@ def plot_histogram(
         )
         rax.axhline(1.0, color=GUIDE_COLOR, linestyle=":", linewidth=1.2)
         dev = np.abs(ratio[ok] - 1) + err[ok]
-        span = float(np.clip(np.nanmax(dev) * 1.15 if dev.size else 0.1, 0.05, 1.0))
+        span = float(np.clip(np.nanmax(dev) * 1.15 if dev.size else 0.1, 0.01, 1.0))
         rax.set_ylim(1 - span, 1 + span)
         rax.set_xlim(pedges[0], pedges[-1])
-        rax.set_ylabel("reco / orig")
+        rax.set_ylabel("decomp. / orig.")
         rax.set_xlabel(axis_label(column, scale_exp=x_exp))
         fig.align_ylabels([ax, rax])
         return save_png(fig, out_dir, filename or f"hist_{column}")
@@ -370,7 +378,9 @@ def _distribution_panel(
     if values.size:
         _hist_from_counts(ax, counts, pedges, color)
         ax.set_yscale("log")
-        ax.set_ylim(0.5, max(int(counts.max(initial=1)), 1) * 3000)
+        # headroom for the statistics box: 60 % more decades above the data than it spans
+        peak = max(int(counts.max(initial=1)), 1)
+        ax.set_ylim(0.5, peak * (2.0 * peak) ** 0.6 * 2.0)
     styles = {QUANTILE_LEVELS[0]: "--", QUANTILE_LEVELS[1]: "-.", QUANTILE_LEVELS[-1]: ":"}
     for level, q in quantiles.items():
         if not math.isfinite(q):
@@ -452,7 +462,7 @@ def plot_residuals(
             r,
             bins,
             RESIDUAL_COLOR,
-            (f"{column} residual r = reco − orig", unit),
+            (f"{latex_name(column)} residual r = decompressed − original", unit),
             res_stats,
             {q: m[quantile_key(q)] for q in QUANTILE_LEVELS},
             "r",
@@ -462,7 +472,7 @@ def plot_residuals(
             response,
             bins,
             RESPONSE_COLOR,
-            (f"{column} response ρ = r / orig", ""),
+            (f"{latex_name(column)} response ρ = r / original", ""),
             resp_stats,
             {q: m[quantile_key(q, "response_abs_q")] for q in QUANTILE_LEVELS},
             "ρ",
@@ -525,8 +535,8 @@ def plot_correlations(
         axes = fig.subplots(1, 3, gridspec_kw={"wspace": 0.45})
         panels = (
             (co, "original", -1.0, 1.0),
-            (cr, "reconstructed", -1.0, 1.0),
-            (diff, f"reco − orig (max |Δ| = {format_value(max_diff)})", -lim, lim),
+            (cr, "decompressed", -1.0, 1.0),
+            (diff, f"decompressed − original (max |Δ| = {format_value(max_diff)})", -lim, lim),
         )
         for ax, (mat, title, vmin, vmax) in zip(axes, panels, strict=True):
             im = ax.imshow(
@@ -930,6 +940,23 @@ def plot_compression(
         return save_png(fig, out_dir, filename or "compression")
 
 
+def _is_time_column(name: str) -> bool:
+    """Wall-time columns of a history (``epoch_time_s``, ``time``, ``*_seconds``): not losses."""
+    low = name.lower()
+    return "time" in low or low.endswith(("_s", "_sec", "_seconds"))
+
+
+def loss_columns(df: pd.DataFrame, epoch_column: str = "epoch",
+                 lr_columns: Sequence[str] = ()) -> list[str]:
+    """The numeric columns of a training history that are losses (not epoch, lr or time)."""
+    return [
+        str(c)
+        for c in df.columns
+        if c != epoch_column and c not in lr_columns and pd.api.types.is_numeric_dtype(df[c])
+        and not _is_time_column(str(c))
+    ]
+
+
 def plot_training_history(
     csv_path: PathLike,
     out_dir: PathLike,
@@ -941,8 +968,9 @@ def plot_training_history(
 ) -> Path:
     """Loss curves per epoch (log y) and the learning rate on a twin axis.
 
-    Every numeric column of the CSV other than ``epoch_column`` and the
-    ``lr_columns`` (matched case-insensitively) is drawn as a loss curve; the
+    Every numeric column of the CSV other than ``epoch_column``, the
+    ``lr_columns`` (matched case-insensitively) and wall-time columns such as
+    ``epoch_time_s`` (seconds are not a loss) is drawn as a loss curve; the
     y axis is logarithmic when all of them are positive. The learning rate (if
     a column is present) is drawn dashed on a log twin axis. When ``monitor`` is
     a loss column its best (minimum) epoch is marked.
@@ -968,11 +996,7 @@ def plot_training_history(
         raise InputDataError(f"training history {path} has no {epoch_column!r} column")
     lr_names = {name.lower() for name in lr_columns}
     lr_cols = [c for c in df.columns if str(c).lower() in lr_names]
-    loss_cols = [
-        c
-        for c in df.columns
-        if c != epoch_column and c not in lr_cols and pd.api.types.is_numeric_dtype(df[c])
-    ]
+    loss_cols = loss_columns(df, epoch_column, lr_cols)
     if not loss_cols:
         raise InputDataError(f"training history {path} has no loss column besides {epoch_column!r}")
     epoch = df[epoch_column].to_numpy(dtype=np.float64)
@@ -1035,8 +1059,9 @@ def write_pdf(
 ) -> Path:
     """Write one multi-page PDF with one page per figure or PNG file.
 
-    Figures are saved as vector pages; PNG files are embedded at their
-    resolution (page size = pixels / PNG_DPI inches). The PDF is written to a
+    Figures are saved as vector pages; PNG files are embedded at their full
+    resolution, scaled to fit one page size for every page
+    (:data:`PDF_PAGE_SIZE`, A4 landscape). The PDF is written to a
     temporary file next to ``path`` and moved into place (atomic).
 
     Raises
@@ -1071,21 +1096,110 @@ def write_pdf(
         with PdfPages(tmp_name, metadata={"Title": title, "Creator": "baler_ext"}) as pdf:
             for item in items:
                 if isinstance(item, Figure):
+                    item.set_size_inches(*PDF_PAGE_SIZE)
                     pdf.savefig(item)
                     continue
                 img = mpimg.imread(str(item))
                 height, width = img.shape[:2]
-                with hep_figure(figsize=(width / PNG_DPI, height / PNG_DPI)) as fig:
-                    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-                    ax.imshow(img, interpolation="none")
+                with hep_figure(figsize=PDF_PAGE_SIZE) as fig:
+                    # one page size for every page: the image scaled to fit, centred
+                    page_w, page_h = PDF_PAGE_SIZE
+                    scale = min(page_w / width, page_h / height)
+                    w, h = width * scale / page_w, height * scale / page_h
+                    ax = fig.add_axes(((1 - w) / 2, (1 - h) / 2, w, h))
+                    ax.imshow(img, interpolation="antialiased")
                     ax.set_axis_off()
-                    pdf.savefig(fig, dpi=PNG_DPI)
+                    pdf.savefig(fig, dpi=max(PNG_DPI, int(width / (w * page_w))))
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     log.info("wrote %d page(s) to %s", len(items), target)
     return target
+
+
+def plot_summary(
+    metrics: Mapping[str, Any], out_dir: PathLike, *, flagged: Sequence[str] = (),
+    filename: str | None = None,
+) -> Path:
+    """One page of text: the per-column table, the cut changes, the ratios and the flags.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/summary.png``.
+    """
+    from baler_ext.evaluation.metrics import summary_table
+
+    lines = [f"{metrics.get('n_rows', '?')} rows, {len(metrics.get('columns', []))} columns", ""]
+    corr = metrics.get("correlation") or {}
+    if corr.get("max_abs_diff_pair"):
+        lines = [lines[0], f"largest correlation change: {corr['max_abs_diff']:.3g} "
+                 f"({' vs '.join(corr['max_abs_diff_pair'])})", ""]
+    lines += summary_table(metrics).splitlines()
+    cuts = metrics.get("cuts") or []
+    if cuts:
+        lines += ["", f"{'cut':<20} original  decompressed  change ± paired σ   lost  gained"]
+        for c in cuts:
+            lines.append(f"{c['cut'][:20]:<20} {c['n_original']:>8}  {c['n_decompressed']:>12}  "
+                         f"{c['delta']:>+6} ± {c['sigma_paired']:<6.1f}({c['n_sigma_paired']:.1f}σ)"
+                         f" {c['lost']:>5} {c['gained']:>7}")
+    ratios = (metrics.get("compression") or {}).get("ratios") or {}
+    if ratios:
+        lines += ["", "compression: " + ", ".join(f"{k} = {v:.3g}" for k, v in ratios.items()
+                                                  if isinstance(v, int | float))]
+    lines += ["", "flagged for a closer look (comb, broken bound or a cut moved > 2σ): "
+              + (", ".join(flagged) if flagged else "none")]
+    with hep_figure(figsize=PDF_PAGE_SIZE) as fig:
+        fig.text(0.03, 0.97, "evaluation summary", fontsize=16, va="top", ha="left")
+        size = float(np.clip(560.0 / max(len(lines), 1), 5.5, 10.0))
+        fig.text(0.03, 0.92, "\n".join(lines), family="monospace", fontsize=size, va="top",
+                 ha="left")
+        return save_png(fig, out_dir, filename or "summary")
+
+
+def plot_overview(
+    original: pd.DataFrame, reconstructed: pd.DataFrame, columns: Sequence[str],
+    out_dir: PathLike, *, flagged: Sequence[str] = (), bins: int = 40,
+    filename: str | None = None,
+) -> Path:
+    """Original vs decompressed histogram of every column on one page (flagged titles in red).
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/overview.png``.
+    """
+    n = max(len(columns), 1)
+    ncol = min(5, n)
+    nrow = math.ceil(n / ncol)
+    from matplotlib.ticker import MaxNLocator
+
+    with hep_figure(figsize=(PDF_PAGE_SIZE[0] * 1.4, PDF_PAGE_SIZE[1] * 1.4)) as fig:
+        axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False, gridspec_kw={
+            "left": 0.05, "right": 0.98, "bottom": 0.07, "top": 0.97, "wspace": 0.3,
+            "hspace": 0.45})).ravel()
+        for ax, col in zip(axes, columns, strict=False):
+            x = original[col].to_numpy(dtype=np.float64, na_value=np.nan)
+            xh = reconstructed[col].to_numpy(dtype=np.float64, na_value=np.nan)
+            edges = robust_edges(x, bins)
+            ax.stairs(np.histogram(x[np.isfinite(x)], edges)[0], edges, color=ORIGINAL_COLOR,
+                      linewidth=1.4, label="original")
+            ax.stairs(np.histogram(xh[np.isfinite(xh)], edges)[0], edges,
+                      color=RECONSTRUCTED_COLOR, linewidth=1.2, linestyle="--",
+                      label="decompressed")
+            ax.set_xlabel(axis_label(col), fontsize=10)
+            ax.minorticks_off()  # many small panels: major ticks only (and a fast layout)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.yaxis.set_major_locator(MaxNLocator(4))
+            ax.tick_params(labelsize=8)
+            ax.yaxis.get_offset_text().set_fontsize(8)
+            if col in flagged:
+                ax.set_title("flagged", fontsize=9, color=RECONSTRUCTED_COLOR, loc="right")
+        for ax in axes[len(columns):]:
+            ax.set_axis_off()
+        axes[0].legend(fontsize=8, loc="upper right")
+        return save_png(fig, out_dir, filename or "overview", tight=False)
 
 
 def write_report(
@@ -1103,12 +1217,20 @@ def write_report(
     ratios: Mapping[str, float] | None = None,
     history_csv: PathLike | None = None,
     pdf_name: str = "evaluation.pdf",
+    plots: str = "all",
+    flagged: Sequence[str] = (),
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Every evaluation plot for a pair of tables, as PNGs plus one PDF.
+    """Evaluation plots for a pair of tables, as PNGs plus one PDF.
 
-    Order of the pages: compression breakdown (if ``sizes``/``ratios``),
-    training history (if ``history_csv``), correlations, anomaly scores, latent
-    corner and PCA (if ``latent``), then histogram and residuals of each column.
+    ``plots = "all"``: compression breakdown (if ``sizes``/``ratios``), training
+    history (if ``history_csv``), correlations, anomaly scores, latent corner and
+    PCA (if ``latent``), then histogram and residuals of every column.
+    ``plots = "summary"``: a summary page (:func:`plot_summary`, which states the
+    largest correlation change), the compression breakdown, training history, one
+    overview page of every column
+    (:func:`plot_overview`), and histogram and residuals of the ``flagged``
+    columns only. A tqdm progress bar counts the plots.
 
     Returns
     -------
@@ -1116,31 +1238,53 @@ def write_report(
         ``metrics`` (computed with :func:`evaluate_tables` unless given),
         ``pngs`` (list of paths) and ``pdf`` (path).
     """
+    from collections.abc import Callable
+
+    from tqdm import tqdm
+
+    if plots not in ("summary", "all"):
+        raise ValueError(f"plots = {plots!r}: use 'summary' or 'all'")
     if metrics is None:
         metrics = evaluate_tables(original, reconstructed, columns, bounds)
     out = Path(out_dir)
-    pngs: list[Path] = []
+    jobs: list[Callable[[], Path | None]] = []
+    if plots == "summary":
+        jobs.append(lambda: plot_summary(metrics, out, flagged=flagged))
     if sizes or ratios:
-        pngs.append(plot_compression(sizes or {}, ratios or {}, out))
+        jobs.append(lambda: plot_compression(sizes or {}, ratios or {}, out))
     if history_csv is not None and Path(history_csv).is_file():
-        try:
-            pngs.append(plot_training_history(history_csv, out))
-        except InputDataError as exc:
-            log.warning("training history not plotted: %s", exc)
+        def history() -> Path | None:
+            try:
+                return plot_training_history(history_csv, out)
+            except InputDataError as exc:
+                log.warning("training history not plotted: %s", exc)
+                return None
+        jobs.append(history)
     corr = metrics["correlation"]
-    pngs.append(plot_correlations(corr["original"], corr["reconstructed"], metrics["columns"], out))
-    pngs.append(plot_anomaly_scores(metrics["anomaly_scores"], out))
-    if latent is not None and len(latent):
-        pngs.append(
-            plot_latent_corner(latent, out, color=latent_color, color_label=latent_color_label)
-        )
-        pngs.append(
-            plot_latent_pca(latent, out, color=latent_color, color_label=latent_color_label)
-        )
-    for col in columns:
-        x = original[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        xh = reconstructed[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        pngs.append(plot_histogram(x, xh, col, out))
-        pngs.append(plot_residuals(x, xh, col, out))
+    if plots == "all":
+        jobs.append(lambda: plot_correlations(corr["original"], corr["reconstructed"],
+                                              metrics["columns"], out))
+        jobs.append(lambda: plot_anomaly_scores(metrics["anomaly_scores"], out))
+        if latent is not None and len(latent):
+            jobs.append(lambda: plot_latent_corner(latent, out, color=latent_color,
+                                                   color_label=latent_color_label))
+            jobs.append(lambda: plot_latent_pca(latent, out, color=latent_color,
+                                                color_label=latent_color_label))
+    else:
+        jobs.append(lambda: plot_overview(original, reconstructed, columns, out,
+                                          flagged=flagged))
+    detailed = list(columns) if plots == "all" else [c for c in columns if c in flagged]
+    for col in detailed:
+        def pair(c: str = col) -> tuple[np.ndarray, np.ndarray]:
+            return (original[c].to_numpy(dtype=np.float64, na_value=np.nan),
+                    reconstructed[c].to_numpy(dtype=np.float64, na_value=np.nan))
+        jobs.append(lambda c=col: plot_histogram(*pair(c), c, out))
+        jobs.append(lambda c=col: plot_residuals(*pair(c), c, out))
+    pngs: list[Path] = []
+    for job in tqdm(jobs, desc="evaluation plots", unit="plot", disable=not progress,
+                    leave=False):
+        path = job()
+        if path is not None:
+            pngs.append(path)
     pdf = write_pdf(pngs, out / pdf_name)
     return {"metrics": metrics, "pngs": pngs, "pdf": pdf}

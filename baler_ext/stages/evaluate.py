@@ -7,18 +7,27 @@ container compressed (its header's ``columns``). The rows of all input files are
 concatenated in input order into **one** evaluation, written to
 ``output/evaluation/``::
 
-    metrics.json            per-column residual/response metrics, correlations,
-                            anomaly summary and the top-k rows, compression
-                            breakdown, per-file summaries (several inputs), bounds
-    evaluation.pdf          every plot below, one page each
+    metrics.json            per-column residual/response metrics, distinct fraction and
+                            comb diagnostic (baler_ext.evaluation.diagnostics), the
+                            evaluation.cuts with their paired errors, flagged columns,
+                            correlations, anomaly summary and the top-k rows,
+                            compression breakdown, per-file summaries, bounds
+    evaluation.pdf          every plot below, one page each (one page size)
+    summary.png             the per-column table, cuts, ratios and flags (plots = summary)
+    overview.png            every column before/after on one page (plots = summary)
     compression.png         bytes per section group and the ratios (as --mode info)
     training_history.png    loss curves of output/model/history.csv (when present)
-    correlation.png         correlation matrices before, after, and their difference
-    anomaly_scores.png      distribution of the per-row reconstruction-error score
+    correlation.png         correlation matrices before, after, difference (plots = all)
+    anomaly_scores.png      distribution of the per-row score (plots = all)
     latent_corner.png       pairwise latent dimensions, coloured by evaluation.colour_by
-    latent_pca.png          2-D PCA projection of the latent, same colours
-    hist_<column>.png       before/after histogram with a ratio panel, per column
-    residual_<column>.png   residual and response distributions, per column
+    latent_pca.png          2-D PCA projection of the latent, same colours (plots = all)
+    hist_<column>.png       before/after histogram with a paired ratio band
+    residual_<column>.png   residual and response distributions
+
+With ``evaluation.plots = "summary"`` (the default) the per-column histogram and
+residual plots are drawn for the flagged columns only (a comb, a broken bound, or a
+cut that moved by more than 2 paired σ); ``"all"`` draws them for every column,
+plus the correlation, anomaly and latent plots.
 
 The latent is recomputed by encoding the *original* values with the project's trained
 model (the latent the compressor stores), on at most ``evaluation.latent_rows`` rows
@@ -43,6 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from baler_ext.analysis.selection import cut_columns
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config, suggest
 from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectError
@@ -54,6 +64,7 @@ from baler_ext.evaluation import (
     top_anomalies,
     write_report,
 )
+from baler_ext.evaluation.diagnostics import add_diagnostics
 from baler_ext.evaluation.plots import MAX_DISCRETE_COLORS
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import detect_format, read_columns, resolve_inputs
@@ -406,6 +417,9 @@ def write_evaluation(
     top_k: int = 10,
     extra: Mapping[str, Any] | None = None,
     extra_bound_checks: Sequence[Mapping[str, Any]] = (),
+    cuts: Sequence[str] = (),
+    plots: str = "summary",
+    progress: bool = True,
 ) -> EvaluationResult:
     """Evaluate two row-aligned tables, write metrics.json, PNGs and the PDF, then check bounds.
 
@@ -431,6 +445,12 @@ def write_evaluation(
         More top-level entries for metrics.json.
     extra_bound_checks
         Further :func:`evaluate_tables` results (e.g. per file) checked for bound violations.
+    cuts
+        Cut expressions whose pass counts are compared (paired errors).
+    plots
+        ``"summary"`` or ``"all"`` (see :func:`baler_ext.evaluation.plots.write_report`).
+    progress
+        Show a progress bar while plotting.
 
     Returns
     -------
@@ -446,6 +466,7 @@ def write_evaluation(
         old.unlink(missing_ok=True)
     metrics = evaluate_tables(original, reconstructed, columns, bounds or None)
     cols = metrics["columns"]
+    flagged = add_diagnostics(metrics, original, reconstructed, bounds, cuts)
     anomalies = top_anomalies(original, reconstructed, metrics["anomaly_scores"], top_k,
                               columns=cols)
     for extra_col in ("file", "entry"):
@@ -465,7 +486,8 @@ def write_evaluation(
         latent_color=latent_color, latent_color_label=latent_color_label,
         sizes=compression["sizes"] if compression is not None else None,
         ratios=compression["ratios"] if compression is not None else None,
-        history_csv=history_csv, pdf_name=PDF_NAME)
+        history_csv=history_csv, pdf_name=PDF_NAME, plots=plots, flagged=flagged,
+        progress=progress)
     pngs: list[Path] = report["pngs"]
     pdf: Path = report["pdf"]
 
@@ -516,8 +538,13 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
     """
     pairs = find_pairs(project, cfg)
     columns = pairs[0].columns
-    colour = colour_column(pairs[0], cfg)
+    plots = cfg.evaluation.plots
+    # the latent plots (coloured) are drawn with plots = "all"; a set colour_by is checked always
+    colour = (colour_column(pairs[0], cfg)
+              if plots == "all" or cfg.evaluation.colour_by is not None else None)
     extra_cols = [colour] if colour is not None and colour not in columns else []
+    for cut in cfg.evaluation.cuts:
+        extra_cols += [c for c in sorted(cut_columns(cut)) if c not in columns + extra_cols]
 
     originals, reconstructions = [], []
     for i, pair in enumerate(pairs):
@@ -544,11 +571,16 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
                 checks.append(m)
         per_file.append(_file_summary(pair, m, b))
 
-    idx = np.sort(np.random.default_rng(cfg.training.seed).choice(
-        len(original), size=min(cfg.evaluation.latent_rows, len(original)), replace=False))
-    latent, latent_note = compute_latent(project, cfg, pairs,
-                                         original[columns].to_numpy(np.float64)[idx])
-    latent_color = original[colour].to_numpy(np.float64)[idx] if colour is not None else None
+    latent = latent_color = None
+    idx = np.empty(0, dtype=np.int64)
+    latent_note = "latent plots only with evaluation.plots = 'all'"
+    if plots == "all":
+        idx = np.sort(np.random.default_rng(cfg.training.seed).choice(
+            len(original), size=min(cfg.evaluation.latent_rows, len(original)), replace=False))
+        latent, latent_note = compute_latent(project, cfg, pairs,
+                                             original[columns].to_numpy(np.float64)[idx])
+        latent_color = (original[colour].to_numpy(np.float64)[idx] if colour is not None
+                        else None)
 
     compress_max = header_max_errors(pairs[0].header) if len(pairs) == 1 else {}
     extra = {
@@ -563,5 +595,6 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
         compression=compression_breakdown(project, pairs),
         history_csv=project.dir("model") / "history.csv",
         top_k=cfg.evaluation.top_k, extra=extra, extra_bound_checks=checks,
+        cuts=cfg.evaluation.cuts, plots=plots,
     )
     return result

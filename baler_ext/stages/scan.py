@@ -120,7 +120,7 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
     rows.sort(key=lambda r: (r["status"] != "ok", r.get("val_reconstruction", math.inf)))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank if row["status"] == "ok" else ""
-    shift = ["mass", "mass_shift_sigma", "width", "width_shift_sigma"]
+    shift = ["mass", "mass_shift_sigma", "width", "width_shift_sigma", "chi2_ndf", "fit_quality"]
     names = ["rank", "run", *cfg.scan.grid, "val_reconstruction", "val_loss", "best_epoch",
              "epochs", "train_time_s", *(f"rms_rel_{c}" for c in columns),
              *(shift if cfg.analysis is not None else []), "status"]
@@ -140,10 +140,11 @@ def mass_shift(project: Project, cfg: Config) -> dict[str, Any]:
         result = analyse(project, cfg)
     except BalerError as exc:  # a failed fit is a result of the run, not a crash of the scan
         log.warning("scan run %s: analysis failed: %s", project.name, exc)
-        return {"mass": "fit failed", "width": "fit failed"}
+        return {"mass": "fit failed", "width": "fit failed", "fit_quality": "failed"}
     c = result.comparison
     return {"mass": result.after.mass, "mass_shift_sigma": c.mass_shift_sigma,
-            "width": result.after.width, "width_shift_sigma": c.width_shift_sigma}
+            "width": result.after.width, "width_shift_sigma": c.width_shift_sigma,
+            "chi2_ndf": result.after.chi2_ndf, "fit_quality": result.after.quality}
 
 
 def write_tables(rows: list[dict[str, Any]], names: list[str], out_dir: Path) -> None:
@@ -155,7 +156,10 @@ def write_tables(rows: list[dict[str, Any]], names: list[str], out_dir: Path) ->
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_fmt(r.get(n, "")) for n in names) + " |" for r in rows]
     text = ("# Scan, ranked by validation reconstruction loss\n\n"
-            "rms_rel_X: RMS of (reconstructed - original) / original of column X on the "
-            "validation split.\n\n" + "\n".join(lines) + "\n")
+            "rms_rel_X: RMS of (decompressed - original) / original of column X on the "
+            "validation split. fit_quality: good, poor (chi2 p-value below "
+            "analysis.min_p_value) or failed (invalid, at a limit, or a collapsed peak); "
+            "*_shift_sigma: shift in units of its paired-bootstrap error.\n\n"
+            + "\n".join(lines) + "\n")
     with atomic_path(out_dir / "scan.md") as tmp:
         tmp.write_text(text)

@@ -52,8 +52,9 @@ def test_verdict_format() -> None:
     after = synthetic(172.42, 0.12, 8.05, 0.14)
     comparison = compare_fits(before, after)
     assert comparison.verdict() == (
-        "compression moved the top mass by \u22120.08 \u00b1 0.17 GeV (0.5\u03c3) "
-        "and the width by +0.05 \u00b1 0.20 GeV (0.3\u03c3)"
+        "compression moved the top mass by \u22120.08 \u00b1 0.17 GeV (0.5\u03c3 quadrature, "
+        "0.67 \u03c3_stat) and the width by +0.05 \u00b1 0.20 GeV (0.3\u03c3 quadrature, "
+        "0.36 \u03c3_stat)"
     )
     assert comparison.delta_mass == pytest.approx(-0.08)
     assert comparison.delta_mass_err == pytest.approx(np.hypot(0.12, 0.12))
@@ -66,8 +67,9 @@ def test_verdict_precision_follows_error_and_quantity() -> None:
         synthetic(80.0, 1.2, 10.0, 2.0), synthetic(83.1, 1.2, 9.0, 2.0), quantity="W mass"
     )
     assert comparison.verdict() == (
-        "compression moved the W mass by +3.1 \u00b1 1.7 GeV (1.8\u03c3) "
-        "and the width by \u22121.0 \u00b1 2.8 GeV (0.4\u03c3)"
+        "compression moved the W mass by +3.1 \u00b1 1.7 GeV (1.8\u03c3 quadrature, "
+        "2.58 \u03c3_stat) and the width by \u22121.0 \u00b1 2.8 GeV (0.4\u03c3 quadrature, "
+        "0.50 \u03c3_stat)"
     )
 
 
@@ -98,7 +100,7 @@ def test_write_report(tmp_path: Path) -> None:
     assert data["verdict"] == comparison.verdict()
     assert data["spec"] == spec.to_dict()
     assert data["extra"] == {"a": 1}
-    fields = {k: v for k, v in data["comparison"].items() if k != "verdict"}
+    fields = {k: v for k, v in data["comparison"].items() if k not in ("verdict", "quality")}
     assert Comparison(**fields) == comparison
 
     md = paths["markdown"].read_text("utf-8")
@@ -112,4 +114,4 @@ def test_write_report_without_plot(tmp_path: Path) -> None:
     comparison = compare_fits(before, before)
     paths = write_report(tmp_path, before, before, comparison, AnalysisSpec(), plot=False)
     assert "plot" not in paths
-    assert "(0.0σ)" in comparison.verdict()
+    assert "(0.0σ quadrature, 0.00 σ_stat)" in comparison.verdict()

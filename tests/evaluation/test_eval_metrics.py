@@ -423,7 +423,7 @@ def test_different_row_counts_are_input_errors() -> None:
 
 def test_missing_columns_are_input_errors() -> None:
     a = pd.DataFrame({"x": np.arange(10.0), "y": np.arange(10.0)})
-    with pytest.raises(InputDataError, match=r"reconstructed.*'y'"):
+    with pytest.raises(InputDataError, match=r"decompressed.*'y'"):
         evaluate_tables(a, a[["x"]], ["x", "y"])
     with pytest.raises(InputDataError, match=r"original.*'z'"):
         evaluate_tables(a, a.assign(z=1.0), ["x", "z"])

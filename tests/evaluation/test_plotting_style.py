@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from baler_ext.plotting import (
+    KNOWN_COLUMNS,
     ORIGINAL_COLOR,
     RECONSTRUCTED_COLOR,
     axis_label,
     engineering_exponent,
+    latex_name,
     safe_filename,
     style_rc,
     subsample_indices,
@@ -50,11 +52,37 @@ def test_units_for(column: str, unit: str) -> None:
 
 
 def test_axis_label() -> None:
-    assert axis_label("pt") == "pt [GeV]"
-    assert axis_label("eta") == "eta"
-    assert axis_label("phi", "residual") == "phi residual [rad]"
-    assert axis_label("pt", scale_exp=-3) == "pt [$10^{-3}$ GeV]"
-    assert axis_label("eta", scale_exp=3) == "eta [$10^{3}$]"
+    assert axis_label("pt") == "$p_{T}$ [GeV]"
+    assert axis_label("eta") == r"$\eta$"
+    assert axis_label("phi", "residual") == r"$\phi$ residual [rad]"
+    assert axis_label("pt", scale_exp=-3) == "$p_{T}$ [$10^{-3}$ GeV]"
+    assert axis_label("eta", scale_exp=3) == r"$\eta$ [$10^{3}$]"
+    assert axis_label("my_weird_col") == "my_weird_col"
+
+
+@pytest.mark.parametrize(
+    ("column", "label"),
+    [
+        ("pt", "$p_{T}$"),
+        ("Jet_pt", "Jet $p_{T}$"),
+        ("FatJet.tau3", r"FatJet $\tau_{3}$"),
+        ("tau3", r"$\tau_{3}$"),
+        ("TAU2", r"$\tau_{2}$"),
+        ("n_constituents", r"$N_{\mathrm{const}}$"),
+        ("something_else", "something_else"),
+    ],
+)
+def test_latex_names(column: str, label: str) -> None:
+    assert latex_name(column) == label
+
+
+def test_latex_names_render() -> None:
+    """Every label of the table is valid mathtext (a typo would fail only when drawing)."""
+    from matplotlib.mathtext import MathTextParser
+
+    parser = MathTextParser("agg")
+    for label in KNOWN_COLUMNS.values():
+        parser.parse(label)
 
 
 def test_engineering_exponent() -> None:
