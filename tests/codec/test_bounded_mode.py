@@ -12,7 +12,6 @@ from hypothesis.extra import numpy as hnp
 
 from baler_ext.cli import main
 from baler_ext.codec.modes import BoundedMode, dequantise_latent, quantise_latent
-from baler_ext.codec.residuals import EPS_PRED
 from baler_ext.config import CompressionConfig, ModelConfig
 from baler_ext.errors import ConfigError
 from baler_ext.model_store import TrainedModel

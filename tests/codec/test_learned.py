@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from baler_ext.codec.probability import learned as lrn
 from baler_ext.codec.probability import tables
 from baler_ext.codec.probability.fit import QuantMade, fit_rate_model, logistic_bits
-from baler_ext.codec.probability.intnet import A_MAX, IntMade, Incremental, check_exact
+from baler_ext.codec.probability.intnet import A_MAX, Incremental, IntMade, check_exact
 from baler_ext.errors import ContainerError
 
 
@@ -230,7 +230,7 @@ def test_encoded_chunks_decode_identically_whatever_the_batching(trained_model, 
     codes, first = correlated_codes(600, 3)
     u = np.random.default_rng(4).uniform(-0.5, 0.5, codes.shape)
     streams = lrn.encode_codes(trained_model, codes, first, None, u)
-    pos, prev = lrn.event_phases(first, len(codes))
+    _, prev = lrn.event_phases(first, len(codes))
     feats = trained_model.column_features(codes, u)
     x = trained_model.inputs(len(codes), prev, feats, None)
     x[:, trained_model.net.n_ctx:] = feats

@@ -13,7 +13,6 @@ from baler_ext.codec import relations
 from baler_ext.codec.container import ContainerReader, ContainerWriter
 from baler_ext.codec.modes import BoundedMode
 from baler_ext.codec.relations import Relation
-from baler_ext.codec.residuals import EPS_PRED
 from baler_ext.config import CompressionConfig, ModelConfig
 from baler_ext.errors import ConfigError, ContainerError
 from baler_ext.model_store import TrainedModel
