@@ -144,7 +144,7 @@ def compare_fits(before: FitResult, after: FitResult, quantity: str = "top mass"
         quantity=quantity,
         both_valid=bool(before.valid and after.valid),
     )
-    log.info("%s", comparison.verdict())
+    log.debug("%s", comparison.verdict())  # the stage reports it (stdout)
     return comparison
 
 

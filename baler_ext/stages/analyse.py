@@ -27,6 +27,7 @@ from baler_ext.analysis import (
 )
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
+from baler_ext.console import report
 from baler_ext.errors import ConfigError, FitError
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import read_columns, resolve_inputs
@@ -106,4 +107,5 @@ def analyse(project: Project, cfg: Config) -> AnalyseResult:
     comparison = compare_fits(before, after, quantity=spec.quantity)
     paths = write_report(out_dir, before, after, comparison, spec, extra={
         "inputs": [str(p[0]) for p in pairs], "decompressed": [str(p[1]) for p in pairs]})
+    report(f"verdict: {comparison.verdict()}")
     return AnalyseResult(before, after, comparison, paths)
