@@ -17,8 +17,9 @@ import logging
 import sys
 from collections.abc import Iterator
 
-#: third-party loggers that talk at INFO about their own set-up on every command
-NOISY_LOGGERS = ("numexpr", "numexpr.utils")
+#: third-party loggers that talk at INFO about their own set-up (numexpr: "NumExpr
+#: defaulting to N threads"; matplotlib: "Substituting symbol ... from STIXGeneral")
+NOISY_LOGGERS = ("numexpr", "matplotlib")
 
 _seen: set[tuple[str, str]] = set()
 

@@ -31,10 +31,10 @@ try:
     rc = main(argv)
 except SystemExit as exc:
     rc = exc.code
-heavy = %r
+heavy = sys.modules.keys() & set(HEAVY_MODULES.split(","))
 with open(out, "w") as fh:
-    json.dump({"rc": rc, "loaded": [m for m in heavy if m in sys.modules]}, fh)
-""" % (HEAVY,)
+    json.dump({"rc": rc, "loaded": sorted(heavy)}, fh)
+""".replace("HEAVY_MODULES", repr(",".join(HEAVY)))
 
 
 def env() -> dict[str, str]:
