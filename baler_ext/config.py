@@ -329,6 +329,11 @@ class Config:
                                            "analysis")
         return self._analysis
 
+    @analysis.setter
+    def analysis(self, spec: AnalysisSpec | None) -> None:
+        self._analysis = spec
+        self.analysis_table = None if spec is None else dataclasses.asdict(spec)
+
     @property
     def base_dir(self) -> Path:
         """Folder that relative paths in the config are resolved against."""

@@ -132,3 +132,17 @@ def test_a_file_fact_is_logged_once_per_process(compressed_project):
     lines = [r.getMessage() for r in records if "carried losslessly" in r.getMessage()]
     assert len(lines) == 1, lines
     assert lines[0].endswith("event, matched")
+
+
+def test_deferred_analysis_is_validated_on_first_use(tmp_path):
+    from baler_ext.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[analysis]\ncolumn = "mass"\nbins = 2\n')
+    cfg = load_config(path, defer_analysis=True)  # what --mode info does
+    with pytest.raises(ConfigError, match=r"analysis\.bins = 2 is too few"):
+        _ = cfg.analysis
+    with pytest.raises(ConfigError, match=r"analysis\.bins = 2 is too few"):
+        load_config(path)
+    path.write_text('[analysis]\ncolumn = "mass"\n')
+    assert load_config(path, defer_analysis=True).analysis.column == "mass"
