@@ -1,7 +1,8 @@
 """Command-line entry point: parse arguments, load the config, run one stage.
 
-Heavy libraries (torch, uproot, matplotlib) are imported only by the stage that
-runs, so ``baler_ext --help`` returns at once.
+Heavy libraries (torch, uproot, matplotlib, iminuit) are imported only by the stage
+that runs, after the config is loaded and the thread count set, so ``--help``,
+``--version`` and config errors return at once and ``--mode info`` never loads them.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from baler_ext import __version__
+from baler_ext.console import setup_logging, terminal
 from baler_ext.errors import BalerError, ConfigError
 from baler_ext.stages import STAGES
 
@@ -59,29 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_baler_ext", False):
-            root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("baler_ext: %(levelname)s: %(message)s"))
-    handler._baler_ext = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(level)
-
-
 def run(args: argparse.Namespace) -> object:
     """Run the stage named by ``args.mode``; raises BalerError on user errors."""
+    from baler_ext import threads
     from baler_ext.config import load_config
     from baler_ext.project import Project
 
     project = Project.locate(args.project, args.projects_dir)
     spec = STAGES[args.mode]
-    stage = spec.load()
     if not spec.needs_config:
-        return stage(project)
+        return spec.load()(project)
     if args.config is None:
         project.require_exists()
     overrides = list(args.overrides)
@@ -94,10 +84,15 @@ def run(args: argparse.Namespace) -> object:
         overrides.append(f'execution.scheduler="{args.scheduler}"')
     if args.workers is not None:
         overrides.append(f"execution.workers={args.workers}")
-    cfg = load_config(args.config or project.config_path, overrides)
+    cfg = load_config(args.config or project.config_path, overrides,
+                      defer_analysis=not spec.validates_analysis)
+    if getattr(args, "resume", False) and args.mode not in ("train", "compress", "decompress"):
+        raise ConfigError("--resume applies to --mode train, compress and decompress only")
+    # before the stage module imports torch: OpenMP reads its settings when it loads
+    threads.configure(threads.resolve_threads(cfg.execution.threads))
+    stage = spec.load()
+    threads.apply_if_loaded()
     if getattr(args, "resume", False):
-        if args.mode not in ("train", "compress", "decompress"):
-            raise ConfigError("--resume applies to --mode train, compress and decompress only")
         return stage(project, cfg, resume=True)
     return stage(project, cfg)
 
@@ -109,13 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workflow is None and (args.project is None or args.mode is None):
         parser.error("--project and --mode (or --workflow FILE) are required (see --help)")
     setup_logging(args.verbose, args.quiet)
+    t0 = time.perf_counter()
     try:
-        if args.workflow is not None:
-            from baler_ext.workflow import run_workflow
+        with terminal():
+            if args.workflow is not None:
+                from baler_ext import threads
+                from baler_ext.workflow import run_workflow
 
-            run_workflow(args.workflow)
-        else:
-            run(args)
+                threads.configure(threads.resolve_threads(None))
+                run_workflow(args.workflow)
+            else:
+                run(args)
+                log.info("%s done in %.1f s", args.mode, time.perf_counter() - t0)
     except BalerError as exc:
         log.error("%s", exc)
         return exc.exit_code

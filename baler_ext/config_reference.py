@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from baler_ext.config import CHOICES, SECTIONS, toml_value
+from baler_ext.config import CHOICES, all_sections, toml_value
 
 
 def render_config_reference() -> str:
@@ -22,7 +22,7 @@ def render_config_reference() -> str:
         "(the value is read as TOML; a bare word is taken as a string).",
         "",
     ]
-    for name, cls in SECTIONS.items():
+    for name, cls in all_sections().items():
         out += [f"## [{name}]", "", (cls.__doc__ or "").strip().splitlines()[0], "",
                 "| key | default | allowed | description |", "|---|---|---|---|"]
         for f in dataclasses.fields(cls):

@@ -98,12 +98,21 @@ def dask_client(execution: ExecutionConfig) -> Iterator[Any]:
                      len(client.scheduler_info().get("workers", {})))
             yield client
         return
-    # one thread per worker: torch already uses the cores it has; processes so that a
-    # crashing file cannot take the others down
+    # one task at a time per worker process, each computing with execution.threads
+    # threads (default 1, set by the task: worker_threads): the cores are shared out
+    # between processes, so that a crashing file cannot take the others down
+    from baler_ext.threads import affinity_cores
+
+    per_worker = execution.threads or 1
+    if execution.workers * per_worker > affinity_cores():
+        log.warning("dask: %d workers x %d threads exceed the %d cores of this machine; "
+                    "lower execution.workers or execution.threads", execution.workers,
+                    per_worker, affinity_cores())
     with distributed.LocalCluster(n_workers=execution.workers, threads_per_worker=1,
                                   processes=True, dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
-        log.info("dask: LocalCluster with %d workers", execution.workers)
+        log.info("dask: LocalCluster with %d workers, %d thread(s) each", execution.workers,
+                 per_worker)
         yield client
 
 
@@ -174,6 +183,22 @@ def worker_model(model_dir: Path, expected_hash: str) -> Any:
     return _cached_model(str(model_dir), expected_hash, mtime)
 
 
+def worker_threads(cfg: Any) -> int:
+    """In a dask worker process, set its thread count: ``execution.threads``, default 1.
+
+    The local executor runs in the CLI's process, whose count the CLI already set;
+    this leaves it alone. Returns the count in force.
+    """
+    from baler_ext import threads
+
+    if cfg.execution.executor != "dask":
+        return threads.configured_threads() or threads.available_cores()
+    n = threads.resolve_threads(cfg.execution.threads, worker=True)
+    if threads.configured_threads() != n:
+        threads.configure(n)
+    return n
+
+
 # --- the per-file tasks of compress and decompress ----------------------------------------
 # Module-level functions with plain arguments (paths, the config dataclass, the model's
 # folder and hash), so that dask pickles them by reference and every worker loads the model
@@ -186,6 +211,7 @@ def compress_task(src_path: Path, cfg: Any, model_dir: Path, model_hash: str,
     from baler_ext.io.source import Source
     from baler_ext.stages.compress import compress_source
 
+    worker_threads(cfg)
     trained = worker_model(model_dir, model_hash)
     return compress_source(Source(src_path, cfg.data), trained, cfg, out_path)
 
@@ -195,6 +221,7 @@ def decompress_task(container: Path, cfg: Any, model_dir: Path, model_hash: str,
     """Restore one container into ``out_path`` (atomically) with the project's model."""
     from baler_ext.stages.decompress import decompress_file
 
+    worker_threads(cfg)
     trained = worker_model(model_dir, model_hash)
     return decompress_file(container, trained, cfg, out_path)
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from baler_ext import threads
 from baler_ext.config import TrainingConfig
 from baler_ext.errors import ConfigError, ProjectError
 from baler_ext.losses import activation_l1, reconstruction_loss
@@ -319,6 +320,7 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         Identity of the run's model, data selection, normaliser and training settings;
         stored in each checkpoint, and a resumption with another fingerprint is refused.
     """
+    threads.apply_torch()  # the CLI's execution.threads, if it set one (baler_ext.threads)
     if cfg.lr_patience and not 0.0 < cfg.lr_factor < 1.0:
         raise ConfigError(f"'training.lr_factor' must be in (0, 1), got {cfg.lr_factor}")
     dtype = next(model.parameters()).dtype

@@ -231,7 +231,7 @@ def compare_fits(
         suggestion=suggestion,
         shifts={k: v.to_dict() for k, v in (paired or {}).items()},
     )
-    log.info("%s", comparison.verdict())
+    log.debug("%s", comparison.verdict())  # the stage reports it (stdout)
     return comparison
 
 

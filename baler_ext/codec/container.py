@@ -96,9 +96,11 @@ class ContainerWriter:
                                                            write_content_size=True)
         return self._levels[level]
 
-    def add_bytes(self, name: str, chunk: int, data: bytes) -> SectionInfo:
-        """Add an opaque byte section (e.g. an Arrow IPC stream)."""
-        offset, length, crc = self._frame(data)
+    def add_bytes(self, name: str, chunk: int, data: bytes,
+                  level: int | None = None) -> SectionInfo:
+        """Add an opaque byte section (e.g. an Arrow IPC stream); ``level`` as in
+        :meth:`add_array`."""
+        offset, length, crc = self._frame(data, level)
         info = SectionInfo(name, chunk, offset, length, crc, len(data))
         self._sections.append(info)
         return info

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from baler_ext.config import DataConfig, suggest
+from baler_ext.console import log_once
 from baler_ext.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,15 @@ def plan_columns(
     dropped = [n for n in names if _matches(n, data.exclude)]
     kept = [b for b in branches if b.name not in set(dropped)]
     if dropped:
-        log.warning("%s: excluded (not written to the output): %s", where, ", ".join(dropped))
+        log_once(log, logging.WARNING, "%s: excluded (not written to the output): %s", where,
+                 ", ".join(dropped))
     selected = [
         b for b in kept if _matches(b.name, data.columns) and not _matches(b.name, data.passthrough)
     ]
     lossless = [b.name for b in selected if not b.is_float]
     if lossless:
-        log.info("%s: non-float columns carried losslessly: %s", where, ", ".join(lossless))
+        log_once(log, logging.INFO, "%s: non-float columns carried losslessly: %s", where,
+                 ", ".join(lossless))
     floats = [b for b in selected if b.is_float]
     if not floats:
         raise InputDataError(

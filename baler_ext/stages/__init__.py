@@ -20,6 +20,9 @@ class StageSpec:
     function: str
     help: str
     needs_config: bool = True
+    #: validate ``[analysis]`` when the config is loaded; False for commands that never
+    #: fit, so that they do not import the analysis package (iminuit, scipy, pandas)
+    validates_analysis: bool = True
 
     def load(self) -> Callable[..., Any]:
         return getattr(importlib.import_module(self.module), self.function)
@@ -44,7 +47,8 @@ STAGES: dict[str, StageSpec] = {
     "export": StageSpec("baler_ext.stages.export", "export",
                         "write the encoder and decoder as TorchScript to output/export/"),
     "info": StageSpec("baler_ext.stages.info", "info",
-                      "sizes by section, ratios, bounds and max errors of each compressed file"),
+                      "sizes by section, ratios, bounds and max errors of each compressed file",
+                      validates_analysis=False),
     "all": StageSpec("baler_ext.stages.pipeline", "run_all",
                      "train, compress, decompress, evaluate (and analyse when configured)"),
 }

@@ -41,6 +41,7 @@ from baler_ext.analysis.quality import suggest_shapes
 from baler_ext.analysis.tagger import TaggerShifts, tagger_arrays, tagger_verdict
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
+from baler_ext.console import report
 from baler_ext.errors import ConfigError, FitError, InputDataError
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import read_columns, resolve_inputs
@@ -200,8 +201,9 @@ def analyse(project: Project, cfg: Config, progress: bool = True) -> AnalyseResu
     if spec.tagger_score:
         tagger = tagger_verdict(paired["auc"].to_dict(), paired["signal_efficiency"].to_dict(),
                                 spec)
-        log.info("%s", tagger)
+        report(tagger)
         extra["tagger"] = {"verdict": tagger, "signal_rows": statistics[1].n_signal,
                            "background_rows": statistics[1].n_background}
     paths = write_report(out_dir, before, after, comparison, spec, extra=extra, notes=tagger)
+    report(f"verdict: {comparison.verdict()}")
     return AnalyseResult(before, after, comparison, paths)

@@ -79,6 +79,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     event_source: str | None = ""
     rows = entries = 0
     decoder_bytes = 0
+    passthrough_level = cfg.compression.passthrough_zstd_level  # not part of the payload
     with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
         writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
         if cfg.compression.embed_decoder:
@@ -104,9 +105,11 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             for col in sorted(lossless_cols):
                 writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
             if chunk.counts is not None:
-                writer.add_array("counts", i, chunk.counts.astype(np.int64))
+                writer.add_array("counts", i, chunk.counts.astype(np.int64),
+                                 level=passthrough_level)
             if chunk.passthrough.num_columns:
-                writer.add_bytes("passthrough", i, ipc_bytes(chunk.passthrough))
+                writer.add_bytes("passthrough", i, ipc_bytes(chunk.passthrough),
+                                 level=passthrough_level)
             n = len(chunk.values)
             chunks_meta.append({"rows": n, "entries": chunk.entries,
                                 "lossless": sorted(lossless_cols)})
@@ -128,13 +131,18 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
                              .decode() if source.arrow_schema is not None else None),
             "rows": rows, "entries": entries, "chunks": chunks_meta,
             "events": event_source or None,
+            # what the decoder needs besides the file (stored here or beside the model:
+            # decoder weights and learned probability model), so that --mode info can show
+            # the ratio with the decoder without loading torch
+            "decoder_bytes": decoder_bytes or weights_bytes(trained),
         }
         sizes = writer.close(header)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
                             sizes, time.perf_counter() - t0)
-    from baler_ext.stages.info import describe
+    from baler_ext.stages.info import compute_ratios, group_sizes
 
-    ratios = describe(out_path, decoder_bytes or weights_bytes(trained))["ratios"]
+    ratios = compute_ratios(group_sizes(sizes), result.raw_float64_bytes,
+                            header["decoder_bytes"])
     log.info("%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
              "%.2fx, payload + decoder weights %.2fx, whole file (lossless columns included) "
              "%.2fx", source.path.name, out_path.name, rows, result.total_bytes,

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from baler_ext import console
 from baler_ext.analysis.selection import cut_columns
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config, suggest
@@ -492,7 +493,7 @@ def write_evaluation(
     pdf: Path = report["pdf"]
 
     summary = summary_table(metrics)
-    log.info("evaluation of %d rows x %d columns:\n%s", metrics["n_rows"], len(cols), summary)
+    console.report(f"evaluation of {metrics['n_rows']} rows x {len(cols)} columns:\n{summary}")
     if anomalies:
         log.info("most anomalous row: #%d, score %.4g (all %d in %s)", anomalies[0]["row"],
                  anomalies[0]["score"], len(anomalies), metrics_path.name)

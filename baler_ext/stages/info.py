@@ -1,12 +1,17 @@
 """``--mode info``: what each compressed file holds and what its sections cost.
 
-For every ``output/compressed/*.baler`` it logs and writes ``<name>.info.json``: rows,
+For every ``output/compressed/*.baler`` it reports (on stdout) and writes
+``<name>.info.json``: rows,
 columns, raw float64 and float32 sizes of the compressed columns, compressed bytes by
 section group (header, latent, prediction, residuals, lossless — compressed columns stored
 exactly, e.g. a conditional model's conditions —, passthrough — the columns that are not
 compressed —, decoder), the ratios (*payload* = everything but passthrough and decoder),
 the bounds, the max error per column measured at compress time, how many chunks use the
 latent and which derived columns are predicted by relations.
+
+It reads only the containers' indexes, never the model: the decoder's size is in the
+header (written by compress), so the command imports neither torch nor the analysis
+libraries and answers at once.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
+from baler_ext.console import report
 from baler_ext.errors import ProjectError
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
 
@@ -39,12 +45,25 @@ def group_of(section: str) -> str:
 
 
 def decoder_bytes(project: Project) -> int | None:
-    """zstd size of the project's decoder weights, or None without a trained model."""
+    """zstd size of the project's decoder weights, or None without a trained model.
+
+    Only for containers written before compress stored ``decoder_bytes`` in the header;
+    it loads the model (and torch).
+    """
     if not (project.dir("model") / "model.json").is_file():
         return None
     from baler_ext.stages.compress import load_project_model, weights_bytes
 
     return weights_bytes(load_project_model(project))
+
+
+def group_sizes(sizes: dict[str, int]) -> dict[str, int]:
+    """Compressed bytes per section name -> bytes per group of :func:`group_of`."""
+    by_group: dict[str, int] = {}
+    for name, size in sizes.items():
+        g = group_of(name)
+        by_group[g] = by_group.get(g, 0) + size
+    return by_group
 
 
 def compute_ratios(by_group: dict[str, int], raw64: int,
@@ -66,18 +85,18 @@ def compute_ratios(by_group: dict[str, int], raw64: int,
 
 
 def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
-    """The info of one container (see the module docstring)."""
+    """The info of one container (see the module docstring).
+
+    ``decoder_beside`` is the decoder's size for a container whose header lacks it.
+    """
     with ContainerReader(path) as reader:
         header = reader.header
         sizes = reader.section_sizes()
-    by_group: dict[str, int] = {}
-    for name, size in sizes.items():
-        g = group_of(name)
-        by_group[g] = by_group.get(g, 0) + size
+    by_group = group_sizes(sizes)
     cols = header["columns"]
     raw64 = header["rows"] * len(cols) * 8
     total = sum(by_group.values())
-    decoder = by_group.get("decoder") or decoder_beside
+    decoder = by_group.get("decoder") or header.get("decoder_bytes") or decoder_beside
     settings = header.get("mode_settings", {})
     ratios = compute_ratios(by_group, raw64, decoder)
     return {
@@ -101,38 +120,51 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
     }
 
 
+def format_info(d: dict[str, Any]) -> str:
+    """The report of one container's :func:`describe` as text lines."""
+    name = Path(d["file"]).name
+    lines = [f"{name}: {d['mode']} mode, {d['rows']} rows x {len(d['columns'])} columns; "
+             f"raw {d['raw_float64_bytes']} B float64, {d['raw_float32_bytes']} B float32; "
+             f"compressed {d['compressed_bytes']} B"]
+    lines += [f"  {g:<12} {size:10d} B" for g, size in sorted(d["bytes_by_section"].items())]
+    lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in d["ratios"].items()]
+    if d["latent_chunks"] is not None:
+        lines.append(f"  latent used in {d['latent_chunks']} of {len(d['chunks'])} chunks")
+    if d.get("learned"):
+        lr = d["learned"]
+        lines.append(f"  learned probability model in {lr['chunks']} of {len(d['chunks'])} "
+                     f"chunks; coding order: {', '.join(lr['order'])}"
+                     + ("; context: previous object of the event" if lr["event_context"]
+                        else ""))
+        static = [c for c, kind in d.get("streams", {}).items() if kind == "static"]
+        if static:
+            lines.append(f"  coded with static histograms: {', '.join(static)}")
+    lines += [f"  {rel['target']} predicted from {', '.join(rel['inputs'])} ({rel['kind']})"
+              for rel in d["relations"]]
+    lines += [f"  {c:<22} bound {d['bounds'].get(c)!s:<16} max error "
+              f"{st['max_abs_error']:.3g} ({st['max_error_over_bound']:.3f} of the bound), "
+              f"{st['exceptions']} exceptions"
+              for c, st in d["measured_at_compress"].items()]
+    return "\n".join(lines)
+
+
 def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
-    """Describe every container of the project; write ``<name>.info.json`` beside each."""
+    """Describe every container of the project on stdout; write ``<name>.info.json``
+    beside each."""
     containers = sorted(project.dir("compressed").glob(f"*{CONTAINER_SUFFIX}"))
     if not containers:
         raise ProjectError(f"no compressed files in {project.dir('compressed')}; run "
                            f"'baler_ext --project {project.name} --mode compress' first")
-    beside = decoder_bytes(project)
+    beside: list[int | None] = []  # loaded once, only for containers that lack the size
     out = []
     for path in containers:
-        d = describe(path, beside)
+        d = describe(path)
+        if d["decoder_bytes"] is None:
+            if not beside:
+                beside.append(decoder_bytes(project))
+            d = describe(path, beside[0])
         with atomic_path(path.with_suffix(".info.json")) as tmp:
             tmp.write_text(json.dumps(d, indent=1))
-        log.info("%s: %s mode, %d rows x %d columns; raw %d B float64, %d B float32; "
-                 "compressed %d B", path.name, d["mode"], d["rows"], len(d["columns"]),
-                 d["raw_float64_bytes"], d["raw_float32_bytes"], d["compressed_bytes"])
-        for g, size in sorted(d["bytes_by_section"].items()):
-            log.info("  %-12s %10d B", g, size)
-        for k, v in d["ratios"].items():
-            log.info("  ratio %-34s %.2fx", k, v)
-        if d["latent_chunks"] is not None:
-            log.info("  latent used in %d of %d chunks", d["latent_chunks"], len(d["chunks"]))
-        if d["learned"]:
-            lr = d["learned"]
-            log.info("  learned probability model in %d of %d chunks; coding order: %s%s",
-                     lr["chunks"], len(d["chunks"]), ", ".join(lr["order"]),
-                     "; context: previous object of the event" if lr["event_context"] else "")
-        for rel in d["relations"]:
-            log.info("  %s predicted from %s (%s)", rel["target"], ", ".join(rel["inputs"]),
-                     rel["kind"])
-        for c, st in d["measured_at_compress"].items():
-            log.info("  %-22s bound %-16s max error %.3g (%.3f of the bound), %d exceptions", c,
-                     d["bounds"].get(c), st["max_abs_error"], st["max_error_over_bound"],
-                     st["exceptions"])
+        report(format_info(d))
         out.append(d)
     return out
