@@ -14,9 +14,15 @@ from tqdm import tqdm
 
 from baler_ext import __version__
 from baler_ext.codec import modes
-from baler_ext.codec.container import ContainerWriter
+from baler_ext.codec.container import (
+    DECODER_PREFIX,
+    DIGEST_KEY,
+    ContainerReader,
+    ContainerWriter,
+)
+from baler_ext.codec.digest import chunk_digest
 from baler_ext.config import CompressionConfig, Config
-from baler_ext.errors import InputDataError
+from baler_ext.errors import ContainerError, InputDataError
 from baler_ext.io.source import Source, open_sources
 from baler_ext.model_store import TrainedModel, load_model
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
@@ -36,6 +42,8 @@ class CompressedFile:
     raw_float64_bytes: int
     sizes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: of ``seconds``, the time spent decoding each chunk again for its content digest
+    digest_seconds: float = 0.0
 
     @property
     def total_bytes(self) -> int:
@@ -79,6 +87,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     chunks_meta: list[dict] = []
     rows = entries = 0
     decoder_bytes = 0
+    check_seconds = 0.0
     with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
         writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
         if cfg.compression.embed_decoder:
@@ -92,17 +101,23 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
                     log.warning("column '%s' was constant in training but varies in %s: stored "
                                 "losslessly", col, source.path.name)
                 lossless_cols.add(col)
-            for name, arr in mode.encode(chunk.values).items():
+            sections = mode.encode(chunk.values)
+            for name, arr in sections.items():
                 writer.add_array(name, i, arr, level=mode.section_level(name))
             for col in sorted(lossless_cols):
                 writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
             if chunk.counts is not None:
                 writer.add_array("counts", i, chunk.counts.astype(np.int64))
-            if chunk.passthrough.num_columns:
-                writer.add_bytes("passthrough", i, ipc_bytes(chunk.passthrough))
+            passthrough = ipc_bytes(chunk.passthrough) if chunk.passthrough.num_columns else b""
+            if passthrough:
+                writer.add_bytes("passthrough", i, passthrough)
             n = len(chunk.values)
+            t_check = time.perf_counter()
+            digest = decoded_digest(mode, sections, chunk.values, sorted(lossless_cols),
+                                    norm.columns, chunk.counts, passthrough)
+            check_seconds += time.perf_counter() - t_check
             chunks_meta.append({"rows": n, "entries": chunk.entries,
-                                "lossless": sorted(lossless_cols)})
+                                "lossless": sorted(lossless_cols), DIGEST_KEY: digest})
             rows += n
             entries += chunk.entries
             bar.update(chunk.entries)
@@ -123,16 +138,31 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         }
         sizes = writer.close(header)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
-                            sizes, time.perf_counter() - t0)
+                            sizes, time.perf_counter() - t0, check_seconds)
     from baler_ext.stages.info import describe
 
     ratios = describe(out_path, decoder_bytes or weights_bytes(trained))["ratios"]
     log.info("%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
              "%.2fx, payload + decoder weights %.2fx, whole file (lossless columns included) "
-             "%.2fx", source.path.name, out_path.name, rows, result.total_bytes,
+             "%.2fx; decoding it again for the content digest took %.2f s of %.2f s",
+             source.path.name, out_path.name, rows, result.total_bytes,
              ratios["payload_vs_float64"], ratios["payload_with_decoder_vs_float64"],
-             ratios["file_vs_float64"])
+             ratios["file_vs_float64"], check_seconds, result.seconds)
     return result
+
+
+def decoded_digest(mode: modes.CompressionMode, sections: dict[str, np.ndarray],
+                   values: np.ndarray, lossless: list[str], columns: list[str],
+                   counts: np.ndarray | None, passthrough: bytes) -> dict:
+    """Decode the sections just encoded, exactly as decompress will, and digest the result.
+
+    The chunk's header entry records it (:mod:`baler_ext.codec.digest`); decompress
+    refuses a chunk that decodes to anything else.
+    """
+    decoded = mode.decode(sections, len(values))
+    idx = [columns.index(c) for c in lossless]
+    decoded[:, idx] = values[:, idx]
+    return chunk_digest(decoded, counts, passthrough, idx)
 
 
 def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
@@ -152,8 +182,29 @@ def weights_bytes(trained: TrainedModel) -> int:
 
 def embed_decoder(writer: ContainerWriter, trained: TrainedModel) -> int:
     """Store the decoder weights as ``decoder/<key>`` sections (chunk -1); return bytes."""
-    return sum(writer.add_array(f"decoder/{k}", -1, a).length
+    return sum(writer.add_array(f"{DECODER_PREFIX}{k}", -1, a).length
                for k, a in decoder_state(trained).items())
+
+
+def check_embedded_decoder(reader: ContainerReader, trained: TrainedModel) -> None:
+    """Verify the embedded ``decoder/<tensor>`` sections and that they are ``trained``'s.
+
+    Raises
+    ------
+    ContainerError
+        When a section fails its checks or differs from the model that decodes the file.
+    """
+    state = decoder_state(trained)
+    names = {s.name[len(DECODER_PREFIX):] for s in reader.sections
+             if s.name.startswith(DECODER_PREFIX)}
+    if names != set(state):
+        raise ContainerError(f"{reader.path}: the embedded decoder has other tensors than "
+                             "the model's; the file is damaged")
+    for key, want in state.items():
+        got = reader.read_array(f"{DECODER_PREFIX}{key}", -1)
+        if got.shape != want.shape or not np.array_equal(got, want.astype(got.dtype)):
+            raise ContainerError(f"{reader.path}: the embedded decoder tensor '{key}' differs "
+                                 "from the model's; the file is damaged")
 
 
 def compress(project: Project, cfg: Config, resume: bool = False) -> list[CompressedFile]:

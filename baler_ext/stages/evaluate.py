@@ -136,6 +136,7 @@ def find_pairs(project: Project, cfg: Config) -> list[FilePair]:
             )
         with ContainerReader(container) as reader:
             header = reader.header
+            reader.verify_decoder()
         layout = SourceLayout.from_dict(header["layout"])
         out = output_path(project, cfg, layout, container)
         if not out.is_file():

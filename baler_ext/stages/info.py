@@ -67,6 +67,7 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
     """The info of one container (see the module docstring)."""
     with ContainerReader(path) as reader:
         header = reader.header
+        reader.verify_decoder()
         sizes = reader.section_sizes()
     by_group: dict[str, int] = {}
     for name, size in sizes.items():
