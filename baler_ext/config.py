@@ -482,7 +482,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. training.epochs")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if raw.strip()[:1] in ("[", "{", '"', "'"):  # meant as TOML: say so, no string
+            raise ConfigError(f"--set {item!r}: the value is not valid TOML ({exc})") from None
         value = raw
     return path, value
 
