@@ -23,7 +23,9 @@ The digest has three parts:
     :math:`s_{kj} = \\sum_i w_{ki}\\, x_{ij} / M_j`, :math:`w_{ki} \\sim N(0, 1)` from a
     fixed seed. Decoding on another device or BLAS moves the model's prediction in its
     last bits (the bounded mode's margins keep every value within its bound all the
-    same), so there the exact hash differs; the chunk is accepted when ``stable``
+    same), so there the exact hash differs. The header's ``decode_platform`` records
+    where compress decoded (:func:`platform_fingerprint`): on that platform the exact hash
+    must match; on another one the chunk is accepted when ``stable``
     matches and every :math:`|s'_{kj} - s_{kj}| \\le \\tau_{kj}` with
     :math:`\\tau_{kj} = (10^{-12} + n u) \\sum_i |w_{ki}|` (:math:`u = 2^{-52}`; float64
     drift of at most :math:`10^{-12} M_j` per value plus the summation error) and, for
@@ -52,14 +54,32 @@ DRIFT = 1e-12
 FLOAT32_FLIPS = 64
 
 
-def _parts(values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
+def platform_fingerprint(device: Any) -> dict[str, Any]:
+    """What a decode's last bits depend on: library versions, CPU kind and SIMD level,
+    threads, and the device (CUDA: its name). Equal fingerprints decode bit-identically."""
+    import platform
+
+    import torch
+
+    out: dict[str, Any] = {"numpy": np.__version__, "torch": torch.__version__,
+                           "machine": platform.machine(),
+                           "cpu": torch.backends.cpu.get_cpu_capability(),
+                           "threads": torch.get_num_threads(), "device": str(device)}
+    if getattr(device, "type", "") == "cuda":
+        out["device"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def _parts(chunk: int, values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
            lossless: Sequence[int]) -> tuple[bytes, bytes]:
-    """The exact and the platform-stable BLAKE2b digests."""
+    """The exact and the platform-stable BLAKE2b digests (keyed by the chunk's position,
+    so that chunks swapped consistently in the index still fail)."""
     extra = [np.ascontiguousarray(counts, "<i8").tobytes() if counts is not None else b"",
              passthrough]
-    exact = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    salt = chunk.to_bytes(8, "little", signed=True)
+    exact = hashlib.blake2b(salt, digest_size=DIGEST_SIZE)
     exact.update(np.ascontiguousarray(values, "<f8").tobytes())
-    stable = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    stable = hashlib.blake2b(salt, digest_size=DIGEST_SIZE)
     finite = np.isfinite(values)
     stable.update(np.packbits(finite).tobytes())
     stable.update(np.ascontiguousarray(values[~finite], "<f8").tobytes())
@@ -85,12 +105,14 @@ def _sketch(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s, np.stack([absw.sum(axis=1), absw.max(axis=1, initial=0.0)])
 
 
-def chunk_digest(values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
+def chunk_digest(chunk: int, values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
                  lossless: Sequence[int]) -> dict[str, Any]:
     """The digest of one decoded chunk, as stored in its header entry.
 
     Parameters
     ----------
+    chunk
+        The chunk's position in the file.
     values
         The decoded ``(rows, columns)`` float64 matrix, lossless columns filled in.
     counts
@@ -100,15 +122,20 @@ def chunk_digest(values: np.ndarray, counts: np.ndarray | None, passthrough: byt
     lossless
         Indices of the columns stored verbatim.
     """
-    exact, stable = _parts(values, counts, passthrough, lossless)
+    exact, stable = _parts(chunk, values, counts, passthrough, lossless)
     s, _ = _sketch(values)
     return {"blake2b": exact.hex(), "stable": stable.hex(),
             "sketch": base64.b64encode(np.ascontiguousarray(s, "<f8").tobytes()).decode()}
 
 
-def check_digest(recorded: dict[str, Any], values: np.ndarray, counts: np.ndarray | None,
-                 passthrough: bytes, lossless: Sequence[int], float32: Sequence[bool]) -> bool:
+def check_digest(recorded: dict[str, Any], chunk: int, values: np.ndarray,
+                 counts: np.ndarray | None, passthrough: bytes, lossless: Sequence[int],
+                 float32: Sequence[bool],
+                 strict: bool) -> bool:
     """Compare a decoded chunk with its recorded digest.
+
+    With ``strict`` (decoded on the platform that compressed the file) the values must
+    be bit-identical; otherwise they may differ within cross-platform drift.
 
     Returns
     -------
@@ -126,9 +153,12 @@ def check_digest(recorded: dict[str, Any], values: np.ndarray, counts: np.ndarra
         want_s = np.frombuffer(base64.b64decode(recorded["sketch"], validate=True), "<f8")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"its content digest is malformed ({exc!r})") from None
-    exact, stable = _parts(values, counts, passthrough, lossless)
+    exact, stable = _parts(chunk, values, counts, passthrough, lossless)
     if exact == want_exact:
         return True
+    if strict:
+        raise ValueError("its decoded values differ from those recorded at compress time, "
+                         "on the same platform")
     if stable != want_stable:
         raise ValueError("its decoded values differ from those recorded at compress time "
                          "(non-finite values, lossless columns, counts or passthrough)")

@@ -20,7 +20,7 @@ from baler_ext.codec.container import (
     ContainerReader,
     ContainerWriter,
 )
-from baler_ext.codec.digest import chunk_digest
+from baler_ext.codec.digest import chunk_digest, platform_fingerprint
 from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import ContainerError, InputDataError
 from baler_ext.io.source import Source, open_sources
@@ -113,7 +113,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
                 writer.add_bytes("passthrough", i, passthrough)
             n = len(chunk.values)
             t_check = time.perf_counter()
-            digest = decoded_digest(mode, sections, chunk.values, sorted(lossless_cols),
+            digest = decoded_digest(i, mode, sections, chunk.values, sorted(lossless_cols),
                                     norm.columns, chunk.counts, passthrough)
             check_seconds += time.perf_counter() - t_check
             chunks_meta.append({"rows": n, "entries": chunk.entries,
@@ -135,6 +135,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
                              .decode() if source.arrow_schema is not None else None),
             "rows": rows, "entries": entries, "chunks": chunks_meta,
+            "decode_platform": platform_fingerprint(device),
         }
         sizes = writer.close(header)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
@@ -151,7 +152,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     return result
 
 
-def decoded_digest(mode: modes.CompressionMode, sections: dict[str, np.ndarray],
+def decoded_digest(chunk: int, mode: modes.CompressionMode, sections: dict[str, np.ndarray],
                    values: np.ndarray, lossless: list[str], columns: list[str],
                    counts: np.ndarray | None, passthrough: bytes) -> dict:
     """Decode the sections just encoded, exactly as decompress will, and digest the result.
@@ -162,7 +163,7 @@ def decoded_digest(mode: modes.CompressionMode, sections: dict[str, np.ndarray],
     decoded = mode.decode(sections, len(values))
     idx = [columns.index(c) for c in lossless]
     decoded[:, idx] = values[:, idx]
-    return chunk_digest(decoded, counts, passthrough, idx)
+    return chunk_digest(chunk, decoded, counts, passthrough, idx)
 
 
 def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from baler_ext.codec import modes
 from baler_ext.codec.container import DIGEST_KEY, ContainerReader, decode_errors
-from baler_ext.codec.digest import check_digest
+from baler_ext.codec.digest import check_digest, platform_fingerprint
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
 from baler_ext.io.layout import SourceLayout
@@ -80,9 +80,10 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
             bar = tqdm(total=header["entries"], desc=f"decompress {container.name}",
                        unit="entry", disable=None, leave=False)
             drifted = 0
+            strict = header.get("decode_platform") == platform_fingerprint(mode.device)
             for i, meta in enumerate(header["chunks"]):
                 with decode_errors(container):
-                    values, passthrough, counts, exact = decode_chunk(reader, mode, i)
+                    values, passthrough, counts, exact = decode_chunk(reader, mode, i, strict)
                 drifted += not exact
                 writer.write(values, passthrough, counts)
                 bar.update(meta["entries"])
@@ -96,9 +97,12 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
     return out_path
 
 
-def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int
-                 ) -> tuple[np.ndarray, pa.Table, np.ndarray | None, bool]:
+def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
+                 strict: bool = True) -> tuple[np.ndarray, pa.Table, np.ndarray | None, bool]:
     """Decode chunk ``i`` and check it against its recorded content digest.
+
+    ``strict``: this is the platform that compressed the file (its header's
+    ``decode_platform``), so the values must be bit-identical.
 
     Returns the float64 matrix, the passthrough table, the counts (or None) and whether
     the values are bit-identical to those digested at compress time (False: equal
@@ -126,8 +130,8 @@ def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int
         dtypes = header.get("column_dtypes")
         dtypes = dtypes if isinstance(dtypes, dict) else {}
         try:
-            exact = check_digest(meta[DIGEST_KEY], values, counts, raw_passthrough, lossless,
-                                 [dtypes.get(c) == "float32" for c in columns])
+            exact = check_digest(meta[DIGEST_KEY], i, values, counts, raw_passthrough, lossless,
+                                 [dtypes.get(c) == "float32" for c in columns], strict)
         except ValueError as exc:
             raise ContainerError(f"{reader.path}: chunk {i}: {exc}; the file is damaged or "
                                  "was altered, recreate it with --mode compress") from None
