@@ -173,16 +173,20 @@ class ContainerWriter:
 @contextlib.contextmanager
 def decode_errors(path: Path) -> Iterator[None]:
     """Turn every exception raised while decoding ``path`` into a one-line ContainerError
-    naming it (a crafted file must never end in a traceback). Filesystem errors
-    (OSError) and the other user errors pass unchanged; so does Ctrl-C."""
+    naming it (a crafted file must never end in a traceback). Filesystem errors (an
+    OSError with an errno) pass unchanged, other user errors get the file name; Ctrl-C
+    passes."""
     try:
         yield
-    except ContainerError as exc:
+    except BalerError as exc:  # e.g. a registry's ConfigError for a crafted mode setting
         if str(path) in str(exc):
             raise
-        raise ContainerError(f"{path}: {exc}") from None
-    except (BalerError, OSError):
-        raise
+        raise type(exc)(f"{path}: {exc}") from None
+    except OSError as exc:
+        if exc.errno is not None:  # the filesystem's (full disk, permissions)
+            raise
+        raise ContainerError(f"{path}: cannot be decoded ({type(exc).__name__}: {exc}); "
+                             "the file is damaged, recreate it with --mode compress") from None
     except Exception as exc:
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise ContainerError(f"{path}: cannot be decoded ({type(exc).__name__}: {text}); the "
@@ -417,8 +421,10 @@ class ContainerReader:
                 raise self._fail(f"chunk {i} has no compressed sections")
         for chunk, total in per_chunk.items():
             if total > self.chunk_cap(chunk):
+                limit = ("its rows can need" if chunk >= 0
+                         else f"a file of {self.file_size} bytes can hold")
                 raise self._fail(f"the sections of chunk {chunk} declare {total} decoded "
-                                 f"bytes, more than its rows can need ({self.chunk_cap(chunk)})")
+                                 f"bytes, more than {limit} ({self.chunk_cap(chunk)})")
         embedded = header.get("decoder_embedded", False)
         has_decoder = any(s.name.startswith(DECODER_PREFIX) for s in self.sections)
         if bool(embedded) != has_decoder:

@@ -75,15 +75,16 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
             mode.load_header(header.get("mode_settings", {}))
             if header.get("decoder_embedded"):
                 check_embedded_decoder(reader, trained)
-        with atomic_path(out_path) as tmp:
+        # the writer follows the file's layout: its failures are the file's too (OSError,
+        # e.g. a full disk, passes unchanged)
+        with atomic_path(out_path) as tmp, decode_errors(container):
             writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema)
             bar = tqdm(total=header["entries"], desc=f"decompress {container.name}",
                        unit="entry", disable=None, leave=False)
             drifted = 0
             strict = header.get("decode_platform") == platform_fingerprint(mode.device)
             for i, meta in enumerate(header["chunks"]):
-                with decode_errors(container):
-                    values, passthrough, counts, exact = decode_chunk(reader, mode, i, strict)
+                values, passthrough, counts, exact = decode_chunk(reader, mode, i, strict)
                 drifted += not exact
                 writer.write(values, passthrough, counts)
                 bar.update(meta["entries"])
