@@ -87,7 +87,7 @@ def describe_os_error(exc: OSError) -> str:
     elif exc.errno is not None:
         reason = exc.strerror or os.strerror(exc.errno)
     else:
-        text = (str(exc).strip().splitlines() or [""])[0][:300]
+        text = " ".join(str(exc).split())[:300]
         reason = (f"{text} (a truncated or damaged file?)" if text
                   else "the file is truncated or damaged")
     return f"{where}: {reason}" if where else reason

@@ -165,6 +165,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # a bare write() error (ENOSPC)
+            raise type(exc)(exc.errno, exc.strerror, str(final)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
