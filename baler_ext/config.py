@@ -554,7 +554,14 @@ def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     apply_overrides(raw, overrides)
-    return config_from_dict(raw, str(path), source=path.resolve())
+    try:
+        return config_from_dict(raw, str(path), source=path.resolve())
+    except ConfigError as exc:  # a bad key given with --set is the --set's fault, not the file's
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            if f"'{key}'" in str(exc) or f"unknown section [{key.split('.')[0]}]" in str(exc):
+                raise ConfigError(str(exc).replace(f"{path}:", f"--set {item!r}:", 1)) from None
+        raise
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -354,3 +354,18 @@ def test_embedded_decoder_is_verified_by_info_and_decompress(projects, caplog):
     with caplog.at_level(logging.ERROR):
         assert cli(projects, "fuzz", "decompress") == ContainerError.exit_code
     assert "embedded decoder" in caplog.text
+
+
+def test_typo_in_set_blames_the_set_not_the_file(tmp_path):
+    from baler_ext.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text("[training]\nepochs = 1\n")
+    with pytest.raises(ConfigError, match=r"^--set 'training.epoch=3': unknown key") as exc:
+        load_config(path, ["training.epoch=3"])
+    assert "epochs" in str(exc.value)  # the suggestion
+    with pytest.raises(ConfigError, match=r"^--set 'trainin.epochs=3': unknown section"):
+        load_config(path, ["trainin.epochs=3"])
+    path.write_text("[training]\nepoch = 1\n")  # a typo in the file still names the file
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path, ["training.seed=3"])

@@ -25,7 +25,7 @@ from baler_ext.analysis import (
     fit_peak,
     write_report,
 )
-from baler_ext.codec.container import ContainerReader
+from baler_ext.codec.container import ContainerReader, decode_errors
 from baler_ext.config import Config
 from baler_ext.errors import ConfigError, FitError
 from baler_ext.io.layout import SourceLayout
@@ -52,7 +52,7 @@ def sample_pairs(project: Project, cfg: Config) -> list[tuple[Path, Path]]:
     for src in resolve_inputs(cfg):
         container = project.dir("compressed") / f"{src.stem}{CONTAINER_SUFFIX}"
         require_stage_output(container, "compress", project.name, f"compressed file of {src.name}")
-        with ContainerReader(container) as reader:
+        with ContainerReader(container) as reader, decode_errors(container):
             layout = SourceLayout.from_dict(reader.header["layout"])
         restored = output_path(project, cfg, layout, container)
         require_stage_output(restored, "decompress", project.name,

@@ -128,11 +128,9 @@ def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
                        else b"")
     exact = True
     if DIGEST_KEY in meta:
-        dtypes = header.get("column_dtypes")
-        dtypes = dtypes if isinstance(dtypes, dict) else {}
         try:
             exact = check_digest(meta[DIGEST_KEY], i, values, counts, raw_passthrough, lossless,
-                                 [dtypes.get(c) == "float32" for c in columns], strict)
+                                 strict)
         except ValueError as exc:
             raise ContainerError(f"{reader.path}: chunk {i}: {exc}; the file is damaged or "
                                  "was altered, recreate it with --mode compress") from None
