@@ -54,9 +54,12 @@ def test_no_traceback_and_no_wrong_decode(fuzz_result):
 
 
 def test_memory_bombs_refused_within_bounded_memory(fuzz_result):
-    bombs = fuzz_result["memory"]
+    control, *bombs = fuzz_result["memory"]
+    assert control["outcome"] == "identical"
+    assert control["peak_traced_mb"] > 0.05  # the measurement sees a real decode
     assert len(bombs) >= 9
     for bomb in bombs:
         assert bomb["outcome"] == "error", bomb
         limit_mb = 20 * bomb["file_bytes"] / 2**20 + 200
         assert bomb["peak_rss_growth_mb"] < limit_mb, bomb
+        assert bomb["peak_traced_mb"] < limit_mb, bomb
