@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -70,26 +71,58 @@ KINDS = ("flip", "truncate", "append", "index", "content", "swap", "remove")
 # --------------------------------------------------------------------------- the project
 
 
-def build_project(root: Path, rows: int = 1500) -> Path:
-    """Train and compress a small bounded-mode project under ``root``; return the
-    ``projects`` folder."""
+VARIANTS = ("bounded", "latent-jagged")
+
+
+def _write_inputs(root: Path, variant: str, rows: int) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    rng = np.random.default_rng(3)
+    if variant == "bounded":
+        data = root / "jets.parquet"
+        pq.write_table(pa.table({
+            "event": pa.array(np.arange(rows), pa.int32()),
+            "pt": rng.exponential(100, rows) + 300, "eta": rng.uniform(-2.4, 2.4, rows),
+            "mass": rng.normal(172, 15, rows),
+            "frac": pa.array(rng.uniform(0, 1, rows).astype(np.float32))}), data)
+        return data
+    import awkward as ak
+    import uproot
+
+    data = root / "jets.root"
+    counts = rng.integers(0, 5, rows)  # jets per event, some events without any
+    n = int(counts.sum())
+    jets = ak.zip({"pt": ak.unflatten(rng.exponential(50, n) + 20, counts),
+                   "eta": ak.unflatten(rng.uniform(-2.4, 2.4, n), counts),
+                   "mass": ak.unflatten(rng.normal(10, 3, n).astype(np.float32), counts)})
+    with uproot.recreate(data) as f:  # mktree: a TTree (nJet + Jet_*), not an RNTuple
+        f.mktree("Events", {"Jet": jets.type.content, "run": np.int32})
+        f["Events"].extend({"Jet": jets, "run": rng.integers(1, 4, rows).astype(np.int32)})
+    return data
+
+
+def build_project(root: Path, rows: int = 1500, variant: str = "bounded") -> Path:
+    """Train and compress a small project under ``root``; return the ``projects`` folder.
+
+    ``bounded``: a flat Parquet table (a float32 column, an integer passthrough column)
+    in bounded mode with the decoder embedded; ``latent-jagged``: a ROOT jet collection
+    (counts, events without jets) in latent mode, decompressed to Parquet.
+    """
     from baler_ext.cli import main
     from baler_ext.config import toml_value
 
-    rng = np.random.default_rng(3)
-    data = root / "jets.parquet"
-    pt = rng.exponential(100, rows) + 300
-    pq.write_table(pa.table({
-        "event": pa.array(np.arange(rows), pa.int32()), "pt": pt,
-        "eta": rng.uniform(-2.4, 2.4, rows), "mass": rng.normal(172, 15, rows),
-        "frac": pa.array(rng.uniform(0, 1, rows).astype(np.float32))}), data)
-    sections = {"data": {"input": [str(data)], "chunk_size": rows // 3},
-                "model": {"hidden": [8], "latent_dim": 2},
-                "training": {"epochs": 1, "seed": 1, "early_stopping_patience": 0},
-                "compression": {"mode": "bounded", "embed_decoder": True}}
+    root.mkdir(parents=True, exist_ok=True)
+    data = _write_inputs(root, variant, rows)
+    sections: dict[str, dict[str, Any]] = {
+        "data": {"input": [str(data)], "chunk_size": rows // 3},
+        "model": {"hidden": [8], "latent_dim": 2},
+        "training": {"epochs": 1, "seed": 1, "early_stopping_patience": 0},
+        "compression": {"mode": "bounded", "embed_decoder": True}}
+    if variant == "latent-jagged":
+        sections["data"].update(tree="Events", columns=["Jet_*"])
+        sections["compression"] = {"mode": "latent"}
+        sections["output"] = {"format": "parquet"}
     folder = root / "projects" / PROJECT
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -375,6 +408,7 @@ class Runner:
         self.cfg = load_config(self.project.config_path)
         self.trained = load_model(self.project.dir("model"))
         self.original = (self.project.dir("compressed") / "jets.baler").read_bytes()
+        self.variant = "latent-jagged" if self.cfg.compression.mode == "latent" else "bounded"
         self.workdir = workdir
         self.container = workdir / "jets.baler"
         self.reference = None
@@ -425,6 +459,7 @@ def peak_rss_mb() -> float:
 def fuzz(projects: Path, cases: int, seed: int, with_bombs: bool = True) -> dict[str, Any]:
     """Run ``cases`` random cases (spread over :data:`KINDS`) and the bombs."""
     logging.getLogger().setLevel(logging.ERROR)
+    warnings.simplefilter("ignore", RuntimeWarning)  # numpy on crafted numbers
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(projects, Path(tmp))
@@ -460,7 +495,8 @@ def fuzz(projects: Path, cases: int, seed: int, with_bombs: bool = True) -> dict
                 if outcome in ("wrong", "traceback"):
                     bad.append({"kind": "bomb", "case": what, "outcome": outcome,
                                 "detail": detail})
-    return {"cases": cases, "seed": seed, "container_bytes": len(data),
+    return {"variant": runner.variant, "cases": cases, "seed": seed,
+            "container_bytes": len(data),
             "seconds": seconds, "counts": {f"{k}/{o}": v for (k, o), v in sorted(counts.items())},
             "bad": bad, "memory": memory, "baseline_peak_rss_mb": peak_rss_mb()}
 
@@ -468,8 +504,8 @@ def fuzz(projects: Path, cases: int, seed: int, with_bombs: bool = True) -> dict
 def report_md(result: dict[str, Any]) -> str:
     kinds = [*KINDS, "bomb"]
     outcomes = ("identical", "error", "wrong", "traceback")
-    lines = [f"# Container fuzzing ({result['cases']} random cases + "
-             f"{max(len(result['memory']) - 1, 0)} memory bombs, seed {result['seed']})", "",
+    lines = [f"## {result.get('variant', 'bounded')}: {result['cases']} random cases + "
+             f"{max(len(result['memory']) - 1, 0)} memory bombs, seed {result['seed']}", "",
              f"Container of {result['container_bytes']} bytes; "
              f"{result['seconds']:.1f} s for the random cases on "
              f"{platform.machine()} with {os.cpu_count()} cores (shared, loaded).", "",
@@ -501,19 +537,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--projects", type=Path, default=None,
                         help="an already built fuzz project folder (default: build one)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="the projects to build and fuzz (ignored with --projects)")
     parser.add_argument("--no-bombs", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS_fuzz.json")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        projects = args.projects or build_project(Path(tmp))
-        result = fuzz(projects, args.cases, args.seed, not args.no_bombs)
-    args.out.write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text(report_md(result))
-    print(report_md(result))
-    return 0 if not result["bad"] else 1
+        if args.projects is not None:
+            results.append(fuzz(args.projects, args.cases, args.seed, not args.no_bombs))
+        for variant in [] if args.projects is not None else args.variants:
+            projects = build_project(Path(tmp) / variant, variant=variant)
+            results.append(fuzz(projects, args.cases, args.seed, not args.no_bombs))
+    args.out.write_text(json.dumps(results if len(results) > 1 else results[0], indent=1))
+    text = "# Container fuzzing (issue 15)\n\n" + "\n".join(report_md(r) for r in results)
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0 if not any(r["bad"] for r in results) else 1
 
 
 if __name__ == "__main__":

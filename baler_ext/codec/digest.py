@@ -11,12 +11,14 @@ The digest has three parts:
 
 ``blake2b``
     BLAKE2b-128 (:func:`hashlib.blake2b`) of the decoded float64 matrix (lossless
-    columns included), the chunk's ``counts`` and ``passthrough`` bytes. On the machine
+    columns included), the chunk's ``counts`` and ``passthrough`` bytes and the header
+    entries that shape the output (:func:`output_context`: names, dtypes, layout). On the machine
     and library versions that compressed the file the decode is bit-identical, and this
     is the whole check.
 ``stable``
     BLAKE2b-128 of what is bit-identical on *every* platform: which values are finite,
-    the non-finite values, the lossless columns, ``counts`` and ``passthrough``.
+    the non-finite values, the lossless columns, ``counts``, ``passthrough`` and the
+    output context.
 ``sketch``
     Two random projections per column of the finite values scaled by the column's
     largest magnitude :math:`M_j`:
@@ -44,7 +46,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,8 +65,14 @@ SUM_ERROR = 1e-12
 
 
 def platform_fingerprint(device: Any) -> dict[str, Any]:
-    """What a decode's last bits depend on: library versions, CPU kind and SIMD level,
-    threads, and the device (CUDA: its name). Equal fingerprints decode bit-identically."""
+    """What a decode's last bits depend on: library versions, CPU kind and SIMD level and
+    the device (CUDA: its name). Equal fingerprints decode bit-identically.
+
+    The thread count is left out: it would make containers written by dask workers
+    (one thread each) differ from local ones. On the 78,238 shared jets, latent,
+    bounded-with-latent and model-free decodes with 1 and 2 threads were bit-identical;
+    should another BLAS split its sums by thread, the strict check fails loudly.
+    """
     import platform
 
     import torch
@@ -71,18 +80,29 @@ def platform_fingerprint(device: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"numpy": np.__version__, "torch": torch.__version__,
                            "machine": platform.machine(),
                            "cpu": torch.backends.cpu.get_cpu_capability(),
-                           "threads": torch.get_num_threads(), "device": str(device)}
+                           "device": str(device)}
     if getattr(device, "type", "") == "cuda":
         out["device"] = torch.cuda.get_device_name(device)
     return out
 
 
+#: header keys that shape the output file (names, dtypes, structure) besides the values
+OUTPUT_KEYS = ("columns", "column_dtypes", "layout", "arrow_schema")
+
+
+def output_context(header: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of what the header says the output looks like (:data:`OUTPUT_KEYS`);
+    part of every chunk's digest, so that a renamed branch or changed dtype fails too."""
+    return json.dumps({k: header.get(k) for k in OUTPUT_KEYS}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
 def _parts(chunk: int, values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
-           lossless: Sequence[int]) -> tuple[bytes, bytes]:
+           lossless: Sequence[int], context: bytes = b"") -> tuple[bytes, bytes]:
     """The exact and the platform-stable BLAKE2b digests (keyed by the chunk's position,
     so that chunks swapped consistently in the index still fail)."""
     extra = [np.ascontiguousarray(counts, "<i8").tobytes() if counts is not None else b"",
-             passthrough]
+             passthrough, context]
     salt = chunk.to_bytes(8, "little", signed=True)
     exact = hashlib.blake2b(salt, digest_size=DIGEST_SIZE)
     exact.update(np.ascontiguousarray(values, "<f8").tobytes())
@@ -112,7 +132,7 @@ def _sketch(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def chunk_digest(chunk: int, values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
-                 lossless: Sequence[int]) -> dict[str, Any]:
+                 lossless: Sequence[int], context: bytes = b"") -> dict[str, Any]:
     """The digest of one decoded chunk, as stored in its header entry.
 
     Parameters
@@ -127,8 +147,10 @@ def chunk_digest(chunk: int, values: np.ndarray, counts: np.ndarray | None, pass
         The bytes of its ``passthrough`` section (empty when it has none).
     lossless
         Indices of the columns stored verbatim.
+    context
+        :func:`output_context` of the file's header.
     """
-    exact, stable = _parts(chunk, values, counts, passthrough, lossless)
+    exact, stable = _parts(chunk, values, counts, passthrough, lossless, context)
     s, _ = _sketch(values)
     return {"blake2b": exact.hex(), "stable": stable.hex(),
             "sketch": base64.b64encode(np.ascontiguousarray(s, "<f8").tobytes()).decode()}
@@ -136,7 +158,7 @@ def chunk_digest(chunk: int, values: np.ndarray, counts: np.ndarray | None, pass
 
 def check_digest(recorded: dict[str, Any], chunk: int, values: np.ndarray,
                  counts: np.ndarray | None, passthrough: bytes, lossless: Sequence[int],
-                 strict: bool) -> bool:
+                 strict: bool, context: bytes = b"") -> bool:
     """Compare a decoded chunk with its recorded digest.
 
     With ``strict`` (decoded on the platform that compressed the file) the values must
@@ -158,7 +180,7 @@ def check_digest(recorded: dict[str, Any], chunk: int, values: np.ndarray,
         want_s = np.frombuffer(base64.b64decode(recorded["sketch"], validate=True), "<f8")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"its content digest is malformed ({exc!r})") from None
-    exact, stable = _parts(chunk, values, counts, passthrough, lossless)
+    exact, stable = _parts(chunk, values, counts, passthrough, lossless, context)
     if exact == want_exact:
         return True
     if strict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,7 @@ from baler_ext.codec.container import (
     ContainerReader,
     ContainerWriter,
 )
-from baler_ext.codec.digest import chunk_digest, platform_fingerprint
+from baler_ext.codec.digest import chunk_digest, output_context, platform_fingerprint
 from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import ContainerError, InputDataError
 from baler_ext.io.source import Source, open_sources
@@ -88,6 +89,13 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     rows = entries = 0
     decoder_bytes = 0
     check_seconds = 0.0
+    output = {  # the header entries that shape the output file (part of each digest)
+        "columns": norm.columns, "column_dtypes": column_dtypes,
+        "layout": source.layout.to_dict(),
+        "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
+                         .decode() if source.arrow_schema is not None else None)}
+    output = json.loads(json.dumps(output))  # as a reader will see it
+    context = output_context(output)
     with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
         writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
         if cfg.compression.embed_decoder:
@@ -114,7 +122,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             n = len(chunk.values)
             t_check = time.perf_counter()
             digest = decoded_digest(i, mode, sections, chunk.values, sorted(lossless_cols),
-                                    norm.columns, chunk.counts, passthrough)
+                                    norm.columns, chunk.counts, passthrough, context)
             check_seconds += time.perf_counter() - t_check
             chunks_meta.append({"rows": n, "entries": chunk.entries,
                                 "lossless": sorted(lossless_cols), DIGEST_KEY: digest})
@@ -127,13 +135,10 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             "mode": mode.name, "mode_settings": mode.header(), "features": mode.features(),
             "model": {"hash": trained.hash, "name": trained.meta["arch"]["name"],
                       "latent_dim": trained.meta["arch"]["latent_dim"]},
-            "columns": norm.columns, "column_dtypes": column_dtypes,
+            **output,
             "decoder_embedded": bool(cfg.compression.embed_decoder),
             "compression": asdict(cfg.compression),
             "normaliser": norm.to_dict(),
-            "layout": source.layout.to_dict(),
-            "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
-                             .decode() if source.arrow_schema is not None else None),
             "rows": rows, "entries": entries, "chunks": chunks_meta,
             "decode_platform": platform_fingerprint(device),
         }
@@ -154,7 +159,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
 
 def decoded_digest(chunk: int, mode: modes.CompressionMode, sections: dict[str, np.ndarray],
                    values: np.ndarray, lossless: list[str], columns: list[str],
-                   counts: np.ndarray | None, passthrough: bytes) -> dict:
+                   counts: np.ndarray | None, passthrough: bytes, context: bytes) -> dict:
     """Decode the sections just encoded, exactly as decompress will, and digest the result.
 
     The chunk's header entry records it (:mod:`baler_ext.codec.digest`); decompress
@@ -163,7 +168,7 @@ def decoded_digest(chunk: int, mode: modes.CompressionMode, sections: dict[str, 
     decoded = mode.decode(sections, len(values))
     idx = [columns.index(c) for c in lossless]
     decoded[:, idx] = values[:, idx]
-    return chunk_digest(chunk, decoded, counts, passthrough, idx)
+    return chunk_digest(chunk, decoded, counts, passthrough, idx, context)
 
 
 def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from baler_ext.codec import modes
 from baler_ext.codec.container import DIGEST_KEY, ContainerReader, decode_errors
-from baler_ext.codec.digest import check_digest, platform_fingerprint
+from baler_ext.codec.digest import check_digest, output_context, platform_fingerprint
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
 from baler_ext.io.layout import SourceLayout
@@ -130,7 +130,7 @@ def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
     if DIGEST_KEY in meta:
         try:
             exact = check_digest(meta[DIGEST_KEY], i, values, counts, raw_passthrough, lossless,
-                                 strict)
+                                 strict, output_context(header))
         except ValueError as exc:
             raise ContainerError(f"{reader.path}: chunk {i}: {exc}; the file is damaged or "
                                  "was altered, recreate it with --mode compress") from None

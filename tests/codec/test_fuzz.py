@@ -2,11 +2,12 @@
 
 The engine is ``benchmarks/fuzz_containers.py`` (its longer run is quoted in
 ``benchmarks/RESULTS_fuzz.md``). It runs in a subprocess so that its peak memory is its
-own: 350 random cases (byte flips, truncations, appended bytes, crafted index fields and
-section contents with recomputed CRCs, swapped and removed entries) and the memory
-bombs (declared rows of 2e7 and 1e12, 3 GiB zstd frames in a small file). Required: no
-traceback, no decode that differs from the original with exit 0, and the peak memory
-of every bomb below 20x the file size + 200 MB.
+own: for each of two projects, 280 random cases (byte flips, truncations, appended
+bytes, crafted index fields and section contents with recomputed CRCs, swapped and
+removed entries) and the memory bombs (declared rows of 2e7 and 1e12, 3 GiB zstd
+frames in a small file). Required: no traceback, no decode that differs from the
+original with exit 0, and the peak memory of every bomb below 20x the file size +
+200 MB.
 """
 
 from __future__ import annotations
@@ -22,24 +23,30 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-CASES = 350
+CASES = 280  # per project variant
 
 
 @pytest.fixture(scope="module")
-def fuzz_result(tmp_path_factory) -> dict:
-    from benchmarks.fuzz_containers import build_project
-
-    root = tmp_path_factory.mktemp("fuzz")
-    projects = build_project(root)
-    out = root / "fuzz.json"
+def fuzz_results(tmp_path_factory) -> list[dict]:
+    """The engine's report for both project variants: bounded mode on a flat table
+    (float32 column, passthrough, embedded decoder) and latent mode on a jagged ROOT
+    collection (counts, events without jets)."""
+    out = tmp_path_factory.mktemp("fuzz") / "fuzz.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.fuzz_containers", "--projects",
-                           str(projects), "--cases", str(CASES), "--seed", "0", "--out",
-                           str(out)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.fuzz_containers", "--variants",
+                           "bounded", "latent-jagged", "--cases", str(CASES), "--seed", "0",
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert out.is_file(), proc.stderr[-3000:]
-    return json.loads(out.read_text())
+    results = json.loads(out.read_text())
+    assert [r["variant"] for r in results] == ["bounded", "latent-jagged"]
+    return results
+
+
+@pytest.fixture(params=[0, 1], ids=["bounded", "latent-jagged"])
+def fuzz_result(request, fuzz_results) -> dict:
+    return fuzz_results[request.param]
 
 
 def test_no_traceback_and_no_wrong_decode(fuzz_result):
