@@ -208,7 +208,8 @@ def check_embedded_decoder(reader: ContainerReader, trained: TrainedModel) -> No
                              "the model's; the file is damaged")
     for key, want in state.items():
         got = reader.read_array(f"{DECODER_PREFIX}{key}", -1)
-        if got.shape != want.shape or not np.array_equal(got, want.astype(got.dtype)):
+        if got.shape != want.shape or got.dtype != want.dtype.newbyteorder("<") \
+                or not np.array_equal(got, want):
             raise ContainerError(f"{reader.path}: the embedded decoder tensor '{key}' differs "
                                  "from the model's; the file is damaged")
 
