@@ -11,9 +11,12 @@ Layout (all integers little-endian; specified in ``docs/FORMAT.md``)::
 
 Every section entry records its offset, length, CRC-32 of the compressed frame,
 and for arrays the dtype and shape. A reader checks the magic numbers, the format
-version, the trailer, the index CRC and, for each section it decodes, the CRC and
-the zstd checksum: a flipped byte or a truncated file raises
-:class:`~baler_ext.errors.ContainerError`; it is never decoded into garbage.
+version and flags, the trailer, the index CRC, then validates the whole index against
+its schema and caps (``docs/FORMAT.md``, "Validation") before anything the file
+declares is allocated, and for each section it decodes the CRC, the frame's declared
+size and the zstd checksum: a flipped byte, a truncated or a crafted file raises
+:class:`~baler_ext.errors.ContainerError`. Each chunk's header entry also carries a
+digest of its decoded values (:mod:`baler_ext.codec.digest`), which decompress checks.
 Nothing is pickled: arrays are raw little-endian bytes.
 """
 
@@ -36,10 +39,6 @@ import zstandard
 from baler_ext.errors import BalerError, ContainerError
 
 log = logging.getLogger(__name__)
-
-
-def _cap(length: int, expansion: int, slack: int) -> int:
-    return length * expansion + slack
 
 MAGIC = b"BALEREXT"
 END_MAGIC = b"BALEREND"
@@ -80,6 +79,10 @@ _SECTION_KEYS = frozenset({"name", "chunk", "offset", "length", "crc32", "raw_si
 _SECTION_REQUIRED = frozenset({"name", "chunk", "offset", "length", "crc32", "raw_size"})
 _PREAMBLE = struct.Struct("<8sHHI")
 _TRAILER = struct.Struct("<QII8s")
+
+
+def _cap(length: int, expansion: int, slack: int) -> int:
+    return length * expansion + slack
 
 
 @dataclass
@@ -219,7 +222,6 @@ class ContainerReader:
         except BaseException:
             self._fh.close()
             raise
-        self._dctx = zstandard.ZstdDecompressor()
 
     def _fail(self, what: str) -> ContainerError:
         return ContainerError(f"{self.path}: {what}; the file is damaged, recreate it with "
