@@ -16,7 +16,7 @@ from pathlib import Path
 
 from baler_ext import __version__
 from baler_ext.console import setup_logging, terminal
-from baler_ext.errors import BalerError, ConfigError
+from baler_ext.errors import FILESYSTEM_EXIT, BalerError, ConfigError, describe_os_error
 from baler_ext.stages import STAGES
 
 log = logging.getLogger("baler_ext")
@@ -119,8 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BalerError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    # --- filesystem errors and Ctrl-C: one line, no traceback (outputs are written to a
+    # temporary name and renamed when complete, so nothing half-written is left)
+    except OSError as exc:
+        log.error("%s", describe_os_error(exc))
+        return FILESYSTEM_EXIT
     except KeyboardInterrupt:
-        log.error("interrupted")
+        resumable = args.workflow is None and args.mode in ("train", "compress", "decompress")
+        log.error("interrupted%s", f"; rerun with --resume to continue where --mode "
+                  f"{args.mode} stopped" if resumable else "")
         return 130
     return 0
 

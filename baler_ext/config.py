@@ -644,7 +644,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. training.epochs")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if raw.strip()[:1] in ("[", "{", '"', "'"):  # meant as TOML: say so, no string
+            raise ConfigError(f"--set {item!r}: the value is not valid TOML ({exc})") from None
         value = raw
     return path, value
 
@@ -736,8 +738,15 @@ def load_config(path: Path, overrides: typing.Sequence[str] = (),
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     apply_overrides(raw, overrides)
-    return config_from_dict(raw, str(path), source=path.resolve(),
-                            defer_analysis=defer_analysis)
+    try:
+        return config_from_dict(raw, str(path), source=path.resolve(),
+                                defer_analysis=defer_analysis)
+    except ConfigError as exc:  # a bad key given with --set is the --set's fault, not the file's
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            if f"'{key}'" in str(exc) or f"unknown section [{key.split('.')[0]}]" in str(exc):
+                raise ConfigError(str(exc).replace(f"{path}:", f"--set {item!r}:", 1)) from None
+        raise
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

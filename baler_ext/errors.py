@@ -6,6 +6,9 @@ what to do. The CLI prints it without a traceback and exits with ``exit_code``.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class BalerError(Exception):
     """Base class of every user-facing error of baler_ext."""
@@ -23,6 +26,10 @@ class ProjectError(BalerError):
     """The project folder is missing, exists already, or lacks a stage's output."""
 
     exit_code = 3
+
+
+class ModelError(ProjectError):
+    """The project's trained model files are missing pieces or unreadable (retrain)."""
 
 
 class InputDataError(BalerError):
@@ -47,3 +54,40 @@ class FitError(BalerError):
     """A physics fit failed or its configuration cannot be fitted."""
 
     exit_code = 7
+
+
+#: exit code of a filesystem error (disk full, read-only folder, unreadable file)
+FILESYSTEM_EXIT = 9
+
+_OS_REASONS: dict[int, str] = {
+    errno.ENOSPC: "the disk is full (no space left on device); free space or write to "
+                  "another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free space or write to another disk",
+    errno.EROFS: "the filesystem is read-only; write to a writable folder",
+    errno.EACCES: "permission denied; check the permissions or write to another folder",
+    errno.EPERM: "operation not permitted; check the permissions or write to another folder",
+    errno.EIO: "an input/output error (failing disk or network filesystem?)",
+    errno.ENOENT: "no such file or folder",
+    errno.EISDIR: "a folder where a file was expected",
+    errno.ENOTDIR: "a file where a folder was expected",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a filesystem error: the path(s) and the reason, with what to do.
+
+    An OSError without an errno (e.g. a reader hitting the end of a half-written file)
+    is reported as a truncated or damaged input.
+    """
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(paths)
+    if exc.errno in _OS_REASONS:
+        reason = _OS_REASONS[exc.errno]
+    elif exc.errno is not None:
+        reason = exc.strerror or os.strerror(exc.errno)
+    else:
+        text = " ".join(str(exc).split())[:300]
+        reason = (f"{text} (a truncated or damaged file?)" if text
+                  else "the file is truncated or damaged")
+    return f"{where}: {reason}" if where else reason

@@ -26,7 +26,7 @@ import numpy as np
 from baler_ext import __version__
 from baler_ext.codec.probability.learned import LearnedModel
 from baler_ext.config import ModelConfig, build_section
-from baler_ext.errors import ContainerError
+from baler_ext.errors import BalerError, ContainerError, ModelError
 from baler_ext.normalise import Normaliser
 from baler_ext.project import atomic_path
 
@@ -145,7 +145,7 @@ def archive_model(directory: Path, keep_if: str = "") -> Path | None:
     """
     if not (directory / MODEL_JSON).is_file():
         return None
-    old_hash = json.loads((directory / MODEL_JSON).read_text())["hash"]
+    old_hash = read_meta(directory)["hash"]
     target = directory / ARCHIVE / old_hash
     if old_hash == keep_if or (target / MODEL_JSON).is_file():
         return None
@@ -166,7 +166,7 @@ def model_dir_for(directory: Path, model_hash: str) -> Path:
         When neither the project's model nor an archived one has that hash.
     """
     if (directory / MODEL_JSON).is_file():
-        if json.loads((directory / MODEL_JSON).read_text())["hash"] == model_hash:
+        if read_meta(directory)["hash"] == model_hash:
             return directory
     archived = directory / ARCHIVE / model_hash
     if (archived / MODEL_JSON).is_file():
@@ -191,10 +191,53 @@ def load_learned(directory: Path) -> LearnedModel | None:
     return LearnedModel.from_parts(meta, arrays)
 
 
+def _unreadable(directory: Path, exc: BaseException) -> ModelError:
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    return ModelError(f"{directory}: the trained model cannot be read ({type(exc).__name__}"
+                      f"{': ' + text if text else ''}); retrain it with --mode train")
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``model.json`` of the model in ``directory``.
+
+    Raises
+    ------
+    ModelError
+        When it is not JSON or lacks the model hash.
+    """
+    try:
+        meta = json.loads((directory / MODEL_JSON).read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("hash"), str):
+            raise ValueError(f"{MODEL_JSON} has no model hash")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _unreadable(directory, exc) from None
+    return meta
+
+
 def load_model(directory: Path) -> TrainedModel:
-    """Load a model saved by :func:`save_model` (no pickle: ``weights_only=True``); the
-    autoencoder itself is loaded on first use."""
-    meta = json.loads((directory / MODEL_JSON).read_text())
+    """Load a model saved by :func:`save_model` (no pickle: ``weights_only=True``).
+
+    Raises
+    ------
+    ModelError
+        When a model file is missing, damaged, or not what ``model.json`` describes
+        (e.g. a pickle payload as ``weights.pt``: ``weights_only`` refuses it unexecuted).
+    """
+    try:
+        return _load_model(directory)
+    except (BalerError, KeyboardInterrupt):
+        raise
+    except FileNotFoundError as exc:
+        raise ModelError(f"{exc.filename or directory}: missing from the trained model; "
+                         "retrain it with --mode train") from None
+    except OSError:  # permissions, I/O: reported with the path at the CLI boundary
+        raise
+    except Exception as exc:  # any failure to rebuild the model
+        raise _unreadable(directory, exc) from None
+
+
+def _load_model(directory: Path) -> TrainedModel:
+    meta = read_meta(directory)
     arch = meta["arch"]
     cfg = build_section(ModelConfig, {k: arch[k] for k in
                                       ("name", "hidden", "activation", "options", "dtype")},

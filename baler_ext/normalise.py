@@ -65,12 +65,22 @@ class Normaliser:
             )
         idx = [i for i, c in enumerate(columns) if c not in constants]
         x = values[:, idx]
-        if method == "standard":
-            shift, scale = x.mean(axis=0), x.std(axis=0)
-        elif method == "minmax":
-            shift, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
-        else:
-            raise ValueError(f"unknown normalisation {method!r}")
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: reported below
+            if method == "standard":
+                shift, scale = x.mean(axis=0), x.std(axis=0)
+            elif method == "minmax":
+                shift, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+            else:
+                raise ValueError(f"unknown normalisation {method!r}")
+            bad = [columns[i] for i, s, k in zip(idx, shift, scale, strict=True)
+                   if not (np.isfinite(s) and np.isfinite(k) and k > 0)]
+        if bad:
+            from baler_ext.errors import InputDataError
+
+            raise InputDataError(
+                f"the {method} normalisation of {', '.join(bad)} overflows float64 (values "
+                "near 1e300?); rescale those columns, exclude them (data.exclude) or list "
+                "them in data.passthrough to store them losslessly")
         return cls(list(columns), method, shift.tolist(), scale.tolist(), constants)
 
     def transform(self, values: np.ndarray) -> np.ndarray:

@@ -112,12 +112,29 @@ def _check(node: ast.AST, expr: str) -> None:
         raise _reject(expr, f"'{type(node).__name__}' syntax")
 
 
+#: deepest nesting of a selection expression (operators, calls, parentheses); the checker
+#: and the interpreter recurse once per level, so deeper cuts would hit Python's recursion
+#: limit (``~~~...pt``)
+MAX_DEPTH = 100
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth of ``tree``, measured without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 @functools.lru_cache(maxsize=256)
 def _parse(expr: str) -> ast.Expression:
     if not isinstance(expr, str) or not expr.strip():
         raise ConfigError(f"selection {expr!r} is empty; write a cut such as 'pt > 400'")
     if len(expr) > 1000:
         raise ConfigError("a selection expression is longer than 1000 characters; split it")
+    tree: ast.Expression | None
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
@@ -125,6 +142,11 @@ def _parse(expr: str) -> ast.Expression:
             f"selection '{expr}' is not a valid expression ({exc.msg}); "
             "write a cut such as 'pt > 400' or 'abs(eta) < 2'"
         ) from None
+    except (RecursionError, MemoryError):  # the parser's own nesting limit
+        tree = None
+    if tree is None or _depth(tree) > MAX_DEPTH:
+        raise ConfigError(f"selection '{expr[:40]}...' nests deeper than {MAX_DEPTH} levels; "
+                          "write it flatter (e.g. without repeated ~ or parentheses)")
     _check(tree, expr)
     return tree
 

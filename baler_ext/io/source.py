@@ -38,14 +38,19 @@ def resolve_inputs(cfg: Config) -> list[Path]:
         pattern = Path(item).expanduser()
         if not pattern.is_absolute():
             pattern = cfg.base_dir / pattern
-        if any(ch in item for ch in "*?["):
+        # an existing file wins over a glob reading of its name (``jets [1].parquet``)
+        if any(ch in item for ch in "*?[") and not pattern.is_file():
             matched = sorted(Path(p) for p in glob.glob(str(pattern)))
             if not matched:
                 raise InputDataError(f"data.input: the pattern {pattern} matches no file")
             files.extend(matched)
         else:
+            if pattern.is_dir():
+                raise InputDataError(f"{pattern} is a folder, not a file; list its files in "
+                                     f"data.input, e.g. '{Path(item) / '*.root'}'")
             if not pattern.is_file():
-                raise InputDataError(f"{pattern}: file not found; check data.input")
+                raise InputDataError(f"{pattern}: file not found; check data.input (relative "
+                                     f"paths are relative to the config's folder {cfg.base_dir})")
             files.append(pattern)
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):

@@ -39,7 +39,7 @@ from baler_ext.analysis.bootstrap import (
 from baler_ext.analysis.mass import analysis_values_and_keys
 from baler_ext.analysis.quality import suggest_shapes
 from baler_ext.analysis.tagger import TaggerShifts, tagger_arrays, tagger_verdict
-from baler_ext.codec.container import ContainerReader
+from baler_ext.codec.container import ContainerReader, decode_errors
 from baler_ext.config import Config
 from baler_ext.console import report
 from baler_ext.errors import ConfigError, FitError, InputDataError
@@ -67,7 +67,7 @@ def sample_pairs(project: Project, cfg: Config) -> list[tuple[Path, Path]]:
     for src in resolve_inputs(cfg):
         container = project.dir("compressed") / f"{src.stem}{CONTAINER_SUFFIX}"
         require_stage_output(container, "compress", project.name, f"compressed file of {src.name}")
-        with ContainerReader(container) as reader:
+        with ContainerReader(container) as reader, decode_errors(container):
             layout = SourceLayout.from_dict(reader.header["layout"])
         restored = output_path(project, cfg, layout, container)
         require_stage_output(restored, "decompress", project.name,

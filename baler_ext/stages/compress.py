@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,9 +15,15 @@ from tqdm import tqdm
 
 from baler_ext import __version__
 from baler_ext.codec import events, modes
-from baler_ext.codec.container import ContainerWriter
+from baler_ext.codec.container import (
+    DECODER_PREFIX,
+    DIGEST_KEY,
+    ContainerReader,
+    ContainerWriter,
+)
+from baler_ext.codec.digest import chunk_digest, output_context, platform_fingerprint
 from baler_ext.config import CompressionConfig, Config
-from baler_ext.errors import InputDataError
+from baler_ext.errors import ContainerError, InputDataError
 from baler_ext.io.source import Source, open_sources
 from baler_ext.model_store import TrainedModel, load_model
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
@@ -35,6 +42,8 @@ class CompressedFile:
     raw_float64_bytes: int
     sizes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: of ``seconds``, the time spent decoding each chunk again for its content digest
+    digest_seconds: float = 0.0
 
     @property
     def total_bytes(self) -> int:
@@ -80,6 +89,14 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     rows = entries = 0
     decoder_bytes = 0
     passthrough_level = cfg.compression.passthrough_zstd_level  # not part of the payload
+    check_seconds = 0.0
+    output = {  # the header entries that shape the output file (part of each digest)
+        "columns": norm.columns, "column_dtypes": column_dtypes,
+        "layout": source.layout.to_dict(),
+        "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
+                         .decode() if source.arrow_schema is not None else None)}
+    output = json.loads(json.dumps(output))  # as a reader will see it
+    context = output_context(output)
     with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
         writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
         if cfg.compression.embed_decoder:
@@ -96,23 +113,28 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             if event_source == "":  # decided on the first chunk, recorded in the header
                 event_source = events.source_of(chunk.counts, chunk.passthrough,
                                                 cfg.compression.event_column)
-            context = modes.ChunkContext(
+            chunk_ctx = modes.ChunkContext(
                 events.event_starts(event_source, chunk.counts, chunk.passthrough,
                                     len(chunk.values)),
                 events.row_integers(chunk.counts, chunk.passthrough, len(chunk.values)))
-            for name, arr in mode.encode(chunk.values, context).items():
+            sections = mode.encode(chunk.values, chunk_ctx)
+            for name, arr in sections.items():
                 writer.add_array(name, i, arr, level=mode.section_level(name))
             for col in sorted(lossless_cols):
                 writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
             if chunk.counts is not None:
                 writer.add_array("counts", i, chunk.counts.astype(np.int64),
                                  level=passthrough_level)
-            if chunk.passthrough.num_columns:
-                writer.add_bytes("passthrough", i, ipc_bytes(chunk.passthrough),
-                                 level=passthrough_level)
+            passthrough = ipc_bytes(chunk.passthrough) if chunk.passthrough.num_columns else b""
+            if passthrough:
+                writer.add_bytes("passthrough", i, passthrough, level=passthrough_level)
             n = len(chunk.values)
+            t_check = time.perf_counter()
+            digest = decoded_digest(i, mode, sections, chunk.values, sorted(lossless_cols),
+                                    norm.columns, chunk.counts, passthrough, context, chunk_ctx)
+            check_seconds += time.perf_counter() - t_check
             chunks_meta.append({"rows": n, "entries": chunk.entries,
-                                "lossless": sorted(lossless_cols)})
+                                "lossless": sorted(lossless_cols), DIGEST_KEY: digest})
             rows += n
             entries += chunk.entries
             bar.update(chunk.entries)
@@ -122,33 +144,47 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             "mode": mode.name, "mode_settings": mode.header(), "features": mode.features(),
             "model": {"hash": trained.hash, "name": trained.meta["arch"]["name"],
                       "latent_dim": trained.meta["arch"]["latent_dim"]},
-            "columns": norm.columns, "column_dtypes": column_dtypes,
+            **output,
             "decoder_embedded": bool(cfg.compression.embed_decoder),
             "compression": asdict(cfg.compression),
             "normaliser": norm.to_dict(),
-            "layout": source.layout.to_dict(),
-            "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
-                             .decode() if source.arrow_schema is not None else None),
             "rows": rows, "entries": entries, "chunks": chunks_meta,
             "events": event_source or None,
             # what the decoder needs besides the file (stored here or beside the model:
             # decoder weights and learned probability model), so that --mode info can show
             # the ratio with the decoder without loading torch
             "decoder_bytes": decoder_bytes or weights_bytes(trained),
+            "decode_platform": platform_fingerprint(device),
         }
         sizes = writer.close(header)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
-                            sizes, time.perf_counter() - t0)
+                            sizes, time.perf_counter() - t0, check_seconds)
     from baler_ext.stages.info import compute_ratios, group_sizes
 
     ratios = compute_ratios(group_sizes(sizes), result.raw_float64_bytes,
                             header["decoder_bytes"])
     log.info("%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
              "%.2fx, payload + decoder weights %.2fx, whole file (lossless columns included) "
-             "%.2fx", source.path.name, out_path.name, rows, result.total_bytes,
+             "%.2fx; decoding it again for the content digest took %.2f s of %.2f s",
+             source.path.name, out_path.name, rows, result.total_bytes,
              ratios["payload_vs_float64"], ratios["payload_with_decoder_vs_float64"],
-             ratios["file_vs_float64"])
+             ratios["file_vs_float64"], check_seconds, result.seconds)
     return result
+
+
+def decoded_digest(chunk: int, mode: modes.CompressionMode, sections: dict[str, np.ndarray],
+                   values: np.ndarray, lossless: list[str], columns: list[str],
+                   counts: np.ndarray | None, passthrough: bytes, context: bytes,
+                   chunk_ctx: modes.ChunkContext | None = None) -> dict:
+    """Decode the sections just encoded, exactly as decompress will, and digest the result.
+
+    The chunk's header entry records it (:mod:`baler_ext.codec.digest`); decompress
+    refuses a chunk that decodes to anything else.
+    """
+    decoded = mode.decode(sections, len(values), chunk_ctx)
+    idx = [columns.index(c) for c in lossless]
+    decoded[:, idx] = values[:, idx]
+    return chunk_digest(chunk, decoded, counts, passthrough, idx, context)
 
 
 def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
@@ -171,8 +207,30 @@ def weights_bytes(trained: TrainedModel) -> int:
 
 def embed_decoder(writer: ContainerWriter, trained: TrainedModel) -> int:
     """Store the decoder weights as ``decoder/<key>`` sections (chunk -1); return bytes."""
-    return sum(writer.add_array(f"decoder/{k}", -1, a).length
+    return sum(writer.add_array(f"{DECODER_PREFIX}{k}", -1, a).length
                for k, a in decoder_state(trained).items())
+
+
+def check_embedded_decoder(reader: ContainerReader, trained: TrainedModel) -> None:
+    """Verify the embedded ``decoder/<tensor>`` sections and that they are ``trained``'s.
+
+    Raises
+    ------
+    ContainerError
+        When a section fails its checks or differs from the model that decodes the file.
+    """
+    state = decoder_state(trained)
+    names = {s.name[len(DECODER_PREFIX):] for s in reader.sections
+             if s.name.startswith(DECODER_PREFIX)}
+    if names != set(state):
+        raise ContainerError(f"{reader.path}: the embedded decoder has other tensors than "
+                             "the model's; the file is damaged")
+    for key, want in state.items():
+        got = reader.read_array(f"{DECODER_PREFIX}{key}", -1)
+        if got.shape != want.shape or got.dtype != want.dtype.newbyteorder("<") \
+                or not np.array_equal(got, want):
+            raise ContainerError(f"{reader.path}: the embedded decoder tensor '{key}' differs "
+                                 "from the model's; the file is damaged")
 
 
 def compress(project: Project, cfg: Config, resume: bool = False) -> list[CompressedFile]:

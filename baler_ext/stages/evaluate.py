@@ -54,7 +54,7 @@ import pandas as pd
 
 from baler_ext import console
 from baler_ext.analysis.selection import cut_columns
-from baler_ext.codec.container import ContainerReader
+from baler_ext.codec.container import ContainerReader, decode_errors
 from baler_ext.config import Config, suggest
 from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectError
 from baler_ext.evaluation import (
@@ -146,9 +146,10 @@ def find_pairs(project: Project, cfg: Config) -> list[FilePair]:
                 f"no compressed file {container} for input {src.name}; run "
                 f"'baler_ext --project {project.name} --mode compress' first"
             )
-        with ContainerReader(container) as reader:
+        with ContainerReader(container) as reader, decode_errors(container):
             header = reader.header
-        layout = SourceLayout.from_dict(header["layout"])
+            reader.verify_decoder()
+            layout = SourceLayout.from_dict(header["layout"])
         out = output_path(project, cfg, layout, container)
         if not out.is_file():
             raise ProjectError(

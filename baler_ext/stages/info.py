@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from baler_ext.codec.container import ContainerReader
+from baler_ext.codec.container import ContainerReader, decode_errors
 from baler_ext.config import Config
 from baler_ext.console import report
 from baler_ext.errors import ProjectError
@@ -36,6 +36,10 @@ GROUPS: dict[str, str] = {"preamble+index+trailer": "header", "latent": "latent"
                           "passthrough": "passthrough",
                           "counts": "passthrough", "lossless": "lossless",
                           "decoder": "decoder"}
+
+
+#: per-column statistics measured at compress time (bounded mode)
+STAT_KEYS = ("max_abs_error", "max_error_over_bound", "exceptions")
 
 
 def group_of(section: str) -> str:
@@ -89,9 +93,15 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
 
     ``decoder_beside`` is the decoder's size for a container whose header lacks it.
     """
-    with ContainerReader(path) as reader:
+    with ContainerReader(path) as reader, decode_errors(path):
         header = reader.header
+        reader.verify_decoder()
         sizes = reader.section_sizes()
+        return _describe(path, header, sizes, decoder_beside)
+
+
+def _describe(path: Path, header: dict[str, Any], sizes: dict[str, int],
+              decoder_beside: int | None) -> dict[str, Any]:
     by_group = group_sizes(sizes)
     cols = header["columns"]
     raw64 = header["rows"] * len(cols) * 8
@@ -108,15 +118,20 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
         "decoder_bytes": decoder, "decoder_embedded": bool(header.get("decoder_embedded")),
         "ratios": ratios,
         "bounds": {c: s["bound"] for c, s in settings.get("columns", {}).items()},
-        "measured_at_compress": settings.get("stats", {}),
+        # typed here: a crafted header must fail as a damaged file, not in the log calls
+        "measured_at_compress": {str(c): {k: float(st[k]) for k in STAT_KEYS[:2]}
+                                 | {"exceptions": int(st["exceptions"])}
+                                 for c, st in settings.get("stats", {}).items()},
         "chunks": [c["rows"] for c in header.get("chunks", [])],
-        "latent_chunks": settings.get("latent_chunks"),
-        "relations": settings.get("relations", []),
+        "latent_chunks": (int(settings["latent_chunks"])
+                          if settings.get("latent_chunks") is not None else None),
+        "relations": [r | {"target": str(r["target"]), "inputs": [str(c) for c in r["inputs"]],
+                           "kind": str(r["kind"])} for r in settings.get("relations", [])],
         "learned": settings.get("learned"),
         "dither": bool(settings.get("dither", False)),
-        "streams": {c: ("learned" if f"lrn/{c}/bits" in sizes or any(
-            k.startswith(f"lrn/{c}/") for k in sizes) else "static")
-            for c in cols if any(k.startswith((f"res/{c}/", f"lrn/{c}/")) for k in sizes)},
+        "streams": {c: ("learned" if any(k.startswith(f"lrn/{c}/") for k in sizes)
+                        else "static")
+                    for c in cols if any(k.startswith((f"res/{c}/", f"lrn/{c}/")) for k in sizes)},
     }
 
 

@@ -1,0 +1,99 @@
+"""The per-chunk content digest: exact on the compressing platform, tolerant of the
+cross-device drift the bounded mode is designed for elsewhere, and never of a change
+the size of an error bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from baler_ext.codec.digest import check_digest, chunk_digest
+from baler_ext.codec.modes import BoundedMode
+from baler_ext.codec.residuals import EPS_PRED
+from baler_ext.config import CompressionConfig, ModelConfig
+from baler_ext.model_store import TrainedModel
+from baler_ext.models.base import build_model
+from baler_ext.normalise import Normaliser
+
+COLUMNS = ["pt", "eta", "phi", "mass", "px"]
+
+
+def jets(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    pt, phi = rng.exponential(100, n) + 300, rng.uniform(-np.pi, np.pi, n)
+    mass = np.abs(rng.normal(172, 15, n)).astype(np.float32).astype(np.float64)
+    return np.column_stack([pt, rng.uniform(-2.4, 2.4, n), phi, mass, pt * np.cos(phi)])
+
+
+@pytest.fixture(scope="module")
+def decoded():
+    """A bounded-mode chunk (relations on), its sections and decodes on 'other devices'."""
+    values = jets(4000)
+    torch.manual_seed(0)
+    norm = Normaliser.fit(values, COLUMNS, "standard")
+    trained = TrainedModel(build_model(ModelConfig(latent_dim=2, hidden=[8]), 5), norm,
+                           {"hash": "0" * 64, "arch": {"name": "sae", "latent_dim": 2}})
+    mode = BoundedMode(trained, CompressionConfig(mode="bounded", bounds={
+        "default": {"rel": 1e-3}, "eta": {"abs": 1e-4}}), torch.device("cpu"))
+    mode.configure({"mass": "float32"}, set())
+    sections = mode.encode(values)
+    mags = np.array([c.magnitude for c in mode.coders])
+    here = mode.decode(sections, len(values))
+    others = []
+    for sign in (-1.0, 1.0):  # the worst drift the codec's margins are built for
+
+        def drift(p: np.ndarray, sign: float = sign) -> np.ndarray:
+            return p + sign * EPS_PRED * (np.abs(p) + mags)
+
+        others.append(mode.decode(sections, len(values), perturb=drift,
+                                  perturb_relation=lambda p, d, sign=sign: p + sign * d))
+    return values, here, others
+
+
+def test_other_device_drift_is_accepted_but_not_on_the_same_platform(decoded):
+    _, here, others = decoded
+    digest = chunk_digest(0, here, None, b"", [])
+    assert check_digest(digest, 0, here.copy(), None, b"", [], strict=True) is True
+    for other in others:
+        assert not np.array_equal(other, here)  # the drift is real
+        assert check_digest(digest, 0, other, None, b"", [], strict=False) is False
+        with pytest.raises(ValueError, match="same platform"):
+            check_digest(digest, 0, other, None, b"", [], strict=True)
+
+
+@pytest.mark.parametrize("column", range(len(COLUMNS)))
+def test_a_change_of_a_tenth_of_a_bound_is_refused_anywhere(decoded, column):
+    values, here, _ = decoded
+    digest = chunk_digest(0, here, None, b"", [])
+    bound = 1e-4 if COLUMNS[column] == "eta" else 1e-3 * np.abs(values[:, column])
+    for row in (0, 1234, len(values) - 1):
+        bad = here.copy()
+        bad[row, column] += 0.1 * (bound if np.isscalar(bound) else bound[row])
+        with pytest.raises(ValueError, match="differ from those recorded"):
+            check_digest(digest, 0, bad, None, b"", [], strict=False)
+
+
+def test_non_finite_values_lossless_columns_counts_passthrough_and_position_are_exact(decoded):
+    _, here, _ = decoded
+    counts = np.full(len(here), 1, np.int64)
+    digest = chunk_digest(3, here, counts, b"arrow", [1])
+    changes = [
+        (3, here.copy(), counts, b"arrow"),
+        (3, here, counts + np.eye(1, len(here), 7, dtype=np.int64)[0], b"arrow"),
+        (3, here, counts, b"arrOw"),
+        (2, here, counts, b"arrow"),  # the same chunk at another position
+    ]
+    changes[0][1][5, 0] = np.nan
+    lossless = here.copy()
+    lossless[9, 1] = np.nextafter(lossless[9, 1], 10)  # one ulp in a lossless column
+    changes.append((3, lossless, counts, b"arrow"))
+    for chunk, values, c, passthrough in changes:
+        with pytest.raises(ValueError):
+            check_digest(digest, chunk, values, c, passthrough, [1], strict=False)
+
+
+def test_malformed_digest_is_refused(decoded):
+    _, here, _ = decoded
+    with pytest.raises(ValueError, match="malformed"):
+        check_digest({"blake2b": "zz"}, 0, here, None, b"", [], strict=False)
