@@ -435,8 +435,8 @@ def _analysis_spec() -> type:
 
 
 #: every section, in the order the docs and ``new_project`` show them
-SECTION_NAMES: tuple[str, ...] = ("data", "model", "training", "compression", "output",
-                                  "evaluation", "analysis", "scan", "execution")
+SECTION_NAMES: tuple[str, ...] = ("data", "model", "training", "compression", "rate",
+                                  "output", "evaluation", "analysis", "scan", "execution")
 #: sections built from their dataclass at load time
 SECTIONS: dict[str, type] = {
     "data": DataConfig,

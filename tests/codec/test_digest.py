@@ -10,7 +10,6 @@ import torch
 
 from baler_ext.codec.digest import check_digest, chunk_digest
 from baler_ext.codec.modes import BoundedMode
-from baler_ext.codec.residuals import EPS_PRED
 from baler_ext.config import CompressionConfig, ModelConfig
 from baler_ext.model_store import TrainedModel
 from baler_ext.models.base import build_model
@@ -27,7 +26,7 @@ def jets(n: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def decoded():
+def decoded(another_device):
     """A bounded-mode chunk (relations on), its sections and decodes on 'other devices'."""
     values = jets(4000)
     torch.manual_seed(0)
@@ -38,16 +37,11 @@ def decoded():
         "default": {"rel": 1e-3}, "eta": {"abs": 1e-4}}), torch.device("cpu"))
     mode.configure({"mass": "float32"}, set())
     sections = mode.encode(values)
-    mags = np.array([c.magnitude for c in mode.coders])
     here = mode.decode(sections, len(values))
     others = []
     for sign in (-1.0, 1.0):  # the worst drift the codec's margins are built for
-
-        def drift(p: np.ndarray, sign: float = sign) -> np.ndarray:
-            return p + sign * EPS_PRED * (np.abs(p) + mags)
-
-        others.append(mode.decode(sections, len(values), perturb=drift,
-                                  perturb_relation=lambda p, d, sign=sign: p + sign * d))
+        with another_device(mode, sign, sign):
+            others.append(mode.decode(sections, len(values)))
     return values, here, others
 
 
