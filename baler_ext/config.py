@@ -115,7 +115,10 @@ class TrainingConfig:
         default=None, metadata=doc("use at most this many rows for training (random, seeded)")
     )
     device: str = field(default="auto", metadata=doc("auto (CUDA when present) | cpu | cuda"))
-    init: str = field(default="he", metadata=doc("weight initialisation: he | xavier | orthogonal"))
+    init: str = field(
+        default="he",
+        metadata=doc("weight initialisation: he | xavier | orthogonal | random (N(0, 0.01^2)) "
+                     "| zero"))
     lr_patience: int = field(
         default=5, metadata=doc("ReduceLROnPlateau: epochs without improvement; 0 disables")
     )
@@ -130,6 +133,25 @@ class TrainingConfig:
     checkpoint: bool = field(
         default=True, metadata=doc("write output/model/checkpoint.pt every epoch (for --resume)")
     )
+    beta_schedule: str = field(
+        default="constant",
+        metadata=doc("epoch-dependent factor on the KL weight beta of vae/cvae: constant | "
+                     "linear (warm-up from 0) | cyclical (repeated warm-ups)"))
+    beta_warmup_epochs: int = field(
+        default=10, metadata=doc("linear: epochs over which beta rises from 0 to its value"))
+    beta_cycle_epochs: int = field(
+        default=10, metadata=doc("cyclical: length of one cycle in epochs"))
+    beta_ramp_fraction: float = field(
+        default=0.5, metadata=doc("cyclical: fraction of each cycle spent rising from 0"))
+
+    def validate(self) -> None:
+        """Check the β-schedule lengths (>= 1) and ramp fraction (in (0, 1])."""
+        if self.beta_warmup_epochs < 1 or self.beta_cycle_epochs < 1:
+            raise ConfigError("'training.beta_warmup_epochs' and 'training.beta_cycle_epochs' "
+                              "must be >= 1")
+        if not 0.0 < self.beta_ramp_fraction <= 1.0:
+            raise ConfigError(f"'training.beta_ramp_fraction' must be in (0, 1], got "
+                              f"{self.beta_ramp_fraction}")
 
 
 @dataclass
@@ -316,7 +338,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "activation"): ("leaky_relu", "relu", "elu", "tanh", "silu"),
     ("training", "loss"): ("mse", "mse_sum", "l1_mean", "l1_sum"),
     ("training", "device"): ("auto", "cpu", "cuda"),
-    ("training", "init"): ("he", "xavier", "orthogonal"),
+    ("training", "init"): ("he", "xavier", "orthogonal", "random", "zero"),
+    ("training", "beta_schedule"): ("constant", "linear", "cyclical"),
     ("compression", "mode"): ("latent", "bounded"),
     ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
