@@ -72,6 +72,24 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
     root.setLevel(level)
 
 
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` items plus those implied by ``--device`` and the executor options.
+
+    Used for a single project and for every run of a ``--workflow``.
+    """
+    overrides = list(args.overrides)
+    if args.device is not None:
+        overrides.append(f'training.device="{args.device}"')
+    executor = args.executor or ("dask" if args.scheduler or args.workers else None)
+    if executor is not None:
+        overrides.append(f'execution.executor="{executor}"')
+    if args.scheduler is not None:
+        overrides.append(f'execution.scheduler="{args.scheduler}"')
+    if args.workers is not None:
+        overrides.append(f"execution.workers={args.workers}")
+    return overrides
+
+
 def run(args: argparse.Namespace) -> object:
     """Run the stage named by ``args.mode``; raises BalerError on user errors."""
     from baler_ext.config import load_config
@@ -84,17 +102,7 @@ def run(args: argparse.Namespace) -> object:
         return stage(project)
     if args.config is None:
         project.require_exists()
-    overrides = list(args.overrides)
-    if args.device is not None:
-        overrides.append(f'training.device="{args.device}"')
-    executor = args.executor or ("dask" if args.scheduler or args.workers else None)
-    if executor is not None:
-        overrides.append(f'execution.executor="{executor}"')
-    if args.scheduler is not None:
-        overrides.append(f'execution.scheduler="{args.scheduler}"')
-    if args.workers is not None:
-        overrides.append(f"execution.workers={args.workers}")
-    cfg = load_config(args.config or project.config_path, overrides)
+    cfg = load_config(args.config or project.config_path, config_overrides(args))
     if getattr(args, "resume", False):
         if args.mode not in ("train", "compress", "decompress"):
             raise ConfigError("--resume applies to --mode train, compress and decompress only")
@@ -113,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workflow is not None:
             from baler_ext.workflow import run_workflow
 
-            run_workflow(args.workflow)
+            run_workflow(args.workflow, config_overrides(args))
         else:
             run(args)
     except BalerError as exc:

@@ -276,6 +276,12 @@ class ScanConfig:
         default_factory=dict,
         metadata=doc('"section.key" = [values...], e.g. "model.latent_dim" = [4, 8]'),
     )
+    metric: str = field(
+        default="rms_sigma",
+        metadata=doc("what runs are ranked on: rms_sigma (validation RMS error / column σ, "
+                     "mean over columns) | bounded_ratio (compression ratio in bounded mode) "
+                     "| mass_shift (|Δm|/σ of the [analysis] fit)"),
+    )
 
 
 @dataclass
@@ -329,6 +335,8 @@ SECTIONS: dict[str, type] = {
     "execution": ExecutionConfig,
 }
 OPTIONAL_SECTIONS = frozenset({"analysis", "scan"})
+#: keys of [scan] that are settings, not grid entries
+SCAN_KEYS = ("metric",)
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "format"): ("auto", "root", "parquet"),
@@ -345,6 +353,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("output", "format"): ("same", "root", "parquet"),
     ("execution", "executor"): ("local", "dask"),
+    ("scan", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
 }
 
 
@@ -546,8 +555,9 @@ def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: '{name}' must be a table ([{name}]), got {table!r}")
         if name == "scan":  # "section.key" = [values] lines (quoted or not) form the grid
-            table = {"grid": {**table.get("grid", {}), **_flatten(
-                {k: v for k, v in table.items() if k != "grid"})}}
+            plain = {k: table[k] for k in SCAN_KEYS if k in table}
+            table = {**plain, "grid": {**table.get("grid", {}), **_flatten(
+                {k: v for k, v in table.items() if k != "grid" and k not in SCAN_KEYS})}}
         sections[name] = build_section(SECTIONS[name], table, where, name)
     for name, cls in SECTIONS.items():
         if name not in sections and name not in OPTIONAL_SECTIONS:
