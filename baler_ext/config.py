@@ -285,6 +285,39 @@ class ScanConfig:
 
 
 @dataclass
+class SearchConfig:
+    """``[search]``: a Bayesian hyper-parameter search run by ``--mode search`` (optuna TPE).
+
+    The space is written like the ``[scan]`` grid: ``"section.key" = [choices...]`` or
+    ``"section.key" = {low = x, high = y, log = true}`` (integers when both bounds are
+    integers, optional ``step``), under ``[search.space]``.
+    """
+
+    space: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=doc('"section.key" = [choices] or {low = x, high = y, log = false, step = s}'),
+    )
+    trials: int = field(
+        default=20, metadata=doc("finished trials wanted in the study (a rerun tops it up)"))
+    metric: str = field(
+        default="rms_sigma",
+        metadata=doc("objective, as scan.metric: rms_sigma | bounded_ratio | mass_shift"))
+    seed: int = field(default=0, metadata=doc("seed of the TPE sampler"))
+    startup_trials: int = field(
+        default=10, metadata=doc("random trials before TPE starts modelling the objective"))
+    study: str = field(
+        default="search", metadata=doc("study name in output/search/search.db (resumable)"))
+
+    def validate(self) -> None:
+        """Check ``trials >= 1`` and ``startup_trials >= 0``."""
+        if self.trials < 1:
+            raise ConfigError(f"'search.trials' must be >= 1, got {self.trials}")
+        if self.startup_trials < 0:
+            raise ConfigError(f"'search.startup_trials' must be >= 0, got "
+                              f"{self.startup_trials}")
+
+
+@dataclass
 class ExecutionConfig:
     """``[execution]``: where compress and decompress run (see docs/distributed.md)."""
 
@@ -314,6 +347,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     analysis: AnalysisSpec | None = None
     scan: ScanConfig | None = None
+    search: SearchConfig | None = None
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     source: Path | None = None
 
@@ -332,9 +366,10 @@ SECTIONS: dict[str, type] = {
     "evaluation": EvaluationConfig,
     "analysis": AnalysisSpec,
     "scan": ScanConfig,
+    "search": SearchConfig,
     "execution": ExecutionConfig,
 }
-OPTIONAL_SECTIONS = frozenset({"analysis", "scan"})
+OPTIONAL_SECTIONS = frozenset({"analysis", "scan", "search"})
 #: keys of [scan] that are settings, not grid entries
 SCAN_KEYS = ("metric",)
 
@@ -354,6 +389,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("output", "format"): ("same", "root", "parquet"),
     ("execution", "executor"): ("local", "dask"),
     ("scan", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
+    ("search", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
 }
 
 
@@ -543,6 +579,17 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _flatten_space(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Like :func:`_flatten`, but a ``{low, high, ...}`` table is one entry (a range)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and not ({"low", "high"} & set(value)):
+            out.update(_flatten_space(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None) -> Config:
     """Validate a raw TOML dictionary into a :class:`Config`."""
     sections: dict[str, Any] = {}
@@ -558,6 +605,8 @@ def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None
             plain = {k: table[k] for k in SCAN_KEYS if k in table}
             table = {**plain, "grid": {**table.get("grid", {}), **_flatten(
                 {k: v for k, v in table.items() if k != "grid" and k not in SCAN_KEYS})}}
+        if name == "search" and isinstance(table.get("space"), dict):
+            table = {**table, "space": _flatten_space(table["space"])}
         sections[name] = build_section(SECTIONS[name], table, where, name)
     for name, cls in SECTIONS.items():
         if name not in sections and name not in OPTIONAL_SECTIONS:

@@ -60,6 +60,7 @@ def run_config(cfg: Config, overrides: dict[str, Any]) -> Config:
     """``cfg`` with ``{"section.key": value}`` applied, validated anew."""
     raw = copy.deepcopy(to_dict(cfg))
     raw.pop("scan", None)
+    raw.pop("search", None)
     for key, value in overrides.items():
         node = raw
         *path, last = key.split(".")
@@ -70,7 +71,7 @@ def run_config(cfg: Config, overrides: dict[str, Any]) -> Config:
         node[last] = value
     raw = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in raw.items()
            if v is not None}
-    where = f"{cfg.source or 'config'} [scan] {overrides}"
+    where = f"{cfg.source or 'config'} {overrides}"
     return config_from_dict(raw, where, source=cfg.source)
 
 
