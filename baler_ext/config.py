@@ -318,6 +318,32 @@ class SearchConfig:
 
 
 @dataclass
+class AnomalyConfig:
+    """``[anomaly]``: ``--mode anomaly``, reconstruction-error scores of a test sample
+    against a reference sample (see docs/anomaly.md)."""
+
+    test: list[str] = field(
+        default_factory=list,
+        metadata=doc("test file(s) to score: a path, a glob or a list (relative to the "
+                     "config's folder)"))
+    reference: list[str] = field(
+        default_factory=list,
+        metadata=doc("reference file(s) that set the score scale; default: data.input"))
+    truth: str | None = field(
+        default=None,
+        metadata=doc("column of the test file(s), nonzero for anomalous rows: ROC and AUC"))
+    top_k: int = field(default=20, metadata=doc("most anomalous test rows listed"))
+    bins: int = field(default=60, metadata=doc("bins of the score histograms"))
+
+    def validate(self) -> None:
+        """Check ``top_k >= 0`` and ``bins >= 5``."""
+        if self.top_k < 0:
+            raise ConfigError(f"'anomaly.top_k' must be >= 0, got {self.top_k}")
+        if self.bins < 5:
+            raise ConfigError(f"'anomaly.bins' must be >= 5, got {self.bins}")
+
+
+@dataclass
 class ExecutionConfig:
     """``[execution]``: where compress and decompress run (see docs/distributed.md)."""
 
@@ -348,6 +374,7 @@ class Config:
     analysis: AnalysisSpec | None = None
     scan: ScanConfig | None = None
     search: SearchConfig | None = None
+    anomaly: AnomalyConfig | None = None
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     source: Path | None = None
 
@@ -367,9 +394,10 @@ SECTIONS: dict[str, type] = {
     "analysis": AnalysisSpec,
     "scan": ScanConfig,
     "search": SearchConfig,
+    "anomaly": AnomalyConfig,
     "execution": ExecutionConfig,
 }
-OPTIONAL_SECTIONS = frozenset({"analysis", "scan", "search"})
+OPTIONAL_SECTIONS = frozenset({"analysis", "scan", "search", "anomaly"})
 #: keys of [scan] that are settings, not grid entries
 SCAN_KEYS = ("metric",)
 
