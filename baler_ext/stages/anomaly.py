@@ -191,6 +191,8 @@ def plot_scores(s_ref: np.ndarray, s_test: np.ndarray, truth: np.ndarray | None,
                         color=RECONSTRUCTED_COLOR, label=f"{name} ({int(sel.sum())})")
         ax.axvline(np.log10(cut), color="0.5", lw=1, label="reference 99 % quantile")
         ax.set_yscale("log")
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top * 30)  # headroom: the legend stays above the curves
         ax.set_xlabel(r"$\log_{10}$ score  (mean of (residual / reference $\sigma$)$^2$)")
         ax.set_ylabel("density (unit area)")
         ax.legend(loc="upper right", fontsize=10)
