@@ -255,13 +255,22 @@ class EvaluationConfig:
     latent_rows: int = field(
         default=20_000, metadata=doc("rows encoded for the latent plots (random, seeded)")
     )
+    latent_probing: bool = field(
+        default=False,
+        metadata=doc("also write output/evaluation/probing/: latent traversal, prior and PCA "
+                     "samples decoded, t-SNE (needs scikit-learn)"),
+    )
+    tsne_rows: int = field(
+        default=2000, metadata=doc("latent_probing: rows embedded by t-SNE (it is slow)"))
 
     def validate(self) -> None:
-        """Check ``top_k >= 0`` and ``latent_rows > 0``."""
+        """Check ``top_k >= 0``, ``latent_rows > 0`` and ``tsne_rows >= 3``."""
         if self.top_k < 0:
             raise ConfigError(f"'evaluation.top_k' must be >= 0, got {self.top_k}")
         if self.latent_rows <= 0:
             raise ConfigError(f"'evaluation.latent_rows' must be > 0, got {self.latent_rows}")
+        if self.tsne_rows < 3:
+            raise ConfigError(f"'evaluation.tsne_rows' must be >= 3, got {self.tsne_rows}")
 
 
 @dataclass
