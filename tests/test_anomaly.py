@@ -40,6 +40,7 @@ def test_roc_and_auc_match_scikit_learn_including_ties() -> None:
     f2, t2, _ = metrics.roc_curve(truth, scores, drop_intermediate=False)
     np.testing.assert_allclose(fpr, f2)
     np.testing.assert_allclose(tpr, t2)
+    assert np.isinf(thr[0]) and np.all(np.diff(thr) < 0)  # one point per distinct score
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(scores, truth))
     assert roc_auc(np.r_[1.0, 2.0], np.r_[False, True]) == 1.0
     with pytest.raises(InputDataError, match="no row"):

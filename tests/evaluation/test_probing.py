@@ -15,7 +15,7 @@ from baler_ext.training import fit, seed_everything
 
 pytest.importorskip("sklearn", reason="t-SNE needs scikit-learn (the probing/test extras)")
 
-from baler_ext.evaluation.probing import write_probing_plots  # noqa: E402
+from baler_ext.evaluation.probing import write_probing_plots
 
 COLUMNS = ["pt", "eta", "phi", "mass", "px"]
 
