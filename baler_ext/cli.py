@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` items plus those implied by ``--device`` and the executor options.
+
+    Used for a single project and for every run of a ``--workflow``.
+    """
+    overrides = list(args.overrides)
+    if args.device is not None:
+        overrides.append(f'training.device="{args.device}"')
+    executor = args.executor or ("dask" if args.scheduler or args.workers else None)
+    if executor is not None:
+        overrides.append(f'execution.executor="{executor}"')
+    if args.scheduler is not None:
+        overrides.append(f'execution.scheduler="{args.scheduler}"')
+    if args.workers is not None:
+        overrides.append(f"execution.workers={args.workers}")
+    return overrides
+
+
 def run(args: argparse.Namespace) -> object:
     """Run the stage named by ``args.mode``; raises BalerError on user errors."""
     from baler_ext import threads
@@ -74,17 +92,7 @@ def run(args: argparse.Namespace) -> object:
         return spec.load()(project)
     if args.config is None:
         project.require_exists()
-    overrides = list(args.overrides)
-    if args.device is not None:
-        overrides.append(f'training.device="{args.device}"')
-    executor = args.executor or ("dask" if args.scheduler or args.workers else None)
-    if executor is not None:
-        overrides.append(f'execution.executor="{executor}"')
-    if args.scheduler is not None:
-        overrides.append(f'execution.scheduler="{args.scheduler}"')
-    if args.workers is not None:
-        overrides.append(f"execution.workers={args.workers}")
-    cfg = load_config(args.config or project.config_path, overrides,
+    cfg = load_config(args.config or project.config_path, config_overrides(args),
                       defer_analysis=not spec.validates_analysis)
     if getattr(args, "resume", False) and args.mode not in ("train", "compress", "decompress"):
         raise ConfigError("--resume applies to --mode train, compress and decompress only")
@@ -112,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from baler_ext.workflow import run_workflow
 
                 threads.configure(threads.resolve_threads(None))
-                run_workflow(args.workflow)
+                run_workflow(args.workflow, config_overrides(args))
             else:
                 run(args)
                 log.info("%s done in %.1f s", args.mode, time.perf_counter() - t0)

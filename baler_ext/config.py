@@ -118,7 +118,10 @@ class TrainingConfig:
         default=None, metadata=doc("use at most this many rows for training (random, seeded)")
     )
     device: str = field(default="auto", metadata=doc("auto (CUDA when present) | cpu | cuda"))
-    init: str = field(default="he", metadata=doc("weight initialisation: he | xavier | orthogonal"))
+    init: str = field(
+        default="he",
+        metadata=doc("weight initialisation: he | xavier | orthogonal | random (N(0, 0.01^2)) "
+                     "| zero"))
     lr_patience: int = field(
         default=5, metadata=doc("ReduceLROnPlateau: epochs without improvement; 0 disables")
     )
@@ -133,6 +136,25 @@ class TrainingConfig:
     checkpoint: bool = field(
         default=True, metadata=doc("write output/model/checkpoint.pt every epoch (for --resume)")
     )
+    beta_schedule: str = field(
+        default="constant",
+        metadata=doc("epoch-dependent factor on the KL weight beta of vae/cvae: constant | "
+                     "linear (warm-up from 0) | cyclical (repeated warm-ups)"))
+    beta_warmup_epochs: int = field(
+        default=10, metadata=doc("linear: epochs over which beta rises from 0 to its value"))
+    beta_cycle_epochs: int = field(
+        default=10, metadata=doc("cyclical: length of one cycle in epochs"))
+    beta_ramp_fraction: float = field(
+        default=0.5, metadata=doc("cyclical: fraction of each cycle spent rising from 0"))
+
+    def validate(self) -> None:
+        """Check the β-schedule lengths (>= 1) and ramp fraction (in (0, 1])."""
+        if self.beta_warmup_epochs < 1 or self.beta_cycle_epochs < 1:
+            raise ConfigError("'training.beta_warmup_epochs' and 'training.beta_cycle_epochs' "
+                              "must be >= 1")
+        if not 0.0 < self.beta_ramp_fraction <= 1.0:
+            raise ConfigError(f"'training.beta_ramp_fraction' must be in (0, 1], got "
+                              f"{self.beta_ramp_fraction}")
 
 
 @dataclass
@@ -275,8 +297,17 @@ class EvaluationConfig:
                      "every plot of every column and the latent views"),
     )
 
+    latent_probing: bool = field(
+        default=False,
+        metadata=doc("also write output/evaluation/probing/: latent traversal, prior and PCA "
+                     "samples decoded, t-SNE (needs scikit-learn)"),
+    )
+    tsne_rows: int = field(
+        default=2000, metadata=doc("latent_probing: rows embedded by t-SNE (it is slow)"))
+
     def validate(self) -> None:
-        """Check ``top_k >= 0``, ``latent_rows > 0`` and that every cut parses."""
+        """Check ``top_k >= 0``, ``latent_rows > 0``, ``tsne_rows >= 3`` and that every cut
+        parses."""
         from baler_ext.analysis.selection import validate_cut
 
         if self.top_k < 0:
@@ -285,6 +316,8 @@ class EvaluationConfig:
             raise ConfigError(f"'evaluation.latent_rows' must be > 0, got {self.latent_rows}")
         for cut in self.cuts:
             validate_cut(cut)
+        if self.tsne_rows < 3:
+            raise ConfigError(f"'evaluation.tsne_rows' must be >= 3, got {self.tsne_rows}")
 
 
 @dataclass
@@ -299,6 +332,71 @@ class ScanConfig:
         default_factory=dict,
         metadata=doc('"section.key" = [values...], e.g. "model.latent_dim" = [4, 8]'),
     )
+    metric: str = field(
+        default="rms_sigma",
+        metadata=doc("what runs are ranked on: rms_sigma (validation RMS error / column σ, "
+                     "mean over columns) | bounded_ratio (compression ratio in bounded mode) "
+                     "| mass_shift (|Δm|/σ of the [analysis] fit)"),
+    )
+
+
+@dataclass
+class SearchConfig:
+    """``[search]``: a Bayesian hyper-parameter search run by ``--mode search`` (optuna TPE).
+
+    The space is written like the ``[scan]`` grid: ``"section.key" = [choices...]`` or
+    ``"section.key" = {low = x, high = y, log = true}`` (integers when both bounds are
+    integers, optional ``step``), under ``[search.space]``.
+    """
+
+    space: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=doc('"section.key" = [choices] or {low = x, high = y, log = false, step = s}'),
+    )
+    trials: int = field(
+        default=20, metadata=doc("finished trials wanted in the study (a rerun tops it up)"))
+    metric: str = field(
+        default="rms_sigma",
+        metadata=doc("objective, as scan.metric: rms_sigma | bounded_ratio | mass_shift"))
+    seed: int = field(default=0, metadata=doc("seed of the TPE sampler"))
+    startup_trials: int = field(
+        default=10, metadata=doc("random trials before TPE starts modelling the objective"))
+    study: str = field(
+        default="search", metadata=doc("study name in output/search/search.db (resumable)"))
+
+    def validate(self) -> None:
+        """Check ``trials >= 1`` and ``startup_trials >= 0``."""
+        if self.trials < 1:
+            raise ConfigError(f"'search.trials' must be >= 1, got {self.trials}")
+        if self.startup_trials < 0:
+            raise ConfigError(f"'search.startup_trials' must be >= 0, got "
+                              f"{self.startup_trials}")
+
+
+@dataclass
+class AnomalyConfig:
+    """``[anomaly]``: ``--mode anomaly``, reconstruction-error scores of a test sample
+    against a reference sample (see docs/anomaly.md)."""
+
+    test: list[str] = field(
+        default_factory=list,
+        metadata=doc("test file(s) to score: a path, a glob or a list (relative to the "
+                     "config's folder)"))
+    reference: list[str] = field(
+        default_factory=list,
+        metadata=doc("reference file(s) that set the score scale; default: data.input"))
+    truth: str | None = field(
+        default=None,
+        metadata=doc("column of the test file(s), nonzero for anomalous rows: ROC and AUC"))
+    top_k: int = field(default=20, metadata=doc("most anomalous test rows listed"))
+    bins: int = field(default=60, metadata=doc("bins of the score histograms"))
+
+    def validate(self) -> None:
+        """Check ``top_k >= 0`` and ``bins >= 5``."""
+        if self.top_k < 0:
+            raise ConfigError(f"'anomaly.top_k' must be >= 0, got {self.top_k}")
+        if self.bins < 5:
+            raise ConfigError(f"'anomaly.bins' must be >= 5, got {self.bins}")
 
 
 @dataclass
@@ -396,6 +494,8 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     analysis_table: dict[str, Any] | None = field(default=None, repr=False)
     scan: ScanConfig | None = None
+    search: SearchConfig | None = None
+    anomaly: AnomalyConfig | None = None
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     rate: RateConfig = field(default_factory=RateConfig)
     source: Path | None = None
@@ -436,7 +536,8 @@ def _analysis_spec() -> type:
 
 #: every section, in the order the docs and ``new_project`` show them
 SECTION_NAMES: tuple[str, ...] = ("data", "model", "training", "compression", "rate",
-                                  "output", "evaluation", "analysis", "scan", "execution")
+                                  "output", "evaluation", "analysis", "scan", "search",
+                                  "anomaly", "execution")
 #: sections built from their dataclass at load time
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -446,12 +547,16 @@ SECTIONS: dict[str, type] = {
     "output": OutputConfig,
     "evaluation": EvaluationConfig,
     "scan": ScanConfig,
+    "search": SearchConfig,
+    "anomaly": AnomalyConfig,
     "execution": ExecutionConfig,
     "rate": RateConfig,
 }
 #: sections whose dataclass is imported only when the section is used
 LAZY_SECTIONS: dict[str, Callable[[], type]] = {"analysis": _analysis_spec}
-OPTIONAL_SECTIONS = frozenset({"analysis", "scan"})
+OPTIONAL_SECTIONS = frozenset({"analysis", "scan", "search", "anomaly"})
+#: keys of [scan] that are settings, not grid entries
+SCAN_KEYS = ("metric",)
 
 
 def all_sections() -> dict[str, type]:
@@ -468,7 +573,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "activation"): ("leaky_relu", "relu", "elu", "tanh", "silu"),
     ("training", "loss"): ("mse", "mse_sum", "l1_mean", "l1_sum"),
     ("training", "device"): ("auto", "cpu", "cuda"),
-    ("training", "init"): ("he", "xavier", "orthogonal"),
+    ("training", "init"): ("he", "xavier", "orthogonal", "random", "zero"),
+    ("training", "beta_schedule"): ("constant", "linear", "cyclical"),
     ("compression", "mode"): ("latent", "bounded"),
     ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
@@ -481,6 +587,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("execution", "executor"): ("local", "dask"),
     ("evaluation", "plots"): ("summary", "all"),
     ("analysis", "tagger_signal"): ("low", "high"),
+    ("scan", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
+    ("search", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
 }
 
 
@@ -675,6 +783,17 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _flatten_space(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Like :func:`_flatten`, but a ``{low, high, ...}`` table is one entry (a range)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and not ({"low", "high"} & set(value)):
+            out.update(_flatten_space(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None,
                      defer_analysis: bool = False) -> Config:
     """Validate a raw TOML dictionary into a :class:`Config`.
@@ -696,8 +815,11 @@ def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None
             analysis_table = table
             continue
         if name == "scan":  # "section.key" = [values] lines (quoted or not) form the grid
-            table = {"grid": {**table.get("grid", {}), **_flatten(
-                {k: v for k, v in table.items() if k != "grid"})}}
+            plain = {k: table[k] for k in SCAN_KEYS if k in table}
+            table = {**plain, "grid": {**table.get("grid", {}), **_flatten(
+                {k: v for k, v in table.items() if k != "grid" and k not in SCAN_KEYS})}}
+        if name == "search" and isinstance(table.get("space"), dict):
+            table = {**table, "space": _flatten_space(table["space"])}
         sections[name] = build_section(SECTIONS[name], table, where, name)
     for name, cls in SECTIONS.items():
         if name not in sections and name not in OPTIONAL_SECTIONS:

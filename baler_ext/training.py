@@ -139,10 +139,16 @@ def _he(w: torch.Tensor) -> None:
     nn.init.kaiming_normal_(w, a=0.01, nonlinearity="leaky_relu")
 
 
+def _random(w: torch.Tensor) -> None:
+    nn.init.normal_(w, mean=0.0, std=0.01)
+
+
 INITIALISERS: dict[str, Callable[[torch.Tensor], Any]] = {
     "he": _he,
     "xavier": nn.init.xavier_uniform_,
     "orthogonal": nn.init.orthogonal_,
+    "random": _random,
+    "zero": nn.init.zeros_,
 }
 
 
@@ -152,7 +158,15 @@ def init_weights(model: nn.Module, scheme: str) -> None:
     ``he``: :math:`\mathcal N(0, 2 / ((1 + a^2) n_{in}))` with the LeakyReLU slope
     :math:`a = 0.01` (He et al., arXiv:1502.01852); ``xavier``:
     :math:`\mathcal U(\pm\sqrt{6 / (n_{in} + n_{out})})` (Glorot & Bengio 2010);
-    ``orthogonal``: a (semi-)orthogonal matrix (Saxe et al., arXiv:1312.6120).
+    ``orthogonal``: a (semi-)orthogonal matrix (Saxe et al., arXiv:1312.6120);
+    ``random``: :math:`\mathcal N(0, 0.01^2)` regardless of the layer size (the small
+    Gaussian of Krizhevsky, Sutskever & Hinton, NeurIPS 2012), whose signal shrinks
+    layer by layer; ``zero``: every weight 0. With zero weights every hidden unit
+    outputs 0 and every weight gradient, :math:`\delta^{(l)} h^{(l-1)\top}` with
+    :math:`\delta^{(l)} = (W^{(l+1)\top}\delta^{(l+1)})\odot\phi'`, vanishes, so
+    only the output bias learns and the reconstruction stays one constant row
+    (the symmetry problem; Goodfellow, Bengio & Courville, *Deep Learning* §8.4).
+    Both are here as the controls of initialisation studies, not for production.
     Other parameters (BatchNorm, codebooks) keep their own initialisation.
     """
     try:
@@ -165,6 +179,59 @@ def init_weights(model: nn.Module, scheme: str) -> None:
                 fn(m.weight)
                 if m.bias is not None:
                     m.bias.zero_()
+
+
+# --- β schedules ----------------------------------------------------------------------------
+
+
+def _constant(epoch: int, cfg: TrainingConfig) -> float:
+    return 1.0
+
+
+def _linear(epoch: int, cfg: TrainingConfig) -> float:
+    return min(1.0, (epoch - 1) / cfg.beta_warmup_epochs)
+
+
+def _cyclical(epoch: int, cfg: TrainingConfig) -> float:
+    tau = ((epoch - 1) % cfg.beta_cycle_epochs) / cfg.beta_cycle_epochs
+    return min(1.0, tau / cfg.beta_ramp_fraction)
+
+
+BETA_SCHEDULES: dict[str, Callable[[int, TrainingConfig], float]] = {
+    "constant": _constant,
+    "linear": _linear,
+    "cyclical": _cyclical,
+}
+
+
+def beta_factor(epoch: int, cfg: TrainingConfig) -> float:
+    r"""Factor :math:`f(e) \in [0, 1]` on the KL weight in (1-based) epoch :math:`e`.
+
+    The VAE-family regularisers (a model's
+    :attr:`~baler_ext.models.base.Autoencoder.annealed_terms`, the KL of ``vae`` and
+    ``cvae``) are trained with weight :math:`\beta f(e)`:
+
+    * ``constant``: :math:`f = 1`;
+    * ``linear``: :math:`f(e) = \min(1, (e - 1) / E_w)` with
+      :math:`E_w` = ``beta_warmup_epochs``: KL annealing, the warm-up from 0 of
+      Bowman et al., "Generating Sentences from a Continuous Space", CoNLL 2016
+      (arXiv:1511.06349), here per epoch; epoch 1 trains the reconstruction alone;
+    * ``cyclical``: with :math:`\tau = ((e - 1) \bmod T) / T`, :math:`T` =
+      ``beta_cycle_epochs`` and :math:`R` = ``beta_ramp_fraction``,
+      :math:`f(e) = \min(1, \tau / R)`: the warm-up repeated every :math:`T`
+      epochs, the cyclical schedule of Fu et al., "Cyclical Annealing Schedule: A
+      Simple Approach to Mitigating KL Vanishing", NAACL 2019 (arXiv:1903.10145),
+      Eq. 8 with their :math:`R = 0.5` default.
+
+    Validation losses (early stopping, the best epoch) always use :math:`f = 1`, the
+    objective the schedule leads to, so that epochs stay comparable.
+    """
+    try:
+        fn = BETA_SCHEDULES[cfg.beta_schedule]
+    except KeyError:
+        raise ConfigError(f"unknown beta_schedule '{cfg.beta_schedule}'; valid: "
+                          f"{', '.join(BETA_SCHEDULES)}") from None
+    return fn(epoch, cfg)
 
 
 # --- loss terms ---------------------------------------------------------------------------
@@ -186,18 +253,23 @@ def capture_activations(model: Autoencoder, enabled: bool) -> Iterator[list[torc
 
 
 def batch_terms(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig,
-                forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
+                forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+                annealing: float = 1.0,
                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Forward pass and named loss terms (``reconstruction``, regularisers, ``total``).
 
-    ``forward`` replaces ``model(x)`` (the DistributedDataParallel wrapper of ``model``).
+    ``forward`` replaces ``model(x)`` (the DistributedDataParallel wrapper of ``model``);
+    ``annealing`` multiplies the model's :attr:`~Autoencoder.annealed_terms` (the β
+    schedule's :func:`beta_factor`).
     """
     with capture_activations(model, cfg.activation_l1 > 0) as acts:
         out = (forward or model)(x)
-    terms = {"reconstruction": reconstruction_loss(cfg.loss)(x, out["x_hat"])}
+    terms = model.reconstruction_terms(reconstruction_loss(cfg.loss), x, out)
     if cfg.activation_l1 > 0:
         terms["activation_l1"] = cfg.activation_l1 * activation_l1(acts)
-    terms.update(model.regularisers(x, out))
+    regs = model.regularisers(x, out)
+    terms.update({k: annealing * v if k in model.annealed_terms else v
+                  for k, v in regs.items()})
     terms["total"] = sum(terms.values())  # type: ignore[assignment]
     return terms, out
 
@@ -386,6 +458,7 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
                leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
+        factor = beta_factor(epoch, cfg)
         model.train()
         perm = torch.randperm(len(xt), generator=gen).to(device)
         if world > 1:  # every rank draws the same permutation and takes its shard
@@ -395,7 +468,7 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
             xb = xt[perm[start : start + batch_size]]
             if len(xb) < 2 and start > 0:  # BatchNorm cannot train on a single row
                 continue
-            terms, out = batch_terms(model, xb, cfg, forward)
+            terms, out = batch_terms(model, xb, cfg, forward, annealing=factor)
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             if cfg.grad_clip > 0:
@@ -427,6 +500,9 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         row.update({f"train_{k}": v / n_seen for k, v in sums.items()})
         row.update({f"val_{k}": v for k, v in val.items() if k != "total"})
         row["lr"] = opt.param_groups[0]["lr"]
+        if model.annealed_weight is not None:
+            row["beta_factor"] = factor
+            row["beta"] = factor * model.annealed_weight
         row["epoch_time_s"] = time.perf_counter() - t0
         result.history.append(row)
         bar.set_postfix(train=f"{row['train_loss']:.3g}", val=f"{val_loss:.3g}")

@@ -26,6 +26,7 @@ import math
 import re
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,15 @@ def _absolute_inputs(raw: dict[str, Any], base_dir: Path) -> None:
     data["input"] = [str(p if Path(p).is_absolute() else (base_dir / p)) for p in inputs]
 
 
-def prepare_run(wf: Workflow, run: RunSpec) -> Project:
-    """Write the run's resolved config into ``<output>/<label>/config.toml``."""
+def prepare_run(wf: Workflow, run: RunSpec, overrides: Sequence[str] = ()) -> Project:
+    """Write the run's resolved config into ``<output>/<label>/config.toml``.
+
+    The run's own ``set`` is applied to the base config first, then ``overrides``
+    (the command line's ``--set`` and ``--device``), which thus win.
+    """
     raw = tomllib.loads(wf.base.read_text(encoding="utf-8"))
     apply_overrides(raw, [f"{k}={toml_value(v)}" for k, v in run.overrides.items()])
+    apply_overrides(raw, overrides)
     _absolute_inputs(raw, wf.base.parent)
     config_from_dict(raw, f"{wf.path} (run {run.label})")  # validate before writing
     project = Project.locate(run.label, wf.output)
@@ -120,7 +126,9 @@ def prepare_run(wf: Workflow, run: RunSpec) -> Project:
 
 
 def _rms(project: Project, cfg: Any, columns: list[str]) -> dict[str, float]:
-    """Relative RMS error per column: rms(x̂ − x) / rms(x), over every input."""
+    """Relative RMS error per column, ``rel_rms`` = rms(x̂ − x) / rms(x), over every input
+    (:func:`baler_ext.evaluation.scores.rel_rms`)."""
+    from baler_ext.evaluation.scores import rel_rms
     from baler_ext.io.source import read_columns
     from baler_ext.stages.analyse import sample_pairs
 
@@ -129,17 +137,17 @@ def _rms(project: Project, cfg: Any, columns: list[str]) -> dict[str, float]:
         a = read_columns(src, cfg.data.format, cfg.data.tree, columns)
         b = read_columns(restored, "auto", cfg.output.tree or cfg.data.tree, columns)
         for c in columns:
-            x, y = a[c].to_numpy(float), b[c].to_numpy(float)
-            out[c] = float(np.sqrt(np.mean((y - x) ** 2)) / np.sqrt(np.mean(x**2)))
+            out[c] = rel_rms(a[c].to_numpy(float), b[c].to_numpy(float))
     return out
 
 
-def run_one(wf: Workflow, run: RunSpec) -> dict[str, Any]:
-    """Run every stage of one configuration and collect its row of the table."""
+def run_one(wf: Workflow, run: RunSpec, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Run every stage of one configuration (``overrides`` from the command line applied
+    last) and collect its row of the table."""
     from baler_ext.config import load_config
     from baler_ext.stages.pipeline import run_all
 
-    project = prepare_run(wf, run)
+    project = prepare_run(wf, run, overrides)
     cfg = load_config(project.config_path)
     row: dict[str, Any] = {"label": run.label, "model": cfg.model.name,
                            "mode": cfg.compression.mode}
@@ -263,13 +271,17 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         save_png(fig, path.parent, path.stem)
 
 
-def run_workflow(path: Path) -> dict[str, Path]:
-    """Run every configuration of a workflow and write the comparison table."""
+def run_workflow(path: Path, overrides: Sequence[str] = ()) -> dict[str, Path]:
+    """Run every configuration of a workflow and write the comparison table.
+
+    ``overrides`` (``section.key=value`` items, the command line's ``--set`` and
+    ``--device``) apply to every run, after the run's own ``set``.
+    """
     wf = load_workflow(path)
     rows = []
     for run in wf.runs:
         log.info("workflow %s: run %s (%s)", wf.path.name, run.label, run.overrides)
-        rows.append(run_one(wf, run))
+        rows.append(run_one(wf, run, overrides))
     paths = write_tables(wf, rows)
     log.info("comparison written to %s", paths["markdown"])
     return paths

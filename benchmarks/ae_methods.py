@@ -33,26 +33,45 @@ from benchmarks.methods import Method, register
 
 MODEL = {"hidden": [200, 100, 50]}  # baler_ext's default widths (Baler's AE uses the same)
 
+#: baler_ext settings that reproduce Baler 0.0.6's training as far as baler_ext can (the
+#: ``like_baler`` runs): min-max normalisation, Adam at 1e-3 without weight decay, batch 512,
+#: no learning-rate schedule (Baler's is patched off: it breaks on current torch), no early
+#: stopping, float64 model. Baler's loss is sum((x̂ - x)²) / n_columns per batch, i.e.
+#: 512 × the MSE, plus 0.001 × an activation L1 (0.001 / 512 ≈ 2e-6 of the MSE term,
+#: left out here); Adam is invariant to the loss scale, so "mse" trains alike. What still
+#: differs is listed in docs/benchmarks.md.
+LIKE_BALER_DATA = {"normalisation": "minmax"}
+LIKE_BALER_TRAINING = {"loss": "mse", "learning_rate": 1e-3, "weight_decay": 0.0,
+                       "lr_patience": 0, "validation_fraction": 0.01}
+
 
 def balerext_sections(data: Path, latent_dim: int, epochs: int, compression: dict,
-                      rows: int | None = None) -> dict:
+                      rows: int | None = None, like_baler: bool = False) -> dict:
     training = {"epochs": epochs, "batch_size": 512, "early_stopping_patience": 0,
                 "device": "cpu", "checkpoint": False}
     if rows:
         training["max_rows"] = rows
-    return {"data": {"input": [str(data)], "chunk_size": 100_000},
-            "model": {"latent_dim": latent_dim, **MODEL},
+    data_section = {"input": [str(data)], "chunk_size": 100_000}
+    if like_baler:
+        training.update(LIKE_BALER_TRAINING)
+        data_section.update(LIKE_BALER_DATA)
+    return {"data": data_section, "model": {"latent_dim": latent_dim, **MODEL},
             "training": training, "compression": compression}
 
 
-def train_balerext(workdir: Path, name: str, data: Path, latent_dim: int, epochs: int) -> dict:
-    """Train a baler_ext model on ``data`` (the training half); return timing and paths."""
+def train_balerext(workdir: Path, name: str, data: Path, latent_dim: int, epochs: int,
+                   like_baler: bool = False) -> dict:
+    """Train a baler_ext model on ``data`` (the training half); return timing and paths.
+
+    ``like_baler``: with Baler 0.0.6's normalisation and schedule (:data:`LIKE_BALER_TRAINING`).
+    """
     from baler_ext.config import load_config
     from baler_ext.project import Project
     from baler_ext.stages.train import train
 
-    cfg_path = write_project_config(workdir / "projects" / name,
-                                    balerext_sections(data, latent_dim, epochs, {}))
+    cfg_path = write_project_config(
+        workdir / "projects" / name,
+        balerext_sections(data, latent_dim, epochs, {}, like_baler=like_baler))
     t0 = time.perf_counter()
     train(Project.locate(name, workdir / "projects"), load_config(cfg_path))
     return {"train_s": time.perf_counter() - t0,
@@ -84,7 +103,8 @@ class _BalerExt(Method):
             comp["bounds"] = bounds
         cfg_path = write_project_config(
             work / "projects" / name,
-            balerext_sections(Path(p["test_path"]), p["latent_dim"], p["epochs"], comp))
+            balerext_sections(Path(p["test_path"]), p["latent_dim"], p["epochs"], comp,
+                              like_baler=p.get("like_baler", False)))
         self.project = Project.locate(name, work / "projects")
         copy_model(Path(p["model_dir"]), self.project.output)
         self.cfg = load_config(cfg_path)

@@ -176,14 +176,14 @@ def bench_dataset(name: str, args: argparse.Namespace, work: Path) -> dict:
     def wanted(method: str) -> bool:
         return selected is None or method in selected
 
-    # training (2 threads: the machine's cores)
+    # training (--train-threads, default 2: the machine's cores)
     models: dict[int, str] = {}
     for lat in sorted(set(latents) | {spec["bounded_latent"]}):
         if not (wanted("balerext_latent") or wanted("balerext_bounded")):
             break
         r = run_job({"kind": "train_balerext", "workdir": str(d), "project": f"train_l{lat}",
                      "data": str(train_path), "latent_dim": lat, "epochs": args.epochs},
-                    d / "jobs" / f"train_balerext_l{lat}.json", threads=2)
+                    d / "jobs" / f"train_balerext_l{lat}.json", threads=args.train_threads)
         res["training"][f"baler_ext latent {lat}"] = r
         log.info("%s: trained baler_ext latent %d: %s", name, lat, r)
         if "error" not in r:
@@ -201,7 +201,7 @@ def bench_dataset(name: str, args: argparse.Namespace, work: Path) -> dict:
             break
         r = run_job({"kind": "train_baler", "workdir": str(d), "project": f"baler_l{lat}",
                      "data": str(train_path), "latent_dim": lat, "epochs": args.epochs},
-                    d / "jobs" / f"train_baler_l{lat}.json", threads=2)
+                    d / "jobs" / f"train_baler_l{lat}.json", threads=args.train_threads)
         res["training"][f"Baler 0.0.6 latent {lat}"] = r
         log.info("%s: trained Baler latent %d: %s", name, lat, r)
         if "error" in r:
@@ -210,6 +210,18 @@ def bench_dataset(name: str, args: argparse.Namespace, work: Path) -> dict:
             baler_models[lat] = r["model_path"]
             res["baler_patches"] = r.get("patches")
     res["baler_note"] = baler_note
+    # baler_ext trained like Baler (min-max, same schedule) for the like-for-like rows
+    like_models: dict[int, str] = {}
+    for lat in baler_models if wanted("balerext_latent") else []:
+        r = run_job({"kind": "train_balerext", "workdir": str(d), "like_baler": True,
+                     "project": f"train_l{lat}_like_baler", "data": str(train_path),
+                     "latent_dim": lat, "epochs": args.epochs},
+                    d / "jobs" / f"train_balerext_l{lat}_like_baler.json",
+                    threads=args.train_threads)
+        res["training"][f"baler_ext latent {lat} like Baler"] = r
+        log.info("%s: trained baler_ext latent %d like Baler: %s", name, lat, r)
+        if "error" not in r:
+            like_models[lat] = r["model_dir"]
 
     # the job list
     jobs: list[dict] = []
@@ -238,6 +250,13 @@ def bench_dataset(name: str, args: argparse.Namespace, work: Path) -> dict:
                              "model_dir": models[lat], "test_path": str(test_path),
                              "latent_dim": lat, "epochs": args.epochs,
                              "compression": {"mode": "latent", "latent_dtype": ldt}}})
+    for lat, model_dir in like_models.items():
+        jobs.append({"method": "balerext_latent", "setting": f"latent {lat} float64 like Baler",
+                     "latent": lat, "bounds": None, "params": {
+                         "workdir": str(d), "project": f"latent_{lat}_like_baler",
+                         "model_dir": model_dir, "test_path": str(test_path),
+                         "latent_dim": lat, "epochs": args.epochs, "like_baler": True,
+                         "compression": {"mode": "latent", "latent_dtype": "float64"}}})
     for lat, path in baler_models.items():
         jobs.append({"method": "baler_0.0.6", "setting": f"latent {lat} float64", "latent": lat,
                      "bounds": None, "params": {"workdir": str(d), "project": f"baler_l{lat}",
@@ -319,6 +338,15 @@ def targets(results: dict) -> list[dict]:
                          f"Baler 0.0.6 (latent {r['latent']})", "measured":
                          f"normalised RMS {be['errors']['nrms']:.4g} vs {r['errors']['nrms']:.4g}"
                          f" → {f:.1f}× lower", "met": f >= 5})
+            like = _find(runs, "balerext_latent", f"latent {r['latent']} float64 like Baler")
+            if like:
+                f = r["errors"]["nrms"] / like["errors"]["nrms"]
+                rows.append({"dataset": ds, "target": f"like for like (min-max, same schedule,"
+                             f" float64 latent): RMS error vs Baler 0.0.6 (latent "
+                             f"{r['latent']})", "measured":
+                             f"normalised RMS {like['errors']['nrms']:.4g} vs "
+                             f"{r['errors']['nrms']:.4g} → {f:.2f}× lower; ratio "
+                             f"{like['ratio_f64']:.2f} vs {r['ratio_f64']:.2f}", "met": None})
             for what in ("compress", "decompress"):
                 f = be[f"{what}_MBps"] / r[f"{what}_MBps"]
                 rows.append({"dataset": ds, "target": f"{what} ≥ 10× Baler 0.0.6 throughput "
@@ -526,6 +554,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--datasets", default="pythia_ttbar,cms_tutorial")
     ap.add_argument("--methods", help="comma-separated subset of methods (default: all)")
     ap.add_argument("--no-baler", action="store_true", help="leave Baler 0.0.6 out")
+    ap.add_argument("--train-threads", type=int, default=2,
+                    help="torch threads of the training jobs (default 2)")
     ap.add_argument("--baler-latents", type=int, nargs="+",
                     help="latent sizes at which Baler runs (default: all baler_ext ones)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/baler_ext_bench"))

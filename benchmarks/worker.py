@@ -42,7 +42,8 @@ def run_job(job: dict) -> dict:
     kind = job["kind"]
     if kind == "train_balerext":
         out = ae_methods.train_balerext(Path(job["workdir"]), job["project"], Path(job["data"]),
-                                        job["latent_dim"], job["epochs"])
+                                        job["latent_dim"], job["epochs"],
+                                        like_baler=job.get("like_baler", False))
     elif kind == "train_baler":
         out = ae_methods.train_baler(Path(job["workdir"]), job["project"], Path(job["data"]),
                                      job["latent_dim"], job["epochs"])

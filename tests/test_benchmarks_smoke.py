@@ -59,3 +59,29 @@ def test_quick_benchmark_optional_references(tmp_path: Path) -> None:
         pytest.importorskip(mod, reason=f"{mod} is in the bench extra: pip install -e '.[bench]'")
     results = _run(tmp_path, "bitround_zstd,bitround_blosc2,sz3,zfp,blosc2_bitshuffle_f32")
     _check(results, {"bitround_zstd", "bitround_blosc2", "sz3", "zfp", "blosc2_bitshuffle_f32"})
+
+
+@pytest.mark.slow  # six worker processes (~1 min on a busy 2-core machine)
+@pytest.mark.usefixtures("shared_data")
+def test_quick_benchmark_like_for_like_baler(tmp_path: Path) -> None:
+    """With Baler 0.0.6 installed, a baler_ext model trained like Baler is compared too."""
+    pytest.importorskip("baler_compressor",
+                        reason="pip install --no-deps baler-compressor==0.0.6")
+    from benchmarks import run
+
+    out = tmp_path / "out"
+    assert run.main(["--quick", "--rows", "3000", "--epochs", "2", "--datasets",
+                     "pythia_ttbar", "--methods", "balerext_latent,baler_0.0.6",
+                     "--train-threads", "1", "--workdir", str(tmp_path / "work"),
+                     "--out-dir", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    runs = {(r["method"], r["setting"]): r for r in res["datasets"]["pythia_ttbar"]["runs"]}
+    like = runs[("balerext_latent", "latent 8 float64 like Baler")]
+    peer = runs[("baler_0.0.6", "latent 8 float64")]
+    assert "error" not in like and "error" not in peer
+    # same latent size and dtype: the ratios differ only by the containers' overheads
+    assert like["ratio_f64"] == pytest.approx(peer["ratio_f64"], rel=0.15)
+    model_json = (tmp_path / "work" / "pythia_ttbar" / "projects" / "train_l8_like_baler" /
+                  "output" / "model" / "normaliser.json").read_text()
+    assert '"method": "minmax"' in model_json
+    assert any("like for like" in t["target"] for t in res["targets"])

@@ -9,7 +9,7 @@ import pytest
 from baler_ext.cli import main
 from baler_ext.config import load_config
 from baler_ext.errors import ConfigError
-from baler_ext.stages.scan import combinations
+from baler_ext.stages.scan import METRICS, check_metric, combinations, rank_rows
 
 
 def test_grid_combinations_and_validation() -> None:
@@ -46,9 +46,12 @@ def test_scan_trains_each_combination_and_ranks(jets_parquet, make_project) -> N
     # vqvae with latent 1 cannot split into code_dim 2 slots: reported, not fatal
     failed = [r for r in rows if r["status"] != "ok"]
     assert len(ok) == 3 and len(failed) == 1 and "multiple of code_dim" in failed[0]["status"]
-    losses = [float(r["val_reconstruction"]) for r in ok]
-    assert losses == sorted(losses) and [r["rank"] for r in ok] == ["1", "2", "3"]
-    assert all(float(r["rms_rel_pt"]) > 0 and float(r["rms_rel_mass"]) > 0 for r in ok)
+    scores = [float(r["val_rms_sigma"]) for r in ok]
+    assert scores == sorted(scores) and [r["rank"] for r in ok] == ["1", "2", "3"]
+    for r in ok:  # the ranked value is the mean of the per-column σ-normalised errors
+        per_column = [float(v) for k, v in r.items() if k.startswith("rms_sigma_") and v]
+        assert float(r["val_rms_sigma"]) == pytest.approx(sum(per_column) / len(per_column))
+        assert 0 < float(r["rms_sigma_pt"]) < 2 and 0 < float(r["rms_sigma_eta"]) < 2
     best = {r["model.latent_dim"] for r in ok[:1]}
     assert best == {"6"}  # more latent dimensions reconstruct better
     for r in ok:
@@ -78,3 +81,34 @@ def test_scan_reports_the_mass_shift_when_analysis_is_configured(flat_parquet,
     assert float(lossless["mass_shift_sigma"]) == 0.0  # mass stored losslessly: no shift
     other = by_pass['["frac"]']
     assert other["mass"] == "fit failed" or float(other["mass"]) > 0
+
+
+def test_ranking_follows_the_configured_metric_not_the_loss() -> None:
+    rows = [
+        # an l1_sum run: its own loss is ~n times larger, its σ-normalised error smaller
+        {"run": "l1_sum", "status": "ok", "val_loss": 5.0, "val_rms_sigma": 0.2,
+         "bounded_ratio": 3.0},
+        {"run": "mse", "status": "ok", "val_loss": 0.1, "val_rms_sigma": 0.3,
+         "bounded_ratio": 4.0},
+        {"run": "broken", "status": "failed: x"},
+        {"run": "nan", "status": "ok", "val_loss": 0.1, "val_rms_sigma": float("nan")},
+    ]
+    rank_rows(rows, METRICS["rms_sigma"])
+    assert [r["run"] for r in rows][:2] == ["l1_sum", "mse"]
+    assert [r["rank"] for r in rows] == [1, 2, "", ""]
+    rank_rows(rows, METRICS["bounded_ratio"])  # a ratio: the higher the better
+    assert [r["run"] for r in rows][:2] == ["mse", "l1_sum"]
+
+
+def test_metrics_that_the_config_cannot_provide_fail_clearly(tmp_path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[scan]\nmetric = "mass_shift"\n"model.latent_dim" = [2]\n')
+    cfg = load_config(path)
+    assert cfg.scan.metric == "mass_shift" and cfg.scan.grid == {"model.latent_dim": [2]}
+    with pytest.raises(ConfigError, match=r"needs an \[analysis\]"):
+        check_metric("mass_shift", cfg, "scan.metric")
+    with pytest.raises(ConfigError, match="bounded"):
+        check_metric("bounded_ratio", cfg, "scan.metric")
+    path.write_text('[scan]\nmetric = "val_loss"\n')
+    with pytest.raises(ConfigError, match="not one of"):
+        load_config(path)

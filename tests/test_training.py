@@ -135,7 +135,11 @@ def test_train_stage_writes_history_plot_checkpoint(jets_parquet, make_project) 
     assert (out / "loss.png").stat().st_size > 1000
     assert (out / CHECKPOINT).is_file()
     val = json.loads((out / "validation.json").read_text())
-    assert set(val["columns"]) >= {"pt", "mass"} and val["columns"]["pt"]["rms_rel"] > 0
+    assert set(val["columns"]) >= {"pt", "mass"} and val["columns"]["pt"]["rms_sigma"] > 0
+    # σ-normalised, so columns near zero (eta, phi) stay O(1) instead of diverging
+    assert all(c["rms_sigma"] < 10 for c in val["columns"].values()
+               if c["rms_sigma"] == c["rms_sigma"])
+    assert "rms_rel" not in val["columns"]["pt"]
 
 
 def test_cvae_train_stage_saves_condition_metadata(jets_parquet, make_project) -> None:

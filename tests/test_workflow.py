@@ -59,3 +59,23 @@ def test_bad_workflow_files(tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         assert main(["--workflow", str(tmp_path / "absent.toml"), "-q"]) == ConfigError.exit_code
     assert "does not exist" in caplog.text
+
+
+def test_command_line_overrides_reach_every_run(make_project, flat_parquet, tmp_path):
+    import tomllib
+
+    projects, name = make_project(flat_parquet, training={"epochs": 3})
+    wf = write_workflow(tmp_path, projects / name / "config.toml", [
+        ("a", {"model.latent_dim": 2, "training.epochs": 2}),
+        ("b", {"model.latent_dim": 3}),
+    ])
+    assert main(["--workflow", str(wf), "--set", "training.epochs=1", "--device", "cpu",
+                 "--set", "model.hidden=[8]", "-q"]) == 0
+    for label in ("a", "b"):
+        cfg = tomllib.loads((tmp_path / "out" / label / "config.toml").read_text())
+        assert cfg["training"]["epochs"] == 1  # --set wins over the run's own set
+        assert cfg["training"]["device"] == "cpu" and cfg["model"]["hidden"] == [8]
+        history = tmp_path / "out" / label / "output" / "model" / "history.csv"
+        assert len(history.read_text().splitlines()) == 2  # header + the one epoch
+    assert main(["--workflow", str(wf), "--set", "training.epochz=1", "-q"]) == \
+        ConfigError.exit_code

@@ -181,8 +181,9 @@ def compute_mass(data: pd.DataFrame, spec: AnalysisSpec) -> np.ndarray:
         return invariant_mass(*_cartesian(data, list(spec.p4_columns), kind), what="mass")
     if spec.variable == "event_combination":
         event = _columns(data, [spec.event_column], "analysis.event_column")[0]
-        order = _columns(data, [spec.order_by], "analysis.order_by")[0]
         p4 = _cartesian(data, list(spec.p4_columns), spec.p4_kind)
+        order = (np.hypot(p4[0], p4[1]) if spec.order_column is None  # pt from px, py
+                 else _columns(data, [spec.order_column], "analysis.order_by")[0])
         masses, _ = event_combination_mass(event, order, *p4, spec.n_objects)
         log.info("combined the %d leading objects of %d events", spec.n_objects, masses.size)
         return masses

@@ -60,7 +60,7 @@ class AnalysisSpec:
         p4_kind = "ptetaphim"
         event_column = "event"
         n_objects = 3
-        order_by = "pt"
+        order_by = "pt"   # the default: the pt of p4_columns (e.g. Jet_pt)
     """
 
     variable: str = field(
@@ -96,9 +96,10 @@ class AnalysisSpec:
             "events with fewer are skipped"
         ),
     )
-    order_by: str = field(
-        default="pt",
-        metadata=_doc("column that ranks objects within an event, largest first"),
+    order_by: str | None = field(
+        default=None,
+        metadata=_doc("column that ranks objects within an event, largest first; default: "
+                      "their pt (the pt of `p4_columns`, e.g. Jet_pt, or sqrt(px^2 + py^2))"),
     )
     selection: list[str] = field(
         default_factory=list,
@@ -205,6 +206,18 @@ class AnalysisSpec:
         """Upper edge of the fit range."""
         return float(self.fit_range[1])
 
+    @property
+    def order_column(self) -> str | None:
+        r"""The column ranking objects: :attr:`order_by`, by default the pt of the p4.
+
+        With ``p4_kind = 'ptetaphim'`` the default is ``p4_columns[0]`` (the pt column
+        whatever its prefix: ``pt``, ``Jet_pt``, ...); with ``'pxpypze'`` it is None,
+        and objects are ranked by :math:`p_T = \sqrt{p_x^2 + p_y^2}` of the p4 columns.
+        """
+        if self.order_by:
+            return self.order_by
+        return self.p4_columns[0] if self.p4_kind == "ptetaphim" else None
+
     def required_columns(self) -> list[str]:
         """Columns the analysis reads (for reading only what is needed).
 
@@ -222,7 +235,9 @@ class AnalysisSpec:
         else:
             cols.update(self.p4_columns)
         if self.variable == "event_combination":
-            cols.update((self.event_column, self.order_by))
+            cols.add(self.event_column)
+            if self.order_column is not None:
+                cols.add(self.order_column)
         for cut in self.selection:
             cols.update(cut_columns(cut))
         if self.tagger_score:
@@ -267,7 +282,7 @@ class AnalysisSpec:
                     f"analysis.p4_kind = '{self.p4_kind}' is unknown; use one of: "
                     f"{', '.join(P4_KINDS)}"
                 )
-            if not self.event_column or not self.order_by:
+            if not self.event_column or self.order_by == "":
                 raise ConfigError(
                     "analysis.event_column and analysis.order_by must name columns "
                     "for variable = 'event_combination'"

@@ -49,6 +49,8 @@ class Autoencoder(nn.Module):
 
     registry_name: str = ""
     discrete_latent: bool = False
+    #: names of :meth:`regularisers` terms that a β schedule multiplies (the VAE's KL)
+    annealed_terms: frozenset[str] = frozenset()
 
     def __init__(self, n_features: int, latent_dim: int) -> None:
         super().__init__()
@@ -72,6 +74,22 @@ class Autoencoder(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Named, weighted extra loss terms (none for a plain autoencoder)."""
         return {}
+
+    def reconstruction_terms(
+        self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+        out: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """Named reconstruction terms: ``{"reconstruction": loss(x, x_hat)}`` by default.
+
+        Models that reconstruct parts of the row differently (the conditional VAE's
+        weighted ``reconstruction`` and ``conditional`` terms) override this.
+        """
+        return {"reconstruction": loss(x, out["x_hat"])}
+
+    @property
+    def annealed_weight(self) -> float | None:
+        """Target weight β of the :attr:`annealed_terms` (None when there are none)."""
+        return None
 
     # --- a second optimised player (e.g. the AAE discriminator) --------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +59,7 @@ class VariationalAE(Autoencoder):
     """
 
     Options = VAEOptions
+    annealed_terms = frozenset({"kl"})
 
     def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
                  activation: str = "leaky_relu", options: VAEOptions | None = None,
@@ -74,6 +76,11 @@ class VariationalAE(Autoencoder):
         self.mu_head = nn.Linear(hidden[-1], latent_dim)
         self.logvar_head = nn.Linear(hidden[-1], latent_dim)
         self.decoder = mlp([latent_dim + n_condition, *reversed(hidden), n_out], activation)
+
+    @property
+    def annealed_weight(self) -> float:
+        """β, the weight of the KL term that ``training.beta_schedule`` multiplies."""
+        return self.options.beta
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of :math:`q(z|x)`."""
@@ -111,6 +118,13 @@ class CVAEOptions(VAEOptions):
     conditions: list[str] = field(
         default_factory=lambda: ["pt"],
         metadata={"doc": "condition columns: seen by encoder and decoder, stored losslessly"})
+    wx: float = field(
+        default=1.0,
+        metadata={"doc": "weight of the reconstruction term of the non-condition columns"})
+    wy: float = field(
+        default=0.0,
+        metadata={"doc": "weight of the conditional term: the conditions reconstructed from "
+                  "the latent alone (0: the plain CVAE, no condition head)"})
 
 
 @register_model("cvae")
@@ -119,11 +133,28 @@ class ConditionalVAE(VariationalAE):
 
     The input row is split into the condition columns :math:`c` (``conditions``,
     e.g. ``pt``) and the rest :math:`y`. The encoder models :math:`q(z|y, c)` (it
-    reads the whole row), the decoder :math:`p(y|z, c)` (it reads
-    :math:`[z, c]`), and the loss is that of :class:`VariationalAE` with the KL
-    against :math:`\mathcal N(0, I)` (Sohn, Lee & Yan, "Learning Structured
-    Output Representation using Deep Conditional Generative Models", NeurIPS
-    2015).
+    reads the whole row), the decoder :math:`p(y|z, c)` (it reads :math:`[z, c]`);
+    Sohn, Lee & Yan, "Learning Structured Output Representation using Deep
+    Conditional Generative Models", NeurIPS 2015. The loss is "reconstruction +
+    conditional loss + KL",
+
+    .. math::
+
+        \mathcal L = w_x\, \ell(y, \hat y(z, c)) + w_y\, \ell(c, \hat c(z))
+        + \frac{\beta}{m}\,\mathrm{KL}\left(q(z|y, c)\,\Vert\,\mathcal N(0, I)\right),
+
+    with :math:`\ell` the configured ``training.loss`` (averaged over the columns
+    of each part for the ``*_mean`` losses, summed for the ``*_sum`` ones) and
+    :math:`m = \dim y` when ``normalise_kl``. The conditional term reconstructs
+    the conditions from the latent sample *alone* through a small head
+    :math:`\hat c(z)` (``latent -> hidden[-1] -> len(conditions)``): the decoder's
+    own input contains :math:`c`, so asking it for :math:`c` would be the
+    identity. :math:`w_y > 0` thus asks the latent to carry the conditions (the
+    ``wx * x_loss + wy * y_loss`` weighting of the CVAE studies this reproduces);
+    :math:`w_y = 0` (the default) is Sohn et al.'s CVAE, and the head is then not
+    built at all, so it takes no part in training or in the saved model. Only the
+    decoder's :math:`\hat y` enters compression; the conditions are restored
+    exactly.
 
     The latent of :meth:`encode` is ``[mu(y, c), c]`` (``latent_dim`` means plus
     the conditions verbatim), so the generic ``decode(encode(x))`` works and
@@ -138,6 +169,8 @@ class ConditionalVAE(VariationalAE):
         As for :class:`~baler_ext.models.sae.StackedAE`.
     options
         This model's :class:`Options` (``[model] options = {...}``); defaults when None.
+    columns
+        Names of the ``n_features`` input columns (to find the conditions).
     """
 
     Options = CVAEOptions
@@ -156,6 +189,9 @@ class ConditionalVAE(VariationalAE):
                 f"compressed non-constant columns {columns}")
         if len(options.conditions) >= n_features:
             raise ConfigError("cvae: at least one column must remain besides the conditions")
+        if options.wx < 0 or options.wy < 0:
+            raise ConfigError(f"cvae: wx and wy must be >= 0, got wx={options.wx}, "
+                              f"wy={options.wy}")
         n_c = len(options.conditions)
         super().__init__(n_features, latent_dim, hidden, activation, options,
                          n_inputs=n_features, n_outputs=n_features - n_c, n_condition=n_c)
@@ -168,6 +204,9 @@ class ConditionalVAE(VariationalAE):
                              persistent=False)
         self.register_buffer("rest_index", torch.tensor(rest, dtype=torch.long),
                              persistent=False)
+        hidden_last = (list(hidden) if hidden else DEFAULT_HIDDEN)[-1]
+        self.condition_head = (mlp([latent_dim, hidden_last, n_c], activation)
+                               if options.wy > 0 else None)
 
     @property
     def lossless_columns(self) -> list[str]:
@@ -194,9 +233,25 @@ class ConditionalVAE(VariationalAE):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.posterior(x)
         c = x[:, self.cond_index]
-        z = torch.cat([self._sample(mu, logvar), c], dim=1)
-        return {"x_hat": self._assemble(self.decoder(z), c), "z": torch.cat([mu, c], dim=1),
-                "z_sample": z, "mu": mu, "logvar": logvar}
+        z_post = self._sample(mu, logvar)
+        z = torch.cat([z_post, c], dim=1)
+        out = {"x_hat": self._assemble(self.decoder(z), c), "z": torch.cat([mu, c], dim=1),
+               "z_sample": z, "mu": mu, "logvar": logvar}
+        if self.condition_head is not None:
+            out["c_hat"] = self.condition_head(z_post)
+        return out
+
+    def reconstruction_terms(
+        self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+        out: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        r"""``reconstruction`` :math:`= w_x\,\ell(y, \hat y)` and, when :math:`w_y > 0`,
+        ``conditional`` :math:`= w_y\,\ell(c, \hat c(z))`."""
+        terms = {"reconstruction": self.options.wx * loss(x[:, self.rest_index],
+                                                          out["x_hat"][:, self.rest_index])}
+        if self.condition_head is not None:
+            terms["conditional"] = self.options.wy * loss(x[:, self.cond_index], out["c_hat"])
+        return terms
 
     def regularisers(self, x: torch.Tensor,
                      out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -44,6 +44,12 @@ STAGES: dict[str, StageSpec] = {
                          "fit the mass peak before and after compression ([analysis])"),
     "scan": StageSpec("baler_ext.stages.scan", "scan",
                       "train every combination of the [scan] grid; rank them in output/scan/"),
+    "search": StageSpec("baler_ext.stages.search", "search",
+                        "Bayesian search (optuna TPE) over [search.space]; ranked in "
+                        "output/search/"),
+    "anomaly": StageSpec("baler_ext.stages.anomaly", "anomaly",
+                         "score [anomaly] test files against a reference sample: "
+                         "distributions, ROC/AUC, top rows in output/anomaly/"),
     "export": StageSpec("baler_ext.stages.export", "export",
                         "write the encoder and decoder as TorchScript to output/export/"),
     "info": StageSpec("baler_ext.stages.info", "info",

@@ -576,13 +576,22 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
     latent = latent_color = None
     idx = np.empty(0, dtype=np.int64)
     latent_note = "latent plots only with evaluation.plots = 'all'"
-    if plots == "all":
+    if plots == "all" or cfg.evaluation.latent_probing:
         idx = np.sort(np.random.default_rng(cfg.training.seed).choice(
             len(original), size=min(cfg.evaluation.latent_rows, len(original)), replace=False))
         latent, latent_note = compute_latent(project, cfg, pairs,
                                              original[columns].to_numpy(np.float64)[idx])
         latent_color = (original[colour].to_numpy(np.float64)[idx] if colour is not None
                         else None)
+    if cfg.evaluation.latent_probing and latent is not None:  # traversal, samples, t-SNE
+        from baler_ext.evaluation.probing import write_probing_plots
+        from baler_ext.stages.compress import load_project_model
+
+        write_probing_plots(load_project_model(project),
+                            original[columns].to_numpy(np.float64)[idx],
+                            project.dir("evaluation") / "probing", color=latent_color,
+                            color_label=colour or "", seed=cfg.training.seed,
+                            tsne_rows=cfg.evaluation.tsne_rows)
 
     compress_max = header_max_errors(pairs[0].header) if len(pairs) == 1 else {}
     extra = {

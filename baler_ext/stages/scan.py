@@ -1,14 +1,25 @@
-"""``--mode scan``: train every combination of the ``[scan]`` grid and rank them.
+r"""``--mode scan``: train every combination of the ``[scan]`` grid and rank them.
 
 Each combination is the project's config with the grid values applied, trained
 as a sub-project under ``output/scan/<run-id>/`` (its model in
 ``output/scan/<run-id>/output/model/``). ``output/scan/scan.csv`` and
-``scan.md`` list the runs ranked by validation reconstruction loss (the total
-validation loss is listed too, but it holds each model's own regularisers and
-is not comparable across model families), with the per-column RMS relative
-error on the validation split. When ``[analysis]`` is configured, each run is also compressed,
-decompressed and fitted, and the table gains the fitted mass and width and their
-shifts in units of the combined statistical error.
+``scan.md`` list the runs ranked by ``scan.metric``, one metric in physical units
+that does not depend on the run's own loss (:data:`METRICS`):
+
+* ``rms_sigma`` (default): the mean over columns of the validation RMS error
+  divided by the column's σ, computed in the columns' units after the inverse
+  normalisation (:mod:`baler_ext.evaluation.scores`), lower is better;
+* ``bounded_ratio``: the payload compression ratio of the run compressed in
+  bounded mode (every value within its bound), higher is better;
+* ``mass_shift``: :math:`|\Delta m|/\sigma` of the ``[analysis]`` fit after
+  compression and decompression, lower is better.
+
+The validation losses are listed too, but they hold each run's own loss
+(``l1_sum`` is ~n times ``l1_mean``) and regularisers and are not comparable
+across runs. The per-column ``rms_sigma_X`` follow. When ``[analysis]`` is
+configured, each run is also compressed, decompressed and fitted, and the table
+gains the fitted mass and width and their shifts in units of the combined
+statistical error.
 """
 
 from __future__ import annotations
@@ -19,13 +30,15 @@ import itertools
 import logging
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from baler_ext.config import Config, config_from_dict, to_dict, toml_value
 from baler_ext.errors import BalerError, ConfigError
+from baler_ext.evaluation.scores import mean_rms_sigma
 from baler_ext.project import Project, atomic_path
-from baler_ext.stages.train import train
+from baler_ext.stages.train import TrainOutcome, train
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +60,7 @@ def run_config(cfg: Config, overrides: dict[str, Any]) -> Config:
     """``cfg`` with ``{"section.key": value}`` applied, validated anew."""
     raw = copy.deepcopy(to_dict(cfg))
     raw.pop("scan", None)
+    raw.pop("search", None)
     for key, value in overrides.items():
         node = raw
         *path, last = key.split(".")
@@ -57,7 +71,7 @@ def run_config(cfg: Config, overrides: dict[str, Any]) -> Config:
         node[last] = value
     raw = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in raw.items()
            if v is not None}
-    where = f"{cfg.source or 'config'} [scan] {overrides}"
+    where = f"{cfg.source or 'config'} {overrides}"
     return config_from_dict(raw, where, source=cfg.source)
 
 
@@ -65,6 +79,105 @@ def run_id(index: int, overrides: dict[str, Any]) -> str:
     """A folder name such as ``003_latent_dim=8_name=wae``."""
     parts = [f"{k.split('.')[-1]}={v}" for k, v in overrides.items()]
     return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join([f"{index:03d}", *parts]))[:120]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A ranking metric: its table column, direction and what it needs."""
+
+    column: str
+    higher_is_better: bool
+    description: str
+    needs_analysis: bool = False
+    needs_bounded: bool = False
+
+
+#: ``scan.metric`` / ``search.metric`` -> how it is read off a run's row
+METRICS: dict[str, Metric] = {
+    "rms_sigma": Metric("val_rms_sigma", False,
+                        "validation RMS error / column σ, mean over columns (physical units)"),
+    "bounded_ratio": Metric("bounded_ratio", True,
+                            "payload compression ratio vs float64 in bounded mode",
+                            needs_bounded=True),
+    "mass_shift": Metric("abs_mass_shift_sigma", False,
+                         "|Δm|/σ of the [analysis] fit after decompression",
+                         needs_analysis=True),
+}
+
+
+def check_metric(name: str, cfg: Config, where: str) -> Metric:
+    """The metric ``name``; a ConfigError when ``cfg`` cannot provide it."""
+    try:
+        metric = METRICS[name]
+    except KeyError:
+        raise ConfigError(f"{where}: unknown metric '{name}'; valid: {', '.join(METRICS)}"
+                          ) from None
+    if metric.needs_analysis and cfg.analysis is None:
+        raise ConfigError(f"{where}: metric 'mass_shift' needs an [analysis] section")
+    if metric.needs_bounded and cfg.compression.mode != "bounded":
+        raise ConfigError(f"{where}: metric 'bounded_ratio' needs compression.mode = "
+                          "\"bounded\" (a ratio without a bound is not comparable)")
+    return metric
+
+
+def evaluate_run(project: Project, cfg: Config, metric: Metric) -> dict[str, Any]:
+    """Train one configuration and measure it: the row of the scan/search table.
+
+    Returns the run's ``val_rms_sigma`` and per-column ``rms_sigma_X``, its losses,
+    and, as the metric or ``[analysis]`` asks, ``bounded_ratio`` and the fitted
+    mass and width with their shifts. Raises BalerError when training fails.
+    """
+    outcome: TrainOutcome = train(project, cfg)
+    hist = outcome.result.history
+    best = next((h for h in hist if h["epoch"] == outcome.result.best_epoch), hist[-1])
+    scores = outcome.validation["columns"]
+    row: dict[str, Any] = {
+        "status": "ok", "val_rms_sigma": mean_rms_sigma(scores),
+        "val_reconstruction": best.get("val_reconstruction", math.nan),
+        "val_loss": outcome.result.best_val_loss, "best_epoch": outcome.result.best_epoch,
+        "epochs": len(hist), "train_time_s": outcome.result.train_time_s,
+    }
+    row.update({f"rms_sigma_{c}": s["rms_sigma"] for c, s in scores.items()})
+    if cfg.analysis is not None:
+        row.update(mass_shift(project, cfg))
+        if isinstance(row.get("mass_shift_sigma"), float):
+            row["abs_mass_shift_sigma"] = abs(row["mass_shift_sigma"])
+    elif metric.needs_bounded:
+        from baler_ext.stages.compress import compress
+
+        compress(project, cfg)
+    if metric.needs_bounded:
+        row["bounded_ratio"] = payload_ratio(project)
+    return row
+
+
+def payload_ratio(project: Project) -> float:
+    """Payload compression ratio vs float64 over the project's compressed files."""
+    from baler_ext.project import CONTAINER_SUFFIX
+    from baler_ext.stages.info import compute_ratios, describe
+
+    sizes: dict[str, int] = {}
+    raw64 = 0
+    for path in sorted(project.dir("compressed").glob(f"*{CONTAINER_SUFFIX}")):
+        d = describe(path)
+        raw64 += d["raw_float64_bytes"]
+        for group, n in d["bytes_by_section"].items():
+            sizes[group] = sizes.get(group, 0) + n
+    return compute_ratios(sizes, raw64, None)["payload_vs_float64"]
+
+
+def rank_rows(rows: list[dict[str, Any]], metric: Metric) -> None:
+    """Sort ``rows`` in place, best first by ``metric`` (failed or unmeasured runs last),
+    and number them in ``rank``."""
+    def key(r: dict[str, Any]) -> tuple[bool, float]:
+        v = r.get(metric.column)
+        if r.get("status") != "ok" or not isinstance(v, float) or math.isnan(v):
+            return True, math.inf
+        return False, -v if metric.higher_is_better else v
+
+    rows.sort(key=key)
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank if not key(row)[0] else ""
 
 
 def _fmt(value: Any) -> str:
@@ -84,6 +197,7 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
     if cfg.scan is None or not cfg.scan.grid:
         raise ConfigError('no [scan] grid in the config; add e.g. [scan] "model.latent_dim" = '
                           "[4, 8]")
+    metric = check_metric(cfg.scan.metric, cfg, "scan.metric")
     combos = combinations(cfg.scan.grid)
     out_dir = project.output / SCAN_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,36 +210,27 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
         log.info("scan %d/%d: %s", i + 1, len(combos), overrides)
         sub_project = Project(f"{project.name}/{SCAN_DIR}/{rid}", out_dir / rid)
         try:
-            sub_cfg = run_config(cfg, overrides)
-            outcome = train(sub_project, sub_cfg)
+            row.update(evaluate_run(sub_project, run_config(cfg, overrides), metric))
         except BalerError as exc:
             log.warning("scan run %s failed: %s", rid, exc)
             row["status"] = f"failed: {exc}"
-            rows.append(row)
-            continue
-        hist = outcome.result.history
-        best = next((h for h in hist if h["epoch"] == outcome.result.best_epoch), hist[-1])
-        row.update({
-            "status": "ok", "val_reconstruction": best.get("val_reconstruction", math.nan),
-            "val_loss": outcome.result.best_val_loss, "best_epoch": outcome.result.best_epoch,
-            "epochs": len(hist), "train_time_s": outcome.result.train_time_s,
-        })
-        if sub_cfg.analysis is not None:
-            row.update(mass_shift(sub_project, sub_cfg))
-        for col, err in outcome.validation["columns"].items():
-            row[f"rms_rel_{col}"] = err["rms_rel"]
-            if col not in columns:
-                columns.append(col)
+        columns += [k for k in row if k.startswith("rms_sigma_") and k not in columns]
         rows.append(row)
-    rows.sort(key=lambda r: (r["status"] != "ok", r.get("val_reconstruction", math.inf)))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank if row["status"] == "ok" else ""
-    shift = ["mass", "mass_shift_sigma", "width", "width_shift_sigma", "chi2_ndf", "fit_quality"]
-    names = ["rank", "run", *cfg.scan.grid, "val_reconstruction", "val_loss", "best_epoch",
-             "epochs", "train_time_s", *(f"rms_rel_{c}" for c in columns),
-             *(shift if cfg.analysis is not None else []), "status"]
-    write_tables(rows, names, out_dir)
+    rank_rows(rows, metric)
+    names = table_names(list(cfg.scan.grid), columns, metric, cfg.analysis is not None)
+    write_tables(rows, names, out_dir, "scan", metric)
     return rows
+
+
+def table_names(params: list[str], columns: list[str], metric: Metric,
+                analysis: bool) -> list[str]:
+    """Column order of the scan/search tables: rank, run, parameters, metric first."""
+    shift = ["mass", "mass_shift_sigma", "width", "width_shift_sigma", "chi2_ndf", "fit_quality"]
+    lead = ["rank", "run", *params, metric.column]
+    rest = ["val_rms_sigma", "bounded_ratio", "val_reconstruction", "val_loss", "best_epoch",
+            "epochs", "train_time_s", *columns, *(shift if analysis else []), "status"]
+    return lead + [n for n in rest if n not in lead and (n != "bounded_ratio"
+                                                         or metric.needs_bounded)]
 
 
 def mass_shift(project: Project, cfg: Config) -> dict[str, Any]:
@@ -147,19 +252,23 @@ def mass_shift(project: Project, cfg: Config) -> dict[str, Any]:
             "chi2_ndf": result.after.chi2_ndf, "fit_quality": result.after.quality}
 
 
-def write_tables(rows: list[dict[str, Any]], names: list[str], out_dir: Path) -> None:
-    """``scan.csv`` (all fields) and ``scan.md`` (a Markdown table) in ``out_dir``."""
-    with atomic_path(out_dir / "scan.csv") as tmp, tmp.open("w", newline="") as fh:
+def write_tables(rows: list[dict[str, Any]], names: list[str], out_dir: Path,
+                 stem: str, metric: Metric) -> None:
+    """``<stem>.csv`` (all fields) and ``<stem>.md`` (a Markdown table) in ``out_dir``."""
+    with atomic_path(out_dir / f"{stem}.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=names, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_fmt(r.get(n, "")) for n in names) + " |" for r in rows]
-    text = ("# Scan, ranked by validation reconstruction loss\n\n"
-            "rms_rel_X: RMS of (decompressed - original) / original of column X on the "
-            "validation split. fit_quality: good, poor (chi2 p-value below "
-            "analysis.min_p_value) or failed (invalid, at a limit, or a collapsed peak); "
-            "*_shift_sigma: shift in units of its paired-bootstrap error.\n\n"
+    order = "highest" if metric.higher_is_better else "lowest"
+    text = (f"# {stem.capitalize()}, ranked by {metric.column} ({order} first)\n\n"
+            f"{metric.column}: {metric.description}.\n"
+            "rms_sigma_X: RMS of (reconstructed - original) / σ of column X on the validation "
+            "split, in the column's units. val_reconstruction and val_loss are each run's own "
+            "loss, not comparable across losses or models. fit_quality: good, poor (chi2 "
+            "p-value below analysis.min_p_value) or failed (invalid, at a limit, or a "
+            "collapsed peak); *_shift_sigma: shift in units of its paired-bootstrap error.\n\n"
             + "\n".join(lines) + "\n")
-    with atomic_path(out_dir / "scan.md") as tmp:
+    with atomic_path(out_dir / f"{stem}.md") as tmp:
         tmp.write_text(text)

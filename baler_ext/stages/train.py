@@ -17,6 +17,7 @@ import torch
 
 from baler_ext.config import Config, to_dict
 from baler_ext.errors import InputDataError
+from baler_ext.evaluation.scores import column_scores
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import save_model
 from baler_ext.models.base import Autoencoder, build_model
@@ -76,24 +77,6 @@ def reconstruct(model: Autoencoder, normaliser: Normaliser, values: np.ndarray,
         xb = torch.as_tensor(x[start : start + batch_size], dtype=p.dtype, device=p.device)
         parts.append(model(xb)["x_hat"].cpu().numpy())
     return normaliser.inverse(np.concatenate(parts) if parts else x[:0])
-
-
-def column_errors(original: np.ndarray, restored: np.ndarray,
-                  columns: list[str]) -> dict[str, dict[str, float]]:
-    r"""Per column: RMS residual, RMS residual over the column's std, and the RMS
-    relative error :math:`\sqrt{\langle((\hat x - x)/x)^2\rangle}` over rows with
-    :math:`x \neq 0`."""
-    out: dict[str, dict[str, float]] = {}
-    for j, name in enumerate(columns):
-        x, r = original[:, j], restored[:, j] - original[:, j]
-        nz = x != 0
-        std = float(np.std(x))
-        out[name] = {
-            "rms": float(np.sqrt(np.mean(r**2))),
-            "rms_over_std": float(np.sqrt(np.mean(r**2)) / std) if std > 0 else 0.0,
-            "rms_rel": float(np.sqrt(np.mean((r[nz] / x[nz]) ** 2))) if nz.any() else float("nan"),
-        }
-    return out
 
 
 def decoder_bytes(model: Autoencoder, learned: Any = None) -> int:
@@ -196,7 +179,7 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         return TrainOutcome(result, "", len(values), columns)
     restored = reconstruct(model, normaliser, values[val_idx])
     validation = {"rows": len(val_idx), "best_val_loss": result.best_val_loss,
-                  "columns": column_errors(values[val_idx], restored, columns)}
+                  "columns": column_scores(values[val_idx], restored, columns)}
     with atomic_path(out_dir / VALIDATION_JSON) as tmp:
         tmp.write_text(json.dumps(validation, indent=1))
     try:

@@ -127,3 +127,20 @@ def test_analysis_values_applies_selection(jets: pd.DataFrame) -> None:
 def test_missing_column_is_config_error(jets: pd.DataFrame) -> None:
     with pytest.raises(ConfigError, match="did you mean 'mass'"):
         compute_mass(jets, AnalysisSpec(column="masss"))
+
+
+def test_event_combination_default_order_works_on_prefixed_columns(jets: pd.DataFrame) -> None:
+    """Jet_-prefixed tables (NanoAOD style) need no order_by: the p4's pt ranks the jets."""
+    df = jets.sample(frac=1.0, random_state=3).iloc[:150]
+    plain = AnalysisSpec(variable="event_combination", n_objects=3, order_by="pt")
+    renamed = df.rename(columns={c: f"Jet_{c}" for c in df.columns if c != "event"})
+    prefixed = AnalysisSpec(variable="event_combination", n_objects=3,
+                            p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"])
+    assert prefixed.order_column == "Jet_pt"
+    assert "Jet_pt" in prefixed.required_columns()
+    np.testing.assert_allclose(compute_mass(renamed, prefixed), compute_mass(df, plain),
+                               rtol=1e-12)
+    # a different explicit order gives other leading jets, so the default mattered
+    by_eta = AnalysisSpec(variable="event_combination", n_objects=3, order_by="Jet_eta",
+                          p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"])
+    assert not np.allclose(compute_mass(renamed, by_eta), compute_mass(df, plain))
