@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -108,8 +110,16 @@ def test_cli_learned_model_end_to_end(make_project, flat_parquet, capsys):
         compression={"mode": "bounded", "bounds": {"default": {"rel": 1e-3},
                                                    "eta": {"abs": 1e-4}}},
         rate={"epochs": 3, "hidden": [16], "order": "search"})
-    for mode in ("train", "compress", "decompress", "info"):
-        assert main(["--projects-dir", str(projects), "-p", name, "--mode", mode, "-q"]) == 0
+    assert main(["--projects-dir", str(projects), "-p", name, "--mode", "train", "-q"]) == 0
+    # compress and decompress with the learned model run without importing torch
+    code = ("import sys; from baler_ext.cli import main; "
+            f"rcs = [main(['--projects-dir', {str(projects)!r}, '-p', {name!r}, '--mode', m, "
+            "'-q']) for m in ('compress', 'decompress')]; "
+            "print(rcs, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[-3:] == ["[0,", "0]", "False"], out
+    assert main(["--projects-dir", str(projects), "-p", name, "--mode", "info", "-q"]) == 0
     out = projects / name / "output"
     hist = (out / "model" / "rate_history.csv").read_text().splitlines()
     assert hist[0] == "epoch,train_bits_per_row,val_bits_per_row,lr" and len(hist) >= 2
