@@ -400,8 +400,13 @@ class ContainerReader:
                                  f"bytes from {s.length} stored ones")
         for i, meta in enumerate(header["chunks"]):
             if meta["rows"] * max(width, 1) > allowed:
-                raise self._fail(f"chunk {i} declares {meta['rows']} rows, more than a file "
-                                 f"of {self.file_size} bytes can hold")
+                raise ContainerError(
+                    f"{self.path}: chunk {i} declares {meta['rows']} rows of {width} values, "
+                    f"more than {VALUES_PER_BYTE} per byte of this {self.file_size}-byte file "
+                    "(a ratio above 512 against float64): refused as damaged or as a memory "
+                    "bomb; if the file is genuine, recompress it with a data.chunk_size that "
+                    f"keeps chunks at {MAX_VALUES_FREE // max(width, 1)} rows or fewer "
+                    "(always accepted)")
             for col in meta.get("lossless", []):
                 s = self._by_key.get((f"lossless:{col}", i))
                 if s is None or s.dtype != "<f8" or s.shape != [meta["rows"]]:
