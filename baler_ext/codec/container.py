@@ -421,9 +421,8 @@ class ContainerReader:
             elif meta["rows"] != meta["entries"]:
                 raise self._fail(f"chunk {i} has {meta['rows']} rows but {meta['entries']} "
                                  "entries")
-            if meta["rows"] and not any(s.chunk == i and s.dtype is not None
-                                        and not s.name.startswith(("lossless:", "counts"))
-                                        for s in self.sections) \
+            if meta["rows"] and not any(s.chunk == i and not s.name.startswith(
+                    ("lossless:", "counts", "passthrough")) for s in self.sections) \
                     and set(meta.get("lossless", [])) != set(header["columns"]):
                 raise self._fail(f"chunk {i} has no compressed sections")
         for chunk, total in per_chunk.items():
