@@ -291,7 +291,7 @@ def test_preamble_minor_version_and_flags_are_checked(projects, caplog, offset, 
     assert message in caplog.text
 
 
-@pytest.mark.parametrize("suffix", ["/bits", "/exc_idx", "/head"])
+@pytest.mark.parametrize("suffix", ["/bits", "/sign", "/head"])  # exc_idx: test_digest.py
 def test_removed_or_renamed_residual_sections_fail(projects, caplog, suffix):
     from benchmarks.fuzz_containers import build, parse
 
@@ -369,3 +369,23 @@ def test_typo_in_set_blames_the_set_not_the_file(tmp_path):
     path.write_text("[training]\nepoch = 1\n")  # a typo in the file still names the file
     with pytest.raises(ConfigError, match=str(path)):
         load_config(path, ["training.seed=3"])
+
+
+def test_files_before_digests_still_decode_but_new_ones_need_them(projects, caplog):
+    """A format 1.1 file (no digests) decodes as before; a 1.2 file whose digest was
+    stripped is refused."""
+    from benchmarks.fuzz_containers import build, parse
+
+    path = _container(projects)
+    q = parse(path.read_bytes())
+    for chunk in q.index["header"]["chunks"]:
+        del chunk["digest"]
+    del q.index["header"]["decode_platform"]
+    stripped = bytearray(build(q))
+    path.write_bytes(bytes(stripped))
+    with caplog.at_level(logging.ERROR):
+        assert cli(projects, "fuzz", "decompress") == ContainerError.exit_code
+    assert "chunk 0 has no content digest" in caplog.text
+    stripped[10:12] = (1).to_bytes(2, "little")  # minor version 1
+    path.write_bytes(bytes(stripped))
+    assert cli(projects, "fuzz", "decompress") == 0

@@ -403,8 +403,13 @@ class ContainerReader:
                                  f"bytes from {s.length} stored ones")
         for i, meta in enumerate(header["chunks"]):
             if meta["rows"] * max(width, 1) > allowed:
-                raise self._fail(f"chunk {i} declares {meta['rows']} rows, more than a file "
-                                 f"of {self.file_size} bytes can hold")
+                raise ContainerError(
+                    f"{self.path}: chunk {i} declares {meta['rows']} rows of {width} values, "
+                    f"more than {VALUES_PER_BYTE} per byte of this {self.file_size}-byte file "
+                    "(a ratio above 512 against float64): refused as damaged or as a memory "
+                    "bomb; if the file is genuine, recompress it with a data.chunk_size that "
+                    f"keeps chunks at {MAX_VALUES_FREE // max(width, 1)} rows or fewer "
+                    "(always accepted)")
             for col in meta.get("lossless", []):
                 s = self._by_key.get((f"lossless:{col}", i))
                 if s is None or s.dtype != "<f8" or s.shape != [meta["rows"]]:
@@ -419,9 +424,8 @@ class ContainerReader:
             elif meta["rows"] != meta["entries"]:
                 raise self._fail(f"chunk {i} has {meta['rows']} rows but {meta['entries']} "
                                  "entries")
-            if meta["rows"] and not any(s.chunk == i and s.dtype is not None
-                                        and not s.name.startswith(("lossless:", "counts"))
-                                        for s in self.sections) \
+            if meta["rows"] and not any(s.chunk == i and not s.name.startswith(
+                    ("lossless:", "counts", "passthrough")) for s in self.sections) \
                     and set(meta.get("lossless", [])) != set(header["columns"]):
                 raise self._fail(f"chunk {i} has no compressed sections")
         for chunk, total in per_chunk.items():

@@ -11,6 +11,7 @@ import torch
 from baler_ext.codec.digest import check_digest, chunk_digest
 from baler_ext.codec.modes import BoundedMode
 from baler_ext.config import CompressionConfig, ModelConfig
+from baler_ext.errors import ContainerError
 from baler_ext.model_store import TrainedModel
 from baler_ext.models.base import build_model
 from baler_ext.normalise import Normaliser
@@ -91,3 +92,31 @@ def test_malformed_digest_is_refused(decoded):
     _, here, _ = decoded
     with pytest.raises(ValueError, match="malformed"):
         check_digest({"blake2b": "zz"}, 0, here, None, b"", [], strict=False)
+
+
+def test_removed_exception_sections_are_refused(decoded):
+    """Without ``res/<col>/exc_idx`` (or ``exc_val``) the bounded decoder silently puts
+    its prediction where an exception was: the digest refuses the result."""
+    values, _, _ = decoded
+    values = values[:500].copy()
+    values[[3, 77], 0] = [np.nan, 1e300]  # stored as exceptions
+    torch.manual_seed(0)
+    norm = Normaliser.fit(values[np.isfinite(values).all(axis=1) & (values[:, 0] < 1e6)],
+                          COLUMNS, "standard")
+    trained = TrainedModel(build_model(ModelConfig(latent_dim=2, hidden=[8]), 5), norm,
+                           {"hash": "0" * 64, "arch": {"name": "sae", "latent_dim": 2}})
+    mode = BoundedMode(trained, CompressionConfig(mode="bounded"), torch.device("cpu"))
+    mode.configure({}, set())
+    sections = mode.encode(values)
+    assert "res/pt/exc_idx" in sections
+    digest = chunk_digest(0, mode.decode(sections, len(values)), None, b"", [])
+    pair = ("res/pt/exc_idx", "res/pt/exc_val")
+    for removed in (pair[:1], pair[1:], pair):
+        damaged = {k: v for k, v in sections.items() if k not in removed}
+        try:
+            out = mode.decode(damaged, len(values))
+        except (ContainerError, ValueError):  # one without the other: refused while decoding
+            assert len(removed) == 1
+            continue
+        with pytest.raises(ValueError, match="differ from those recorded"):
+            check_digest(digest, 0, out, None, b"", [], strict=False)
