@@ -116,13 +116,17 @@ def test_info_imports_nothing_heavy_and_reports_on_stdout(tmp_path, compressed_p
 
 
 def test_info_takes_the_decoder_size_from_the_header(compressed_project):
-    """The torch-free decoder size equals what loading the model gives."""
-    from baler_ext.project import Project
-    from baler_ext.stages.info import decoder_bytes, describe
+    """The torch-free decoder size is what decoding this file needs: here (the learned
+    path, no latent) the learned probability model, not the autoencoder's weights."""
+    import json
+
+    from baler_ext.stages.info import describe
 
     projects, name, _ = compressed_project
     d = describe(projects / name / "output" / "compressed" / "jets.baler")
-    assert d["decoder_bytes"] == decoder_bytes(Project.locate(name, projects)) > 0
+    meta = json.loads((projects / name / "output" / "model" / "model.json").read_text())
+    assert d["learned"] is not None and d["latent_chunks"] == 0
+    assert d["decoder_bytes"] == meta["rate_model_bytes"] > 0
 
 
 def test_a_file_fact_is_logged_once_per_process(compressed_project):

@@ -124,6 +124,10 @@ class CompressionMode:
         """Container features a reader needs for this mode's sections (header ``features``)."""
         return []
 
+    def needs_autoencoder(self) -> bool:
+        """Whether decoding what this mode wrote runs the autoencoder's decoder."""
+        return True
+
 
 @register_mode("latent")
 class LatentMode(CompressionMode):
@@ -253,6 +257,10 @@ class BoundedMode(CompressionMode):
             log.warning("the learned probability model was trained for other bounds; coding "
                         "with static histograms (retrain with --mode train to use it)")
             return False
+        if model.settings.get("dither", self.dither) != self.dither:
+            log.warning("the learned probability model was trained with dither %s and is used "
+                        "with dither %s: still exact, but larger (retrain to match)",
+                        model.settings.get("dither"), self.dither)
         if any(c in self.skip or c not in self.columns for c in model.columns):
             log.warning("the learned probability model covers columns stored losslessly "
                         "here; coding with static histograms")
@@ -284,6 +292,9 @@ class BoundedMode(CompressionMode):
                             "event_context": self.learned.event_context,
                             "latent": bool(self.learned.latent)}
         return h
+
+    def needs_autoencoder(self) -> bool:
+        return self.latent_chunks > 0
 
     def features(self) -> list[str]:
         out = ["bounded-latent-policy", "bounded-relations"]

@@ -153,7 +153,7 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             # what the decoder needs besides the file (stored here or beside the model:
             # decoder weights and learned probability model), so that --mode info can show
             # the ratio with the decoder without loading torch
-            "decoder_bytes": decoder_bytes or weights_bytes(trained),
+            "decoder_bytes": decoder_bytes or decoder_cost(trained, mode),
             "decode_platform": platform_fingerprint(device),
         }
         sizes = writer.close(header)
@@ -191,6 +191,18 @@ def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
     """The decoder's tensors: every state-dict entry not under ``encoder``."""
     return {k: v.detach().cpu().numpy() for k, v in trained.model.state_dict().items()
             if not k.startswith("encoder")}
+
+
+def decoder_cost(trained: TrainedModel, mode: modes.CompressionMode) -> int:
+    """What decoding this file needs besides it, zstd-compressed: the autoencoder's decoder
+    weights when a chunk uses the latent, the learned probability model when it coded the
+    file (read from model.json; no torch needed)."""
+    cost = 0
+    if mode.needs_autoencoder():
+        cost += weights_bytes(trained)
+    if getattr(mode, "learned", None) is not None:
+        cost += int(trained.meta.get("rate_model_bytes", 0))
+    return cost
 
 
 def weights_bytes(trained: TrainedModel) -> int:

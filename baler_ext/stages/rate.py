@@ -146,7 +146,7 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
     anchors = np.array([float(np.median(values[train_idx, mode.columns.index(c)]))
                         for c in columns])
     settings = {"bounds": bounds, "relations": [r.to_dict() for r in mode.relations or []],
-                "order_method": rate.order}
+                "order_method": rate.order, "dither": mode.dither}
     n_ind = len(columns)
     columns = columns + derived
     settings["relations"] = [r.to_dict() for r in mode.relations]

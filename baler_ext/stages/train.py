@@ -79,16 +79,11 @@ def reconstruct(model: Autoencoder, normaliser: Normaliser, values: np.ndarray,
     return normaliser.inverse(np.concatenate(parts) if parts else x[:0])
 
 
-def decoder_bytes(model: Autoencoder, learned: Any = None) -> int:
-    """zstd (level 19) size of what a decoder needs besides the compressed file: the
-    decoder's weights and the learned probability model's arrays."""
+def zstd_bytes(arrays: list[np.ndarray]) -> int:
+    """zstd (level 19) size of arrays: what shipping them beside the files costs."""
     import zstandard
 
     cctx = zstandard.ZstdCompressor(level=19)
-    arrays = [v.detach().cpu().numpy() for k, v in model.state_dict().items()
-              if not k.startswith("encoder")]
-    if learned is not None:
-        arrays += list(learned.to_arrays().values())
     return sum(len(cctx.compress(np.ascontiguousarray(a).tobytes())) for a in arrays)
 
 
@@ -201,7 +196,11 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         "lossless_columns": model.lossless_columns,
         "lossless_latent_dims": model.lossless_latent_dims,
         "discrete_latent": model.discrete_latent,
-        "decoder_bytes": decoder_bytes(model, learned),
+        # what a decoder needs besides a file: the autoencoder's decoder (latent mode and
+        # the classical path with a latent) and the learned probability model (learned path)
+        "decoder_bytes": zstd_bytes([v.detach().cpu().numpy() for k, v in
+                                     model.state_dict().items() if not k.startswith("encoder")]),
+        "rate_model_bytes": zstd_bytes(list(learned.to_arrays().values())) if learned else 0,
     })
     log.info("trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
              result.train_time_s, result.best_val_loss, result.best_epoch, digest[:12])
