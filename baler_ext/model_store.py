@@ -252,9 +252,19 @@ def _load_model(directory: Path) -> TrainedModel:
 
         from baler_ext.models.base import build_model
 
-        model = build_model(cfg, arch["n_features"], columns=normaliser.active)
-        state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        try:
+            model = build_model(cfg, arch["n_features"], columns=normaliser.active)
+            state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (BalerError, KeyboardInterrupt):
+            raise
+        except FileNotFoundError as exc:
+            raise ModelError(f"{exc.filename or directory}: missing from the trained model; "
+                             "retrain it with --mode train") from None
+        except OSError:  # permissions, I/O: reported with the path at the CLI boundary
+            raise
+        except Exception as exc:  # a pickle payload, a damaged or mismatched state dict
+            raise _unreadable(directory, exc) from None
         model.eval()
         return model
 

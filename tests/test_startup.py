@@ -89,7 +89,10 @@ def compressed_project(make_project, flat_parquet, caplog):
                                   training={"epochs": 1},
                                   compression={"mode": "bounded"},
                                   analysis={"column": "mass", "fit_range": [120.0, 230.0]})
-    with caplog.at_level(logging.INFO):
+    from baler_ext import console
+
+    console._seen.clear()  # facts logged by earlier tests of this process
+    with caplog.at_level(logging.INFO, logger="baler_ext"):
         for mode in ("train", "compress"):
             assert main(["--projects-dir", str(projects), "-p", name, "-m", mode]) == 0
     return projects, name, caplog.records
