@@ -75,7 +75,10 @@ def load() -> str:
 def timed(argv: list[str], env: dict[str, str], expect: int = 0) -> tuple[float, str]:
     """Wall seconds of one fresh process and its stderr; checks its exit code."""
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    # not from the repository: ``python -m`` puts the working folder first on the path,
+    # which would shadow the code that PYTHONPATH names (e.g. --before)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     if proc.returncode != expect:
         raise RuntimeError(f"{argv} exited {proc.returncode}, expected {expect}:\n"
