@@ -30,6 +30,27 @@ def doc(text: str) -> dict[str, str]:
     return {"doc": text}
 
 
+#: keys naming a file format: their extra values besides the registered formats
+FORMAT_KEYS: dict[tuple[str, str], tuple[str, ...]] = {("data", "format"): ("auto",),
+                                                      ("output", "format"): ("same",)}
+
+
+def format_choices(section: str, key: str) -> list[str]:
+    """The allowed values of a format key: its extras, then every registered format."""
+    from baler_ext.io.formats import format_names  # the formats import this module
+
+    return [*FORMAT_KEYS[(section, key)], *format_names()]
+
+
+def check_format(key: str, value: str) -> None:
+    """``value`` must be an allowed value of the format key ``key`` (``section.key``)."""
+    section, name = key.split(".")
+    valid = format_choices(section, name)
+    if value not in valid:
+        raise ConfigError(f"'{key}' = {value!r} is not one of {', '.join(valid)}"
+                          f"{suggest(value, valid)}")
+
+
 @dataclass
 class DataConfig:
     """``[data]``: what to read and which columns to compress."""
@@ -38,9 +59,13 @@ class DataConfig:
         default_factory=lambda: ["data/*.parquet"],
         metadata=doc("input file(s): a path, a glob or a list; relative to the config's folder"),
     )
-    format: str = field(default="auto", metadata=doc("auto (from the extension) | root | parquet"))
+    format: str = field(
+        default="auto",
+        metadata=doc("auto (from the extension and contents) | root (TTree) | rntuple | parquet"),
+    )
     tree: str | None = field(
-        default=None, metadata=doc("ROOT TTree name; default: the only TTree in the file")
+        default=None,
+        metadata=doc("TTree or RNTuple name; default: the only one in the file"),
     )
     columns: list[str] = field(
         default_factory=lambda: ["*"],
@@ -64,6 +89,10 @@ class DataConfig:
         default="standard",
         metadata=doc("standard (mean/std) | minmax; fitted on the training split only"),
     )
+
+    def validate(self) -> None:
+        """Check ``format`` against the registered file formats."""
+        check_format("data.format", self.format)
 
 
 @dataclass
@@ -210,14 +239,21 @@ class CompressionConfig:
 class OutputConfig:
     """``[output]``: where and how the decompressed data is written."""
 
-    format: str = field(default="same", metadata=doc("same (as the input) | root | parquet"))
+    format: str = field(
+        default="same", metadata=doc("same (as the input) | root (TTree) | rntuple | parquet")
+    )
     directory: str | None = field(
         default=None,
         metadata=doc("folder for decompressed files; default: output/decompressed of the project"),
     )
     tree: str | None = field(
-        default=None, metadata=doc("TTree name when writing ROOT; default: the input's tree")
+        default=None,
+        metadata=doc("TTree/RNTuple name when writing ROOT; default: the input's"),
     )
+
+    def validate(self) -> None:
+        """Check ``format`` against the registered file formats."""
+        check_format("output.format", self.format)
 
 
 @dataclass
@@ -309,7 +345,6 @@ SECTIONS: dict[str, type] = {
 OPTIONAL_SECTIONS = frozenset({"analysis", "scan"})
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("data", "format"): ("auto", "root", "parquet"),
     ("data", "nan_policy"): ("error", "drop"),
     ("data", "normalisation"): ("standard", "minmax"),
     ("model", "dtype"): ("float64", "float32"),
@@ -320,7 +355,6 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("compression", "mode"): ("latent", "bounded"),
     ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
-    ("output", "format"): ("same", "root", "parquet"),
     ("execution", "executor"): ("local", "dask"),
 }
 

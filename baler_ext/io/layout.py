@@ -51,7 +51,10 @@ class BranchInfo:
 
 @dataclass
 class SourceLayout:
-    """What a compressed file must know to restore its source exactly."""
+    """What a compressed file must know to restore its source exactly.
+
+    ``format`` is a registered format name (:mod:`baler_ext.io.formats`).
+    """
 
     format: str
     file_name: str
@@ -61,6 +64,9 @@ class SourceLayout:
     collection: str | None = None
     dropped: list[str] = field(default_factory=list)
     constant_in_source: dict[str, float] = field(default_factory=dict)
+    #: the input's compression as its format reports it (see FormatReader.compression);
+    #: decompressed files of the same format are written with it
+    compression: dict[str, Any] | None = None
 
     @property
     def passthrough(self) -> list[str]:

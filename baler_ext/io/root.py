@@ -1,8 +1,15 @@
-"""ROOT TTree reading and writing through uproot.
+"""ROOT TTree reading and writing through uproot (format ``root``).
 
 Reading is chunked (``TTree.iterate`` with ``step_size``). Writing rebuilds the
 source layout: flat branches with their dtypes, and each jagged collection zipped
-under its counter so that uproot writes the same counter and member names.
+under its counter so that uproot writes the same counter and member names, with the
+compression algorithm and level uproot reports for the input's branches (ZSTD when the
+input is uncompressed or says nothing), so that a round trip is not bigger than its input.
+
+Counters: uproot (5.7) writes the counter of a jagged branch as ``int32`` whatever the
+source's type (``uproot/writing/_cascadetree.py`` fixes ``counter_dtype =
+numpy.int32``); NanoAOD's ``uint32`` ``nJet`` therefore comes back as ``int32`` with the
+same values. Every other branch keeps its dtype.
 """
 
 from __future__ import annotations
@@ -15,8 +22,17 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+import pyarrow as pa
 
+from baler_ext.config import DataConfig
 from baler_ext.errors import InputDataError
+from baler_ext.io.formats import (
+    AwkwardReader,
+    FileFormat,
+    FormatWriter,
+    awkward_columns,
+    register_format,
+)
 from baler_ext.io.layout import BranchInfo, SourceLayout
 
 log = logging.getLogger(__name__)
@@ -75,7 +91,8 @@ def open_tree(path: Path, tree: str | None) -> tuple[Any, str]:
     return f[tree], tree
 
 
-def inspect_tree(tree: Any, path: Path, exclude: set[str]) -> list[BranchInfo]:
+def inspect_tree(tree: Any, path: Path, exclude: set[str],
+                 strict: bool = True) -> list[BranchInfo]:
     """Describe every top-level branch; unsupported branch types are an error.
 
     Branches holding objects (``TLorentzVector``, strings, nested vectors) cannot
@@ -93,7 +110,7 @@ def inspect_tree(tree: Any, path: Path, exclude: set[str]) -> list[BranchInfo]:
                  and not isinstance(content, uproot.AsStridedObjects)
                  and content.to_dtype.fields is None and content.to_dtype.shape == ())
         if not plain:
-            if b.name in exclude:
+            if b.name in exclude or not strict:
                 continue
             raise InputDataError(
                 f"{path}: branch '{b.name}' holds {b.typename} values, which baler_ext cannot "
@@ -116,6 +133,87 @@ def iterate_root(
     tree, _ = open_tree(path, tree_name)
     wanted = set(branches)
     yield from tree.iterate(filter_name=lambda n: n in wanted, step_size=step_size, library="ak")
+
+
+#: ROOT compression algorithms uproot writes, by the class name uproot reports
+ALGORITHMS = ("ZLIB", "LZMA", "LZ4", "ZSTD")
+#: what a ROOT output uses when the input is uncompressed or reports nothing (ROOT's
+#: own default since 6.30 is ZSTD level 5, code 505)
+DEFAULT_COMPRESSION: dict[str, Any] = {"algorithm": "ZSTD", "level": 5}
+
+
+def compression_of(objects: list[Any]) -> dict[str, Any] | None:
+    """The most common compression among ``objects`` (branches or a file), as a dict.
+
+    uproot reports ``None`` for uncompressed data, which gives None here too.
+    """
+    seen: dict[tuple[str, int], int] = {}
+    for obj in objects:
+        c = obj.compression
+        if c is not None and type(c).__name__ in ALGORITHMS:
+            key = (type(c).__name__, int(c.level))
+            seen[key] = seen.get(key, 0) + 1
+    if not seen:
+        return None
+    algorithm, level = max(seen, key=lambda k: seen[k])
+    return {"algorithm": algorithm, "level": level}
+
+
+def uproot_compression(spec: dict[str, Any] | None) -> Any:
+    """The uproot compression object of ``spec`` (``{"algorithm", "level"}``), else ZSTD(5)."""
+    import uproot
+
+    classes = {"ZLIB": uproot.ZLIB, "LZMA": uproot.LZMA, "LZ4": uproot.LZ4, "ZSTD": uproot.ZSTD}
+    if not spec or spec.get("algorithm") not in classes:
+        spec = DEFAULT_COMPRESSION
+    return classes[spec["algorithm"]](int(spec["level"]))
+
+
+class TTreeReader(AwkwardReader):
+    """A TTree opened for chunked reading."""
+
+    def __init__(self, path: Path, data: DataConfig, exclude: set[str],
+                 strict: bool = True) -> None:
+        self.path = path
+        t, self.tree = open_tree(path, data.tree)
+        self.branches = inspect_tree(t, path, exclude, strict)
+        self.num_entries = int(t.num_entries)
+        kept = {b.name for b in self.branches}
+        self.compression = compression_of([b for b in t.branches if b.name in kept])
+
+    def iterate(self, names: list[str], step: int) -> Iterator[Any]:
+        assert self.tree is not None
+        yield from iterate_root(self.path, self.tree, names, step)
+
+    def read(self, names: list[str]) -> ak.Array:
+        assert self.tree is not None
+        t, _ = open_tree(self.path, self.tree)
+        return t.arrays(names, library="ak")
+
+
+@register_format("root")
+class TTreeFormat(FileFormat):
+    """A ROOT TTree (flat branches and jagged collections with counters)."""
+
+    suffix = ".root"
+    extensions = (".root",)
+
+    def recognises(self, path: Path, tree: str | None) -> bool:
+        try:
+            classes = {k.split(";")[0]: v for k, v in _open(path).classnames().items()}
+        except InputDataError:
+            return True  # let open() report it
+        if tree is not None:
+            return classes.get(tree, "TTree") == "TTree"
+        return "TTree" in classes.values() or "ROOT::RNTuple" not in classes.values()
+
+    def open(self, path: Path, data: DataConfig, exclude: set[str],
+             strict: bool = True) -> TTreeReader:
+        return TTreeReader(path, data, exclude, strict)
+
+    def writer(self, path: Path, layout: SourceLayout, tree: str | None,
+               arrow_schema: pa.Schema | None) -> FormatWriter:
+        return RootWriter(path, tree or layout.tree or "tree", layout)
 
 
 @dataclass
@@ -149,8 +247,12 @@ def _collections(layout: SourceLayout) -> list[_Collection]:
     return out
 
 
-class RootWriter:
-    """Write chunks of a record back to a TTree laid out like the source."""
+class RootWriter(FormatWriter):
+    """Write chunks of a record back to a TTree laid out like the source.
+
+    The file is compressed as the source was (``layout.compression``, see
+    :func:`uproot_compression`); each chunk becomes one basket per branch.
+    """
 
     def __init__(self, path: Path, tree_name: str, layout: SourceLayout) -> None:
         import uproot
@@ -161,14 +263,13 @@ class RootWriter:
         self._by_member = {m.name: c for c in self._collections for m in c.members}
         self._counters = {c.counter for c in self._collections}
         self._counter_of = {c.key: c.counter for c in self._collections}
-        self._file = uproot.recreate(path)
+        self._file = uproot.recreate(path, compression=uproot_compression(layout.compression))
         self._tree: Any = None
-        for b in layout.branches:
-            if b.name in self._counters and b.dtype != "int32":
-                log.warning(
-                    "counter branch '%s' is written as int32 (it was %s): uproot writes counters "
-                    "as int32", b.name, b.dtype,
-                )
+        changed = [f"{b.name} ({b.dtype})" for b in layout.branches
+                   if b.name in self._counters and b.dtype != "int32"]
+        if changed:
+            log.info("counters written as int32 with the same values, as uproot writes every "
+                     "counter: %s", ", ".join(changed))
 
     def _chunk_dict(self, columns: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -188,7 +289,10 @@ class RootWriter:
                     out[coll.key] = arrays[coll.key]
         return out
 
-    def write(self, columns: dict[str, Any]) -> None:
+    def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
+        self.write_columns(awkward_columns(self.layout, values, passthrough, counts))
+
+    def write_columns(self, columns: dict[str, Any]) -> None:
         """Append one chunk: ``columns`` maps every kept branch name to its values."""
         data = self._chunk_dict(columns)
         if self._tree is None:

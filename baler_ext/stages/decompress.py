@@ -13,6 +13,7 @@ from baler_ext.codec import modes
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
+from baler_ext.io.formats import get_format
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import OutputWriter, resolve_inputs
 from baler_ext.model_store import MODEL_JSON, TrainedModel, model_dir_for
@@ -20,9 +21,6 @@ from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_st
 from baler_ext.training import resolve_device
 
 log = logging.getLogger(__name__)
-
-SUFFIXES = {"root": ".root", "parquet": ".parquet"}
-
 
 def _read_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
@@ -34,7 +32,7 @@ def output_path(project: Project, cfg: Config, layout: SourceLayout, container: 
     if cfg.output.directory is not None:
         folder = Path(cfg.output.directory).expanduser()
         folder = folder if folder.is_absolute() else cfg.base_dir / folder
-    out = folder / f"{container.stem}{SUFFIXES[fmt]}"
+    out = folder / f"{container.stem}{get_format(fmt).suffix}"
     try:
         inputs = {p.resolve() for p in resolve_inputs(cfg)}
     except BalerError:  # inputs need not exist where one decompresses
