@@ -21,6 +21,7 @@ from typing import Any
 
 from baler_ext.analysis.spec import AnalysisSpec
 from baler_ext.errors import ConfigError
+from baler_ext.precision import POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class CompressionConfig:
     """``[compression]``: what goes into the compressed file."""
 
     mode: str = field(
-        default="latent",
+        default="bounded",
         metadata=doc("latent: the latent only, lossy, no bound | bounded: every value within "
                      "its bound"),
     )
@@ -179,8 +180,14 @@ class CompressionConfig:
     )
     bounds: dict[str, dict[str, float]] = field(
         default_factory=lambda: {"default": {"rel": 1e-3}},
-        metadata=doc("bounded mode: max error per value, {abs = x} or {rel = x} per column name "
-                     "or default"),
+        metadata=doc("bounded mode: max error per value, {abs = x}, {rel = x} or {bits = n} "
+                     "(float32 mantissa bits kept) per column name, glob pattern (the most "
+                     "specific wins) or default; see docs/precision.md"),
+    )
+    policy: str = field(
+        default="none",
+        metadata=doc("bounded mode: built-in per-branch precision the bounds extend: none | "
+                     "nanoaod (NanoAOD's own mantissa precisions, docs/precision.md)"),
     )
     entropy_coder: str = field(
         default="range",
@@ -220,16 +227,19 @@ class CompressionConfig:
             if value not in valid:
                 raise ConfigError(f"'compression.{key}' must be one of {', '.join(valid)}, "
                                   f"got '{value}'")
-        if "default" not in self.bounds:
+        if "default" not in self.bounds and self.policy == "none":
             raise ConfigError("'compression.bounds' needs a default entry, e.g. "
                               "bounds = {default = {rel = 1e-3}}")
         for col, spec in self.bounds.items():
-            if len(spec) != 1 or next(iter(spec)) not in ("abs", "rel"):
+            if len(spec) != 1 or next(iter(spec)) not in ("abs", "rel", "bits"):
                 raise ConfigError(
-                    f"'compression.bounds.{col}' = {spec!r}: give exactly one of abs or rel, "
-                    "e.g. {abs = 1e-3}"
+                    f"'compression.bounds.{col}' = {spec!r}: give exactly one of abs, rel or "
+                    "bits, e.g. {abs = 1e-3}"
                 )
-            value = next(iter(spec.values()))
+            kind, value = next(iter(spec.items()))
+            if kind == "bits" and not (float(value).is_integer() and 1 <= value <= 23):
+                raise ConfigError(f"'compression.bounds.{col}.bits' must be an integer in "
+                                  f"1-23 (float32 mantissa bits), got {value}")
             if not 0.0 < value < float("inf"):
                 raise ConfigError(f"'compression.bounds.{col}' must be > 0 and finite, got "
                                   f"{value}")
@@ -353,6 +363,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("training", "device"): ("auto", "cpu", "cuda"),
     ("training", "init"): ("he", "xavier", "orthogonal"),
     ("compression", "mode"): ("latent", "bounded"),
+    ("compression", "policy"): tuple(POLICIES),
     ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("execution", "executor"): ("local", "dask"),

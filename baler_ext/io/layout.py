@@ -67,6 +67,8 @@ class SourceLayout:
     #: the input's compression as its format reports it (see FormatReader.compression);
     #: decompressed files of the same format are written with it
     compression: dict[str, Any] | None = None
+    #: size of the input file on disk (outputs aim to be no bigger)
+    source_bytes: int | None = None
 
     @property
     def passthrough(self) -> list[str]:

@@ -140,18 +140,34 @@ ALGORITHMS = ("ZLIB", "LZMA", "LZ4", "ZSTD")
 #: what a ROOT output uses when the input is uncompressed or reports nothing (ROOT's
 #: own default since 6.30 is ZSTD level 5, code 505)
 DEFAULT_COMPRESSION: dict[str, Any] = {"algorithm": "ZSTD", "level": 5}
+#: the fallback when an output with the input's setting is bigger than the input
+STRONGEST: dict[str, Any] = {"algorithm": "LZMA", "level": 9}
+#: entries per chunk when rewriting an output with :data:`STRONGEST`
+REWRITE_STEP = 100_000
+
+
+def _setting(code: int) -> tuple[str, int] | None:
+    """ROOT's ``fCompress`` (``100 * algorithm + level``) as (algorithm, level).
+
+    Algorithm 0 is ROOT's ``kUseGlobal``, the global default, which is ZLIB for every
+    ROOT before 6.30 (uproot reports it as uncompressed, ``Compression.from_code``); the
+    CMS tutorial files say ``fCompress = 1``, i.e. ZLIB level 1.
+    """
+    algorithm, level = divmod(int(code), 100)
+    if level == 0:
+        return None
+    names = {0: "ZLIB", 1: "ZLIB", 2: "LZMA", 4: "LZ4", 5: "ZSTD"}
+    return (names[algorithm], level) if algorithm in names else None
 
 
 def compression_of(objects: list[Any]) -> dict[str, Any] | None:
-    """The most common compression among ``objects`` (branches or a file), as a dict.
-
-    uproot reports ``None`` for uncompressed data, which gives None here too.
-    """
+    """The most common compression among ``objects`` (branches, or a file), as a dict;
+    None when they are uncompressed."""
     seen: dict[tuple[str, int], int] = {}
     for obj in objects:
-        c = obj.compression
-        if c is not None and type(c).__name__ in ALGORITHMS:
-            key = (type(c).__name__, int(c.level))
+        code = obj.member("fCompress") if hasattr(obj, "member") else obj.fCompress
+        key = _setting(code)
+        if key is not None:
             seen[key] = seen.get(key, 0) + 1
     if not seen:
         return None
@@ -251,19 +267,26 @@ class RootWriter(FormatWriter):
     """Write chunks of a record back to a TTree laid out like the source.
 
     The file is compressed as the source was (``layout.compression``, see
-    :func:`uproot_compression`); each chunk becomes one basket per branch.
+    :func:`uproot_compression`); each chunk becomes one basket per branch. uproot
+    writes the TTree metadata and streamer records uncompressed, a fixed cost of tens of
+    kB; when the finished file is bigger than its input (``layout.source_bytes``) it is
+    rewritten with LZMA level 9 (:data:`STRONGEST`), so a round trip is not bigger than
+    its input unless even that cannot make it so.
     """
 
-    def __init__(self, path: Path, tree_name: str, layout: SourceLayout) -> None:
+    def __init__(self, path: Path, tree_name: str, layout: SourceLayout,
+                 compression: dict[str, Any] | None = None) -> None:
         import uproot
 
+        self.path = path
+        self.compression = compression or layout.compression or DEFAULT_COMPRESSION
         self.tree_name = tree_name
         self.layout = layout
         self._collections = _collections(layout)
         self._by_member = {m.name: c for c in self._collections for m in c.members}
         self._counters = {c.counter for c in self._collections}
         self._counter_of = {c.key: c.counter for c in self._collections}
-        self._file = uproot.recreate(path, compression=uproot_compression(layout.compression))
+        self._file = uproot.recreate(path, compression=uproot_compression(self.compression))
         self._tree: Any = None
         changed = [f"{b.name} ({b.dtype})" for b in layout.branches
                    if b.name in self._counters and b.dtype != "int32"]
@@ -308,3 +331,19 @@ class RootWriter(FormatWriter):
 
     def close(self) -> None:
         self._file.close()
+        limit = self.layout.source_bytes
+        size = self.path.stat().st_size
+        if limit is None or size <= limit or self.compression == STRONGEST:
+            return
+        # uproot writes the TTree metadata and streamers uncompressed (tens of kB); when
+        # that makes the output bigger than its input, rewrite it with ROOT's strongest
+        # setting, chunk by chunk
+        log.info("%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
+                 self.path.name, size, self.compression, limit, STRONGEST)
+        tmp = self.path.with_name(self.path.name + ".lzma")
+        again = RootWriter(tmp, self.tree_name, self.layout, STRONGEST)
+        names = [b.name for b in self.layout.branches]
+        for chunk in iterate_root(self.path, self.tree_name, names, REWRITE_STEP):
+            again.write_columns({n: chunk[n] for n in names})
+        again._file.close()
+        tmp.replace(self.path)

@@ -91,6 +91,7 @@ class Source:
         )
         self.layout.file_name = path.name
         self.layout.compression = self.reader.compression
+        self.layout.source_bytes = path.stat().st_size
         self.arrow_schema: pa.Schema | None = None
         if self.reader.arrow_schema is not None:
             schema = self.reader.arrow_schema

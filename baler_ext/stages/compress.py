@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import inspect
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,8 +19,15 @@ from baler_ext.codec import modes
 from baler_ext.codec.container import ContainerWriter
 from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import InputDataError
+from baler_ext.exact import (
+    apply_overrides,
+    override_sections,
+    sentinel_arrays,
+    sentinel_damage,
+)
 from baler_ext.io.source import Source, open_sources
 from baler_ext.model_store import TrainedModel, load_model
+from baler_ext.precision import Resolved, explicit_bounds, resolve_precision
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
 from baler_ext.training import resolve_device
 
@@ -70,11 +79,22 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     if cfg.compression.mode == "latent" and cfg.compression.bounds != CompressionConfig().bounds:
         log.warning("compression.bounds is ignored in latent mode, which has no error bound; "
                     "set compression.mode = \"bounded\" to apply it")
-    mode = modes.get_mode(cfg.compression.mode)(trained, cfg.compression, device)
+    # per-column bounds from the precision policy and glob patterns, made explicit
+    precision = resolve_precision(cfg.compression.policy, cfg.compression.bounds, norm.columns)
+    mode_cfg = dataclasses.replace(cfg.compression, bounds=explicit_bounds(precision),
+                                   policy="none")
+    mode = modes.get_mode(cfg.compression.mode)(trained, mode_cfg, device)
     column_dtypes = {c: source.layout.branch(c).dtype for c in norm.columns}
-    # columns a conditional model needs verbatim (model zoo: ``lossless_columns``)
+    # columns a conditional model needs verbatim (model zoo: ``lossless_columns``), and
+    # float columns with few distinct values on the training data (baler_ext.exact)
+    found = trained.meta.get("exact_values") or {}
+    discrete = [c for c in found.get("discrete", {}) if c in norm.columns]
     lossless_cols: set[str] = {c for c in trained.model.lossless_columns if c in norm.columns}
-    mode.configure(column_dtypes, lossless_cols)
+    lossless_cols.update(discrete)
+    sentinels = {c: v for c, v in sentinel_arrays(found, norm.columns).items()
+                 if c not in lossless_cols}
+    overrides = configure_mode(mode, column_dtypes, lossless_cols, sentinels)
+    check = LatentCheck(norm.columns, precision, sentinels)
     t0 = time.perf_counter()
     chunks_meta: list[dict] = []
     rows = entries = 0
@@ -92,8 +112,15 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
                     log.warning("column '%s' was constant in training but varies in %s: stored "
                                 "losslessly", col, source.path.name)
                 lossless_cols.add(col)
-            for name, arr in mode.encode(chunk.values).items():
+            encoded = mode.encode(chunk.values)
+            for name, arr in encoded.items():
                 writer.add_array(name, i, arr, level=mode.section_level(name))
+            kept = override_sections(chunk.values, norm.columns, overrides)
+            for name, arr in kept.items():
+                writer.add_array(name, i, arr)
+            if not mode.bounded:
+                check.add(chunk.values, apply_overrides(mode.decode(encoded, len(chunk.values)),
+                                                        norm.columns, overrides, kept))
             for col in sorted(lossless_cols):
                 writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
             if chunk.counts is not None:
@@ -120,8 +147,13 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
                              .decode() if source.arrow_schema is not None else None),
             "rows": rows, "entries": entries, "chunks": chunks_meta,
+            "precision": {c: r.to_dict() for c, r in precision.items()},
+            "exact_values": {c: v.tolist() for c, v in overrides.items()},
+            "exact_in_mode": {c: v.tolist() for c, v in sentinels.items() if c not in overrides},
+            "discrete_columns": discrete,
         }
         sizes = writer.close(header)
+    check.report(source.path.name)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
                             sizes, time.perf_counter() - t0)
     from baler_ext.stages.info import describe
@@ -133,6 +165,66 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
              ratios["payload_vs_float64"], ratios["payload_with_decoder_vs_float64"],
              ratios["file_vs_float64"])
     return result
+
+
+def configure_mode(mode: modes.CompressionMode, column_dtypes: dict[str, str],
+                   lossless: set[str], sentinels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Configure ``mode``; return the sentinels the stage must keep exact itself.
+
+    A mode whose ``configure`` takes ``exact`` (values stored bit-exact) keeps them;
+    for any other mode the stage records their rows (:func:`baler_ext.exact.override_sections`)
+    and decompress writes them back, so sentinels are exact in every mode.
+    """
+    if "exact" in inspect.signature(mode.configure).parameters:
+        mode.configure(column_dtypes, lossless, exact=sentinels)
+        return {}
+    mode.configure(column_dtypes, lossless)
+    return sentinels
+
+
+class LatentCheck:
+    """Latent mode has no bound: measure its errors against the columns' bounds.
+
+    The threshold is the bound each column received (``[compression] bounds`` / ``policy``,
+    default ``rel = 1e-3``); :meth:`report` warns with the fraction of values beyond it and
+    the largest error, and about any sentinel value the reconstruction changed.
+    """
+
+    def __init__(self, columns: list[str], precision: dict[str, Resolved],
+                 sentinels: dict[str, np.ndarray]) -> None:
+        self.columns = columns
+        self.precision = precision
+        self.sentinels = sentinels
+        self.n = 0
+        self.over = np.zeros(len(columns), dtype=np.int64)
+        self.worst = np.zeros(len(columns))
+        self.damaged: dict[str, int] = {}
+
+    def add(self, values: np.ndarray, restored: np.ndarray) -> None:
+        err = np.abs(restored - values)
+        for j, c in enumerate(self.columns):
+            ((kind, b),) = self.precision[c].bound.items()
+            limit = b if kind == "abs" else b * np.abs(values[:, j])
+            self.over[j] += int(np.count_nonzero(err[:, j] > limit))
+            if len(err):
+                self.worst[j] = max(self.worst[j], float(err[:, j].max()))
+        for c, k in sentinel_damage(values, restored, self.columns, self.sentinels).items():
+            self.damaged[c] = self.damaged.get(c, 0) + k
+        self.n += len(values)
+
+    def report(self, name: str) -> None:
+        if not self.n:
+            return
+        bad = [(c, self.over[j] / self.n, self.worst[j]) for j, c in enumerate(self.columns)
+               if self.over[j]]
+        if bad:
+            log.warning(
+                "%s: latent mode has no error bound; beyond the columns' bounds: %s. Use "
+                "compression.mode = \"bounded\" to keep every value within its bound", name,
+                "; ".join(f"{c} {f:.1%} of values (bound {self.precision[c].bound}, max error "
+                          f"{w:.3g})" for c, f, w in bad))
+        for c, k in self.damaged.items():
+            log.warning("%s: latent mode changed %d sentinel values of '%s'", name, k, c)
 
 
 def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:

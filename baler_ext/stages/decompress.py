@@ -13,6 +13,7 @@ from baler_ext.codec import modes
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
+from baler_ext.exact import apply_overrides, sentinel_arrays
 from baler_ext.io.formats import get_format
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import OutputWriter, resolve_inputs
@@ -63,6 +64,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
         mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
         mode.load_header(header.get("mode_settings", {}))
         columns = header["columns"]
+        exact = sentinel_arrays({"sentinels": header.get("exact_values", {})}, columns)
         with atomic_path(out_path) as tmp:
             writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema)
             bar = tqdm(total=header["entries"], desc=f"decompress {container.name}",
@@ -73,6 +75,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
                 values = mode.decode(sections, meta["rows"])
                 for col in meta["lossless"]:
                     values[:, columns.index(col)] = sections[f"lossless:{col}"]
+                apply_overrides(values, columns, exact, sections)
                 counts = sections.get("counts")
                 passthrough = (_read_ipc(reader.read_bytes("passthrough", i))
                                if reader.has("passthrough", i) else pa.table({}))

@@ -17,6 +17,7 @@ import torch
 
 from baler_ext.config import Config, to_dict
 from baler_ext.errors import InputDataError
+from baler_ext.exact import detect_exact
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import save_model
 from baler_ext.models.base import Autoencoder, build_model
@@ -197,6 +198,7 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         "lossless_columns": model.lossless_columns,
         "lossless_latent_dims": model.lossless_latent_dims,
         "discrete_latent": model.discrete_latent,
+        "exact_values": detect_exact(values[train_idx], columns),
     })
     log.info("trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
              result.train_time_s, result.best_val_loss, result.best_epoch, digest[:12])
