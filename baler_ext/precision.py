@@ -193,6 +193,18 @@ def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
     return out
 
 
+#: float mantissa bits (explicit) per stored dtype
+MANTISSA_BITS = {"float16": 10, "float32": 23, "float64": 52}
+
+
+def is_lossless(bound: dict[str, float], dtype: str) -> bool:
+    """Whether a relative ``bound`` allows no rounding at all for values of ``dtype``:
+    :math:`r \le 2^{-(m+1)}`, half an ulp of an ``m``-bit mantissa."""
+    ((kind, value),) = bound.items()
+    bits = MANTISSA_BITS.get(dtype)
+    return kind == "rel" and bits is not None and value <= bits_to_rel(bits)
+
+
 def explicit_bounds(resolved: dict[str, Resolved]) -> dict[str, dict[str, float]]:
     """The per-column ``{column: {abs|rel: x}, "default": ...}`` dict the codec resolves.
 

@@ -106,6 +106,34 @@ def _check_patterns(patterns: list[str], names: list[str], key: str, where: str)
             )
 
 
+@dataclass
+class StructureGroup:
+    """Branches that share one row structure: flat (one row per entry) or one counter.
+
+    Collections that share a counter (``nJet`` counts ``Jet_pt`` and ``Jet_btag``) are
+    one group; the counter branch itself belongs to its group.
+    """
+
+    counter: str | None
+    floats: list[str]
+    others: list[str]
+
+    @property
+    def key(self) -> str:
+        return "flat" if self.counter is None else self.counter
+
+
+def structure_groups(branches: list[BranchInfo]) -> list[StructureGroup]:
+    """Split ``branches`` by structure, in order of first appearance (flat first)."""
+    counters = {b.counter for b in branches if b.jagged}
+    groups: dict[str | None, StructureGroup] = {None: StructureGroup(None, [], [])}
+    for b in branches:
+        key = b.counter if b.jagged else (b.name if b.name in counters else None)
+        g = groups.setdefault(key, StructureGroup(key, [], []))
+        (g.floats if b.is_float and b.name not in counters else g.others).append(b.name)
+    return [g for g in groups.values() if g.floats or g.others]
+
+
 def plan_columns(
     branches: list[BranchInfo], data: DataConfig, where: str, file_format: str, tree: str | None
 ) -> SourceLayout:
@@ -154,7 +182,8 @@ def plan_columns(
         )
         raise InputDataError(
             f"{where}: the selected columns mix {len(structures)} structures ({parts}); "
-            "compress one collection per project, e.g. data.columns = [\"Jet_*\"]"
+            "a project compresses one structure (whole files are not supported yet): use one "
+            "project per collection, e.g. data.columns = [\"Jet_*\"]"
         )
     (collection,) = structures
     return SourceLayout(

@@ -27,7 +27,7 @@ from baler_ext.exact import (
 )
 from baler_ext.io.source import Source, open_sources
 from baler_ext.model_store import TrainedModel, load_model
-from baler_ext.precision import Resolved, explicit_bounds, resolve_precision
+from baler_ext.precision import Resolved, explicit_bounds, is_lossless, resolve_precision
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
 from baler_ext.training import resolve_device
 
@@ -91,6 +91,9 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     discrete = [c for c in found.get("discrete", {}) if c in norm.columns]
     lossless_cols: set[str] = {c for c in trained.model.lossless_columns if c in norm.columns}
     lossless_cols.update(discrete)
+    # a bound of full precision (NanoAOD's precision = -1) is lossless storage
+    lossless_cols.update(c for c in norm.columns
+                         if is_lossless(precision[c].bound, column_dtypes[c]))
     sentinels = {c: v for c, v in sentinel_arrays(found, norm.columns).items()
                  if c not in lossless_cols}
     overrides = configure_mode(mode, column_dtypes, lossless_cols, sentinels)
@@ -121,8 +124,9 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             if not mode.bounded:
                 check.add(chunk.values, apply_overrides(mode.decode(encoded, len(chunk.values)),
                                                         norm.columns, overrides, kept))
-            for col in sorted(lossless_cols):
-                writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
+            for col in sorted(lossless_cols):  # at the stored dtype: exact, and half as big
+                writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)]
+                                 .astype(column_dtypes[col]))
             if chunk.counts is not None:
                 writer.add_array("counts", i, chunk.counts.astype(np.int64))
             if chunk.passthrough.num_columns:

@@ -7,6 +7,13 @@ exactly, e.g. a conditional model's conditions —, passthrough — the columns 
 compressed —, decoder), the ratios (*payload* = everything but passthrough and decoder),
 the bounds, the max error per column measured at compress time, how many chunks use the
 latent and which derived columns are predicted by relations.
+
+Honest sizes (``honest``): the compressed columns' raw size at their *stored* dtype
+(float32 columns are not flattered by a float64 reference), the input file on disk, and,
+when the input is present, ROOT LZMA-9 of the same branches and NanoAOD-style mantissa
+rounding + LZMA-9 at equal precision (:mod:`baler_ext.io.reference`). Also the bound each
+column received and the pattern that gave it (``precision``), the values kept exactly
+(sentinels) and the discrete columns stored losslessly.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import Config
@@ -27,7 +36,7 @@ log = logging.getLogger(__name__)
 GROUPS: dict[str, str] = {"preamble+index+trailer": "header", "latent": "latent",
                           "res": "residuals", "pred": "prediction", "passthrough": "passthrough",
                           "counts": "passthrough", "lossless": "lossless",
-                          "decoder": "decoder"}
+                          "decoder": "decoder", "exact": "exact"}
 
 
 def group_of(section: str) -> str:
@@ -63,8 +72,40 @@ def compute_ratios(by_group: dict[str, int], raw64: int,
     return ratios
 
 
-def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
-    """The info of one container (see the module docstring)."""
+def honest_sizes(header: dict[str, Any], sizes: dict[str, int],
+                 references: dict[str, int] | None) -> dict[str, Any]:
+    """Sizes and ratios against what the data really costs (see ``reference_sizes``).
+
+    *columns* = the container's bytes for the compressed columns: payload plus the
+    per-entry counts of a jagged collection (the counter a ROOT file stores too).
+    """
+    cols = header["columns"]
+    dtypes = header.get("column_dtypes") or {}
+    stored = header["rows"] * sum(np.dtype(dtypes.get(c, "float64")).itemsize for c in cols)
+    by_group: dict[str, int] = {}
+    for name, size in sizes.items():
+        g = group_of(name)
+        by_group[g] = by_group.get(g, 0) + size
+    total = sum(by_group.values())
+    payload = total - by_group.get("passthrough", 0) - by_group.get("decoder", 0)
+    columns = payload + sum(v for k, v in sizes.items() if k.split("/")[0] == "counts")
+    out: dict[str, Any] = {"stored_dtype_bytes": stored, "columns_bytes": columns,
+                           "ratios": {"columns_vs_stored_dtype": stored / max(columns, 1)}}
+    source_bytes = (header.get("layout") or {}).get("source_bytes")
+    if source_bytes:
+        out["input_file_bytes"] = source_bytes
+        out["ratios"]["file_vs_input_on_disk"] = source_bytes / max(total, 1)
+    for key, ref in (references or {}).items():
+        if key.endswith("_bytes") and key != "stored_dtype_bytes":
+            out[key] = ref
+            out["ratios"][f"columns_vs_{key[:-6]}"] = ref / max(columns, 1)
+    return out
+
+
+def describe(path: Path, decoder_beside: int | None = None,
+             references: dict[str, int] | None = None) -> dict[str, Any]:
+    """The info of one container (see the module docstring); ``references`` are the
+    input's reference sizes (:func:`baler_ext.io.reference.reference_sizes`)."""
     with ContainerReader(path) as reader:
         header = reader.header
         sizes = reader.section_sizes()
@@ -91,7 +132,34 @@ def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
         "chunks": [c["rows"] for c in header.get("chunks", [])],
         "latent_chunks": settings.get("latent_chunks"),
         "relations": settings.get("relations", []),
+        "precision": header.get("precision", {}),
+        "exact_values": {**header.get("exact_values", {}), **header.get("exact_in_mode", {})},
+        "discrete_columns": header.get("discrete_columns", []),
+        "honest": honest_sizes(header, sizes, references),
     }
+
+
+def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
+    """Reference sizes of the input a container came from, when that input is present."""
+    from baler_ext.errors import BalerError
+    from baler_ext.io.reference import reference_sizes
+    from baler_ext.io.source import Source, resolve_inputs
+
+    with ContainerReader(container) as reader:
+        header = reader.header
+    name = (header.get("layout") or {}).get("file_name")
+    try:
+        matches = [p for p in resolve_inputs(cfg) if p.name == name]
+    except BalerError:
+        matches = []
+    if not matches:
+        log.info("%s: input %s not found; no reference sizes", container.name, name)
+        return None
+    bounds = {c: p["bound"] for c, p in header.get("precision", {}).items()}
+    settings = header.get("mode_settings", {}).get("columns", {})
+    for c in header["columns"]:
+        bounds.setdefault(c, settings.get(c, {}).get("bound") or {"rel": 1e-3})
+    return reference_sizes(Source(matches[0], cfg.data), bounds)
 
 
 def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
@@ -103,7 +171,7 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
     beside = decoder_bytes(project)
     out = []
     for path in containers:
-        d = describe(path, beside)
+        d = describe(path, beside, input_references(path, cfg))
         with atomic_path(path.with_suffix(".info.json")) as tmp:
             tmp.write_text(json.dumps(d, indent=1))
         log.info("%s: %s mode, %d rows x %d columns; raw %d B float64, %d B float32; "
@@ -118,6 +186,19 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
         for rel in d["relations"]:
             log.info("  %s predicted from %s (%s)", rel["target"], ", ".join(rel["inputs"]),
                      rel["kind"])
+        honest = d["honest"]
+        log.info("  stored as %s: %d B; the container holds them in %d B",
+                 ", ".join(sorted(set((d["column_dtypes"] or {}).values()))) or "float64",
+                 honest["stored_dtype_bytes"], honest["columns_bytes"])
+        for k, v in honest["ratios"].items():
+            log.info("  ratio %-34s %.2fx", k, v)
+        for c, p in d["precision"].items():
+            log.info("  %-22s bound %-28s from %s (%s)", c, p["bound"], p["pattern"],
+                     p["origin"])
+        for c, vals in d["exact_values"].items():
+            log.info("  %-22s kept exactly: %s", c, ", ".join(f"{v:g}" for v in vals))
+        if d["discrete_columns"]:
+            log.info("  discrete columns stored losslessly: %s", ", ".join(d["discrete_columns"]))
         for c, st in d["measured_at_compress"].items():
             log.info("  %-22s bound %-16s max error %.3g (%.3f of the bound), %d exceptions", c,
                      d["bounds"].get(c), st["max_abs_error"], st["max_error_over_bound"],
