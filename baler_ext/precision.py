@@ -198,7 +198,7 @@ MANTISSA_BITS = {"float16": 10, "float32": 23, "float64": 52}
 
 
 def is_lossless(bound: dict[str, float], dtype: str) -> bool:
-    """Whether a relative ``bound`` allows no rounding at all for values of ``dtype``:
+    r"""Whether a relative ``bound`` allows no rounding at all for values of ``dtype``:
     :math:`r \le 2^{-(m+1)}`, half an ulp of an ``m``-bit mantissa."""
     ((kind, value),) = bound.items()
     bits = MANTISSA_BITS.get(dtype)

@@ -73,6 +73,8 @@ class Plan:
     columns: list[str]
     exclude: list[str]
     hosted: list[str]
+    #: float columns holding NaN or inf: carried losslessly
+    nonfinite: list[str]
 
 
 def plan(path: Path) -> tuple[Source, list[Plan]]:
@@ -80,7 +82,15 @@ def plan(path: Path) -> tuple[Source, list[Plan]]:
     source = Source(path, _any_cfg(path))
     groups = structure_groups(source.reader.branches)
     rows = {g.key: _rows(source, g) for g in groups}
-    big = [g for g in groups if g.floats and rows[g.key] >= MIN_ROWS]
+    bad: dict[str, list[str]] = {}
+    varying: dict[str, bool] = {}
+    for g in groups:
+        arrays = source.reader.read(g.floats) if g.floats else {}
+        flat = {c: ak.to_numpy(ak.flatten(arrays[c], axis=None)) for c in g.floats}
+        bad[g.key] = [c for c, v in flat.items() if not np.all(np.isfinite(v))]
+        varying[g.key] = any(len(np.unique(v)) > 1 for c, v in flat.items()
+                             if c not in bad[g.key])
+    big = [g for g in groups if varying[g.key] and rows[g.key] >= MIN_ROWS]
     small = [g for g in groups if g not in big]
     host = next((g for g in big if g.counter is None), big[0])
     every = [b.name for b in source.reader.branches]
@@ -89,8 +99,10 @@ def plan(path: Path) -> tuple[Source, list[Plan]]:
         mine = set(g.floats + g.others)
         if g is host:
             mine |= {n for s in small for n in s.floats + s.others}
-        plans.append(Plan(g.key, g, list(g.floats), [n for n in every if n not in mine],
-                          [n for s in small for n in s.floats] if g is host else []))
+        plans.append(Plan(g.key, g, [c for c in g.floats if c not in bad[g.key]],
+                          [n for n in every if n not in mine],
+                          [n for s in small for n in s.floats] if g is host else [],
+                          bad[g.key]))
     return source, plans
 
 
@@ -119,7 +131,8 @@ def write_config(project_dir: Path, sections: dict[str, dict[str, Any]]) -> None
 def run_project(work: Path, path: Path, p: Plan, epochs: int, max_rows: int) -> dict[str, Any]:
     name = f"{path.stem}-{p.name}".replace(".", "_")
     write_config(work / name, {
-        "data": {"input": [str(path)], "columns": p.columns, "exclude": p.exclude},
+        "data": {"input": [str(path)], "columns": p.columns, "exclude": p.exclude,
+                 "passthrough": p.nonfinite},
         "model": {"hidden": [64, 32]},
         "training": {"epochs": epochs, "max_rows": max_rows, "device": "cpu",
                      "early_stopping_patience": 5},
@@ -141,7 +154,7 @@ def run_project(work: Path, path: Path, p: Plan, epochs: int, max_rows: int) -> 
     return {"name": name, "group": p.name, "columns": len(p.columns), "rows": header["rows"],
             "container": container, "container_bytes": container.stat().st_size,
             "decoder_bytes": decoder, "restored": restored, "header": header,
-            "seconds": times, "hosted": p.hosted}
+            "seconds": times, "hosted": p.hosted, "nonfinite": p.nonfinite}
 
 
 def merge(source: Source, runs: list[dict[str, Any]], out: Path) -> Path:
@@ -162,7 +175,7 @@ def write_all(fmt: str, path: Path, layout: SourceLayout, tree: str | None,
     """Every branch of ``layout`` from ``columns`` through the format's own writer."""
     table = ak.to_arrow_table(ak.zip({b.name: columns[b.name] for b in layout.branches},
                                      depth_limit=1), extensionarray=True)
-    writer = get_format(fmt).writer(path, layout, tree, None)
+    writer = get_format(fmt).writer(path, layout, tree, None, chunks=1)
     writer.write(np.empty((len(table), 0)), table, None)
     writer.close()
 
@@ -261,7 +274,8 @@ def bench_file(key: str, path: Path, work: Path, epochs: int, max_rows: int) -> 
         "decoder_bytes": sum(r["decoder_bytes"] for r in runs),
         "merged_bytes": merged.stat().st_size,
         "groups": [{k: r[k] for k in ("group", "columns", "rows", "container_bytes",
-                                      "decoder_bytes", "seconds", "hosted")} for r in runs],
+                                      "decoder_bytes", "seconds", "hosted", "nonfinite")}
+                   for r in runs],
         "checks": check(source, merged, runs),
         "references": references(source, work),
     }
@@ -302,15 +316,16 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{'; '.join(ch['dtype_changes']) or 'none'} |")
     lines += ["", "Per project (group):", "",
               "| file | group | float columns | rows | container | decoder | train s | "
-              "compress s | decompress s | small groups carried losslessly |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "compress s | decompress s | small groups carried losslessly | NaN/inf columns "
+              "carried losslessly |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         for g in r["groups"]:
             s = g["seconds"]
             lines.append(f"| {key} | {g['group']} | {g['columns']} | {g['rows']} | "
                          f"{g['container_bytes']} | {g['decoder_bytes']} | {s['train']:.1f} | "
                          f"{s['compress']:.1f} | {s['decompress']:.1f} | "
-                         f"{len(g['hosted'])} columns |")
+                         f"{len(g['hosted'])} columns | {', '.join(g['nonfinite']) or 'none'} |")
     return "\n".join(lines) + "\n"
 
 

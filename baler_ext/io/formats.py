@@ -180,8 +180,9 @@ class FileFormat:
         raise NotImplementedError
 
     def writer(self, path: Path, layout: SourceLayout, tree: str | None,
-               arrow_schema: pa.Schema | None) -> FormatWriter:
-        """A writer of ``layout`` into ``path`` (``arrow_schema``: the source's, if Arrow)."""
+               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
+        """A writer of ``layout`` into ``path`` (``arrow_schema``: the source's, if Arrow;
+        ``chunks``: how many chunks will be written, when known)."""
         raise NotImplementedError
 
 

@@ -170,7 +170,7 @@ class ParquetFormat(FileFormat):
         return ParquetReader(path, data, exclude, strict)
 
     def writer(self, path: Path, layout: SourceLayout, tree: str | None,
-               arrow_schema: pa.Schema | None) -> FormatWriter:
+               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
         return LayoutParquetWriter(path, layout, arrow_schema)
 
 

@@ -190,5 +190,5 @@ class RNTupleFormat(FileFormat):
         return RNTupleReader(path, data, exclude, strict)
 
     def writer(self, path: Path, layout: SourceLayout, tree: str | None,
-               arrow_schema: pa.Schema | None) -> FormatWriter:
+               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
         return RNTupleWriter(path, layout, tree or layout.tree or "Events")

@@ -204,11 +204,12 @@ class OutputWriter:
     """Write restored chunks in the source's layout, in the source's or another format."""
 
     def __init__(self, path: Path, layout: SourceLayout, fmt: str, tree: str | None,
-                 arrow_schema: pa.Schema | None) -> None:
+                 arrow_schema: pa.Schema | None, chunks: int | None = None) -> None:
         self.layout = layout
         self.format = layout.format if fmt == "same" else fmt
         schema = arrow_schema if self.format == layout.format else None
-        self._writer: FormatWriter = get_format(self.format).writer(path, layout, tree, schema)
+        self._writer: FormatWriter = get_format(self.format).writer(path, layout, tree, schema,
+                                                                    chunks)
 
     def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
         """Write one chunk: restored ``values`` plus the passthrough table."""

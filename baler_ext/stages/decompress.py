@@ -66,7 +66,8 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
         columns = header["columns"]
         exact = sentinel_arrays({"sentinels": header.get("exact_values", {})}, columns)
         with atomic_path(out_path) as tmp:
-            writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema)
+            writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema,
+                                  len(header["chunks"]))
             bar = tqdm(total=header["entries"], desc=f"decompress {container.name}",
                        unit="entry", disable=None, leave=False)
             for i, meta in enumerate(header["chunks"]):
