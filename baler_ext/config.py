@@ -613,6 +613,11 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 # --- writing a commented default config -------------------------------------------------
 
 
+def _toml_key(key: str) -> str:
+    bare = key and all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in key)
+    return key if bare else toml_value(key)
+
+
 def toml_value(value: Any) -> str:
     """Render a Python value as an inline TOML value."""
     if isinstance(value, bool):
@@ -624,8 +629,9 @@ def toml_value(value: Any) -> str:
         return f'"{escaped}"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dict):  # keys such as glob patterns ("*_pt") are quoted
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}"
+                               for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {value!r} as TOML")
 
 

@@ -194,7 +194,9 @@ class TTreeReader(AwkwardReader):
         self.branches = inspect_tree(t, path, exclude, strict)
         self.num_entries = int(t.num_entries)
         kept = {b.name for b in self.branches}
-        self.compression = compression_of([b for b in t.branches if b.name in kept])
+        # the branches' own setting; uproot-written files record it on the file only
+        self.compression = (compression_of([b for b in t.branches if b.name in kept])
+                            or compression_of([t.file]))
 
     def iterate(self, names: list[str], step: int) -> Iterator[Any]:
         assert self.tree is not None
