@@ -63,7 +63,10 @@ def sample_pairs(project: Project, cfg: Config) -> list[tuple[Path, Path]]:
 
 def _values(paths: list[Path], cfg: Config, spec: AnalysisSpec, tree: str | None) -> np.ndarray:
     columns = spec.required_columns()
-    parts = [analysis_values(read_columns(p, "auto", tree, columns), spec) for p in paths]
+    # in a jagged file without an event column, each entry is an event
+    events = spec.event_column if spec.variable == "event_combination" else None
+    parts = [analysis_values(read_columns(p, "auto", tree, columns, entry_column=events), spec)
+             for p in paths]
     return np.concatenate(parts) if parts else np.empty(0)
 
 

@@ -153,3 +153,23 @@ def test_cms_jets_round_trip_is_no_bigger_than_the_input(make_project, shared_da
     restored = ak.to_numpy(ak.flatten(b["Jet_btag"].array()))
     assert np.count_nonzero(btag == -1) > 100
     np.testing.assert_array_equal(restored[btag == -1], -1.0)
+
+
+def test_event_combination_in_a_jagged_file_takes_entries_as_events(shared_data):
+    from baler_ext.analysis.spec import AnalysisSpec
+    from baler_ext.config import Config
+    from baler_ext.stages.analyse import _values
+
+    src = shared_data / "cms_hep_tutorial" / "qcd.root"
+    spec = AnalysisSpec(variable="event_combination", p4_kind="pxpypze",
+                        p4_columns=["Jet_Px", "Jet_Py", "Jet_Pz", "Jet_E"], order_by="Jet_E",
+                        n_objects=2)
+    masses = _values([src], Config(), spec, "events")
+    jets = uproot.open(src)["events"].arrays(["Jet_Px", "Jet_Py", "Jet_Pz", "Jet_E"])
+    lead = jets[ak.argsort(jets["Jet_E"], ascending=False)][:, :2]
+    two = lead[ak.num(lead["Jet_E"]) == 2]
+    e, px, py, pz = (ak.to_numpy(ak.sum(two[k], axis=1)).astype(np.float64)
+                     for k in ("Jet_E", "Jet_Px", "Jet_Py", "Jet_Pz"))
+    expected = np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0))
+    assert len(masses) == len(expected) > 0
+    np.testing.assert_allclose(np.sort(masses), np.sort(expected), rtol=1e-4)
