@@ -128,6 +128,13 @@ def to_abs_rel(spec: dict[str, Any]) -> dict[str, float]:
     return {kind: float(value)}
 
 
+def matches(column: str, pattern: str) -> bool:
+    """Whether ``pattern`` matches ``column``; an RNTuple's dotted name (``Jet.pt``) also
+    matches as its NanoAOD spelling (``Jet_pt``), so one policy serves both."""
+    return (fnmatch.fnmatchcase(column, pattern)
+            or ("." in column and fnmatch.fnmatchcase(column.replace(".", "_"), pattern)))
+
+
 def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
                       columns: list[str]) -> dict[str, Resolved]:
     """The bound of every column from ``policy`` plus the config's ``bounds``.
@@ -179,14 +186,14 @@ def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
                           "bounds = {default = {rel = 1e-3}}")
     out: dict[str, Resolved] = {}
     for c in columns:
-        matching = [e for e in entries if fnmatch.fnmatchcase(c, e[0])]
+        matching = [e for e in entries if matches(c, e[0])]
         if matching:
             best = max(matching, key=lambda e: (*specificity(e[0]), e[3]))
             out[c] = Resolved(to_abs_rel(best[1]), best[0], best[2])
         else:
             out[c] = Resolved(to_abs_rel(default[0]), "default", default[1])
     unused = [e[0] for e in entries if e[2] == "config"
-              and not any(fnmatch.fnmatchcase(c, e[0]) for c in columns)]
+              and not any(matches(c, e[0]) for c in columns)]
     if unused:
         log.info("compression.bounds patterns matching no compressed column: %s",
                  ", ".join(unused))

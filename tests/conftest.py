@@ -60,12 +60,19 @@ FAST_TRAINING = {"epochs": 2, "batch_size": 256, "max_rows": 3000, "early_stoppi
 
 @pytest.fixture
 def make_project(tmp_path: Path):
-    """Factory: ``make_project(input_path, data=..., training=...)`` -> (projects_dir, name)."""
+    """Factory: ``make_project(input_path, data=..., training=...)`` -> (projects_dir, name).
+
+    Projects made here use ``compression.mode = "latent"`` unless the test says otherwise
+    (the default before ``bounded`` became the default): the stage tests written for it
+    check the model's own reconstruction; tests of bounded mode set the mode.
+    """
 
     def factory(input_path: Path | str, name: str = "p", **sections: dict) -> tuple[Path, str]:
         data = {"input": [str(input_path)], **sections.pop("data", {})}
         training = {**FAST_TRAINING, **sections.pop("training", {})}
-        write_config(tmp_path / "projects" / name, {"data": data, "training": training, **sections})
+        compression = {"mode": "latent", **sections.pop("compression", {})}
+        write_config(tmp_path / "projects" / name, {"data": data, "training": training,
+                                                    "compression": compression, **sections})
         return tmp_path / "projects", name
 
     return factory

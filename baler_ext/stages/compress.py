@@ -77,8 +77,9 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         )
     device = resolve_device(cfg.training.device)
     if cfg.compression.mode == "latent" and cfg.compression.bounds != CompressionConfig().bounds:
-        log.warning("compression.bounds is ignored in latent mode, which has no error bound; "
-                    "set compression.mode = \"bounded\" to apply it")
+        log.warning("latent mode has no error bound: compression.bounds only sets the "
+                    "threshold of its error warning; set compression.mode = \"bounded\" to "
+                    "enforce it")
     # per-column bounds from the precision policy and glob patterns, made explicit
     precision = resolve_precision(cfg.compression.policy, cfg.compression.bounds, norm.columns)
     mode_cfg = dataclasses.replace(cfg.compression, bounds=explicit_bounds(precision),

@@ -33,6 +33,12 @@ def test_most_specific_pattern_wins_and_exact_names_beat_globs():
     assert got["x"].bound == {"rel": 1e-2} and got["x"].pattern == "default"
 
 
+def test_rntuple_dotted_names_match_nanoaod_patterns():
+    got = resolve_precision("nanoaod", {"Jet.eta": {"abs": 1e-3}}, ["Jet.pt", "Jet.eta"])
+    assert got["Jet.pt"].pattern == "*Jet*_pt" and got["Jet.pt"].bound == {"rel": 2.0**-11}
+    assert got["Jet.eta"].pattern == "Jet.eta"
+
+
 def test_config_entries_extend_and_override_the_policy():
     got = resolve_precision("nanoaod", {"*_pt": {"bits": 8}, "Jet_eta": {"abs": 0.01}}, NANO)
     # '*Jet*_pt' of the policy is more specific than the config's '*_pt'

@@ -55,10 +55,10 @@ def sentinel_parquet(tmp_path: Path) -> Path:
     return path
 
 
-def test_bounded_default_keeps_bounds_sentinels_and_discrete_values(make_project,
+def test_bounded_mode_keeps_bounds_sentinels_and_discrete_values(make_project,
                                                                     sentinel_parquet):
     projects, name = make_project(sentinel_parquet, compression={
-        "bounds": {"default": {"rel": 1e-3}, "*ta": {"abs": 1e-3}}})
+        "mode": "bounded", "bounds": {"default": {"rel": 1e-3}, "*ta": {"abs": 1e-3}}})
     run(projects, name, "train", "compress", "decompress", "info")
     original = pq.read_table(sentinel_parquet)
     restored = pq.read_table(projects / name / "output" / "decompressed" /
@@ -117,7 +117,8 @@ def test_rntuple_compresses_and_decompresses(make_project, tmp_path):
     with uproot.recreate(path) as f:
         f.mkrntuple("Events", ak.Array(data))
     projects, name = make_project(path, data={"columns": ["Jet.pt", "Jet.eta"]},
-                                  compression={"bounds": {"default": {"rel": 1e-3},
+                                  compression={"mode": "bounded",
+                                               "bounds": {"default": {"rel": 1e-3},
                                                           "Jet.eta": {"abs": 1e-3}}})
     run(projects, name, "train", "compress", "decompress")
     out = uproot.open(projects / name / "output" / "decompressed" / "nt.root")
@@ -133,7 +134,7 @@ def test_rntuple_compresses_and_decompresses(make_project, tmp_path):
 def test_cms_jets_round_trip_is_no_bigger_than_the_input(make_project, shared_data):
     src = shared_data / "cms_hep_tutorial" / "single_top.root"
     projects, name = make_project(src, data={"columns": ["Jet_*"]},
-                                  compression={"policy": "nanoaod"})
+                                  compression={"mode": "bounded", "policy": "nanoaod"})
     run(projects, name, "train", "compress", "decompress")
     out = projects / name / "output" / "decompressed" / "single_top.root"
     assert out.stat().st_size <= src.stat().st_size
