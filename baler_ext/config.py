@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baler_ext.errors import ConfigError
+from baler_ext.precision import POLICIES
 
 if TYPE_CHECKING:  # imported lazily: the analysis package loads iminuit, scipy and pandas
     from baler_ext.analysis.spec import AnalysisSpec
@@ -33,6 +34,27 @@ def doc(text: str) -> dict[str, str]:
     return {"doc": text}
 
 
+#: keys naming a file format: their extra values besides the registered formats
+FORMAT_KEYS: dict[tuple[str, str], tuple[str, ...]] = {("data", "format"): ("auto",),
+                                                      ("output", "format"): ("same",)}
+
+
+def format_choices(section: str, key: str) -> list[str]:
+    """The allowed values of a format key: its extras, then every registered format."""
+    from baler_ext.io.formats import format_names  # the formats import this module
+
+    return [*FORMAT_KEYS[(section, key)], *format_names()]
+
+
+def check_format(key: str, value: str) -> None:
+    """``value`` must be an allowed value of the format key ``key`` (``section.key``)."""
+    section, name = key.split(".")
+    valid = format_choices(section, name)
+    if value not in valid:
+        raise ConfigError(f"'{key}' = {value!r} is not one of {', '.join(valid)}"
+                          f"{suggest(value, valid)}")
+
+
 @dataclass
 class DataConfig:
     """``[data]``: what to read and which columns to compress."""
@@ -41,9 +63,13 @@ class DataConfig:
         default_factory=lambda: ["data/*.parquet"],
         metadata=doc("input file(s): a path, a glob or a list; relative to the config's folder"),
     )
-    format: str = field(default="auto", metadata=doc("auto (from the extension) | root | parquet"))
+    format: str = field(
+        default="auto",
+        metadata=doc("auto (from the extension and contents) | root (TTree) | rntuple | parquet"),
+    )
     tree: str | None = field(
-        default=None, metadata=doc("ROOT TTree name; default: the only TTree in the file")
+        default=None,
+        metadata=doc("TTree or RNTuple name; default: the only one in the file"),
     )
     columns: list[str] = field(
         default_factory=lambda: ["*"],
@@ -67,6 +93,10 @@ class DataConfig:
         default="standard",
         metadata=doc("standard (mean/std) | minmax; fitted on the training split only"),
     )
+
+    def validate(self) -> None:
+        """Check ``format`` against the registered file formats."""
+        check_format("data.format", self.format)
 
 
 @dataclass
@@ -162,7 +192,7 @@ class CompressionConfig:
     """``[compression]``: what goes into the compressed file."""
 
     mode: str = field(
-        default="latent",
+        default="bounded",
         metadata=doc("latent: the latent only, lossy, no bound | bounded: every value within "
                      "its bound"),
     )
@@ -175,8 +205,14 @@ class CompressionConfig:
     )
     bounds: dict[str, dict[str, float]] = field(
         default_factory=lambda: {"default": {"rel": 1e-3}},
-        metadata=doc("bounded mode: max error per value, {abs = x} or {rel = x} per column name "
-                     "or default"),
+        metadata=doc("bounded mode: max error per value, {abs = x}, {rel = x} or {bits = n} "
+                     "(float32 mantissa bits kept) per column name, glob pattern (the most "
+                     "specific wins) or default; see docs/precision.md"),
+    )
+    policy: str = field(
+        default="none",
+        metadata=doc("bounded mode: built-in per-branch precision the bounds extend: none | "
+                     "nanoaod (NanoAOD's own mantissa precisions, docs/precision.md)"),
     )
     entropy_coder: str = field(
         default="range",
@@ -243,16 +279,19 @@ class CompressionConfig:
             if value not in valid:
                 raise ConfigError(f"'compression.{key}' must be one of {', '.join(valid)}, "
                                   f"got '{value}'")
-        if "default" not in self.bounds:
+        if "default" not in self.bounds and self.policy == "none":
             raise ConfigError("'compression.bounds' needs a default entry, e.g. "
                               "bounds = {default = {rel = 1e-3}}")
         for col, spec in self.bounds.items():
-            if len(spec) != 1 or next(iter(spec)) not in ("abs", "rel"):
+            if len(spec) != 1 or next(iter(spec)) not in ("abs", "rel", "bits"):
                 raise ConfigError(
-                    f"'compression.bounds.{col}' = {spec!r}: give exactly one of abs or rel, "
-                    "e.g. {abs = 1e-3}"
+                    f"'compression.bounds.{col}' = {spec!r}: give exactly one of abs, rel or "
+                    "bits, e.g. {abs = 1e-3}"
                 )
-            value = next(iter(spec.values()))
+            kind, value = next(iter(spec.items()))
+            if kind == "bits" and not (float(value).is_integer() and 1 <= value <= 23):
+                raise ConfigError(f"'compression.bounds.{col}.bits' must be an integer in "
+                                  f"1-23 (float32 mantissa bits), got {value}")
             if not 0.0 < value < float("inf"):
                 raise ConfigError(f"'compression.bounds.{col}' must be > 0 and finite, got "
                                   f"{value}")
@@ -262,14 +301,21 @@ class CompressionConfig:
 class OutputConfig:
     """``[output]``: where and how the decompressed data is written."""
 
-    format: str = field(default="same", metadata=doc("same (as the input) | root | parquet"))
+    format: str = field(
+        default="same", metadata=doc("same (as the input) | root (TTree) | rntuple | parquet")
+    )
     directory: str | None = field(
         default=None,
         metadata=doc("folder for decompressed files; default: output/decompressed of the project"),
     )
     tree: str | None = field(
-        default=None, metadata=doc("TTree name when writing ROOT; default: the input's tree")
+        default=None,
+        metadata=doc("TTree/RNTuple name when writing ROOT; default: the input's"),
     )
+
+    def validate(self) -> None:
+        """Check ``format`` against the registered file formats."""
+        check_format("output.format", self.format)
 
 
 @dataclass
@@ -566,7 +612,6 @@ def all_sections() -> dict[str, type]:
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("data", "format"): ("auto", "root", "parquet"),
     ("data", "nan_policy"): ("error", "drop"),
     ("data", "normalisation"): ("standard", "minmax"),
     ("model", "dtype"): ("float64", "float32"),
@@ -576,6 +621,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("training", "init"): ("he", "xavier", "orthogonal", "random", "zero"),
     ("training", "beta_schedule"): ("constant", "linear", "cyclical"),
     ("compression", "mode"): ("latent", "bounded"),
+    ("compression", "policy"): tuple(POLICIES),
     ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("compression", "probability_model"): ("auto", "learned", "static"),
@@ -583,7 +629,6 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("rate", "event_context"): ("auto", "none"),
     ("rate", "integer_context"): ("auto", "none"),
     ("rate", "side_information"): ("none", "latent"),
-    ("output", "format"): ("same", "root", "parquet"),
     ("execution", "executor"): ("local", "dask"),
     ("evaluation", "plots"): ("summary", "all"),
     ("analysis", "tagger_signal"): ("low", "high"),
@@ -884,6 +929,11 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 # --- writing a commented default config -------------------------------------------------
 
 
+def _toml_key(key: str) -> str:
+    bare = key and all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in key)
+    return key if bare else toml_value(key)
+
+
 def toml_value(value: Any) -> str:
     """Render a Python value as an inline TOML value."""
     if isinstance(value, bool):
@@ -895,8 +945,9 @@ def toml_value(value: Any) -> str:
         return f'"{escaped}"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dict):  # keys such as glob patterns ("*_pt") are quoted
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}"
+                               for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {value!r} as TOML")
 
 

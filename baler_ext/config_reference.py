@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from baler_ext.config import CHOICES, all_sections, toml_value
+from baler_ext.config import CHOICES, FORMAT_KEYS, all_sections, format_choices, toml_value
 
 
 def render_config_reference() -> str:
@@ -35,7 +35,9 @@ def render_config_reference() -> str:
             else:
                 default = None
             shown = "unset" if default is None else f"`{toml_value(default)}`"
-            allowed = ", ".join(CHOICES.get((name, f.name), ()))
+            choices = (format_choices(name, f.name) if (name, f.name) in FORMAT_KEYS
+                       else CHOICES.get((name, f.name), ()))
+            allowed = ", ".join(choices)
             doc = f.metadata.get("doc", "").replace("|", "\\|")
             out.append(f"| `{f.name}` | {shown} | {allowed} | {doc} |")
         out.append("")

@@ -62,14 +62,21 @@ FAST_RATE = {"epochs": 3, "hidden": [16]}
 
 @pytest.fixture
 def make_project(tmp_path: Path):
-    """Factory: ``make_project(input_path, data=..., training=...)`` -> (projects_dir, name)."""
+    """Factory: ``make_project(input_path, data=..., training=...)`` -> (projects_dir, name).
+
+    Projects made here use ``compression.mode = "latent"`` unless the test says otherwise
+    (the default before ``bounded`` became the default): the stage tests written for it
+    check the model's own reconstruction; tests of bounded mode set the mode.
+    """
 
     def factory(input_path: Path | str, name: str = "p", **sections: dict) -> tuple[Path, str]:
         data = {"input": [str(input_path)], **sections.pop("data", {})}
         training = {**FAST_TRAINING, **sections.pop("training", {})}
         rate = {**FAST_RATE, **sections.pop("rate", {})}
+        compression = {"mode": "latent", **sections.pop("compression", {})}
         write_config(tmp_path / "projects" / name, {"data": data, "training": training,
-                                                    "rate": rate, **sections})
+                                                    "compression": compression, "rate": rate,
+                                                    **sections})
         return tmp_path / "projects", name
 
     return factory

@@ -87,7 +87,8 @@ class AnalysisSpec:
     )
     event_column: str = field(
         default="event",
-        metadata=_doc("column that groups rows into events (variable = 'event_combination')"),
+        metadata=_doc("column that groups rows into events (variable = 'event_combination'); "
+                     "in a jagged file without it, each entry is an event"),
     )
     n_objects: int = field(
         default=3,

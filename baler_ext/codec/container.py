@@ -410,9 +410,14 @@ class ContainerReader:
                     "bomb; if the file is genuine, recompress it with a data.chunk_size that "
                     f"keeps chunks at {MAX_VALUES_FREE // max(width, 1)} rows or fewer "
                     "(always accepted)")
+            dtypes = header.get("column_dtypes")
+            dtypes = dtypes if isinstance(dtypes, dict) else {}
             for col in meta.get("lossless", []):
                 s = self._by_key.get((f"lossless:{col}", i))
-                if s is None or s.dtype != "<f8" or s.shape != [meta["rows"]]:
+                # float64, or (1.2) the column's stored dtype
+                stored = dtypes.get(col)
+                allowed = {"<f8", "<f4"} if stored in ("float32", "<f4") else {"<f8"}
+                if s is None or s.dtype not in allowed or s.shape != [meta["rows"]]:
                     raise self._fail(f"chunk {i} lacks the values of its lossless column "
                                      f"'{col}'")
             counts = self._by_key.get(("counts", i))

@@ -93,10 +93,9 @@ class CompressionMode:
             self._ae = AutoencoderPredictor(self.trained, self.device or "cpu")
         return self._ae
 
-    def configure(self, column_dtypes: dict[str, str], lossless: set[str],
-                  exact: dict[str, np.ndarray] | None = None) -> None:
-        """Compress side: the columns' output dtypes, the columns stored verbatim and, per
-        column, values to keep bit-exact (sentinels such as -1 or -999)."""
+    def configure(self, column_dtypes: dict[str, str], lossless: set[str]) -> None:
+        """Compress side: the columns' output dtypes and the columns stored verbatim (a mode
+        that can keep values bit-exact itself also takes ``exact``: column -> sentinels)."""
         self.skip = set(lossless)
 
     def load_header(self, settings: dict[str, Any]) -> None:
@@ -226,8 +225,10 @@ class BoundedMode(CompressionMode):
                 out.append(abs(shift) + 8 * abs(scale))
         return out
 
-    def configure(self, column_dtypes: dict[str, str], lossless: set[str],
+    def configure(self, column_dtypes: dict[str, str], lossless: set[str],  # type: ignore[override]
                   exact: dict[str, np.ndarray] | None = None) -> None:
+        """As the base class; values of a column equal to one of its ``exact`` values
+        (sentinels such as -1 or -999) are stored bit-exact."""
         super().configure(column_dtypes, lossless)
         self.exact = {c: np.asarray(v, np.float64) for c, v in (exact or {}).items()
                       if c in self.columns}

@@ -52,7 +52,10 @@ class BranchInfo:
 
 @dataclass
 class SourceLayout:
-    """What a compressed file must know to restore its source exactly."""
+    """What a compressed file must know to restore its source exactly.
+
+    ``format`` is a registered format name (:mod:`baler_ext.io.formats`).
+    """
 
     format: str
     file_name: str
@@ -62,6 +65,11 @@ class SourceLayout:
     collection: str | None = None
     dropped: list[str] = field(default_factory=list)
     constant_in_source: dict[str, float] = field(default_factory=dict)
+    #: the input's compression as its format reports it (see FormatReader.compression);
+    #: decompressed files of the same format are written with it
+    compression: dict[str, Any] | None = None
+    #: size of the input file on disk (outputs aim to be no bigger)
+    source_bytes: int | None = None
 
     @property
     def passthrough(self) -> list[str]:
@@ -97,6 +105,34 @@ def _check_patterns(patterns: list[str], names: list[str], key: str, where: str)
                 f"{where}: column '{p}' (from data.{key}) is not in the file{suggest(p, names)}; "
                 "check the name or remove it from the config"
             )
+
+
+@dataclass
+class StructureGroup:
+    """Branches that share one row structure: flat (one row per entry) or one counter.
+
+    Collections that share a counter (``nJet`` counts ``Jet_pt`` and ``Jet_btag``) are
+    one group; the counter branch itself belongs to its group.
+    """
+
+    counter: str | None
+    floats: list[str]
+    others: list[str]
+
+    @property
+    def key(self) -> str:
+        return "flat" if self.counter is None else self.counter
+
+
+def structure_groups(branches: list[BranchInfo]) -> list[StructureGroup]:
+    """Split ``branches`` by structure, in order of first appearance (flat first)."""
+    counters = {b.counter for b in branches if b.jagged}
+    groups: dict[str | None, StructureGroup] = {None: StructureGroup(None, [], [])}
+    for b in branches:
+        key = b.counter if b.jagged else (b.name if b.name in counters else None)
+        g = groups.setdefault(key, StructureGroup(key, [], []))
+        (g.floats if b.is_float and b.name not in counters else g.others).append(b.name)
+    return [g for g in groups.values() if g.floats or g.others]
 
 
 def plan_columns(
@@ -149,7 +185,8 @@ def plan_columns(
         )
         raise InputDataError(
             f"{where}: the selected columns mix {len(structures)} structures ({parts}); "
-            "compress one collection per project, e.g. data.columns = [\"Jet_*\"]"
+            "a project compresses one structure (whole files are not supported yet): use one "
+            "project per collection, e.g. data.columns = [\"Jet_*\"]"
         )
     (collection,) = structures
     return SourceLayout(

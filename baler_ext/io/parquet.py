@@ -1,16 +1,29 @@
-"""Parquet reading and writing through pyarrow, in record batches."""
+"""Parquet reading and writing through pyarrow, in record batches (format ``parquet``).
+
+Decompressed Parquet files use the input's codec (the most common column codec of its
+first row group; zstd when the input is uncompressed), so a round trip is not bigger than
+its input for that reason.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import awkward as ak
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from baler_ext.config import DataConfig
 from baler_ext.errors import InputDataError
-from baler_ext.io.layout import LIST_COLLECTION, BranchInfo
+from baler_ext.io.formats import FileFormat, FormatReader, FormatWriter, register_format
+from baler_ext.io.layout import LIST_COLLECTION, BranchInfo, SourceLayout
+
+#: codec of a decompressed Parquet file whose input was uncompressed or not Parquet
+DEFAULT_CODEC = "zstd"
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +40,8 @@ def open_parquet(path: Path) -> pq.ParquetFile:
         ) from None
 
 
-def inspect_parquet(pf: pq.ParquetFile, path: Path, exclude: set[str]) -> list[BranchInfo]:
+def inspect_parquet(pf: pq.ParquetFile, path: Path, exclude: set[str],
+                    strict: bool = True) -> list[BranchInfo]:
     """Describe every column: flat numeric/bool columns and lists of them."""
     infos: list[BranchInfo] = []
     for f in pf.schema_arrow:
@@ -36,7 +50,7 @@ def inspect_parquet(pf: pq.ParquetFile, path: Path, exclude: set[str]) -> list[B
         value_t = t.value_type if jagged else t
         if not (pa.types.is_floating(value_t) or pa.types.is_integer(value_t)
                 or pa.types.is_boolean(value_t)):
-            if f.name in exclude:
+            if f.name in exclude or not strict:
                 continue
             raise InputDataError(
                 f"{path}: column '{f.name}' has type {t}, which baler_ext cannot read; "
@@ -53,6 +67,111 @@ def iterate_parquet(path: Path, columns: list[str], batch_size: int) -> Iterator
     pf = open_parquet(path)
     for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
         yield pa.Table.from_batches([batch])
+
+
+def codec_of(pf: pq.ParquetFile) -> dict[str, Any] | None:
+    """The most common column codec of the first row group, or None when uncompressed."""
+    if pf.metadata.num_row_groups == 0:
+        return None
+    rg = pf.metadata.row_group(0)
+    codecs = [rg.column(i).compression.lower() for i in range(rg.num_columns)]
+    codecs = [c for c in codecs if c != "uncompressed"]
+    return {"codec": max(set(codecs), key=codecs.count)} if codecs else None
+
+
+class ParquetReader(FormatReader):
+    """A Parquet file opened for reading in record batches."""
+
+    def __init__(self, path: Path, data: DataConfig, exclude: set[str],
+                 strict: bool = True) -> None:
+        self.path = path
+        pf = open_parquet(path)
+        self.branches = inspect_parquet(pf, path, exclude, strict)
+        self.num_entries = int(pf.metadata.num_rows)
+        self.arrow_schema = pf.schema_arrow
+        self.compression = codec_of(pf)
+
+    def iterate(self, names: list[str], step: int) -> Iterator[Any]:
+        yield from iterate_parquet(self.path, names, step)
+
+    def entries(self, raw: Any) -> int:
+        return int(raw.num_rows)
+
+    def column(self, raw: Any, name: str, jagged: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        chunked = raw.column(name).combine_chunks()
+        if jagged:
+            counts = np.diff(chunked.offsets.to_numpy()).astype(np.int64)
+            return chunked.flatten().to_numpy(zero_copy_only=False), counts
+        return chunked.to_numpy(zero_copy_only=False), None
+
+    def passthrough(self, raw: Any, names: list[str]) -> pa.Table:
+        return raw.select(names)
+
+    def read(self, names: list[str]) -> ak.Array:
+        return ak.from_arrow(open_parquet(self.path).read(columns=names))
+
+
+class LayoutParquetWriter(FormatWriter):
+    """Restored chunks as Parquet: the source's schema when it was Parquet, else the
+    layout's dtypes."""
+
+    def __init__(self, path: Path, layout: SourceLayout, arrow_schema: pa.Schema | None) -> None:
+        self.layout = layout
+        self._same_format = arrow_schema is not None
+        codec = (layout.compression or {}).get("codec", DEFAULT_CODEC)
+        self._writer = ParquetWriter(path, arrow_schema, compression=codec)
+
+    def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
+        lay = self.layout
+        arrays: dict[str, Any] = {}
+        pt = passthrough
+        if not self._same_format and pt.num_columns:
+            pt = ak.to_arrow_table(ak.from_arrow(pt), extensionarray=False)
+        for name in pt.column_names:
+            arrays[name] = pt.column(name)
+        for i, name in enumerate(lay.compressed):
+            col = pa.array(values[:, i])
+            if counts is not None:
+                offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+                col = pa.ListArray.from_arrays(pa.array(offsets), col)
+            arrays[name] = col
+        order = [b.name for b in lay.branches]
+        table = pa.table({n: arrays[n] for n in order if n in arrays})
+        if not self._same_format:
+            table = _cast_to_layout(table, lay)
+        self._writer.write(table)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _cast_to_layout(table: pa.Table, layout: SourceLayout) -> pa.Table:
+    """Cast the compressed columns to their source dtype when changing format."""
+    fields = []
+    for f in table.schema:
+        if f.name in layout.compressed:
+            b = layout.branch(f.name)
+            value_t = pa.from_numpy_dtype(np.dtype(b.dtype))
+            fields.append(pa.field(f.name, pa.list_(value_t) if b.jagged else value_t))
+        else:
+            fields.append(f)
+    return table.cast(pa.schema(fields))
+
+
+@register_format("parquet")
+class ParquetFormat(FileFormat):
+    """A Parquet file: flat numeric/bool columns and lists of them."""
+
+    suffix = ".parquet"
+    extensions = (".parquet", ".pq")
+
+    def open(self, path: Path, data: DataConfig, exclude: set[str],
+             strict: bool = True) -> ParquetReader:
+        return ParquetReader(path, data, exclude, strict)
+
+    def writer(self, path: Path, layout: SourceLayout, tree: str | None,
+               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
+        return LayoutParquetWriter(path, layout, arrow_schema)
 
 
 class ParquetWriter:

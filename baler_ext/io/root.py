@@ -1,22 +1,37 @@
-"""ROOT TTree reading and writing through uproot.
+"""ROOT TTree reading and writing through uproot (format ``root``).
 
 Reading is chunked (``TTree.iterate`` with ``step_size``). Writing rebuilds the
-source layout: flat branches with their dtypes, and each jagged collection zipped
-under its counter so that uproot writes the same counter and member names.
+source layout: every branch in source order with its dtype, each jagged branch under
+its source counter (branches sharing a counter share it), with the
+compression algorithm and level uproot reports for the input's branches (ZSTD when the
+input is uncompressed or says nothing), so that a round trip is not bigger than its input.
+
+Counters: uproot (5.7) writes the counter of a jagged branch as ``int32`` whatever the
+source's type (``uproot/writing/_cascadetree.py`` fixes ``counter_dtype =
+numpy.int32``); NanoAOD's ``uint32`` ``nJet`` therefore comes back as ``int32`` with the
+same values. Every other branch keeps its dtype.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
 import numpy as np
+import pyarrow as pa
 
+from baler_ext.config import DataConfig
 from baler_ext.errors import InputDataError
+from baler_ext.io.formats import (
+    AwkwardReader,
+    FileFormat,
+    FormatWriter,
+    awkward_columns,
+    register_format,
+)
 from baler_ext.io.layout import BranchInfo, SourceLayout
 
 log = logging.getLogger(__name__)
@@ -75,7 +90,8 @@ def open_tree(path: Path, tree: str | None) -> tuple[Any, str]:
     return f[tree], tree
 
 
-def inspect_tree(tree: Any, path: Path, exclude: set[str]) -> list[BranchInfo]:
+def inspect_tree(tree: Any, path: Path, exclude: set[str],
+                 strict: bool = True) -> list[BranchInfo]:
     """Describe every top-level branch; unsupported branch types are an error.
 
     Branches holding objects (``TLorentzVector``, strings, nested vectors) cannot
@@ -93,7 +109,7 @@ def inspect_tree(tree: Any, path: Path, exclude: set[str]) -> list[BranchInfo]:
                  and not isinstance(content, uproot.AsStridedObjects)
                  and content.to_dtype.fields is None and content.to_dtype.shape == ())
         if not plain:
-            if b.name in exclude:
+            if b.name in exclude or not strict:
                 continue
             raise InputDataError(
                 f"{path}: branch '{b.name}' holds {b.typename} values, which baler_ext cannot "
@@ -118,77 +134,158 @@ def iterate_root(
     yield from tree.iterate(filter_name=lambda n: n in wanted, step_size=step_size, library="ak")
 
 
-@dataclass
-class _Collection:
-    """A jagged collection as uproot writes it: one counter, zipped members."""
-
-    key: str
-    counter: str
-    members: list[BranchInfo]
-    zipped: bool
-
-
-def _collections(layout: SourceLayout) -> list[_Collection]:
-    """Group jagged branches by counter, as ``nJet`` + ``Jet_pt``, ``Jet_eta``, ..."""
-    groups: dict[str, list[BranchInfo]] = {}
-    for b in layout.branches:
-        if b.jagged and b.counter is not None:
-            groups.setdefault(b.counter, []).append(b)
-    out: list[_Collection] = []
-    for counter, members in groups.items():
-        prefixes = {m.name.split("_", 1)[0] if "_" in m.name else None for m in members}
-        if len(prefixes) == 1 and None not in prefixes:
-            out.append(_Collection(prefixes.pop(), counter, members, zipped=True))
-        else:  # no shared prefix: each branch gets a counter of its own
-            for m in members:
-                own = counter if len(members) == 1 else f"n{m.name}"
-                out.append(_Collection(m.name, own, [m], zipped=False))
-                if own != counter:
-                    log.warning("jagged branch '%s' is written with its own counter '%s'",
-                                m.name, own)
-    return out
+#: ROOT compression algorithms uproot writes, by the class name uproot reports
+ALGORITHMS = ("ZLIB", "LZMA", "LZ4", "ZSTD")
+#: what a ROOT output uses when the input is uncompressed or reports nothing (ROOT's
+#: own default since 6.30 is ZSTD level 5, code 505)
+DEFAULT_COMPRESSION: dict[str, Any] = {"algorithm": "ZSTD", "level": 5}
+#: the fallback when an output with the input's setting is bigger than the input
+STRONGEST: dict[str, Any] = {"algorithm": "LZMA", "level": 9}
+#: entries per chunk when rewriting an output with :data:`STRONGEST`
+REWRITE_STEP = 100_000
 
 
-class RootWriter:
-    """Write chunks of a record back to a TTree laid out like the source."""
+def _setting(code: int) -> tuple[str, int] | None:
+    """ROOT's ``fCompress`` (``100 * algorithm + level``) as (algorithm, level).
 
-    def __init__(self, path: Path, tree_name: str, layout: SourceLayout) -> None:
+    Algorithm 0 is ROOT's ``kUseGlobal``, the global default, which is ZLIB for every
+    ROOT before 6.30 (uproot reports it as uncompressed, ``Compression.from_code``); the
+    CMS tutorial files say ``fCompress = 1``, i.e. ZLIB level 1.
+    """
+    algorithm, level = divmod(int(code), 100)
+    if level == 0:
+        return None
+    names = {0: "ZLIB", 1: "ZLIB", 2: "LZMA", 4: "LZ4", 5: "ZSTD"}
+    return (names[algorithm], level) if algorithm in names else None
+
+
+def compression_of(objects: list[Any]) -> dict[str, Any] | None:
+    """The most common compression among ``objects`` (branches, or a file), as a dict;
+    None when they are uncompressed."""
+    seen: dict[tuple[str, int], int] = {}
+    for obj in objects:
+        code = obj.member("fCompress") if hasattr(obj, "member") else obj.fCompress
+        key = _setting(code)
+        if key is not None:
+            seen[key] = seen.get(key, 0) + 1
+    if not seen:
+        return None
+    algorithm, level = max(seen, key=lambda k: seen[k])
+    return {"algorithm": algorithm, "level": level}
+
+
+def uproot_compression(spec: dict[str, Any] | None) -> Any:
+    """The uproot compression object of ``spec`` (``{"algorithm", "level"}``), else ZSTD(5)."""
+    import uproot
+
+    classes = {"ZLIB": uproot.ZLIB, "LZMA": uproot.LZMA, "LZ4": uproot.LZ4, "ZSTD": uproot.ZSTD}
+    if not spec or spec.get("algorithm") not in classes:
+        spec = DEFAULT_COMPRESSION
+    return classes[spec["algorithm"]](int(spec["level"]))
+
+
+class TTreeReader(AwkwardReader):
+    """A TTree opened for chunked reading."""
+
+    def __init__(self, path: Path, data: DataConfig, exclude: set[str],
+                 strict: bool = True) -> None:
+        self.path = path
+        t, self.tree = open_tree(path, data.tree)
+        self.branches = inspect_tree(t, path, exclude, strict)
+        self.num_entries = int(t.num_entries)
+        kept = {b.name for b in self.branches}
+        # the branches' own setting; uproot-written files record it on the file only
+        self.compression = (compression_of([b for b in t.branches if b.name in kept])
+                            or compression_of([t.file]))
+
+    def iterate(self, names: list[str], step: int) -> Iterator[Any]:
+        assert self.tree is not None
+        yield from iterate_root(self.path, self.tree, names, step)
+
+    def read(self, names: list[str]) -> ak.Array:
+        assert self.tree is not None
+        t, _ = open_tree(self.path, self.tree)
+        return t.arrays(names, library="ak")
+
+
+@register_format("root")
+class TTreeFormat(FileFormat):
+    """A ROOT TTree (flat branches and jagged collections with counters)."""
+
+    suffix = ".root"
+    extensions = (".root",)
+
+    def recognises(self, path: Path, tree: str | None) -> bool:
+        try:
+            classes = {k.split(";")[0]: v for k, v in _open(path).classnames().items()}
+        except InputDataError:
+            return True  # let open() report it
+        if tree is not None:
+            return classes.get(tree, "TTree") == "TTree"
+        return "TTree" in classes.values() or "ROOT::RNTuple" not in classes.values()
+
+    def open(self, path: Path, data: DataConfig, exclude: set[str],
+             strict: bool = True) -> TTreeReader:
+        return TTreeReader(path, data, exclude, strict)
+
+    def writer(self, path: Path, layout: SourceLayout, tree: str | None,
+               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
+        return RootWriter(path, tree or layout.tree or "tree", layout, chunks=chunks)
+
+
+def counters_of(layout: SourceLayout) -> dict[str, str]:
+    """Jagged branch -> the counter uproot writes for it: the source's counter, or
+    ``n<branch>`` for a jagged branch without one."""
+    return {b.name: b.counter or f"n{b.name}" for b in layout.branches if b.jagged}
+
+
+class RootWriter(FormatWriter):
+    """Write chunks of a record back to a TTree laid out like the source.
+
+    The file is compressed as the source was (``layout.compression``, see
+    :func:`uproot_compression`); each chunk becomes one basket per branch. uproot
+    writes the TTree metadata and streamer records uncompressed, a fixed cost of tens of
+    kB; when the finished file is bigger than its input (``layout.source_bytes``) it is
+    rewritten with LZMA level 9 (:data:`STRONGEST`), so a round trip is not bigger than
+    its input unless even that cannot make it so.
+    """
+
+    def __init__(self, path: Path, tree_name: str, layout: SourceLayout,
+                 compression: dict[str, Any] | None = None, chunks: int | None = None) -> None:
         import uproot
 
+        self.path = path
+        self.compression = compression or layout.compression or DEFAULT_COMPRESSION
         self.tree_name = tree_name
         self.layout = layout
-        self._collections = _collections(layout)
-        self._by_member = {m.name: c for c in self._collections for m in c.members}
-        self._counters = {c.counter for c in self._collections}
-        self._counter_of = {c.key: c.counter for c in self._collections}
-        self._file = uproot.recreate(path)
+        self.chunks = chunks
+        self._counter_of = counters_of(layout)
+        self._counters = set(self._counter_of.values())
+        self._file = uproot.recreate(path, compression=uproot_compression(self.compression))
         self._tree: Any = None
-        for b in layout.branches:
-            if b.name in self._counters and b.dtype != "int32":
-                log.warning(
-                    "counter branch '%s' is written as int32 (it was %s): uproot writes counters "
-                    "as int32", b.name, b.dtype,
-                )
+        changed = [f"{b.name} ({b.dtype})" for b in layout.branches
+                   if b.name in self._counters and b.dtype != "int32"]
+        if changed:
+            log.info("counters written as int32 with the same values, as uproot writes every "
+                     "counter: %s", ", ".join(changed))
 
     def _chunk_dict(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """Every branch in source order; jagged ones unzipped (uproot gives the branches
+        that share a counter name one shared counter, placed before the first of them)."""
         out: dict[str, Any] = {}
         for b in self.layout.branches:
             if b.name in self._counters:
                 continue
-            coll = self._by_member.get(b.name)
-            if coll is None:
+            if b.jagged:
+                out[b.name] = ak.values_astype(columns[b.name], np.dtype(b.dtype))
+            else:
                 out[b.name] = np.asarray(columns[b.name]).astype(np.dtype(b.dtype), copy=False)
-            elif coll.key not in out:
-                arrays = {m.name: ak.values_astype(columns[m.name], np.dtype(m.dtype))
-                          for m in coll.members}
-                if coll.zipped:
-                    n = len(coll.key) + 1
-                    out[coll.key] = ak.zip({k[n:]: v for k, v in arrays.items()})
-                else:
-                    out[coll.key] = arrays[coll.key]
         return out
 
-    def write(self, columns: dict[str, Any]) -> None:
+    def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
+        self.write_columns(awkward_columns(self.layout, values, passthrough, counts))
+
+    def write_columns(self, columns: dict[str, Any]) -> None:
         """Append one chunk: ``columns`` maps every kept branch name to its values."""
         data = self._chunk_dict(columns)
         if self._tree is None:
@@ -198,9 +295,27 @@ class RootWriter:
                 self.tree_name,
                 types,
                 counter_name=lambda counted: self._counter_of.get(counted, "n" + counted),
-                field_name=lambda outer, inner: f"{outer}_{inner}",
+                # room for every chunk's basket, so the metadata is written once (uproot's
+                # default of 10 costs 200 B per branch; 947 NanoAOD branches: 190 kB)
+                initial_basket_capacity=max(2, (self.chunks or 9) + 1),
             )
         self._tree.extend(data)
 
     def close(self) -> None:
         self._file.close()
+        limit = self.layout.source_bytes
+        size = self.path.stat().st_size
+        if limit is None or size <= limit or self.compression == STRONGEST:
+            return
+        # uproot writes the TTree metadata and streamers uncompressed (tens of kB); when
+        # that makes the output bigger than its input, rewrite it with ROOT's strongest
+        # setting, chunk by chunk
+        log.info("%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
+                 self.path.name, size, self.compression, limit, STRONGEST)
+        tmp = self.path.with_name(self.path.name + ".lzma")
+        again = RootWriter(tmp, self.tree_name, self.layout, STRONGEST, self.chunks)
+        names = [b.name for b in self.layout.branches]
+        for chunk in iterate_root(self.path, self.tree_name, names, REWRITE_STEP):
+            again.write_columns({n: chunk[n] for n in names})
+        again._file.close()
+        tmp.replace(self.path)

@@ -1,9 +1,10 @@
-"""One interface over ROOT and Parquet inputs and outputs.
+"""One interface over every registered input and output format.
 
-:class:`Source` reads a file chunk by chunk and splits each chunk into the
-float matrix the autoencoder compresses (one row per object) and the
-passthrough table (everything else, one row per entry, kept losslessly as
-Arrow). :class:`OutputWriter` does the reverse.
+:class:`Source` reads a file chunk by chunk through its format's reader
+(:mod:`baler_ext.io.formats`) and splits each chunk into the float matrix the
+autoencoder compresses (one row per object) and the passthrough table (everything
+else, one row per entry, kept losslessly as Arrow). :class:`OutputWriter` does the
+reverse through the output format's writer.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import pyarrow as pa
 
 from baler_ext.config import Config, DataConfig
 from baler_ext.errors import InputDataError
-from baler_ext.io import parquet as pq_io
-from baler_ext.io import root as root_io
+from baler_ext.io.formats import FormatWriter, detect_format, get_format
 from baler_ext.io.layout import SourceLayout, plan_columns
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = {".root": "root", ".parquet": "parquet", ".pq": "parquet"}
+__all__ = ["Chunk", "OutputWriter", "Source", "detect_format", "open_sources", "read_columns",
+           "resolve_inputs"]
 
 
 def resolve_inputs(cfg: Config) -> list[Path]:
@@ -58,19 +59,6 @@ def resolve_inputs(cfg: Config) -> list[Path]:
     return files
 
 
-def detect_format(path: Path, fmt: str) -> str:
-    """The format of ``path``: ``data.format`` or, when ``auto``, the extension's."""
-    if fmt != "auto":
-        return fmt
-    try:
-        return EXTENSIONS[path.suffix.lower()]
-    except KeyError:
-        raise InputDataError(
-            f"{path}: cannot tell the format from '{path.suffix}'; set data.format = "
-            "\"root\" or \"parquet\""
-        ) from None
-
-
 @dataclass
 class Chunk:
     """One chunk of a source split for compression.
@@ -94,31 +82,26 @@ class Chunk:
 
 
 class Source:
-    """A ROOT TTree or Parquet file, described and read in chunks."""
+    """An input file of any registered format, described and read in chunks."""
 
     def __init__(self, path: Path, data: DataConfig) -> None:
         self.path = path
         self.data = data
-        self.format = detect_format(path, data.format)
-        self.arrow_schema: pa.Schema | None = None
-        exclude_names = self._plain_names(data.exclude)
-        if self.format == "root":
-            tree, self.tree_name = root_io.open_tree(path, data.tree)
-            branches = root_io.inspect_tree(tree, path, exclude_names)
-            self.num_entries = int(tree.num_entries)
-        else:
-            pf = pq_io.open_parquet(path)
-            branches = pq_io.inspect_parquet(pf, path, exclude_names)
-            self.tree_name = None
-            self.arrow_schema = pf.schema_arrow
-            self.num_entries = int(pf.metadata.num_rows)
+        self.format = detect_format(path, data.format, data.tree)
+        self.reader = get_format(self.format).open(path, data, self._plain_names(data.exclude))
+        self.tree_name = self.reader.tree
+        self.num_entries = self.reader.num_entries
         self.layout: SourceLayout = plan_columns(
-            branches, data, str(path), self.format, self.tree_name
+            self.reader.branches, data, str(path), self.format, self.tree_name
         )
         self.layout.file_name = path.name
-        if self.arrow_schema is not None:
-            kept = [self.arrow_schema.field(b.name) for b in self.layout.branches]
-            self.arrow_schema = pa.schema(kept, metadata=self.arrow_schema.metadata)
+        self.layout.compression = self.reader.compression
+        self.layout.source_bytes = path.stat().st_size
+        self.arrow_schema: pa.Schema | None = None
+        if self.reader.arrow_schema is not None:
+            schema = self.reader.arrow_schema
+            kept = [schema.field(b.name) for b in self.layout.branches]
+            self.arrow_schema = pa.schema(kept, metadata=schema.metadata)
 
     @staticmethod
     def _plain_names(patterns: list[str]) -> set[str]:
@@ -129,35 +112,16 @@ class Source:
         return self.layout.compressed
 
     def _raw_chunks(self, names: list[str]) -> Iterator[Any]:
-        step = self.data.chunk_size
-        if self.format == "root":
-            yield from root_io.iterate_root(self.path, self.tree_name, names, step)
-        else:
-            yield from pq_io.iterate_parquet(self.path, names, step)
+        yield from self.reader.iterate(names, self.data.chunk_size)
 
     def _extract(self, raw: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """The compressed columns of one raw chunk as float64, and the counts."""
         cols = self.layout.compressed
+        jagged = self.layout.collection is not None
         counts = None
         mats = []
         for name in cols:
-            if self.format == "root":
-                arr = raw[name]
-                if self.layout.collection is not None:
-                    c = ak.to_numpy(ak.num(arr, axis=1)).astype(np.int64)
-                    arr = ak.flatten(arr, axis=1)
-                else:
-                    c = None
-                col = ak.to_numpy(arr)
-            else:
-                chunked = raw.column(name).combine_chunks()
-                if self.layout.collection is not None:
-                    offsets = chunked.offsets.to_numpy()
-                    c = np.diff(offsets).astype(np.int64)
-                    col = chunked.flatten().to_numpy(zero_copy_only=False)
-                else:
-                    c = None
-                    col = chunked.to_numpy(zero_copy_only=False)
+            col, c = self.reader.column(raw, name, jagged)
             if c is not None:
                 if counts is None:
                     counts = c
@@ -171,12 +135,7 @@ class Source:
         return values, counts
 
     def _passthrough(self, raw: Any) -> pa.Table:
-        names = self.layout.passthrough
-        if self.format == "root":
-            if not names:
-                return pa.table({})
-            return ak.to_arrow_table(raw[names], extensionarray=True)
-        return raw.select(names)
+        return self.reader.passthrough(raw, self.layout.passthrough)
 
     def _check_finite(self, values: np.ndarray, counts: np.ndarray | None,
                       passthrough: pa.Table, first_row: int) -> tuple[np.ndarray, pa.Table, int]:
@@ -208,7 +167,7 @@ class Source:
         first = 0
         dropped = 0
         for raw in self._raw_chunks(names):
-            entries = len(raw) if self.format == "root" else raw.num_rows
+            entries = self.reader.entries(raw)
             values, counts = self._extract(raw)
             passthrough = self._passthrough(raw)
             values, passthrough, n_bad = self._check_finite(values, counts, passthrough, first)
@@ -226,7 +185,7 @@ class Source:
         for raw in self._raw_chunks(self.layout.compressed):
             values, counts = self._extract(raw)
             values, _, _ = self._check_finite(values, counts, pa.table({}), first)
-            first += len(raw) if self.format == "root" else raw.num_rows
+            first += self.reader.entries(raw)
             parts.append(values)
         if not parts:
             return np.empty((0, len(self.layout.compressed)))
@@ -246,105 +205,53 @@ def open_sources(cfg: Config) -> list[Source]:
     return sources
 
 
-def _no_options(arr: ak.Array, name: str) -> ak.Array:
-    if "?" in str(arr.type):
-        if ak.any(ak.is_none(arr, axis=-1)):
-            raise InputDataError(f"column '{name}' holds missing values, which ROOT cannot store")
-        arr = ak.drop_none(arr)
-    return arr
-
-
 class OutputWriter:
-    """Write restored chunks in the source's layout, as ROOT or Parquet."""
+    """Write restored chunks in the source's layout, in the source's or another format."""
 
     def __init__(self, path: Path, layout: SourceLayout, fmt: str, tree: str | None,
-                 arrow_schema: pa.Schema | None) -> None:
+                 arrow_schema: pa.Schema | None, chunks: int | None = None) -> None:
         self.layout = layout
         self.format = layout.format if fmt == "same" else fmt
-        self._same_format = self.format == layout.format
-        if self.format == "root":
-            name = tree or layout.tree or "tree"
-            self._writer: Any = root_io.RootWriter(path, name, layout)
-        else:
-            schema = arrow_schema if self._same_format else None
-            self._writer = pq_io.ParquetWriter(path, schema)
+        schema = arrow_schema if self.format == layout.format else None
+        self._writer: FormatWriter = get_format(self.format).writer(path, layout, tree, schema,
+                                                                    chunks)
 
     def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
         """Write one chunk: restored ``values`` plus the passthrough table."""
-        lay = self.layout
-        if self.format == "root":
-            columns: dict[str, Any] = {}
-            if passthrough.num_columns:
-                rec = ak.from_arrow(passthrough)
-                for name in passthrough.column_names:
-                    columns[name] = _no_options(rec[name], name)
-            for i, name in enumerate(lay.compressed):
-                col = values[:, i]
-                columns[name] = ak.unflatten(col, counts) if counts is not None else col
-            self._writer.write(columns)
-            return
-        arrays: dict[str, Any] = {}
-        pt = passthrough
-        if not self._same_format and pt.num_columns:
-            pt = ak.to_arrow_table(ak.from_arrow(pt), extensionarray=False)
-        for name in pt.column_names:
-            arrays[name] = pt.column(name)
-        for i, name in enumerate(lay.compressed):
-            col = pa.array(values[:, i])
-            if counts is not None:
-                offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-                col = pa.ListArray.from_arrays(pa.array(offsets), col)
-            arrays[name] = col
-        order = [b.name for b in lay.branches]
-        table = pa.table({n: arrays[n] for n in order if n in arrays})
-        if not self._same_format:
-            table = _cast_to_layout(table, lay)
-        self._writer.write(table)
+        self._writer.write(values, passthrough, counts)
 
     def close(self) -> None:
         self._writer.close()
 
 
-def _cast_to_layout(table: pa.Table, layout: SourceLayout) -> pa.Table:
-    """Cast the compressed columns to their source dtype when changing format."""
-    fields = []
-    for f in table.schema:
-        if f.name in layout.compressed:
-            value_t = pa.from_numpy_dtype(np.dtype(layout.branch(f.name).dtype))
-            t = pa.list_(value_t) if layout.collection is not None else value_t
-            fields.append(pa.field(f.name, t))
-        else:
-            fields.append(f)
-    return table.cast(pa.schema(fields))
-
-
-def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str]) -> pd.DataFrame:
+def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str],
+                 entry_column: str | None = None) -> pd.DataFrame:
     """Read ``columns`` of a file as a DataFrame, one row per object.
 
     Jagged columns (all of one collection) are flattened and an ``entry`` column
     gives each object's entry number; flat per-entry columns asked for together
     with jagged ones are broadcast to the objects. Used by the evaluate and
     analyse stages, identically on the original and the decompressed file.
+
+    ``entry_column`` names a column (e.g. the analysis' event column) that, when the
+    file lacks it and the columns are jagged, is the entry number: in a jagged file
+    every entry is an event.
     """
-    fmt = detect_format(path, fmt)
-    if fmt == "root":
-        t, _ = root_io.open_tree(path, tree)
-        missing = [c for c in columns if c not in t.keys()]
-        arrays = t.arrays([c for c in columns if c not in missing], library="ak") if len(
-            missing) < len(columns) else None
-    else:
-        pf = pq_io.open_parquet(path)
-        names = pf.schema_arrow.names
-        missing = [c for c in columns if c not in names]
-        arrays = (ak.from_arrow(pf.read(columns=[c for c in columns if c not in missing]))
-                  if len(missing) < len(columns) else None)
+    fmt = detect_format(path, fmt, tree)
+    reader = get_format(fmt).open(path, DataConfig(tree=tree), set(), strict=False)
+    known = [b.name for b in reader.branches]
+    from_entries = (entry_column is not None and entry_column in columns
+                    and entry_column not in known)
+    if from_entries:
+        columns = [c for c in columns if c != entry_column]
+    missing = [c for c in columns if c not in known]
     if missing:
         from baler_ext.config import suggest
 
-        known = t.keys() if fmt == "root" else names
         raise InputDataError(f"{path}: no column '{missing[0]}'{suggest(missing[0], known)}")
-    if arrays is None:
+    if not columns:
         return pd.DataFrame()
+    arrays = reader.read(columns)
     jagged = [c for c in columns if arrays[c].ndim > 1]
     out: dict[str, np.ndarray] = {}
     if jagged:
@@ -358,4 +265,11 @@ def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str]) -> 
             out[c] = np.repeat(ak.to_numpy(arr), counts)
         else:
             out[c] = ak.to_numpy(arr)
+    if from_entries:
+        if not jagged:
+            raise InputDataError(
+                f"{path}: no column '{entry_column}', and the file is flat (one row per "
+                "object), so its rows are not events; name the event column"
+            )
+        out[entry_column] = out["entry"]
     return pd.DataFrame(out)

@@ -99,16 +99,22 @@ def _read_samples(pairs: list[tuple[Path, Path]], cfg: Config, spec: AnalysisSpe
     originals, restored, keys = [], [], []
     offset = 0
     by_event = True
+    # in a jagged file without an event column, each entry is an event
+    events = spec.event_column if spec.variable == "event_combination" else None
     for src, out in pairs:
-        o = read_columns(src, "auto", cfg.data.tree, columns)
-        r = read_columns(out, "auto", restored_tree, columns)
-        try:
-            event = read_columns(src, "auto", cfg.data.tree, [spec.event_column])[
-                spec.event_column].to_numpy()
-            _, key = np.unique(event, return_inverse=True)
-        except InputDataError:
-            by_event = False
-            key = np.arange(len(o))
+        o = read_columns(src, "auto", cfg.data.tree, columns, entry_column=events)
+        r = read_columns(out, "auto", restored_tree, columns, entry_column=events)
+        if spec.event_column in o.columns or "entry" in o.columns:
+            event = o[spec.event_column if spec.event_column in o.columns else "entry"]
+            _, key = np.unique(event.to_numpy(), return_inverse=True)
+        else:
+            try:
+                event = read_columns(src, "auto", cfg.data.tree, [spec.event_column])[
+                    spec.event_column].to_numpy()
+                _, key = np.unique(event, return_inverse=True)
+            except InputDataError:
+                by_event = False
+                key = np.arange(len(o))
         originals.append(o)
         restored.append(r)
         keys.append(key.astype(np.int64) + offset)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import inspect
 import json
 import logging
 import time
@@ -24,8 +26,15 @@ from baler_ext.codec.container import (
 from baler_ext.codec.digest import chunk_digest, output_context, platform_fingerprint
 from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import ContainerError, InputDataError
+from baler_ext.exact import (
+    apply_overrides,
+    override_sections,
+    sentinel_arrays,
+    sentinel_damage,
+)
 from baler_ext.io.source import Source, open_sources
 from baler_ext.model_store import TrainedModel, load_model
+from baler_ext.precision import Resolved, explicit_bounds, is_lossless, resolve_precision
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
 
 log = logging.getLogger(__name__)
@@ -76,13 +85,17 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         )
     device = cfg.training.device  # resolved (torch imported) only if a model runs
     if cfg.compression.mode == "latent" and cfg.compression.bounds != CompressionConfig().bounds:
-        log.warning("compression.bounds is ignored in latent mode, which has no error bound; "
-                    "set compression.mode = \"bounded\" to apply it")
-    mode = modes.get_mode(cfg.compression.mode)(trained, cfg.compression, device)
+        log.warning("latent mode has no error bound: compression.bounds only sets the "
+                    "threshold of its error warning; set compression.mode = \"bounded\" to "
+                    "enforce it")
     column_dtypes = {c: source.layout.branch(c).dtype for c in norm.columns}
-    # columns a conditional model needs verbatim (model zoo: ``lossless_columns``)
-    lossless_cols: set[str] = {c for c in trained.lossless_columns if c in norm.columns}
-    mode.configure(column_dtypes, lossless_cols)
+    plan = column_plan(cfg, norm.columns, column_dtypes, trained.lossless_columns,
+                       trained.meta.get("exact_values") or {})
+    precision, lossless_cols, sentinels, discrete = (plan.precision, plan.lossless,
+                                                     plan.sentinels, plan.discrete)
+    mode = modes.get_mode(cfg.compression.mode)(trained, plan.mode_cfg, device)
+    overrides = configure_mode(mode, column_dtypes, lossless_cols, sentinels)
+    check = LatentCheck(norm.columns, precision, sentinels)
     t0 = time.perf_counter()
     chunks_meta: list[dict] = []
     event_source: str | None = ""
@@ -120,8 +133,18 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             sections = mode.encode(chunk.values, chunk_ctx)
             for name, arr in sections.items():
                 writer.add_array(name, i, arr, level=mode.section_level(name))
-            for col in sorted(lossless_cols):
-                writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)])
+            kept = override_sections(chunk.values, norm.columns, overrides)
+            for name, arr in kept.items():
+                writer.add_array(name, i, arr)
+            # decoded as decompress will: the latent check and the content digest
+            t_check = time.perf_counter()
+            decoded = apply_overrides(mode.decode(sections, len(chunk.values), chunk_ctx),
+                                      norm.columns, overrides, kept)
+            if not mode.bounded:
+                check.add(chunk.values, decoded)
+            for col in sorted(lossless_cols):  # at the stored dtype: exact, and half as big
+                writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)]
+                                 .astype(column_dtypes[col]))
             if chunk.counts is not None:
                 writer.add_array("counts", i, chunk.counts.astype(np.int64),
                                  level=passthrough_level)
@@ -129,9 +152,8 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             if passthrough:
                 writer.add_bytes("passthrough", i, passthrough, level=passthrough_level)
             n = len(chunk.values)
-            t_check = time.perf_counter()
-            digest = decoded_digest(i, mode, sections, chunk.values, sorted(lossless_cols),
-                                    norm.columns, chunk.counts, passthrough, context, chunk_ctx)
+            digest = decoded_digest(i, decoded, chunk.values, sorted(lossless_cols),
+                                    norm.columns, chunk.counts, passthrough, context)
             check_seconds += time.perf_counter() - t_check
             chunks_meta.append({"rows": n, "entries": chunk.entries,
                                 "lossless": sorted(lossless_cols), DIGEST_KEY: digest})
@@ -155,8 +177,13 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
             # the ratio with the decoder without loading torch
             "decoder_bytes": decoder_bytes or decoder_cost(trained, mode),
             "decode_platform": platform_fingerprint(device),
+            "precision": {c: r.to_dict() for c, r in precision.items()},
+            "exact_values": {c: v.tolist() for c, v in overrides.items()},
+            "exact_in_mode": {c: v.tolist() for c, v in sentinels.items() if c not in overrides},
+            "discrete_columns": discrete,
         }
         sizes = writer.close(header)
+    check.report(source.path.name)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
                             sizes, time.perf_counter() - t0, check_seconds)
     from baler_ext.stages.info import compute_ratios, group_sizes
@@ -172,19 +199,108 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     return result
 
 
-def decoded_digest(chunk: int, mode: modes.CompressionMode, sections: dict[str, np.ndarray],
-                   values: np.ndarray, lossless: list[str], columns: list[str],
-                   counts: np.ndarray | None, passthrough: bytes, context: bytes,
-                   chunk_ctx: modes.ChunkContext | None = None) -> dict:
-    """Decode the sections just encoded, exactly as decompress will, and digest the result.
+def decoded_digest(chunk: int, decoded: np.ndarray, values: np.ndarray, lossless: list[str],
+                   columns: list[str], counts: np.ndarray | None, passthrough: bytes,
+                   context: bytes) -> dict:
+    """Digest a chunk decoded exactly as decompress will (sections decoded, exact values
+    written back), with the lossless columns filled in.
 
     The chunk's header entry records it (:mod:`baler_ext.codec.digest`); decompress
     refuses a chunk that decodes to anything else.
     """
-    decoded = mode.decode(sections, len(values), chunk_ctx)
     idx = [columns.index(c) for c in lossless]
     decoded[:, idx] = values[:, idx]
     return chunk_digest(chunk, decoded, counts, passthrough, idx, context)
+
+
+@dataclass
+class ColumnPlan:
+    """How compress treats each column (shared with the train stage's rate model)."""
+
+    precision: dict[str, Resolved]
+    mode_cfg: CompressionConfig
+    lossless: set[str]
+    sentinels: dict[str, np.ndarray]
+    discrete: list[str]
+
+
+def column_plan(cfg: Config, columns: list[str], column_dtypes: dict[str, str],
+                model_lossless: list[str], found: dict) -> ColumnPlan:
+    """Per-column bounds from the precision policy and glob patterns (made explicit for
+    the mode), the columns stored losslessly (a conditional model's conditions, discrete
+    floats found on the training data, full-precision bounds) and the sentinels to keep
+    exact."""
+    precision = resolve_precision(cfg.compression.policy, cfg.compression.bounds, columns)
+    mode_cfg = dataclasses.replace(cfg.compression, bounds=explicit_bounds(precision),
+                                   policy="none")
+    discrete = [c for c in found.get("discrete", {}) if c in columns]
+    lossless = {c for c in model_lossless if c in columns}
+    lossless.update(discrete)
+    # a bound of full precision (NanoAOD's precision = -1) is lossless storage
+    lossless.update(c for c in columns
+                    if is_lossless(precision[c].bound, column_dtypes.get(c, "float64")))
+    sentinels = {c: v for c, v in sentinel_arrays(found, columns).items() if c not in lossless}
+    return ColumnPlan(precision, mode_cfg, lossless, sentinels, discrete)
+
+
+def configure_mode(mode: modes.CompressionMode, column_dtypes: dict[str, str],
+                   lossless: set[str], sentinels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Configure ``mode``; return the sentinels the stage must keep exact itself.
+
+    A mode whose ``configure`` takes ``exact`` (values stored bit-exact) keeps them;
+    for any other mode the stage records their rows (:func:`baler_ext.exact.override_sections`)
+    and decompress writes them back, so sentinels are exact in every mode.
+    """
+    if "exact" in inspect.signature(mode.configure).parameters:
+        mode.configure(column_dtypes, lossless, exact=sentinels)
+        return {}
+    mode.configure(column_dtypes, lossless)
+    return sentinels
+
+
+class LatentCheck:
+    """Latent mode has no bound: measure its errors against the columns' bounds.
+
+    The threshold is the bound each column received (``[compression] bounds`` / ``policy``,
+    default ``rel = 1e-3``); :meth:`report` warns with the fraction of values beyond it and
+    the largest error, and about any sentinel value the reconstruction changed.
+    """
+
+    def __init__(self, columns: list[str], precision: dict[str, Resolved],
+                 sentinels: dict[str, np.ndarray]) -> None:
+        self.columns = columns
+        self.precision = precision
+        self.sentinels = sentinels
+        self.n = 0
+        self.over = np.zeros(len(columns), dtype=np.int64)
+        self.worst = np.zeros(len(columns))
+        self.damaged: dict[str, int] = {}
+
+    def add(self, values: np.ndarray, restored: np.ndarray) -> None:
+        err = np.abs(restored - values)
+        for j, c in enumerate(self.columns):
+            ((kind, b),) = self.precision[c].bound.items()
+            limit = b if kind == "abs" else b * np.abs(values[:, j])
+            self.over[j] += int(np.count_nonzero(err[:, j] > limit))
+            if len(err):
+                self.worst[j] = max(self.worst[j], float(err[:, j].max()))
+        for c, k in sentinel_damage(values, restored, self.columns, self.sentinels).items():
+            self.damaged[c] = self.damaged.get(c, 0) + k
+        self.n += len(values)
+
+    def report(self, name: str) -> None:
+        if not self.n:
+            return
+        bad = [(c, self.over[j] / self.n, self.worst[j]) for j, c in enumerate(self.columns)
+               if self.over[j]]
+        if bad:
+            log.warning(
+                "%s: latent mode has no error bound; beyond the columns' bounds: %s. Use "
+                "compression.mode = \"bounded\" to keep every value within its bound", name,
+                "; ".join(f"{c} {f:.1%} of values (bound {self.precision[c].bound}, max error "
+                          f"{w:.3g})" for c, f, w in bad))
+        for c, k in self.damaged.items():
+            log.warning("%s: latent mode changed %d sentinel values of '%s'", name, k, c)
 
 
 def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:

@@ -15,6 +15,8 @@ from baler_ext.codec.container import DIGEST_KEY, ContainerReader, decode_errors
 from baler_ext.codec.digest import check_digest, output_context, platform_fingerprint
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
+from baler_ext.exact import apply_overrides, sentinel_arrays
+from baler_ext.io.formats import get_format
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import OutputWriter, resolve_inputs
 from baler_ext.model_store import MODEL_JSON, TrainedModel, model_dir_for
@@ -22,9 +24,6 @@ from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_st
 from baler_ext.stages.compress import check_embedded_decoder
 
 log = logging.getLogger(__name__)
-
-SUFFIXES = {"root": ".root", "parquet": ".parquet"}
-
 
 def _read_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
@@ -36,7 +35,7 @@ def output_path(project: Project, cfg: Config, layout: SourceLayout, container: 
     if cfg.output.directory is not None:
         folder = Path(cfg.output.directory).expanduser()
         folder = folder if folder.is_absolute() else cfg.base_dir / folder
-    out = folder / f"{container.stem}{SUFFIXES[fmt]}"
+    out = folder / f"{container.stem}{get_format(fmt).suffix}"
     try:
         inputs = {p.resolve() for p in resolve_inputs(cfg)}
     except BalerError:  # inputs need not exist where one decompresses
@@ -72,18 +71,21 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
                                      f"{header.get('mode')!r}; upgrade baler_ext")
             mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
             mode.load_header(header.get("mode_settings", {}))
+            exact = sentinel_arrays({"sentinels": header.get("exact_values", {})},
+                                    header["columns"])
             if header.get("decoder_embedded"):
                 check_embedded_decoder(reader, trained)
         # the writer follows the file's layout: its failures are the file's too (OSError,
         # e.g. a full disk, passes unchanged)
         with atomic_path(out_path) as tmp, decode_errors(container):
-            writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema)
+            writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema,
+                                  len(header["chunks"]))
             bar = tqdm(total=header["entries"], desc=f"decompress {container.name}",
                        unit="entry", disable=None, leave=False)
             drifted = 0
             strict = header.get("decode_platform") == platform_fingerprint(mode.device)
             for i, meta in enumerate(header["chunks"]):
-                values, passthrough, counts, exact = decode_chunk(reader, mode, i, strict)
+                values, passthrough, counts, exact = decode_chunk(reader, mode, i, strict, exact)
                 drifted += not exact
                 writer.write(values, passthrough, counts)
                 bar.update(meta["entries"])
@@ -98,7 +100,8 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
 
 
 def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
-                 strict: bool = True) -> tuple[np.ndarray, pa.Table, np.ndarray | None, bool]:
+                 strict: bool = True, exact: dict[str, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, pa.Table, np.ndarray | None, bool]:
     """Decode chunk ``i`` and check it against its recorded content digest.
 
     ``strict``: this is the platform that compressed the file (its header's
@@ -120,6 +123,8 @@ def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
         events.event_starts(header.get("events"), counts, passthrough, meta["rows"]),
         events.row_integers(counts, passthrough, meta["rows"]))
     values = mode.decode(sections, meta["rows"], context)
+    if exact:  # sentinels the stage kept exact (modes without their own exact values)
+        values = apply_overrides(values, columns, exact, sections)
     if values.shape != (meta["rows"], len(columns)):
         raise ContainerError(f"{reader.path}: chunk {i} decodes to shape {values.shape}, not "
                              f"{(meta['rows'], len(columns))}; the file is damaged")

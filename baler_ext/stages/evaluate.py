@@ -240,10 +240,9 @@ def header_max_errors(header: Mapping[str, Any]) -> dict[str, float]:
 def _read_tree(pair: FilePair, cfg: Config, decompressed: bool) -> tuple[Path, str, str | None]:
     layout = pair.layout
     if not decompressed:
-        return pair.source, detect_format(pair.source, cfg.data.format), layout.tree
-    fmt = detect_format(pair.decompressed, "auto")
-    return pair.decompressed, fmt, (cfg.output.tree or layout.tree or "tree") if fmt == "root" \
-        else None
+        return pair.source, detect_format(pair.source, cfg.data.format, layout.tree), layout.tree
+    tree = cfg.output.tree or layout.tree
+    return pair.decompressed, detect_format(pair.decompressed, "auto", tree), tree
 
 
 def colour_column(pair: FilePair, cfg: Config) -> str | None:

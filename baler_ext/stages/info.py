@@ -12,6 +12,13 @@ latent and which derived columns are predicted by relations.
 It reads only the containers' indexes, never the model: the decoder's size is in the
 header (written by compress), so the command imports neither torch nor the analysis
 libraries and answers at once.
+
+Honest sizes (``honest``): the compressed columns' raw size at their *stored* dtype
+(float32 columns are not flattered by a float64 reference), the input file on disk, and,
+when the input is present, ROOT LZMA-9 of the same branches and NanoAOD-style mantissa
+rounding + LZMA-9 at equal precision (:mod:`baler_ext.io.reference`). Also the bound each
+column received and the pattern that gave it (``precision``), the values kept exactly
+(sentinels) and the discrete columns stored losslessly.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from baler_ext.codec.container import ContainerReader, decode_errors
 from baler_ext.config import Config
@@ -35,7 +44,7 @@ GROUPS: dict[str, str] = {"preamble+index+trailer": "header", "latent": "latent"
                           "lrn": "learned", "ctx": "side_information",
                           "passthrough": "passthrough",
                           "counts": "passthrough", "lossless": "lossless",
-                          "decoder": "decoder"}
+                          "decoder": "decoder", "exact": "exact"}
 
 
 #: per-column statistics measured at compress time (bounded mode)
@@ -88,20 +97,51 @@ def compute_ratios(by_group: dict[str, int], raw64: int,
     return ratios
 
 
-def describe(path: Path, decoder_beside: int | None = None) -> dict[str, Any]:
-    """The info of one container (see the module docstring).
+def honest_sizes(header: dict[str, Any], sizes: dict[str, int],
+                 references: dict[str, int] | None) -> dict[str, Any]:
+    """Sizes and ratios against what the data really costs (see ``reference_sizes``).
 
-    ``decoder_beside`` is the decoder's size for a container whose header lacks it.
+    *columns* = the container's bytes for the compressed columns: payload plus the
+    per-entry counts of a jagged collection (the counter a ROOT file stores too).
     """
+    cols = header["columns"]
+    dtypes = header.get("column_dtypes") or {}
+    stored = header["rows"] * sum(np.dtype(dtypes.get(c, "float64")).itemsize for c in cols)
+    by_group: dict[str, int] = {}
+    for name, size in sizes.items():
+        g = group_of(name)
+        by_group[g] = by_group.get(g, 0) + size
+    total = sum(by_group.values())
+    payload = total - by_group.get("passthrough", 0) - by_group.get("decoder", 0)
+    columns = payload + sum(v for k, v in sizes.items() if k.split("/")[0] == "counts")
+    out: dict[str, Any] = {"stored_dtype_bytes": stored, "columns_bytes": columns,
+                           "ratios": {"columns_vs_stored_dtype": stored / max(columns, 1)}}
+    source_bytes = (header.get("layout") or {}).get("source_bytes")
+    if source_bytes:
+        out["input_file_bytes"] = source_bytes
+        out["ratios"]["file_vs_input_on_disk"] = source_bytes / max(total, 1)
+    for key, ref in (references or {}).items():
+        if key.endswith("_bytes") and key != "stored_dtype_bytes":
+            out[key] = ref
+            out["ratios"][f"columns_vs_{key[:-6]}"] = ref / max(columns, 1)
+    return out
+
+
+def describe(path: Path, decoder_beside: int | None = None,
+             references: dict[str, int] | None = None) -> dict[str, Any]:
+    """The info of one container (see the module docstring); ``references`` are the
+    input's reference sizes (:func:`baler_ext.io.reference.reference_sizes`);
+    ``decoder_beside`` the decoder's size for a container whose header lacks it."""
     with ContainerReader(path) as reader, decode_errors(path):
         header = reader.header
         reader.verify_decoder()
         sizes = reader.section_sizes()
-        return _describe(path, header, sizes, decoder_beside)
+        return _describe(path, header, sizes, decoder_beside, references)
 
 
 def _describe(path: Path, header: dict[str, Any], sizes: dict[str, int],
-              decoder_beside: int | None) -> dict[str, Any]:
+              decoder_beside: int | None, references: dict[str, int] | None = None
+              ) -> dict[str, Any]:
     by_group = group_sizes(sizes)
     cols = header["columns"]
     raw64 = header["rows"] * len(cols) * 8
@@ -132,6 +172,10 @@ def _describe(path: Path, header: dict[str, Any], sizes: dict[str, int],
         "streams": {c: ("learned" if any(k.startswith(f"lrn/{c}/") for k in sizes)
                         else "static")
                     for c in cols if any(k.startswith((f"res/{c}/", f"lrn/{c}/")) for k in sizes)},
+        "precision": header.get("precision", {}),
+        "exact_values": {**header.get("exact_values", {}), **header.get("exact_in_mode", {})},
+        "discrete_columns": header.get("discrete_columns", []),
+        "honest": honest_sizes(header, sizes, references),
     }
 
 
@@ -156,11 +200,46 @@ def format_info(d: dict[str, Any]) -> str:
             lines.append(f"  coded with static histograms: {', '.join(static)}")
     lines += [f"  {rel['target']} predicted from {', '.join(rel['inputs'])} ({rel['kind']})"
               for rel in d["relations"]]
+    honest = d.get("honest")
+    if honest:
+        stored = ", ".join(sorted(set((d["column_dtypes"] or {}).values()))) or "float64"
+        lines.append(f"  stored as {stored}: {honest['stored_dtype_bytes']} B; the container "
+                     f"holds them in {honest['columns_bytes']} B")
+        lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in honest["ratios"].items()]
+    lines += [f"  {c:<22} bound {p['bound']!s:<28} from {p['pattern']} ({p['origin']})"
+              for c, p in d.get("precision", {}).items()]
+    lines += [f"  {c:<22} kept exactly: {', '.join(f'{v:g}' for v in vals)}"
+              for c, vals in d.get("exact_values", {}).items()]
+    if d.get("discrete_columns"):
+        lines.append(f"  discrete columns stored losslessly: {', '.join(d['discrete_columns'])}")
     lines += [f"  {c:<22} bound {d['bounds'].get(c)!s:<16} max error "
               f"{st['max_abs_error']:.3g} ({st['max_error_over_bound']:.3f} of the bound), "
               f"{st['exceptions']} exceptions"
               for c, st in d["measured_at_compress"].items()]
     return "\n".join(lines)
+
+
+def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
+    """Reference sizes of the input a container came from, when that input is present."""
+    from baler_ext.errors import BalerError
+    from baler_ext.io.reference import reference_sizes
+    from baler_ext.io.source import Source, resolve_inputs
+
+    with ContainerReader(container) as reader:
+        header = reader.header
+    name = (header.get("layout") or {}).get("file_name")
+    try:
+        matches = [p for p in resolve_inputs(cfg) if p.name == name]
+    except BalerError:
+        matches = []
+    if not matches:
+        log.info("%s: input %s not found; no reference sizes", container.name, name)
+        return None
+    bounds = {c: p["bound"] for c, p in header.get("precision", {}).items()}
+    settings = header.get("mode_settings", {}).get("columns", {})
+    for c in header["columns"]:
+        bounds.setdefault(c, settings.get(c, {}).get("bound") or {"rel": 1e-3})
+    return reference_sizes(Source(matches[0], cfg.data), bounds)
 
 
 def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
@@ -173,11 +252,12 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
     beside: list[int | None] = []  # loaded once, only for containers that lack the size
     out = []
     for path in containers:
-        d = describe(path)
+        references = input_references(path, cfg)
+        d = describe(path, None, references)
         if d["decoder_bytes"] is None:
             if not beside:
                 beside.append(decoder_bytes(project))
-            d = describe(path, beside[0])
+            d = describe(path, beside[0], references)
         with atomic_path(path.with_suffix(".info.json")) as tmp:
             tmp.write_text(json.dumps(d, indent=1))
         report(format_info(d))

@@ -108,7 +108,8 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
 def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
                 val_idx: np.ndarray, first: np.ndarray | None,
                 integers: dict[str, np.ndarray], rate: RateConfig, seed: int,
-                device: Any = "cpu") -> lrn.LearnedModel | None:
+                device: Any = "cpu", lossless: set[str] | None = None,
+                exact: dict[str, np.ndarray] | None = None) -> lrn.LearnedModel | None:
     """Fit the learned model of ``mode`` (an unconfigured bounded mode) on ``values``.
 
     The training codes come from :meth:`BoundedMode.learned_codes`, so they are exactly
@@ -127,7 +128,9 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
         train_idx = np.sort(train_idx)[: rate.max_rows]
         val_idx = np.sort(val_idx)[: max(1, rate.max_rows // 4)]
     mode.learned = None
-    mode.configure({}, {c for c in mode.trained.lossless_columns if c in mode.columns})
+    if lossless is None:
+        lossless = {c for c in mode.trained.lossless_columns if c in mode.columns}
+    mode.configure({}, lossless, exact=exact)
     rows = values[: rate.max_rows] if rate.max_rows else values
     mode.relations = None
     mode._setup_relations(rows)

@@ -18,6 +18,7 @@ import torch
 from baler_ext.config import Config, to_dict
 from baler_ext.errors import InputDataError
 from baler_ext.evaluation.scores import column_scores
+from baler_ext.exact import detect_exact
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import save_model
 from baler_ext.models.base import Autoencoder, build_model
@@ -183,12 +184,15 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         log.warning("no loss plot: %s", exc)
     learned = None
     model = model.cpu()
+    exact_values = detect_exact(values[train_idx], columns)
     if cfg.compression.mode == "bounded" and cfg.rate.enabled:
         from baler_ext.model_store import TrainedModel
         from baler_ext.stages.rate import train_rate_model
 
         learned = train_rate_model(cfg, values, train_idx, val_idx,
-                                   TrainedModel(model, normaliser, {"hash": ""}), out_dir)
+                                   TrainedModel(model, normaliser, {
+                                       "hash": "", "exact_values": exact_values,
+                                       "lossless_columns": model.lossless_columns}), out_dir)
     digest = save_model(out_dir, model, cfg.model, normaliser, learned=learned, extra={
         "columns": columns, "train_rows": len(train_idx), "val_rows": len(val_idx),
         "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
@@ -201,6 +205,7 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         "decoder_bytes": zstd_bytes([v.detach().cpu().numpy() for k, v in
                                      model.state_dict().items() if not k.startswith("encoder")]),
         "rate_model_bytes": zstd_bytes(list(learned.to_arrays().values())) if learned else 0,
+        "exact_values": exact_values,
     })
     log.info("trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
              result.train_time_s, result.best_val_loss, result.best_epoch, digest[:12])

@@ -2,7 +2,8 @@
 
 The decompressed file must have the source's entries, counts per entry, branch
 names and dtypes; integer and untouched branches bit-identical; float columns
-equal to the model's own reconstruction (the only loss is the autoencoder's).
+equal to the model's own reconstruction (the only loss is the autoencoder's; the
+``make_project`` projects use latent mode, whose output is exactly that reconstruction).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def check_floats(projects: Path, name: str, restored: np.ndarray, columns: list[
 
 def test_parquet_roundtrip(make_project, jets_parquet):
     projects, name = make_project(
-        jets_parquet, data={"chunk_size": 20000}, compression={"latent_dtype": "float64"},
+        jets_parquet, data={"chunk_size": 20000},
+        compression={"latent_dtype": "float64"},
         training={"epochs": 3, "max_rows": 20000})
     run_all(projects, name)
     out = projects / name / "output" / "decompressed" / "ttbar_boosted_jets.parquet"
