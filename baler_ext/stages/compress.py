@@ -247,11 +247,12 @@ def configure_mode(mode: modes.CompressionMode, column_dtypes: dict[str, str],
                    lossless: set[str], sentinels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Configure ``mode``; return the sentinels the stage must keep exact itself.
 
-    A mode whose ``configure`` takes ``exact`` (values stored bit-exact) keeps them;
-    for any other mode the stage records their rows (:func:`baler_ext.exact.override_sections`)
-    and decompress writes them back, so sentinels are exact in every mode.
+    A bounded mode whose ``configure`` takes ``exact`` (values stored bit-exact) keeps
+    them; for any other mode (latent mode accepts the keyword but has no way to honour it)
+    the stage records their rows (:func:`baler_ext.exact.override_sections`) and
+    decompress writes them back, so sentinels are exact in every mode.
     """
-    if "exact" in inspect.signature(mode.configure).parameters:
+    if mode.bounded and "exact" in inspect.signature(mode.configure).parameters:
         mode.configure(column_dtypes, lossless, exact=sentinels)
         return {}
     mode.configure(column_dtypes, lossless)

@@ -219,8 +219,14 @@ def format_info(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: inputs whose compressed columns are bigger than this (at their stored dtype) get no
+#: LZMA-9 references in ``info`` (LZMA-9 writes a few MB/s); the benchmark measures them
+REFERENCE_MAX_BYTES = 256 * 2**20
+
+
 def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
-    """Reference sizes of the input a container came from, when that input is present."""
+    """Reference sizes of the input a container came from, when that input is present
+    and its compressed columns are at most :data:`REFERENCE_MAX_BYTES`."""
     from baler_ext.errors import BalerError
     from baler_ext.io.reference import reference_sizes
     from baler_ext.io.source import Source, resolve_inputs
@@ -228,6 +234,14 @@ def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
     with ContainerReader(container) as reader:
         header = reader.header
     name = (header.get("layout") or {}).get("file_name")
+    dtypes = header.get("column_dtypes") or {}
+    stored = header["rows"] * sum(np.dtype(dtypes.get(c, "float64")).itemsize
+                                  for c in header["columns"])
+    if stored > REFERENCE_MAX_BYTES:
+        log.info("%s: %d B of compressed columns; no LZMA-9 references above %d B (run "
+                 "benchmarks/bench_wholefile.py for them)", container.name, stored,
+                 REFERENCE_MAX_BYTES)
+        return None
     try:
         matches = [p for p in resolve_inputs(cfg) if p.name == name]
     except BalerError:
