@@ -107,8 +107,10 @@ def test_metrics_that_the_config_cannot_provide_fail_clearly(tmp_path) -> None:
     assert cfg.scan.metric == "mass_shift" and cfg.scan.grid == {"model.latent_dim": [2]}
     with pytest.raises(ConfigError, match=r"needs an \[analysis\]"):
         check_metric("mass_shift", cfg, "scan.metric")
+    check_metric("bounded_ratio", cfg, "scan.metric")  # bounded is the default mode
+    path.write_text('[compression]\nmode = "latent"\n[scan]\n"model.latent_dim" = [2]\n')
     with pytest.raises(ConfigError, match="bounded"):
-        check_metric("bounded_ratio", cfg, "scan.metric")
+        check_metric("bounded_ratio", load_config(path), "scan.metric")
     path.write_text('[scan]\nmetric = "val_loss"\n')
     with pytest.raises(ConfigError, match="not one of"):
         load_config(path)

@@ -71,7 +71,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
                                      f"{header.get('mode')!r}; upgrade baler_ext")
             mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
             mode.load_header(header.get("mode_settings", {}))
-            exact = sentinel_arrays({"sentinels": header.get("exact_values", {})},
+            sentinels = sentinel_arrays({"sentinels": header.get("exact_values", {})},
                                     header["columns"])
             if header.get("decoder_embedded"):
                 check_embedded_decoder(reader, trained)
@@ -85,8 +85,9 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
             drifted = 0
             strict = header.get("decode_platform") == platform_fingerprint(mode.device)
             for i, meta in enumerate(header["chunks"]):
-                values, passthrough, counts, exact = decode_chunk(reader, mode, i, strict, exact)
-                drifted += not exact
+                values, passthrough, counts, same = decode_chunk(reader, mode, i, strict,
+                                                                 sentinels)
+                drifted += not same
                 writer.write(values, passthrough, counts)
                 bar.update(meta["entries"])
             bar.close()
@@ -100,7 +101,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
 
 
 def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
-                 strict: bool = True, exact: dict[str, np.ndarray] | None = None
+                 strict: bool = True, sentinels: dict[str, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, pa.Table, np.ndarray | None, bool]:
     """Decode chunk ``i`` and check it against its recorded content digest.
 
@@ -123,8 +124,8 @@ def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
         events.event_starts(header.get("events"), counts, passthrough, meta["rows"]),
         events.row_integers(counts, passthrough, meta["rows"]))
     values = mode.decode(sections, meta["rows"], context)
-    if exact:  # sentinels the stage kept exact (modes without their own exact values)
-        values = apply_overrides(values, columns, exact, sections)
+    if sentinels:  # values the stage kept exact (modes without their own exact values)
+        values = apply_overrides(values, columns, sentinels, sections)
     if values.shape != (meta["rows"], len(columns)):
         raise ContainerError(f"{reader.path}: chunk {i} decodes to shape {values.shape}, not "
                              f"{(meta['rows'], len(columns))}; the file is damaged")

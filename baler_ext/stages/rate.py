@@ -94,12 +94,18 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
     """Train the learned probability model for ``cfg``'s bounds on the project's inputs
     (events and integer columns read as compress will see them); write
     ``rate_history.csv``. None when there is nothing to learn."""
-    first, integers = training_context(cfg, len(values))
-    mode = BoundedMode(trained, cfg.compression, cfg.training.device)
+    from baler_ext.stages.compress import column_plan
     from baler_ext.training import resolve_device
 
+    first, integers = training_context(cfg, len(values))
+    sources = open_sources(cfg)
+    column_dtypes = {c: sources[0].layout.branch(c).dtype for c in trained.normaliser.columns}
+    plan = column_plan(cfg, trained.normaliser.columns, column_dtypes, trained.lossless_columns,
+                       trained.meta.get("exact_values") or {})
+    mode = BoundedMode(trained, plan.mode_cfg, cfg.training.device)
     model = fit_learned(mode, values, train_idx, val_idx, first, integers, cfg.rate,
-                        cfg.training.seed, resolve_device(cfg.training.device))
+                        cfg.training.seed, resolve_device(cfg.training.device), plan.lossless,
+                        plan.sentinels)
     if model is not None:
         write_rate_history(out_dir / RATE_HISTORY, model.settings.pop("history"))
     return model

@@ -157,15 +157,19 @@ def test_cms_jets_round_trip_is_no_bigger_than_the_input(make_project, shared_da
 
 
 def test_event_combination_in_a_jagged_file_takes_entries_as_events(shared_data):
+    from baler_ext.analysis.mass import analysis_values_and_keys
     from baler_ext.analysis.spec import AnalysisSpec
-    from baler_ext.config import Config
-    from baler_ext.stages.analyse import _values
+    from baler_ext.config import Config, DataConfig
+    from baler_ext.stages.analyse import _read_samples
 
     src = shared_data / "cms_hep_tutorial" / "qcd.root"
     spec = AnalysisSpec(variable="event_combination", p4_kind="pxpypze",
                         p4_columns=["Jet_Px", "Jet_Py", "Jet_Pz", "Jet_E"], order_by="Jet_E",
                         n_objects=2)
-    masses = _values([src], Config(), spec, "events")
+    samples = _read_samples([(src, src)], Config(data=DataConfig(tree="events")), spec)
+    assert samples.unit.startswith("events")  # the entries are the events
+    masses, keys = analysis_values_and_keys(samples.original, spec, samples.keys)
+    assert len(np.unique(keys)) == len(keys)  # one combination per event
     jets = uproot.open(src)["events"].arrays(["Jet_Px", "Jet_Py", "Jet_Pz", "Jet_E"])
     lead = jets[ak.argsort(jets["Jet_E"], ascending=False)][:, :2]
     two = lead[ak.num(lead["Jet_E"]) == 2]
