@@ -10,7 +10,6 @@ file, the key and, where it helps, the closest valid key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import tomllib
 import types
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baler_ext.errors import ConfigError
+from baler_ext.registry import suggest  # re-exported: older code imports it from here
 
 if TYPE_CHECKING:  # imported lazily: the analysis package loads iminuit, scipy and pandas
     from baler_ext.analysis.spec import AnalysisSpec
@@ -590,13 +590,6 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("scan", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
     ("search", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
 }
-
-
-def suggest(name: str, options: typing.Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""``."""
-    by_lower = {o.lower(): o for o in options}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 def _type_name(tp: Any) -> str:

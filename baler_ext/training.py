@@ -35,15 +35,6 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use cpu")
-    return torch.device(name)
-
-
 # --- torch.distributed (torchrun) ------------------------------------------------------------
 
 

@@ -13,9 +13,10 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from baler_ext.config import DataConfig, suggest
+from baler_ext.config import DataConfig
 from baler_ext.console import log_once
 from baler_ext.errors import InputDataError
+from baler_ext.registry import suggest
 
 log = logging.getLogger(__name__)
 

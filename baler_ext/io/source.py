@@ -339,7 +339,7 @@ def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str]) -> 
         arrays = (ak.from_arrow(pf.read(columns=[c for c in columns if c not in missing]))
                   if len(missing) < len(columns) else None)
     if missing:
-        from baler_ext.config import suggest
+        from baler_ext.registry import suggest
 
         known = t.keys() if fmt == "root" else names
         raise InputDataError(f"{path}: no column '{missing[0]}'{suggest(missing[0], known)}")

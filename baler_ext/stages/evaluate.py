@@ -55,7 +55,8 @@ import pandas as pd
 from baler_ext import console
 from baler_ext.analysis.selection import cut_columns
 from baler_ext.codec.container import ContainerReader, decode_errors
-from baler_ext.config import Config, suggest
+from baler_ext.config import Config
+from baler_ext.devices import resolve_device
 from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectError
 from baler_ext.evaluation import (
     check_bounds,
@@ -70,6 +71,7 @@ from baler_ext.evaluation.plots import MAX_DISCRETE_COLORS
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import detect_format, read_columns, resolve_inputs
 from baler_ext.project import CONTAINER_SUFFIX, Project
+from baler_ext.registry import suggest
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +340,7 @@ def compute_latent(project: Project, cfg: Config, pairs: Sequence[FilePair],
     a container was written by another model than the current one.
     """
     from baler_ext.codec.modes import run_batched
-    from baler_ext.stages.compress import load_project_model
-    from baler_ext.training import resolve_device
+    from baler_ext.model_store import load_project_model
 
     trained = load_project_model(project)
     stale = [p.container.name for p in pairs if p.header["model"]["hash"] != trained.hash]
@@ -585,7 +586,7 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
                         else None)
     if cfg.evaluation.latent_probing and latent is not None:  # traversal, samples, t-SNE
         from baler_ext.evaluation.probing import write_probing_plots
-        from baler_ext.stages.compress import load_project_model
+        from baler_ext.model_store import load_project_model
 
         write_probing_plots(load_project_model(project),
                             original[columns].to_numpy(np.float64)[idx],

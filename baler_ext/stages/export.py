@@ -30,10 +30,9 @@ from torch import nn
 
 from baler_ext.config import Config
 from baler_ext.errors import BalerError
-from baler_ext.model_store import TrainedModel
+from baler_ext.model_store import TrainedModel, load_project_model
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
-from baler_ext.stages.compress import load_project_model
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from baler_ext.codec.modes import BoundedMode
 from baler_ext.codec.probability import learned as lrn
 from baler_ext.codec.residuals import resolve_bounds
 from baler_ext.config import Config, RateConfig
+from baler_ext.devices import resolve_device
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import TrainedModel
 from baler_ext.project import atomic_path
@@ -96,8 +97,6 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
     ``rate_history.csv``. None when there is nothing to learn."""
     first, integers = training_context(cfg, len(values))
     mode = BoundedMode(trained, cfg.compression, cfg.training.device)
-    from baler_ext.training import resolve_device
-
     model = fit_learned(mode, values, train_idx, val_idx, first, integers, cfg.rate,
                         cfg.training.seed, resolve_device(cfg.training.device))
     if model is not None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from baler_ext.config import Config, to_dict
+from baler_ext.devices import resolve_device
 from baler_ext.errors import InputDataError
 from baler_ext.evaluation.scores import column_scores
 from baler_ext.io.source import open_sources
@@ -29,7 +30,6 @@ from baler_ext.training import (
     fit,
     init_distributed,
     init_weights,
-    resolve_device,
     seed_everything,
     split_indices,
 )
