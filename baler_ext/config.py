@@ -10,11 +10,12 @@ file, the key and, where it helps, the closest valid key.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import tomllib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,7 +74,7 @@ class DataConfig:
 class ModelConfig:
     """``[model]``: which autoencoder and its size."""
 
-    name: str = field(default="sae", metadata=doc("registered model name (see docs/config.md)"))
+    name: str = field(default="sae", metadata=doc("registered model name (docs/config.md, Models)"))
     latent_dim: int | None = field(
         default=None, metadata=doc("latent size; if unset, ceil(n_columns / compression_ratio)")
     )
@@ -565,18 +566,16 @@ def all_sections() -> dict[str, type]:
             for name in SECTION_NAMES}
 
 
-CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+#: values fixed by the code itself; the names of a registry are in REGISTRY_CHOICES
+FIXED_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "format"): ("auto", "root", "parquet"),
     ("data", "nan_policy"): ("error", "drop"),
     ("data", "normalisation"): ("standard", "minmax"),
     ("model", "dtype"): ("float64", "float32"),
     ("model", "activation"): ("leaky_relu", "relu", "elu", "tanh", "silu"),
-    ("training", "loss"): ("mse", "mse_sum", "l1_mean", "l1_sum"),
     ("training", "device"): ("auto", "cpu", "cuda"),
     ("training", "init"): ("he", "xavier", "orthogonal", "random", "zero"),
     ("training", "beta_schedule"): ("constant", "linear", "cyclical"),
-    ("compression", "mode"): ("latent", "bounded"),
-    ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("compression", "probability_model"): ("auto", "learned", "static"),
     ("rate", "order"): ("search", "greedy", "natural"),
@@ -590,6 +589,40 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("scan", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
     ("search", "metric"): ("rms_sigma", "bounded_ratio", "mass_shift"),
 }
+
+
+#: keys whose valid values are the names registered in a :class:`~baler_ext.registry.Registry`
+#: (``module``, ``attribute``). The module is imported by name when a value is checked
+#: (:func:`importlib.import_module`), so that config.py does not depend on the packages
+#: above it and the names are never copied here; each of these modules imports without
+#: torch, which keeps ``--help`` and config errors fast.
+REGISTRY_CHOICES: dict[tuple[str, str], tuple[str, str]] = {
+    ("training", "loss"): ("baler_ext.losses", "RECONSTRUCTION_LOSSES"),
+    ("compression", "mode"): ("baler_ext.codec.modes", "MODE_REGISTRY"),
+    ("compression", "entropy_coder"): ("baler_ext.codec.entropy", "CODER_REGISTRY"),
+}
+
+
+class _Choices(Mapping[tuple[str, str], tuple[str, ...]]):
+    """``(section, key)`` -> valid values: :data:`FIXED_CHOICES` and, read from their
+    registries on first use, :data:`REGISTRY_CHOICES`."""
+
+    def __getitem__(self, item: tuple[str, str]) -> tuple[str, ...]:
+        if item in FIXED_CHOICES:
+            return FIXED_CHOICES[item]
+        module, attribute = REGISTRY_CHOICES[item]
+        return tuple(getattr(importlib.import_module(module), attribute).names())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        yield from FIXED_CHOICES
+        yield from REGISTRY_CHOICES
+
+    def __len__(self) -> int:
+        return len(FIXED_CHOICES) + len(REGISTRY_CHOICES)
+
+
+#: every key with a closed set of values (a Mapping, filled lazily from the registries)
+CHOICES: Mapping[tuple[str, str], tuple[str, ...]] = _Choices()
 
 
 def _type_name(tp: Any) -> str:
