@@ -28,15 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from baler_ext.config import ExecutionConfig
-from baler_ext.errors import BalerError
+from baler_ext.errors import BalerError, ExecutionError
 
 log = logging.getLogger(__name__)
-
-class ExecutionError(BalerError):
-    """Some files of a distributed run failed (after dask's retries)."""
-
-    exit_code = 8
-
 
 def _import_distributed() -> Any:
     try:

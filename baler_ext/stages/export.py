@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from baler_ext.config import Config
-from baler_ext.errors import BalerError
+from baler_ext.errors import ExportError
 from baler_ext.model_store import TrainedModel, load_project_model
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
@@ -39,12 +39,6 @@ log = logging.getLogger(__name__)
 ENCODER_FILE = "encoder.pt"
 DECODER_FILE = "decoder.pt"
 EXPORT_JSON = "export.json"
-
-
-class ExportError(BalerError):
-    """The model cannot be exported to TorchScript."""
-
-    exit_code = 9
 
 
 class NormalisedEncoder(nn.Module):
