@@ -20,7 +20,6 @@ from baler_ext.registry import suggest
 
 log = logging.getLogger(__name__)
 
-FLOAT_KINDS = frozenset("f")
 #: Pseudo counter name that groups Parquet list columns (they have no counter column).
 LIST_COLLECTION = "<list>"
 
@@ -62,7 +61,6 @@ class SourceLayout:
     compressed: list[str]
     collection: str | None = None
     dropped: list[str] = field(default_factory=list)
-    constant_in_source: dict[str, float] = field(default_factory=dict)
 
     @property
     def passthrough(self) -> list[str]:
@@ -82,6 +80,8 @@ class SourceLayout:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SourceLayout:
         d = dict(d)
+        # written by older versions, never read: files that carry it still load
+        d.pop("constant_in_source", None)
         d["branches"] = [BranchInfo(**b) for b in d["branches"]]
         return cls(**d)
 

@@ -200,7 +200,6 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         "train_time_s": result.train_time_s, "config": to_dict(cfg),
         "lossless_columns": model.lossless_columns,
         "lossless_latent_dims": model.lossless_latent_dims,
-        "discrete_latent": model.discrete_latent,
         "decoder_bytes": decoder_bytes(model, learned),
     })
     log.info("trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
