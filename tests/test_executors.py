@@ -220,7 +220,7 @@ def test_cli_executor_flags_become_config_overrides(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_load(path, overrides=(), **_options):
+    def fake_load(path, overrides=(), **_):
         seen["overrides"] = list(overrides)
         raise SystemExit(0)
 

@@ -35,7 +35,7 @@ def test_exported_files_reproduce_latent_and_reconstruction(make_project, flat_p
     assert meta["columns"] == trained.normaliser.columns
     mode = modes.get_mode("latent")(trained, cfg.compression, torch.device("cpu"))
     z_ref = mode.autoencoder.latent(values)
-    x_ref = mode.decode({"latent": z_ref}, len(z_ref))
+    x_ref = mode.decode({"latent": z_ref}, len(values))
     with torch.no_grad():
         z = encoder(torch.from_numpy(values)).numpy()
         x_hat = decoder(torch.from_numpy(z_ref)).numpy()
