@@ -52,6 +52,10 @@ class VQVAE(Autoencoder):
         This model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
+    codebook: torch.Tensor
+    ema_count: torch.Tensor
+    ema_sum: torch.Tensor
+
     @dataclass
     class Options:
         """Keys of ``[model] options``; each field's ``doc`` says what it sets."""

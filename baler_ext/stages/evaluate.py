@@ -228,15 +228,15 @@ def header_max_errors(header: Mapping[str, Any]) -> dict[str, float]:
             out = {c: float(v) for c, v in entries.items() if isinstance(v, int | float)}
             if out:
                 return out
-    out: dict[str, float] = {}
+    found: dict[str, float] = {}
     for node in (settings.get("stats"), settings.get("columns")):
         for c, d in _per_column_entries(node, columns).items():
             if isinstance(d, Mapping):
                 for key in keys:
                     if isinstance(d.get(key), int | float):
-                        out.setdefault(c, float(d[key]))
+                        found.setdefault(c, float(d[key]))
                         break
-    return out
+    return found
 
 
 def _read_tree(pair: FilePair, cfg: Config, decompressed: bool) -> tuple[Path, str, str | None]:

@@ -20,6 +20,7 @@ import numpy as np
 from baler_ext.codec import events
 from baler_ext.codec.modes import BoundedMode
 from baler_ext.codec.probability import learned as lrn
+from baler_ext.codec.relations import Relation
 from baler_ext.codec.residuals import resolve_bounds
 from baler_ext.config import Config, RateConfig
 from baler_ext.devices import resolve_device
@@ -132,10 +133,11 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
     mode._setup_relations(rows)
     columns = [c for c in mode.independent()
                if mode.coders[mode.columns.index(c)].kind != "raw"]
-    derived = [r.target for r in mode.relations or []
+    found: list[Relation] = list(mode.relations or [])
+    derived = [r.target for r in found
                if mode.coders[mode.columns.index(r.target)].kind != "raw"
                and all(c in columns for c in r.inputs)]
-    mode.relations = [r for r in mode.relations or [] if r.target in derived]
+    mode.relations = [r for r in found if r.target in derived]
     if not columns:
         log.info("no independent column to model: no learned probability model")
         return None

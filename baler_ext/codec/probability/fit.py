@@ -94,21 +94,21 @@ def feature_scaling(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class _RoundSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx, x):
         return torch.round(x)
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx, g):
         return g
 
 
 class _FloorSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx, x):
         return torch.floor(x)
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx, g):
         return g
 
 
