@@ -287,7 +287,8 @@ def evaluate_loss(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig) -> f
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the legacy form: (name, keys, pos, has_gauss, gauss)
     py_state = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
