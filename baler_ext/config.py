@@ -10,18 +10,19 @@ file, the key and, where it helps, the closest valid key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import importlib
 import logging
 import tomllib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baler_ext.errors import ConfigError
 from baler_ext.precision import POLICIES
+from baler_ext.registry import suggest  # re-exported: older code imports it from here
 
 if TYPE_CHECKING:  # imported lazily: the analysis package loads iminuit, scipy and pandas
     from baler_ext.analysis.spec import AnalysisSpec
@@ -41,9 +42,9 @@ FORMAT_KEYS: dict[tuple[str, str], tuple[str, ...]] = {("data", "format"): ("aut
 
 def format_choices(section: str, key: str) -> list[str]:
     """The allowed values of a format key: its extras, then every registered format."""
-    from baler_ext.io.formats import format_names  # the formats import this module
-
-    return [*FORMAT_KEYS[(section, key)], *format_names()]
+    # the format registry, read on first use like REGISTRY_CHOICES (io imports this module)
+    names = importlib.import_module("baler_ext.io.formats").format_names()
+    return [*FORMAT_KEYS[(section, key)], *names]
 
 
 def check_format(key: str, value: str) -> None:
@@ -103,7 +104,7 @@ class DataConfig:
 class ModelConfig:
     """``[model]``: which autoencoder and its size."""
 
-    name: str = field(default="sae", metadata=doc("registered model name (see docs/config.md)"))
+    name: str = field(default="sae", metadata=doc("registered model name (docs/config.md, Models)"))
     latent_dim: int | None = field(
         default=None, metadata=doc("latent size; if unset, ceil(n_columns / compression_ratio)")
     )
@@ -611,18 +612,16 @@ def all_sections() -> dict[str, type]:
             for name in SECTION_NAMES}
 
 
-CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+#: values fixed by the code itself; the names of a registry are in REGISTRY_CHOICES
+FIXED_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "nan_policy"): ("error", "drop"),
     ("data", "normalisation"): ("standard", "minmax"),
     ("model", "dtype"): ("float64", "float32"),
     ("model", "activation"): ("leaky_relu", "relu", "elu", "tanh", "silu"),
-    ("training", "loss"): ("mse", "mse_sum", "l1_mean", "l1_sum"),
     ("training", "device"): ("auto", "cpu", "cuda"),
     ("training", "init"): ("he", "xavier", "orthogonal", "random", "zero"),
     ("training", "beta_schedule"): ("constant", "linear", "cyclical"),
-    ("compression", "mode"): ("latent", "bounded"),
     ("compression", "policy"): tuple(POLICIES),
-    ("compression", "entropy_coder"): ("range", "zstd"),
     ("compression", "latent_dtype"): ("float64", "float32", "float16"),
     ("compression", "probability_model"): ("auto", "learned", "static"),
     ("rate", "order"): ("search", "greedy", "natural"),
@@ -637,11 +636,38 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def suggest(name: str, options: typing.Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""``."""
-    by_lower = {o.lower(): o for o in options}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
+#: keys whose valid values are the names registered in a :class:`~baler_ext.registry.Registry`
+#: (``module``, ``attribute``). The module is imported by name when a value is checked
+#: (:func:`importlib.import_module`), so that config.py does not depend on the packages
+#: above it and the names are never copied here; each of these modules imports without
+#: torch, which keeps ``--help`` and config errors fast.
+REGISTRY_CHOICES: dict[tuple[str, str], tuple[str, str]] = {
+    ("training", "loss"): ("baler_ext.losses", "RECONSTRUCTION_LOSSES"),
+    ("compression", "mode"): ("baler_ext.codec.modes", "MODE_REGISTRY"),
+    ("compression", "entropy_coder"): ("baler_ext.codec.entropy", "CODER_REGISTRY"),
+}
+
+
+class _Choices(Mapping[tuple[str, str], tuple[str, ...]]):
+    """``(section, key)`` -> valid values: :data:`FIXED_CHOICES` and, read from their
+    registries on first use, :data:`REGISTRY_CHOICES`."""
+
+    def __getitem__(self, item: tuple[str, str]) -> tuple[str, ...]:
+        if item in FIXED_CHOICES:
+            return FIXED_CHOICES[item]
+        module, attribute = REGISTRY_CHOICES[item]
+        return tuple(getattr(importlib.import_module(module), attribute).names())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        yield from FIXED_CHOICES
+        yield from REGISTRY_CHOICES
+
+    def __len__(self) -> int:
+        return len(FIXED_CHOICES) + len(REGISTRY_CHOICES)
+
+
+#: every key with a closed set of values (a Mapping, filled lazily from the registries)
+CHOICES: Mapping[tuple[str, str], tuple[str, ...]] = _Choices()
 
 
 def _type_name(tp: Any) -> str:

@@ -1,4 +1,4 @@
-"""Generate ``docs/config.md`` from the config dataclasses (the single source of truth).
+"""Generate ``docs/config.md`` from the config dataclasses and the model registry.
 
 Run ``python -m baler_ext.config_reference > docs/config.md`` after changing a
 section; a test checks that the committed file is up to date.
@@ -10,10 +10,46 @@ import dataclasses
 import sys
 
 from baler_ext.config import CHOICES, FORMAT_KEYS, all_sections, format_choices, toml_value
+from baler_ext.models import MODEL_REGISTRY
+
+
+def _default(f: dataclasses.Field) -> str:
+    """A field's default as TOML, or ``unset``."""
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        default = None
+    return "unset" if default is None else f"`{toml_value(default)}`"
+
+
+def render_models() -> list[str]:
+    """A section per registered model: what it is and its ``[model] options`` keys.
+
+    """
+    out = ["## Models", "",
+           "`[model] name` is one of these; `[model] options = {...}` takes the keys of",
+           "the model's table (unknown keys are an error).", ""]
+    for name in MODEL_REGISTRY.names():
+        cls = MODEL_REGISTRY.get(name)
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        out += [f"### `{name}`", "", summary, ""]
+        opts = getattr(cls, "Options", None)
+        if opts is None or not dataclasses.fields(opts):
+            out += ["No options.", ""]
+            continue
+        out += ["| option | default | description |", "|---|---|---|"]
+        for f in dataclasses.fields(opts):
+            doc = f.metadata.get("doc", "").replace("|", "\\|")
+            out.append(f"| `{f.name}` | {_default(f)} | {doc} |")
+        out.append("")
+    return out
 
 
 def render_config_reference() -> str:
-    """Markdown tables of every section, key, default, allowed values and description."""
+    """Markdown tables of every section, key, default, allowed values and description,
+    then every registered model with its options."""
     out = [
         "# Configuration reference",
         "",
@@ -28,19 +64,14 @@ def render_config_reference() -> str:
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
-            if f.default is not dataclasses.MISSING:
-                default = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                default = None
-            shown = "unset" if default is None else f"`{toml_value(default)}`"
+            shown = _default(f)
             choices = (format_choices(name, f.name) if (name, f.name) in FORMAT_KEYS
                        else CHOICES.get((name, f.name), ()))
             allowed = ", ".join(choices)
             doc = f.metadata.get("doc", "").replace("|", "\\|")
             out.append(f"| `{f.name}` | {shown} | {allowed} | {doc} |")
         out.append("")
+    out += render_models()
     return "\n".join(out)
 
 

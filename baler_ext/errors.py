@@ -56,6 +56,19 @@ class FitError(BalerError):
     exit_code = 7
 
 
+class ExecutionError(BalerError):
+    """Some files of a distributed run failed (after dask's retries)."""
+
+    exit_code = 8
+
+
+class ExportError(BalerError):
+    """The model cannot be exported to TorchScript."""
+
+    #: 10, not 9: 9 is the filesystem error's code (:data:`FILESYSTEM_EXIT`)
+    exit_code = 10
+
+
 #: exit code of a filesystem error (disk full, read-only folder, unreadable file)
 FILESYSTEM_EXIT = 9
 

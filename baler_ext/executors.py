@@ -23,21 +23,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from baler_ext.config import ExecutionConfig
-from baler_ext.errors import BalerError
+from baler_ext.errors import BalerError, ExecutionError
 
 log = logging.getLogger(__name__)
-
-class ExecutionError(BalerError):
-    """Some files of a distributed run failed (after dask's retries)."""
-
-    exit_code = 8
-
 
 def _import_distributed() -> Any:
     try:
@@ -197,58 +190,3 @@ def worker_threads(cfg: Any) -> int:
     if threads.configured_threads() != n:
         threads.configure(n)
     return n
-
-
-# --- the per-file tasks of compress and decompress ----------------------------------------
-# Module-level functions with plain arguments (paths, the config dataclass, the model's
-# folder and hash), so that dask pickles them by reference and every worker loads the model
-# once from the (shared) project folder. The local executor runs the very same functions.
-
-
-def compress_task(src_path: Path, cfg: Any, model_dir: Path, model_hash: str,
-                  out_path: Path) -> Any:
-    """Compress one input file into ``out_path`` (atomically) with the project's model."""
-    from baler_ext.io.source import Source
-    from baler_ext.stages.compress import compress_source
-
-    worker_threads(cfg)
-    trained = worker_model(model_dir, model_hash)
-    return compress_source(Source(src_path, cfg.data), trained, cfg, out_path)
-
-
-def decompress_task(container: Path, cfg: Any, model_dir: Path, model_hash: str,
-                    out_path: Path) -> Path:
-    """Restore one container into ``out_path`` (atomically) with the project's model."""
-    from baler_ext.stages.decompress import decompress_file
-
-    worker_threads(cfg)
-    trained = worker_model(model_dir, model_hash)
-    return decompress_file(container, trained, cfg, out_path)
-
-
-def completed_container(path: Path, model_hash: str, cfg: Any) -> Any:
-    """For ``--resume``: the summary of an existing, verified container made by this model
-    with this compression mode, or None when ``path`` must be (re)compressed."""
-    from baler_ext.codec.container import ContainerReader
-    from baler_ext.errors import ContainerError
-    from baler_ext.stages.compress import CompressedFile
-
-    if not path.is_file():
-        return None
-    try:
-        with ContainerReader(path) as reader:
-            h = reader.header
-            if h.get("model", {}).get("hash") != model_hash:
-                log.info("resume: %s was made by another model; compressing again", path.name)
-                return None
-            if h.get("compression") != asdict(cfg.compression):
-                log.info("resume: %s has other compression settings; compressing again",
-                         path.name)
-                return None
-            reader.verify()
-            sizes = reader.section_sizes()
-    except ContainerError as exc:
-        log.warning("resume: %s; compressing it again", exc)
-        return None
-    return CompressedFile(Path(h["layout"].get("file_name", path.stem)), path, h["rows"],
-                          h["entries"], h["rows"] * len(h["columns"]) * 8, sizes, 0.0)

@@ -2,17 +2,22 @@ r"""Reconstruction losses, registered by name.
 
 Each loss takes the input ``x`` and reconstruction ``x_hat`` of shape
 ``(batch, n)`` and returns a scalar tensor in their dtype and on their device.
+
+torch is imported inside the functions, so that the config can check
+``training.loss`` against :data:`RECONSTRUCTION_LOSSES` without loading torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from baler_ext.registry import Registry
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 RECONSTRUCTION_LOSSES: Registry[LossFn] = Registry("loss")
 
 
@@ -39,6 +44,8 @@ def mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         A scalar in the inputs' dtype, on their device.
     """
+    import torch
+
     return torch.mean((x_hat - x) ** 2)
 
 
@@ -61,6 +68,8 @@ def mse_sum(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         A scalar in the inputs' dtype, on their device.
     """
+    import torch
+
     return torch.mean(torch.sum((x_hat - x) ** 2, dim=1))
 
 
@@ -82,6 +91,8 @@ def l1_mean(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         A scalar in the inputs' dtype, on their device.
     """
+    import torch
+
     return torch.mean(torch.abs(x_hat - x))
 
 
@@ -102,6 +113,8 @@ def l1_sum(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         A scalar in the inputs' dtype, on their device.
     """
+    import torch
+
     return torch.mean(torch.sum(torch.abs(x_hat - x), dim=1))
 
 
@@ -149,6 +162,8 @@ def mmd_imq(z: torch.Tensor, z_prior: torch.Tensor, prior_var: float = 1.0,
     torch.Tensor
         Scalar in ``z``'s dtype and on its device (may be slightly negative: unbiased).
     """
+    import torch
+
     n, d = z.shape
     if n < 2:
         return z.new_zeros(())
@@ -200,6 +215,7 @@ def sliced_wasserstein(z: torch.Tensor, z_prior: torch.Tensor, n_projections: in
         :math:`SW_p^p`, a scalar in ``z``'s dtype and on its device.
     """
     import ot
+    import torch
 
     d = z.shape[1]
     theta = torch.randn(d, n_projections, dtype=z.dtype, device=z.device)
@@ -231,6 +247,8 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         A scalar in ``mu``'s dtype and on its device.
     """
+    import torch
+
     return 0.5 * torch.mean(torch.sum(mu.pow(2) + logvar.exp() - logvar - 1.0, dim=1))
 
 
@@ -256,6 +274,8 @@ def activation_l1(activations: list[torch.Tensor]) -> torch.Tensor:
     ValueError
         When the model exposed no activation layer.
     """
+    import torch
+
     if not activations:
         raise ValueError("activation_l1: the model exposed no activation layers")
     return sum(torch.mean(torch.abs(a)) for a in activations)  # type: ignore[return-value]

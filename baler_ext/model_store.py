@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from baler_ext import __version__
+from baler_ext.codec.container import DECODER_PREFIX, ContainerReader, ContainerWriter
 from baler_ext.codec.probability.learned import LearnedModel
 from baler_ext.config import ModelConfig, build_section
 from baler_ext.errors import BalerError, ContainerError, ModelError
 from baler_ext.normalise import Normaliser
-from baler_ext.project import atomic_path
+from baler_ext.project import Project, atomic_path, require_stage_output
 
 if TYPE_CHECKING:
     import torch
@@ -269,3 +270,56 @@ def _load_model(directory: Path) -> TrainedModel:
         return model
 
     return TrainedModel(None, normaliser, meta, load_learned(directory), loader)
+
+
+def load_project_model(project: Project) -> TrainedModel:
+    """The project's trained model, or the command to run first."""
+    model_dir = project.dir("model")
+    require_stage_output(model_dir / "model.json", "train", project.name, "trained model")
+    return load_model(model_dir)
+
+
+def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
+    """The decoder's tensors: every state-dict entry not under ``encoder``."""
+    return {k: v.detach().cpu().numpy() for k, v in trained.model.state_dict().items()
+            if not k.startswith("encoder")}
+
+
+def weights_bytes(trained: TrainedModel) -> int:
+    """zstd-compressed size of what a decoder needs besides the file: the decoder weights
+    and the learned probability model (recorded in model.json at train time)."""
+    if "decoder_bytes" in trained.meta:
+        return int(trained.meta["decoder_bytes"])
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(level=19)
+    return sum(len(cctx.compress(np.ascontiguousarray(a).tobytes()))
+               for a in decoder_state(trained).values())
+
+
+def embed_decoder(writer: ContainerWriter, trained: TrainedModel) -> int:
+    """Store the decoder weights as ``decoder/<key>`` sections (chunk -1); return bytes."""
+    return sum(writer.add_array(f"{DECODER_PREFIX}{k}", -1, a).length
+               for k, a in decoder_state(trained).items())
+
+
+def check_embedded_decoder(reader: ContainerReader, trained: TrainedModel) -> None:
+    """Verify the embedded ``decoder/<tensor>`` sections and that they are ``trained``'s.
+
+    Raises
+    ------
+    ContainerError
+        When a section fails its checks or differs from the model that decodes the file.
+    """
+    state = decoder_state(trained)
+    names = {s.name[len(DECODER_PREFIX):] for s in reader.sections
+             if s.name.startswith(DECODER_PREFIX)}
+    if names != set(state):
+        raise ContainerError(f"{reader.path}: the embedded decoder has other tensors than "
+                             "the model's; the file is damaged")
+    for key, want in state.items():
+        got = reader.read_array(f"{DECODER_PREFIX}{key}", -1)
+        if got.shape != want.shape or got.dtype != want.dtype.newbyteorder("<") \
+                or not np.array_equal(got, want):
+            raise ContainerError(f"{reader.path}: the embedded decoder tensor '{key}' differs "
+                                 "from the model's; the file is damaged")

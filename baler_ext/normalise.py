@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from baler_ext.errors import InputDataError
+
 log = logging.getLogger(__name__)
 
 
@@ -75,8 +77,6 @@ class Normaliser:
             bad = [columns[i] for i, s, k in zip(idx, shift, scale, strict=True)
                    if not (np.isfinite(s) and np.isfinite(k) and k > 0)]
         if bad:
-            from baler_ext.errors import InputDataError
-
             raise InputDataError(
                 f"the {method} normalisation of {', '.join(bad)} overflows float64 (values "
                 "near 1e300?); rescale those columns, exclude them (data.exclude) or list "

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from baler_ext.errors import ConfigError
+from baler_ext.registry import suggest
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,6 @@ def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
         Unknown policy, or a plain name (no wildcard) that is not a compressed column.
     """
     if policy not in POLICIES:
-        from baler_ext.config import suggest
 
         raise ConfigError(f"unknown compression.policy '{policy}'{suggest(policy, POLICIES)}; "
                           f"valid: {', '.join(POLICIES)}")
@@ -172,7 +172,6 @@ def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
                 continue
             if not any(ch in pattern for ch in WILDCARDS) and pattern not in columns \
                     and origin == "config":
-                from baler_ext.config import suggest
 
                 raise ConfigError(
                     f"'compression.bounds.{pattern}': no compressed column '{pattern}'"

@@ -8,12 +8,24 @@ and the list of valid names. (Baler looked models up with ``getattr`` on a modul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from baler_ext.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def suggest(name: str, options: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""``.
+
+    Case-insensitive :func:`difflib.get_close_matches` with cutoff 0.6, the one
+    did-you-mean used by every "unknown name" error of the package.
+    """
+    by_lower = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -51,8 +63,6 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            from baler_ext.config import suggest
-
             raise ConfigError(
                 f"unknown {self.kind} '{name}'{suggest(name, self._entries)}; valid: "
                 f"{', '.join(self._entries)}"

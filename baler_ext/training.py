@@ -35,15 +35,6 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use cpu")
-    return torch.device(name)
-
-
 # --- torch.distributed (torchrun) ------------------------------------------------------------
 
 
@@ -296,7 +287,8 @@ def evaluate_loss(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig) -> f
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the legacy form: (name, keys, pos, has_gauss, gauss)
     py_state = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

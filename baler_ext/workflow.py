@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from baler_ext.config import apply_overrides, config_from_dict, suggest, toml_value
+from baler_ext.config import apply_overrides, config_from_dict, toml_value
 from baler_ext.errors import BalerError, ConfigError
 from baler_ext.project import Project, atomic_path
+from baler_ext.registry import suggest
 
 log = logging.getLogger(__name__)
 

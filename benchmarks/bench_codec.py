@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import load_config, toml_value
+from baler_ext.model_store import load_project_model, weights_bytes
 from baler_ext.project import Project
-from baler_ext.stages.compress import compress, load_project_model, weights_bytes
+from baler_ext.stages.compress import compress
 from baler_ext.stages.decompress import decompress
 from baler_ext.stages.train import train
 

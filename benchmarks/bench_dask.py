@@ -24,7 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-SRC = REPO.parent / "shared" / "data" / "pythia_ttbar" / "ttbar_boosted_events.root"
+SHARED = Path(os.environ.get("BALER_EXT_SHARED_DATA", REPO.parent / "shared" / "data"))
+SRC = SHARED / "pythia_ttbar" / "ttbar_boosted_events.root"
 
 
 def main() -> None:

@@ -47,9 +47,9 @@ from baler_ext.io.formats import detect_format, get_format
 from baler_ext.io.layout import SourceLayout, StructureGroup, structure_groups
 from baler_ext.io.reference import LZMA9, reduce_precision
 from baler_ext.io.source import Source
+from baler_ext.model_store import load_project_model, weights_bytes
 from baler_ext.precision import explicit_bounds, resolve_precision
 from baler_ext.project import Project
-from baler_ext.stages.compress import load_project_model, weights_bytes
 
 log = logging.getLogger("bench_wholefile")
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,13 +5,15 @@ Used by ``bench_codec.py`` (issue 4) and ``run.py`` (issue 7). Nothing here impo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+#: the shared HEP data; BALER_EXT_SHARED_DATA overrides it, as in tests/conftest.py
+SHARED = Path(os.environ.get("BALER_EXT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 DATA = SHARED / "pythia_ttbar" / "ttbar_boosted_jets.parquet"
 CMS_GLOB = "cms_hep_tutorial/*.root"
 FRACS = ["charged_frac", "photon_frac", "neutral_hadron_frac", "lead_pt_frac", "girth", "ptd",

@@ -7,6 +7,7 @@ fixture, which skips with a clear reason when the folder is absent.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def run_cli(projects: Path, name: str, mode: str, *extra: str) -> int:
+    """``baler_ext --projects-dir PROJECTS -p NAME -m MODE -q EXTRA...`` in this process;
+    returns the exit code the command line would have."""
+    from baler_ext.cli import main
+
+    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
+                 *extra])
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., int]:
+    """The CLI as a function: ``cli(projects, name, mode, *extra) -> exit code``."""
+    return run_cli
 
 
 @pytest.fixture(scope="session")

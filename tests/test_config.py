@@ -84,3 +84,45 @@ def test_docs_config_reference_is_up_to_date():
     doc = (REPO / "docs" / "config.md").read_text()
     assert doc == render_config_reference(), (
         "docs/config.md is stale: run python -m baler_ext.config_reference > docs/config.md")
+
+
+def test_registry_choices_are_the_registries_names():
+    """CHOICES reads the registries (never a copy); a value outside one is refused with
+    the registry's names, and a newly registered name becomes valid at once."""
+    from baler_ext.codec.entropy import CODER_REGISTRY
+    from baler_ext.codec.modes import MODE_REGISTRY
+    from baler_ext.config import CHOICES, REGISTRY_CHOICES
+    from baler_ext.losses import RECONSTRUCTION_LOSSES, register_loss
+
+    assert CHOICES[("training", "loss")] == tuple(RECONSTRUCTION_LOSSES.names())
+    assert CHOICES[("compression", "mode")] == tuple(MODE_REGISTRY.names())
+    assert CHOICES[("compression", "entropy_coder")] == tuple(CODER_REGISTRY.names())
+    assert set(REGISTRY_CHOICES) <= set(CHOICES)
+    with pytest.raises(ConfigError, match="mse_sum"):
+        config_from_dict({"training": {"loss": "huber"}}, "test")
+    register_loss("huber_test_only")(RECONSTRUCTION_LOSSES.get("mse"))
+    try:
+        assert config_from_dict({"training": {"loss": "huber_test_only"}}, "test").training.loss \
+            == "huber_test_only"
+    finally:
+        RECONSTRUCTION_LOSSES._entries.pop("huber_test_only")
+
+
+def test_activation_choices_match_the_model_layers():
+    from baler_ext.config import CHOICES
+    from baler_ext.models.base import ACTIVATIONS
+
+    assert CHOICES[("model", "activation")] == tuple(ACTIVATIONS)
+
+
+def test_docs_list_every_registered_model_and_its_options():
+    import dataclasses
+
+    from baler_ext.models import MODEL_REGISTRY
+
+    doc = render_config_reference()
+    for name in MODEL_REGISTRY.names():
+        assert f"### `{name}`" in doc
+        opts = getattr(MODEL_REGISTRY.get(name), "Options", None)
+        for f in dataclasses.fields(opts) if opts is not None else ():
+            assert f"| `{f.name}` |" in doc

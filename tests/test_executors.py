@@ -16,7 +16,7 @@ pytest.importorskip("distributed")
 
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import load_config
-from baler_ext.executors import ExecutionError
+from baler_ext.errors import ExecutionError
 from baler_ext.project import Project
 from baler_ext.stages.compress import compress
 from baler_ext.stages.decompress import decompress

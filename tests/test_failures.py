@@ -32,11 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def cli(projects: Path, name: str, mode: str, *extra: str) -> int:
-    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
-                 *extra])
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A trained and compressed bounded-mode project (the fuzzer's)."""
@@ -69,7 +64,7 @@ def _enospc(*args, **kwargs):
 # --------------------------------------------------------------------------- full disk
 
 
-def test_disk_full_during_compress(projects, monkeypatch, caplog, capsys):
+def test_disk_full_during_compress(cli, projects, monkeypatch, caplog, capsys):
     from baler_ext.codec.container import ContainerWriter
 
     out = projects / "fuzz" / "output" / "compressed"
@@ -81,7 +76,7 @@ def test_disk_full_during_compress(projects, monkeypatch, caplog, capsys):
     assert not any(out.iterdir())  # neither the container nor its .part file
 
 
-def test_disk_full_during_decompress(projects, monkeypatch, caplog, capsys):
+def test_disk_full_during_decompress(cli, projects, monkeypatch, caplog, capsys):
     from baler_ext.io.source import OutputWriter
 
     monkeypatch.setattr(OutputWriter, "write", _enospc)
@@ -92,7 +87,7 @@ def test_disk_full_during_decompress(projects, monkeypatch, caplog, capsys):
     assert not list(out.iterdir())
 
 
-def test_read_only_output_folder(projects, monkeypatch, caplog, capsys):
+def test_read_only_output_folder(cli, projects, monkeypatch, caplog, capsys):
     out = projects / "fuzz" / "output" / "decompressed"
     out.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:  # root writes through chmod: inject what a read-only mount says
@@ -115,7 +110,7 @@ def test_read_only_output_folder(projects, monkeypatch, caplog, capsys):
     assert not list(out.iterdir())
 
 
-def test_truncated_root_input(tmp_path, caplog, capsys):
+def test_truncated_root_input(cli, tmp_path, caplog, capsys):
     uproot = pytest.importorskip("uproot")
     rng = np.random.default_rng(0)
     path = tmp_path / "events.root"
@@ -217,7 +212,7 @@ def test_missing_project_names_the_projects_dir(tmp_path, monkeypatch, caplog, c
     one_clean_line(caplog, capsys, "--projects-dir", str(tmp_path / "projects"), "new_project")
 
 
-def test_ctrl_c_in_training_suggests_resume(tmp_path, monkeypatch, caplog, capsys):
+def test_ctrl_c_in_training_suggests_resume(cli, tmp_path, monkeypatch, caplog, capsys):
     from baler_ext import cli as cli_mod
 
     def interrupted(args):
@@ -248,7 +243,7 @@ def test_normaliser_overflow_is_explained():
 # --------------------------------------------------------------------------- model files
 
 
-def test_pickle_payload_as_weights_is_a_clean_model_error(projects, caplog, capsys):
+def test_pickle_payload_as_weights_is_a_clean_model_error(cli, projects, caplog, capsys):
     import pickle
 
     class Payload:
@@ -262,7 +257,7 @@ def test_pickle_payload_as_weights_is_a_clean_model_error(projects, caplog, caps
     one_clean_line(caplog, capsys, "cannot be read", "retrain")
 
 
-def test_damaged_model_json_is_a_clean_model_error(projects, caplog, capsys):
+def test_damaged_model_json_is_a_clean_model_error(cli, projects, caplog, capsys):
     (projects / "fuzz" / "output" / "model" / "model.json").write_text("{not json")
     with caplog.at_level(logging.ERROR):
         assert cli(projects, "fuzz", "decompress") == ModelError.exit_code
@@ -280,7 +275,7 @@ def _container(projects: Path) -> Path:
     (10, b"\x09\x00", "upgrade baler_ext"),       # minor version from the future
     (12, b"\x01\x00\x00\x00", "preamble flags"),  # an unknown flag
 ])
-def test_preamble_minor_version_and_flags_are_checked(projects, caplog, offset, value,
+def test_preamble_minor_version_and_flags_are_checked(cli, projects, caplog, offset, value,
                                                       message):
     path = _container(projects)
     data = bytearray(path.read_bytes())
@@ -292,7 +287,7 @@ def test_preamble_minor_version_and_flags_are_checked(projects, caplog, offset, 
 
 
 @pytest.mark.parametrize("suffix", ["/bits", "/sign", "/head"])  # exc_idx: test_digest.py
-def test_removed_or_renamed_residual_sections_fail(projects, caplog, suffix):
+def test_removed_or_renamed_residual_sections_fail(cli, projects, caplog, suffix):
     from benchmarks.fuzz_containers import build, parse
 
     path = _container(projects)
@@ -312,7 +307,7 @@ def test_removed_or_renamed_residual_sections_fail(projects, caplog, suffix):
         assert "jets.baler" in caplog.text
 
 
-def test_crafted_section_content_fails_the_digest(projects, caplog):
+def test_crafted_section_content_fails_the_digest(cli, projects, caplog):
     """A value changed in a section with every checksum recomputed decodes to other
     numbers: the content digest refuses it."""
     from benchmarks.fuzz_containers import build, frame, parse
@@ -331,7 +326,7 @@ def test_crafted_section_content_fails_the_digest(projects, caplog):
     assert "differ from those recorded at compress time" in caplog.text
 
 
-def test_embedded_decoder_is_verified_by_info_and_decompress(projects, caplog):
+def test_embedded_decoder_is_verified_by_info_and_decompress(cli, projects, caplog):
     from benchmarks.fuzz_containers import build, frame, parse
 
     path = _container(projects)
@@ -371,7 +366,7 @@ def test_typo_in_set_blames_the_set_not_the_file(tmp_path):
         load_config(path, ["training.seed=3"])
 
 
-def test_files_before_digests_still_decode_but_new_ones_need_them(projects, caplog):
+def test_files_before_digests_still_decode_but_new_ones_need_them(cli, projects, caplog):
     """A format 1.1 file (no digests) decodes as before; a 1.2 file whose digest was
     stripped is refused."""
     from benchmarks.fuzz_containers import build, parse

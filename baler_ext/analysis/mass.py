@@ -153,6 +153,23 @@ def event_combination_mass(
     return masses, ev[starts[keep_event]]
 
 
+def _combine_events(data: pd.DataFrame, spec: AnalysisSpec
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`event_combination_mass` with the columns of ``spec``.
+
+    Objects are ranked by :attr:`AnalysisSpec.order_column`, or by
+    :math:`p_T = \\sqrt{p_x^2 + p_y^2}` of the p4 when it is None. Returns the masses, the
+    event id of each mass and the event id of every row.
+    """
+    event = _columns(data, [spec.event_column], "analysis.event_column")[0]
+    px, py, pz, energy = _cartesian(data, list(spec.p4_columns), spec.p4_kind)
+    order = (np.hypot(px, py) if spec.order_column is None
+             else _columns(data, [spec.order_column], "analysis.order_by")[0])
+    masses, events = event_combination_mass(event, order, px, py, pz, energy, spec.n_objects)
+    log.info("combined the %d leading objects of %d events", spec.n_objects, masses.size)
+    return masses, events, event
+
+
 def compute_mass(data: pd.DataFrame, spec: AnalysisSpec) -> np.ndarray:
     """The fitted variable of ``data`` per ``spec`` (no selection applied).
 
@@ -180,13 +197,7 @@ def compute_mass(data: pd.DataFrame, spec: AnalysisSpec) -> np.ndarray:
         kind = spec.variable.removeprefix("p4_")
         return invariant_mass(*_cartesian(data, list(spec.p4_columns), kind), what="mass")
     if spec.variable == "event_combination":
-        event = _columns(data, [spec.event_column], "analysis.event_column")[0]
-        p4 = _cartesian(data, list(spec.p4_columns), spec.p4_kind)
-        order = (np.hypot(p4[0], p4[1]) if spec.order_column is None  # pt from px, py
-                 else _columns(data, [spec.order_column], "analysis.order_by")[0])
-        masses, _ = event_combination_mass(event, order, *p4, spec.n_objects)
-        log.info("combined the %d leading objects of %d events", spec.n_objects, masses.size)
-        return masses
+        return _combine_events(data, spec)[0]
     raise ConfigError(
         f"analysis.variable = '{spec.variable}' is unknown; use one of: column, "
         "p4_ptetaphim, p4_pxpypze, event_combination"
@@ -236,13 +247,9 @@ def analysis_values_and_keys(
         log.info("selection keeps %d of %d rows", int(mask.sum()), len(mask))
         data, keys = data.loc[mask], keys[mask]
     if spec.variable == "event_combination":
-        event = _columns(data, [spec.event_column], "analysis.event_column")[0]
-        order = _columns(data, [spec.order_by], "analysis.order_by")[0]
-        p4 = _cartesian(data, list(spec.p4_columns), spec.p4_kind)
+        values, events, event = _combine_events(data, spec)
         # the event's key: that of its first row (all rows of an event share it)
         _, first = np.unique(event, return_index=True)
-        values, events = event_combination_mass(event, order, *p4, spec.n_objects)
-        log.info("combined the %d leading objects of %d events", spec.n_objects, values.size)
         keys = keys[first[np.searchsorted(np.unique(event), events)]]
     else:
         values = compute_mass(data, spec)

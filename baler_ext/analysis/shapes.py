@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypeVar, cast
 
 import numpy as np
 from scipy import special
@@ -209,12 +209,13 @@ B = TypeVar("B", bound=type[BackgroundShape])
 
 def register_peak(name: str) -> Callable[[P], P]:
     """Class decorator adding a :class:`PeakShape` subclass to :data:`PEAKS` under ``name``."""
-    return PEAKS.register(name)
+    # the registry's decorator returns the class it is given, so the subclass type is kept
+    return cast(Callable[[P], P], PEAKS.register(name))
 
 
 def register_background(name: str) -> Callable[[B], B]:
     """Class decorator adding a :class:`BackgroundShape` subclass to :data:`BACKGROUNDS`."""
-    return BACKGROUNDS.register(name)
+    return cast(Callable[[B], B], BACKGROUNDS.register(name))
 
 
 def peak_names() -> list[str]:

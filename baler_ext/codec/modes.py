@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from baler_ext.codec import dither, relations
+from baler_ext.codec.entropy import CODER_REGISTRY
 from baler_ext.codec.predictors import ChunkState
 from baler_ext.codec.predictors.autoencoder import (
     AutoencoderPredictor,
@@ -318,6 +319,12 @@ class BoundedMode(CompressionMode):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ContainerError(f"the bounded-mode settings in the header are incomplete "
                                  f"({exc!r}); the file is damaged") from None
+        if self.coder_name not in CODER_REGISTRY:
+            # a name read from a file is a property of the file, not of the config
+            raise ContainerError(
+                f"the file was coded with entropy coder {self.coder_name!r}, which this "
+                f"version does not have (known: {', '.join(CODER_REGISTRY.names())}); the "
+                "file is damaged or from a newer version")
         for rel in self.relations:
             if any(c not in self.columns or c in self.skip for c in (rel.target, *rel.inputs)):
                 raise ContainerError(f"relation {rel.to_dict()} names unknown columns; the "

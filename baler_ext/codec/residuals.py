@@ -59,8 +59,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baler_ext.config import suggest
 from baler_ext.errors import ConfigError, ContainerError
+from baler_ext.registry import suggest
 
 EPS_PRED = 1e-10
 FLOOR_FRACTION = 1e-3

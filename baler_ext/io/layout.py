@@ -13,13 +13,13 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from baler_ext.config import DataConfig, suggest
+from baler_ext.config import DataConfig
 from baler_ext.console import log_once
 from baler_ext.errors import InputDataError
+from baler_ext.registry import suggest
 
 log = logging.getLogger(__name__)
 
-FLOAT_KINDS = frozenset("f")
 #: Pseudo counter name that groups Parquet list columns (they have no counter column).
 LIST_COLLECTION = "<list>"
 
@@ -64,7 +64,6 @@ class SourceLayout:
     compressed: list[str]
     collection: str | None = None
     dropped: list[str] = field(default_factory=list)
-    constant_in_source: dict[str, float] = field(default_factory=dict)
     #: the input's compression as its format reports it (see FormatReader.compression);
     #: decompressed files of the same format are written with it
     compression: dict[str, Any] | None = None
@@ -89,6 +88,8 @@ class SourceLayout:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SourceLayout:
         d = dict(d)
+        # written by older versions, never read: files that carry it still load
+        d.pop("constant_in_source", None)
         d["branches"] = [BranchInfo(**b) for b in d["branches"]]
         return cls(**d)
 

@@ -76,7 +76,7 @@ def open_tree(path: Path, tree: str | None) -> tuple[Any, str]:
                 f"{path}: holds several TTrees ({', '.join(trees)}); choose one with data.tree"
             )
     if tree not in classes:
-        from baler_ext.config import suggest
+        from baler_ext.registry import suggest
 
         raise InputDataError(
             f"{path}: no object '{tree}'{suggest(tree, trees)}; TTrees in this file: "

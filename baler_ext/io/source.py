@@ -246,7 +246,7 @@ def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str],
         columns = [c for c in columns if c != entry_column]
     missing = [c for c in columns if c not in known]
     if missing:
-        from baler_ext.config import suggest
+        from baler_ext.registry import suggest
 
         raise InputDataError(f"{path}: no column '{missing[0]}'{suggest(missing[0], known)}")
     if not columns:

@@ -38,17 +38,9 @@ class Autoencoder(nn.Module):
     expose its parameters through :meth:`auxiliary_parameters` and its loss
     through :meth:`auxiliary_loss`; the training loop gives them their own Adam
     optimiser and takes :attr:`auxiliary_steps` steps of it per main step.
-
-    Attributes
-    ----------
-    discrete_latent
-        ``True`` when the latent is a choice among codebook vectors (VQ-VAE):
-        the codec may then store ``encode_indices(x)`` (integers) instead of
-        the float latent and rebuild it with ``decode_indices``.
     """
 
     registry_name: str = ""
-    discrete_latent: bool = False
     #: names of :meth:`regularisers` terms that a β schedule multiplies (the VAE's KL)
     annealed_terms: frozenset[str] = frozenset()
 

@@ -34,8 +34,9 @@ def parse_options(cls: type, options: dict[str, Any]) -> Any:
     from baler_ext.config import build_section
 
     opts_cls = getattr(cls, "Options", None)
-    if opts_cls is None or not dataclasses.is_dataclass(opts_cls):
+    if not (isinstance(opts_cls, type) and dataclasses.is_dataclass(opts_cls)):
         if options:
-            raise ConfigError(f"model '{cls.registry_name}' takes no options, got {options}")
+            name = getattr(cls, "registry_name", cls.__name__)
+            raise ConfigError(f"model '{name}' takes no options, got {options}")
         return None
     return build_section(opts_cls, options, "config", "model.options")

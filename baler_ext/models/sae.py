@@ -147,7 +147,7 @@ class StackedAEBatchNorm(_RegularisedSAE):
     """
 
     batch_norm = True
-    Options = None  # type: ignore[assignment]  (no options)
+    Options = None  # type: ignore[assignment]  # this variant takes no options
 
     def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
                  activation: str = "leaky_relu") -> None:

@@ -175,6 +175,9 @@ class ConditionalVAE(VariationalAE):
 
     Options = CVAEOptions
     needs_columns = True
+    options: CVAEOptions
+    cond_index: torch.Tensor
+    rest_index: torch.Tensor
 
     def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
                  activation: str = "leaky_relu", options: CVAEOptions | None = None,

@@ -41,10 +41,8 @@ class VQVAE(Autoencoder):
 
     API: :meth:`encode` returns the quantised latent :math:`z_q` (so the generic
     ``decode(encode(x))`` works and eval ``forward`` equals it);
-    :meth:`encode_indices` returns the integer codes ``(batch, n_slots)``, int64,
-    and :meth:`decode_indices` decodes them. :attr:`discrete_latent` is ``True``,
-    so the codec can store the indices (``ceil(log2(codebook_size))`` bits each)
-    and entropy-code them instead of floats.
+    :meth:`encode_indices` returns the integer codes ``(batch, n_slots)``, int64. The
+    codec stores the quantised latent like any other (it has no index path).
 
     Parameters
     ----------
@@ -54,7 +52,9 @@ class VQVAE(Autoencoder):
         This model's :class:`Options` (``[model] options = {...}``); defaults when None.
     """
 
-    discrete_latent = True
+    codebook: torch.Tensor
+    ema_count: torch.Tensor
+    ema_sum: torch.Tensor
 
     @dataclass
     class Options:
@@ -107,10 +107,6 @@ class VQVAE(Autoencoder):
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
         """Integer codes ``(batch, n_slots)`` (int64) of the rows ``x``."""
         return self._nearest(self.encoder(x))
-
-    def decode_indices(self, idx: torch.Tensor) -> torch.Tensor:
-        """Rows decoded from integer codes ``(batch, n_slots)``."""
-        return self.decode(self.codebook[idx.long()].reshape(idx.shape[0], self.latent_dim))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         idx = self.encode_indices(x)

@@ -185,11 +185,13 @@ def analyse(project: Project, cfg: Config, progress: bool = True) -> AnalyseResu
 
     statistics: list[PairedStatistic] = [
         FitShifts(before, after, sample(v_before, k_before), sample(v_after, k_after))]
+    tagger_stat: TaggerShifts | None = None
     if spec.tagger_score:
         s_b, t_b, tk_b = tagger_arrays(samples.original, spec, samples.keys)
         s_a, t_a, tk_a = tagger_arrays(samples.decompressed, spec, key_after)
-        statistics.append(TaggerShifts(sample(s_b, tk_b), sample(s_a, tk_a), t_b, t_a,
-                                       spec.tagger_background_rejection))
+        tagger_stat = TaggerShifts(sample(s_b, tk_b), sample(s_a, tk_a), t_b, t_a,
+                                   spec.tagger_background_rejection)
+        statistics.append(tagger_stat)
     replicas = spec.bootstrap_replicas if samples.paired else 0
     paired = paired_bootstrap(statistics, universe.size, replicas, spec.bootstrap_seed,
                               progress=progress)
@@ -204,12 +206,12 @@ def analyse(project: Project, cfg: Config, progress: bool = True) -> AnalyseResu
     extra: dict[str, object] = {"inputs": [str(p[0]) for p in pairs],
                                 "decompressed": [str(p[1]) for p in pairs]}
     tagger = None
-    if spec.tagger_score:
+    if tagger_stat is not None:
         tagger = tagger_verdict(paired["auc"].to_dict(), paired["signal_efficiency"].to_dict(),
                                 spec)
         report(tagger)
-        extra["tagger"] = {"verdict": tagger, "signal_rows": statistics[1].n_signal,
-                           "background_rows": statistics[1].n_background}
+        extra["tagger"] = {"verdict": tagger, "signal_rows": tagger_stat.n_signal,
+                           "background_rows": tagger_stat.n_background}
     paths = write_report(out_dir, before, after, comparison, spec, extra=extra, notes=tagger)
     report(f"verdict: {comparison.verdict()}")
     return AnalyseResult(before, after, comparison, paths)

@@ -94,7 +94,7 @@ def anomaly(project: Project, cfg: Config) -> dict[str, Any]:
     dict
         What ``anomaly.json`` holds (AUC only with ``anomaly.truth``).
     """
-    from baler_ext.stages.compress import load_project_model
+    from baler_ext.model_store import load_project_model
 
     spec = cfg.anomaly
     if spec is None or not spec.test:

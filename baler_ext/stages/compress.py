@@ -18,7 +18,6 @@ from tqdm import tqdm
 from baler_ext import __version__
 from baler_ext.codec import events, modes
 from baler_ext.codec.container import (
-    DECODER_PREFIX,
     DIGEST_KEY,
     ContainerReader,
     ContainerWriter,
@@ -32,10 +31,17 @@ from baler_ext.exact import (
     sentinel_arrays,
     sentinel_damage,
 )
+from baler_ext.executors import run_tasks, worker_model, worker_threads
 from baler_ext.io.source import Source, open_sources
-from baler_ext.model_store import TrainedModel, load_model
+from baler_ext.model_store import (
+    TrainedModel,
+    embed_decoder,
+    load_project_model,
+    weights_bytes,
+)
 from baler_ext.precision import Resolved, explicit_bounds, is_lossless, resolve_precision
-from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
+from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
+from baler_ext.stages.info import compute_ratios, group_sizes
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +63,6 @@ class CompressedFile:
     @property
     def total_bytes(self) -> int:
         return sum(self.sizes.values())
-
-
-def load_project_model(project: Project) -> TrainedModel:
-    """The project's trained model, or the command to run first."""
-    model_dir = project.dir("model")
-    require_stage_output(model_dir / "model.json", "train", project.name, "trained model")
-    return load_model(model_dir)
 
 
 def ipc_bytes(table: pa.Table) -> bytes:
@@ -186,8 +185,6 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     check.report(source.path.name)
     result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
                             sizes, time.perf_counter() - t0, check_seconds)
-    from baler_ext.stages.info import compute_ratios, group_sizes
-
     ratios = compute_ratios(group_sizes(sizes), result.raw_float64_bytes,
                             header["decoder_bytes"])
     log.info("%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
@@ -304,12 +301,6 @@ class LatentCheck:
             log.warning("%s: latent mode changed %d sentinel values of '%s'", name, k, c)
 
 
-def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
-    """The decoder's tensors: every state-dict entry not under ``encoder``."""
-    return {k: v.detach().cpu().numpy() for k, v in trained.model.state_dict().items()
-            if not k.startswith("encoder")}
-
-
 def decoder_cost(trained: TrainedModel, mode: modes.CompressionMode) -> int:
     """What decoding this file needs besides it, zstd-compressed: the autoencoder's decoder
     weights when a chunk uses the latent, the learned probability model when it coded the
@@ -322,44 +313,42 @@ def decoder_cost(trained: TrainedModel, mode: modes.CompressionMode) -> int:
     return cost
 
 
-def weights_bytes(trained: TrainedModel) -> int:
-    """zstd-compressed size of what a decoder needs besides the file: the decoder weights
-    and the learned probability model (recorded in model.json at train time)."""
-    if "decoder_bytes" in trained.meta:
-        return int(trained.meta["decoder_bytes"])
-    import zstandard
-
-    cctx = zstandard.ZstdCompressor(level=19)
-    return sum(len(cctx.compress(np.ascontiguousarray(a).tobytes()))
-               for a in decoder_state(trained).values())
+# --- the per-file task of compress, and the check behind --resume -------------------------
+# Module-level functions with plain arguments (paths, the config dataclass, the model's
+# folder and hash), so that dask pickles them by reference and every worker loads the model
+# once from the (shared) project folder. The local executor runs the very same functions.
 
 
-def embed_decoder(writer: ContainerWriter, trained: TrainedModel) -> int:
-    """Store the decoder weights as ``decoder/<key>`` sections (chunk -1); return bytes."""
-    return sum(writer.add_array(f"{DECODER_PREFIX}{k}", -1, a).length
-               for k, a in decoder_state(trained).items())
+def compress_task(src_path: Path, cfg: Config, model_dir: Path, model_hash: str,
+                  out_path: Path) -> CompressedFile:
+    """Compress one input file into ``out_path`` (atomically) with the project's model."""
+    worker_threads(cfg)
+    trained = worker_model(model_dir, model_hash)
+    return compress_source(Source(src_path, cfg.data), trained, cfg, out_path)
 
 
-def check_embedded_decoder(reader: ContainerReader, trained: TrainedModel) -> None:
-    """Verify the embedded ``decoder/<tensor>`` sections and that they are ``trained``'s.
-
-    Raises
-    ------
-    ContainerError
-        When a section fails its checks or differs from the model that decodes the file.
-    """
-    state = decoder_state(trained)
-    names = {s.name[len(DECODER_PREFIX):] for s in reader.sections
-             if s.name.startswith(DECODER_PREFIX)}
-    if names != set(state):
-        raise ContainerError(f"{reader.path}: the embedded decoder has other tensors than "
-                             "the model's; the file is damaged")
-    for key, want in state.items():
-        got = reader.read_array(f"{DECODER_PREFIX}{key}", -1)
-        if got.shape != want.shape or got.dtype != want.dtype.newbyteorder("<") \
-                or not np.array_equal(got, want):
-            raise ContainerError(f"{reader.path}: the embedded decoder tensor '{key}' differs "
-                                 "from the model's; the file is damaged")
+def completed_container(path: Path, model_hash: str, cfg: Config) -> CompressedFile | None:
+    """For ``--resume``: the summary of an existing, verified container made by this model
+    with this compression mode, or None when ``path`` must be (re)compressed."""
+    if not path.is_file():
+        return None
+    try:
+        with ContainerReader(path) as reader:
+            h = reader.header
+            if h.get("model", {}).get("hash") != model_hash:
+                log.info("resume: %s was made by another model; compressing again", path.name)
+                return None
+            if h.get("compression") != asdict(cfg.compression):
+                log.info("resume: %s has other compression settings; compressing again",
+                         path.name)
+                return None
+            reader.verify()
+            sizes = reader.section_sizes()
+    except ContainerError as exc:
+        log.warning("resume: %s; compressing it again", exc)
+        return None
+    return CompressedFile(Path(h["layout"].get("file_name", path.stem)), path, h["rows"],
+                          h["entries"], h["rows"] * len(h["columns"]) * 8, sizes, 0.0)
 
 
 def compress(project: Project, cfg: Config, resume: bool = False) -> list[CompressedFile]:
@@ -369,8 +358,6 @@ def compress(project: Project, cfg: Config, resume: bool = False) -> list[Compre
     containers are byte-identical either way). With ``resume``, an input whose container
     exists, verifies and was made by this model and mode is skipped.
     """
-    from baler_ext.executors import completed_container, compress_task, run_tasks
-
     trained = load_project_model(project)
     out_dir = project.dir("compressed")
     results: dict[int, CompressedFile] = {}

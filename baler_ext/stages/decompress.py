@@ -16,12 +16,12 @@ from baler_ext.codec.digest import check_digest, output_context, platform_finger
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
 from baler_ext.exact import apply_overrides, sentinel_arrays
+from baler_ext.executors import run_tasks, worker_model, worker_threads
 from baler_ext.io.formats import get_format
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import OutputWriter, resolve_inputs
-from baler_ext.model_store import MODEL_JSON, TrainedModel, model_dir_for
+from baler_ext.model_store import MODEL_JSON, TrainedModel, check_embedded_decoder, model_dir_for
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
-from baler_ext.stages.compress import check_embedded_decoder
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,14 @@ def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
     return values, passthrough, counts, exact
 
 
+def decompress_task(container: Path, cfg: Config, model_dir: Path, model_hash: str,
+                    out_path: Path) -> Path:
+    """Restore one container into ``out_path`` (atomically) with the project's model."""
+    worker_threads(cfg)
+    trained = worker_model(model_dir, model_hash)
+    return decompress_file(container, trained, cfg, out_path)
+
+
 def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path]:
     """Decompress every container of the project on ``cfg.execution.executor``.
 
@@ -157,8 +165,6 @@ def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path
             f"no compressed files in {project.dir('compressed')}; run "
             f"'baler_ext --project {project.name} --mode compress' first"
         )
-    from baler_ext.executors import decompress_task, run_tasks
-
     require_stage_output(project.dir("model") / MODEL_JSON, "train", project.name,
                          "trained model")
     outs: list[Path] = []

@@ -55,7 +55,8 @@ import pandas as pd
 from baler_ext import console
 from baler_ext.analysis.selection import cut_columns
 from baler_ext.codec.container import ContainerReader, decode_errors
-from baler_ext.config import Config, suggest
+from baler_ext.config import Config
+from baler_ext.devices import resolve_device
 from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectError
 from baler_ext.evaluation import (
     check_bounds,
@@ -70,6 +71,7 @@ from baler_ext.evaluation.plots import MAX_DISCRETE_COLORS
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import detect_format, read_columns, resolve_inputs
 from baler_ext.project import CONTAINER_SUFFIX, Project
+from baler_ext.registry import suggest
 
 log = logging.getLogger(__name__)
 
@@ -226,15 +228,15 @@ def header_max_errors(header: Mapping[str, Any]) -> dict[str, float]:
             out = {c: float(v) for c, v in entries.items() if isinstance(v, int | float)}
             if out:
                 return out
-    out: dict[str, float] = {}
+    found: dict[str, float] = {}
     for node in (settings.get("stats"), settings.get("columns")):
         for c, d in _per_column_entries(node, columns).items():
             if isinstance(d, Mapping):
                 for key in keys:
                     if isinstance(d.get(key), int | float):
-                        out.setdefault(c, float(d[key]))
+                        found.setdefault(c, float(d[key]))
                         break
-    return out
+    return found
 
 
 def _read_tree(pair: FilePair, cfg: Config, decompressed: bool) -> tuple[Path, str, str | None]:
@@ -337,8 +339,7 @@ def compute_latent(project: Project, cfg: Config, pairs: Sequence[FilePair],
     a container was written by another model than the current one.
     """
     from baler_ext.codec.modes import run_batched
-    from baler_ext.stages.compress import load_project_model
-    from baler_ext.training import resolve_device
+    from baler_ext.model_store import load_project_model
 
     trained = load_project_model(project)
     stale = [p.container.name for p in pairs if p.header["model"]["hash"] != trained.hash]
@@ -584,7 +585,7 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
                         else None)
     if cfg.evaluation.latent_probing and latent is not None:  # traversal, samples, t-SNE
         from baler_ext.evaluation.probing import write_probing_plots
-        from baler_ext.stages.compress import load_project_model
+        from baler_ext.model_store import load_project_model
 
         write_probing_plots(load_project_model(project),
                             original[columns].to_numpy(np.float64)[idx],

@@ -10,7 +10,7 @@ Both are traced (``torch.jit.trace``) wrappers around the model: the encoder sel
 columns the network sees, applies ``(x - shift) / scale`` and runs ``model.encode``; the
 decoder runs ``model.decode``, applies ``x * scale + shift`` and puts back the columns that
 were constant in training. They reproduce the float latent the codec computes before
-quantisation and the decoder's reconstruction (``tests/test_export.py``); the exact
+quantisation and the decoder's reconstruction (``tests/stages/test_export.py``); the exact
 residual coding of ``compression.mode = "bounded"`` is not part of them. Load them with
 ``torch.jit.load`` anywhere, without baler_ext, e.g. in a coffea processor through
 ``coffea.ml_tools.torch_wrapper`` (``docs/distributed.md``).
@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 from baler_ext.config import Config
-from baler_ext.errors import BalerError
-from baler_ext.model_store import TrainedModel
+from baler_ext.errors import ExportError
+from baler_ext.model_store import TrainedModel, load_project_model
+from baler_ext.models.base import Autoencoder
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
-from baler_ext.stages.compress import load_project_model
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,15 @@ DECODER_FILE = "decoder.pt"
 EXPORT_JSON = "export.json"
 
 
-class ExportError(BalerError):
-    """The model cannot be exported to TorchScript."""
-
-    exit_code = 9
-
-
 class NormalisedEncoder(nn.Module):
     """Raw float64 columns -> float64 latent: column selection, normalisation, encoder."""
 
-    def __init__(self, model: nn.Module, normaliser: Normaliser) -> None:
+    model: Autoencoder
+    index: torch.Tensor
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, model: Autoencoder, normaliser: Normaliser) -> None:
         super().__init__()
         self.model = model
         self.dtype = next(model.parameters()).dtype
@@ -67,7 +66,13 @@ class NormalisedEncoder(nn.Module):
 class NormalisedDecoder(nn.Module):
     """float64 latent -> raw float64 columns: decoder, inverse normalisation, constants."""
 
-    def __init__(self, model: nn.Module, normaliser: Normaliser) -> None:
+    model: Autoencoder
+    index: torch.Tensor
+    shift: torch.Tensor
+    scale: torch.Tensor
+    constants: torch.Tensor
+
+    def __init__(self, model: Autoencoder, normaliser: Normaliser) -> None:
         super().__init__()
         self.model = model
         self.dtype = next(model.parameters()).dtype

@@ -65,7 +65,7 @@ def decoder_bytes(project: Project) -> int | None:
     """
     if not (project.dir("model") / "model.json").is_file():
         return None
-    from baler_ext.stages.compress import load_project_model, weights_bytes
+    from baler_ext.model_store import load_project_model, weights_bytes
 
     return weights_bytes(load_project_model(project))
 

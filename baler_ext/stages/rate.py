@@ -20,11 +20,14 @@ import numpy as np
 from baler_ext.codec import events
 from baler_ext.codec.modes import BoundedMode
 from baler_ext.codec.probability import learned as lrn
+from baler_ext.codec.relations import Relation
 from baler_ext.codec.residuals import resolve_bounds
 from baler_ext.config import Config, RateConfig
+from baler_ext.devices import resolve_device
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import TrainedModel
 from baler_ext.project import atomic_path
+from baler_ext.stages.compress import column_plan
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +97,6 @@ def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
     """Train the learned probability model for ``cfg``'s bounds on the project's inputs
     (events and integer columns read as compress will see them); write
     ``rate_history.csv``. None when there is nothing to learn."""
-    from baler_ext.stages.compress import column_plan
-    from baler_ext.training import resolve_device
-
     first, integers = training_context(cfg, len(values))
     sources = open_sources(cfg)
     column_dtypes = {c: sources[0].layout.branch(c).dtype for c in trained.normaliser.columns}
@@ -142,10 +142,11 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
     mode._setup_relations(rows)
     columns = [c for c in mode.independent()
                if mode.coders[mode.columns.index(c)].kind != "raw"]
-    derived = [r.target for r in mode.relations or []
+    found: list[Relation] = list(mode.relations or [])
+    derived = [r.target for r in found
                if mode.coders[mode.columns.index(r.target)].kind != "raw"
                and all(c in columns for c in r.inputs)]
-    mode.relations = [r for r in mode.relations or [] if r.target in derived]
+    mode.relations = [r for r in found if r.target in derived]
     if not columns:
         log.info("no independent column to model: no learned probability model")
         return None

@@ -37,7 +37,7 @@ from typing import Any
 from baler_ext.config import Config, config_from_dict, to_dict, toml_value
 from baler_ext.errors import BalerError, ConfigError
 from baler_ext.evaluation.scores import mean_rms_sigma
-from baler_ext.project import Project, atomic_path
+from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
 from baler_ext.stages.train import TrainOutcome, train
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,6 @@ def evaluate_run(project: Project, cfg: Config, metric: Metric) -> dict[str, Any
 
 def payload_ratio(project: Project) -> float:
     """Payload compression ratio vs float64 over the project's compressed files."""
-    from baler_ext.project import CONTAINER_SUFFIX
     from baler_ext.stages.info import compute_ratios, describe
 
     sizes: dict[str, int] = {}

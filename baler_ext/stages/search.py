@@ -76,6 +76,7 @@ class Dimension:
             labels = [toml_value(c) for c in self.choices]
             return self.choices[labels.index(trial.suggest_categorical(self.key, labels))]
         if self.is_int:
+            assert self.low is not None and self.high is not None  # checked when parsed
             return trial.suggest_int(self.key, int(self.low), int(self.high),
                                      step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)

@@ -16,21 +16,22 @@ import numpy as np
 import torch
 
 from baler_ext.config import Config, to_dict
+from baler_ext.devices import resolve_device
 from baler_ext.errors import InputDataError
 from baler_ext.evaluation.scores import column_scores
 from baler_ext.exact import detect_exact
 from baler_ext.io.source import open_sources
-from baler_ext.model_store import save_model
+from baler_ext.model_store import TrainedModel, save_model
 from baler_ext.models.base import Autoencoder, build_model
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
+from baler_ext.stages.rate import train_rate_model
 from baler_ext.training import (
     CHECKPOINT,
     TrainResult,
     fit,
     init_distributed,
     init_weights,
-    resolve_device,
     seed_everything,
     split_indices,
 )
@@ -186,9 +187,6 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
     model = model.cpu()
     exact_values = detect_exact(values[train_idx], columns)
     if cfg.compression.mode == "bounded" and cfg.rate.enabled:
-        from baler_ext.model_store import TrainedModel
-        from baler_ext.stages.rate import train_rate_model
-
         learned = train_rate_model(cfg, values, train_idx, val_idx,
                                    TrainedModel(model, normaliser, {
                                        "hash": "", "exact_values": exact_values,
@@ -199,7 +197,6 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
         "train_time_s": result.train_time_s, "config": to_dict(cfg),
         "lossless_columns": model.lossless_columns,
         "lossless_latent_dims": model.lossless_latent_dims,
-        "discrete_latent": model.discrete_latent,
         # what a decoder needs besides a file: the autoencoder's decoder (latent mode and
         # the classical path with a latent) and the learned probability model (learned path)
         "decoder_bytes": zstd_bytes([v.detach().cpu().numpy() for k, v in

@@ -144,3 +144,18 @@ def test_event_combination_default_order_works_on_prefixed_columns(jets: pd.Data
     by_eta = AnalysisSpec(variable="event_combination", n_objects=3, order_by="Jet_eta",
                           p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"])
     assert not np.allclose(compute_mass(renamed, by_eta), compute_mass(df, plain))
+
+
+def test_keyed_event_combination_uses_the_default_order_too(jets: pd.DataFrame) -> None:
+    """The paired bootstrap's values (with keys) are those of compute_mass, also when
+    order_by is unset (it used to look up a column named None)."""
+    from baler_ext.analysis.mass import analysis_values_and_keys
+
+    df = jets.sample(frac=1.0, random_state=3).iloc[:150]
+    renamed = df.rename(columns={c: f"Jet_{c}" for c in df.columns if c != "event"})
+    spec = AnalysisSpec(variable="event_combination", n_objects=3,
+                        p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"])
+    values, keys = analysis_values_and_keys(renamed, spec, np.arange(len(renamed)))
+    expected = compute_mass(renamed, spec)
+    np.testing.assert_array_equal(values, expected[np.isfinite(expected)])
+    assert len(keys) == len(values) and len(np.unique(keys)) == len(keys)

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from baler_ext.cli import main
 from baler_ext.codec.modes import BoundedMode, dequantise_latent, quantise_latent
 from baler_ext.config import CompressionConfig, ModelConfig
 from baler_ext.errors import ConfigError
@@ -97,19 +96,14 @@ def test_latent_quantiser_round_trip():
     assert np.abs(dequantise_latent(codes, lo, step) - z).max() <= step.max() / 2 + 1e-12
 
 
-def run_cli(projects, name, mode, *extra):
-    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
-                 *extra])
-
-
-def test_cli_bounded_round_trip_on_flat_parquet(make_project, flat_parquet):
+def test_cli_bounded_round_trip_on_flat_parquet(cli, make_project, flat_parquet):
     projects, name = make_project(flat_parquet, model={"hidden": [16], "latent_dim": 3},
                                   compression={"mode": "bounded", "bounds": {
                                       "default": {"rel": 1e-3}, "eta": {"abs": 1e-4},
                                       "px": {"abs": 0.5}}})
-    assert run_cli(projects, name, "train", "--set", "training.epochs=1") == 0
-    assert run_cli(projects, name, "compress") == 0
-    assert run_cli(projects, name, "decompress") == 0
+    assert cli(projects, name, "train", "--set", "training.epochs=1") == 0
+    assert cli(projects, name, "compress") == 0
+    assert cli(projects, name, "decompress") == 0
     original = pq.read_table(flat_parquet)
     restored = pq.read_table(projects / name / "output" / "decompressed" / "jets.parquet")
     assert restored.schema == original.schema
@@ -121,18 +115,18 @@ def test_cli_bounded_round_trip_on_flat_parquet(make_project, flat_parquet):
         assert np.all(np.abs(x - y) <= (lim if lim is not None else 1e-3 * np.abs(x))), col
 
 
-def test_unknown_bound_column_fails_before_writing(make_project, flat_parquet, caplog):
+def test_unknown_bound_column_fails_before_writing(cli, make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
                                   compression={"mode": "bounded", "bounds": {
                                       "default": {"rel": 1e-3}, "ETA2": {"abs": 1e-4}}})
     # the learned probability model is trained for the bounds: train already refuses them
-    assert run_cli(projects, name, "train", "--set", "training.epochs=1") == \
+    assert cli(projects, name, "train", "--set", "training.epochs=1") == \
         ConfigError.exit_code
     assert "did you mean 'eta'" in caplog.text
     assert not (projects / name / "output" / "model" / "model.json").exists()
     caplog.clear()
-    assert run_cli(projects, name, "train", "--set", "training.epochs=1",
+    assert cli(projects, name, "train", "--set", "training.epochs=1",
                    "--set", "rate.enabled=false") == 0
-    assert run_cli(projects, name, "compress") == ConfigError.exit_code
+    assert cli(projects, name, "compress") == ConfigError.exit_code
     assert "did you mean 'eta'" in caplog.text
     assert not list((projects / name / "output" / "compressed").glob("*"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from baler_ext.cli import main
 from baler_ext.config import toml_value
 from baler_ext.errors import ContainerError
 
@@ -24,12 +24,7 @@ def write_config(project_dir: Path, sections: dict) -> None:
     (project_dir / "config.toml").write_text("\n".join(lines))
 
 
-def cli(projects: Path, name: str, mode: str, *extra: str) -> int:
-    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
-                 *extra])
-
-
-def make(root: Path, name: str, seed: int) -> Path:
+def make(cli: Callable[..., int], root: Path, name: str, seed: int) -> Path:
     rng = np.random.default_rng(3)
     n = 1500
     data = root / "jets.parquet"
@@ -49,10 +44,10 @@ def make(root: Path, name: str, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
+def built(cli, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corrupt")
-    make(root, "a", seed=1)
-    make(root, "b", seed=2)
+    make(cli, root, "a", seed=1)
+    make(cli, root, "b", seed=2)
     return root / "projects"
 
 
@@ -63,53 +58,53 @@ def project(built: Path, tmp_path: Path) -> tuple[Path, Path]:
     return projects, projects / "a" / "output" / "compressed" / "jets.baler"
 
 
-def decompress_fails(projects: Path, caplog, message: str) -> None:
+def decompress_fails(cli: Callable[..., int], projects: Path, caplog, message: str) -> None:
     assert cli(projects, "a", "decompress") == ContainerError.exit_code
     assert message in caplog.text
     out = projects / "a" / "output" / "decompressed"
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_intact_file_decompresses(project):
+def test_intact_file_decompresses(cli, project):
     projects, _ = project
     assert cli(projects, "a", "decompress") == 0
 
 
 @pytest.mark.parametrize("where", [0.05, 0.3, 0.6, 0.9, -30, -10])
-def test_flipped_byte(project, caplog, where):
+def test_flipped_byte(cli, project, caplog, where):
     projects, path = project
     data = bytearray(path.read_bytes())
     pos = int(len(data) * where) if where > 0 else len(data) + where
     data[pos] ^= 0x10
     path.write_bytes(bytes(data))
-    decompress_fails(projects, caplog, "jets.baler")
+    decompress_fails(cli, projects, caplog, "jets.baler")
     assert "damaged" in caplog.text or "truncated" in caplog.text
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.99, 10])
-def test_truncated_file(project, caplog, keep):
+def test_truncated_file(cli, project, caplog, keep):
     projects, path = project
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
-    decompress_fails(projects, caplog, "truncated")
+    decompress_fails(cli, projects, caplog, "truncated")
 
 
-def test_wrong_magic(project, caplog):
+def test_wrong_magic(cli, project, caplog):
     projects, path = project
     data = path.read_bytes()
     path.write_bytes(b"NOTBALER" + data[8:])
-    decompress_fails(projects, caplog, "not a baler_ext compressed file")
+    decompress_fails(cli, projects, caplog, "not a baler_ext compressed file")
 
 
-def test_format_from_the_future(project, caplog):
+def test_format_from_the_future(cli, project, caplog):
     projects, path = project
     data = bytearray(path.read_bytes())
     data[8:10] = struct.pack("<H", 99)
     path.write_bytes(bytes(data))
-    decompress_fails(projects, caplog, "upgrade baler_ext")
+    decompress_fails(cli, projects, caplog, "upgrade baler_ext")
 
 
-def test_file_from_another_projects_model(project, caplog):
+def test_file_from_another_projects_model(cli, project, caplog):
     projects, path = project
     shutil.copy(projects / "b" / "output" / "compressed" / "jets.baler", path)
-    decompress_fails(projects, caplog, "compressed with model")
+    decompress_fails(cli, projects, caplog, "compressed with model")

@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 
 from baler_ext.cli import main
+from baler_ext.codec.container import ContainerReader
 from baler_ext.errors import ProjectError
 
 
-def cli(projects, name, mode, *extra):
-    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
-                 *extra])
-
-
-def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
+def test_info_reports_sections_ratios_and_bounds(cli, make_project, flat_parquet):
     projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
                                   compression={"mode": "bounded", "embed_decoder": True,
                                                "latent_policy": "always",
@@ -37,7 +33,16 @@ def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
     assert r["payload_with_decoder_vs_float64"] < r["payload_vs_float64"]
     assert d["bounds"]["eta"] == {"abs": 1e-4} and d["bounds"]["pt"] == {"rel": 1e-3}
     assert d["latent_chunks"] == len(d["chunks"]) == 1
-    assert isinstance(d["relations"], list)
+    # px, py = pt cos(phi), pt sin(phi) in the table: the info lists the relations the
+    # file was coded with, exactly as its header stores them
+    assert d["relations"], "px/py are exact functions of pt/phi: a relation was expected"
+    cartesian = {"pt", "phi", "px", "py"}
+    assert any(r["target"] in cartesian and set(r["inputs"]) <= cartesian
+               for r in d["relations"])
+    with ContainerReader(projects / name / "output" / "compressed" / "jets.baler") as reader:
+        stored = reader.header["mode_settings"]["relations"]
+    assert [(r["kind"], r["target"], r["inputs"]) for r in d["relations"]] == \
+        [(r["kind"], r["target"], list(r["inputs"])) for r in stored]
     for stats in d["measured_at_compress"].values():
         assert 0 < stats["max_error_over_bound"] <= 1.0
     # an embedded decoder does not change what decompress restores
@@ -46,7 +51,6 @@ def test_info_reports_sections_ratios_and_bounds(make_project, flat_parquet):
 
 def test_compressed_columns_stored_exactly_count_in_the_payload(make_project, flat_parquet):
     """A cvae's condition columns are stored losslessly: they are payload, not passthrough."""
-    from baler_ext.cli import main
     from baler_ext.stages.info import describe
 
     projects, name = make_project(flat_parquet, model={

@@ -187,3 +187,15 @@ def test_container_rejects_unknown_features(tmp_path):
 def test_relation_dict_round_trip():
     r = Relation("sum", "c", ("a", "b"), 1.0)
     assert Relation.from_dict(r.to_dict()) == r
+
+
+def test_an_unknown_coder_in_a_file_is_a_container_error():
+    """The coder name comes from the file: a damaged or newer file, not a bad config."""
+    x = table(100)
+    mode = mode_for(x)
+    sections = mode.encode(x)
+    head = mode.header()
+    with pytest.raises(ContainerError, match="entropy coder 'huffman'"):
+        mode.load_header(dict(head, entropy_coder="huffman"))
+    mode.load_header(head)  # the real name still loads and decodes
+    assert np.all(np.abs(mode.decode(sections, len(x)) - x) <= limits(x, COLS))

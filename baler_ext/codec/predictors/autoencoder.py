@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from baler_ext.codec.predictors import Predictor, register_predictor
+from baler_ext.devices import resolve_device
 
 
 def run_batched(fn: Callable[[Any], Any], x: np.ndarray, dtype: Any, device: Any,
@@ -63,8 +64,6 @@ class AutoencoderPredictor(Predictor):
 
     def __init__(self, trained: Any, device: Any) -> None:
         import torch
-
-        from baler_ext.training import resolve_device
 
         self.trained = trained
         self.device = resolve_device(device) if isinstance(device, str) else device

@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -94,21 +95,21 @@ def feature_scaling(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class _RoundSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx, x):
         return torch.round(x)
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx, g):
         return g
 
 
 class _FloorSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx, x):
         return torch.floor(x)
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx, g):
         return g
 
 
@@ -131,10 +132,14 @@ class QuantMade(nn.Module):
         for i, m in enumerate(masks):
             self.register_buffer(f"mask{i}", torch.as_tensor(m))
         with torch.no_grad():  # start near the marginal (the output bias, set by the caller)
-            self.layers[-1].weight.mul_(0.01)
+            self.linear(-1).weight.mul_(0.01)
+
+    def linear(self, i: int) -> nn.Linear:
+        """The ``i``-th linear layer (``self.layers`` holds only :class:`nn.Linear`)."""
+        return cast(nn.Linear, self.layers[i])
 
     def quantised(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lin = self.layers[i]
+        lin = self.linear(i)
         scale = float(1 << Q)
         w = _RoundSTE.apply(lin.weight * scale) / scale * getattr(self, f"mask{i}")
         b = _RoundSTE.apply(lin.bias * scale) / scale
@@ -153,7 +158,8 @@ class QuantMade(nn.Module):
         scale = float(1 << Q)
         weights, biases = [], []
         with torch.no_grad():
-            for i, lin in enumerate(self.layers):
+            for i in range(len(self.layers)):
+                lin = self.linear(i)
                 mask = getattr(self, f"mask{i}").numpy()
                 weights.append(np.rint(lin.weight.numpy() * scale) * mask)
                 biases.append(np.rint(lin.bias.numpy() * scale))
@@ -216,7 +222,7 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
         feat = xs[0][:, n_ctx:]
         std = np.maximum(feat.std(axis=0), 0.5)
         ell0 = tables.LADDER_ZERO + 4 * np.log2(0.55 * std)
-        bias = net.layers[-1].bias
+        bias = net.linear(-1).bias
         bias[0::2] = torch.as_tensor(np.median(feat, axis=0), device=device)
         bias[1::2] = torch.as_tensor(ell0, device=device)
     e_t = torch.as_tensor(exponent, dtype=torch.float64, device=device)

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from baler_ext.cli import main
 from baler_ext.errors import BoundViolationError, ConfigError, ProjectError
 from baler_ext.stages.evaluate import (
     METRICS_NAME,
@@ -23,11 +22,6 @@ from baler_ext.stages.evaluate import (
 )
 
 FLOAT_COLUMNS = ["pt", "eta", "phi", "mass", "px", "py", "frac"]  # the flat_parquet fixture's
-
-
-def run_cli(projects: Path, name: str, mode: str, *extra: str) -> int:
-    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
-                 *extra])
 
 
 def eval_dir(projects: Path, name: str) -> Path:
@@ -71,10 +65,10 @@ def perturb(original: Path, target: Path, offsets: dict[str, float], sigmas: dic
     return out
 
 
-def test_metrics_match_a_known_perturbation(make_project, flat_parquet):
+def test_metrics_match_a_known_perturbation(cli, make_project, flat_parquet):
     projects, name = make_project(flat_parquet, evaluation={"plots": "all"})
     for mode in ("train", "compress", "decompress"):
-        assert run_cli(projects, name, mode) == 0
+        assert cli(projects, name, mode) == 0
     (restored,) = sorted((projects / name / "output" / "decompressed").glob("*.parquet"))
     orig = pq.read_table(flat_parquet).to_pandas()
     std = {c: float(orig[c].std()) for c in FLOAT_COLUMNS}
@@ -83,7 +77,7 @@ def test_metrics_match_a_known_perturbation(make_project, flat_parquet):
     outlier = 17
     written = perturb(flat_parquet, restored, offsets, sigmas, outlier_row=outlier).to_pandas()
 
-    assert run_cli(projects, name, "evaluate") == 0
+    assert cli(projects, name, "evaluate") == 0
     out = eval_dir(projects, name)
     metrics = json.loads((out / METRICS_NAME).read_text())
     assert metrics["n_rows"] == len(orig)
@@ -118,41 +112,41 @@ def test_metrics_match_a_known_perturbation(make_project, flat_parquet):
     assert_plots(out, FLOAT_COLUMNS)
 
 
-def test_evaluate_names_the_stage_to_run_first(make_project, flat_parquet, caplog):
+def test_evaluate_names_the_stage_to_run_first(cli, make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet)
-    assert run_cli(projects, name, "train") == 0
+    assert cli(projects, name, "train") == 0
     with caplog.at_level(logging.ERROR):
-        assert run_cli(projects, name, "evaluate") == ProjectError.exit_code
+        assert cli(projects, name, "evaluate") == ProjectError.exit_code
     assert "--mode compress" in caplog.text
-    assert run_cli(projects, name, "compress") == 0
+    assert cli(projects, name, "compress") == 0
     caplog.clear()
     with caplog.at_level(logging.ERROR):
-        assert run_cli(projects, name, "evaluate") == ProjectError.exit_code
+        assert cli(projects, name, "evaluate") == ProjectError.exit_code
     assert "--mode decompress' first" in caplog.text
     assert not (eval_dir(projects, name) / METRICS_NAME).exists()
 
 
-def test_all_runs_evaluate_and_colour_by_is_checked(make_project, flat_parquet, caplog):
+def test_all_runs_evaluate_and_colour_by_is_checked(cli, make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet, data={"columns": ["pt", "mass"]},
                                   evaluation={"colour_by": "pt", "top_k": 3, "plots": "all"})
-    assert run_cli(projects, name, "all", "--set", "training.epochs=1") == 0
+    assert cli(projects, name, "all", "--set", "training.epochs=1") == 0
     metrics = json.loads((eval_dir(projects, name) / METRICS_NAME).read_text())
     assert metrics["latent"]["colour_by"] == "pt"
     assert len(metrics["top_anomalies"]) == 3
     with caplog.at_level(logging.ERROR):
-        code = run_cli(projects, name, "evaluate", "--set", "evaluation.colour_by=\"mas\"")
+        code = cli(projects, name, "evaluate", "--set", "evaluation.colour_by=\"mas\"")
     assert code == ConfigError.exit_code
     assert "did you mean 'mass'" in caplog.text
 
 
-def test_bounded_mode_passes_and_a_broken_bound_fails(make_project, flat_parquet):
+def test_bounded_mode_passes_and_a_broken_bound_fails(cli, make_project, flat_parquet):
     bounds = {"default": {"rel": 1e-3}, "eta": {"abs": 1e-3}}
     cols = ["pt", "eta", "mass"]
     projects, name = make_project(flat_parquet, data={"columns": cols},
                                   compression={"mode": "bounded", "bounds": bounds},
                                   evaluation={"plots": "all"})
     for mode in ("train", "compress", "decompress", "evaluate"):
-        assert run_cli(projects, name, mode) == 0, mode
+        assert cli(projects, name, mode) == 0, mode
     out = eval_dir(projects, name)
     metrics = json.loads((out / METRICS_NAME).read_text())
     for c in cols:
@@ -173,7 +167,7 @@ def test_bounded_mode_passes_and_a_broken_bound_fails(make_project, flat_parquet
     pq.write_table(table, restored)
     for f in out.iterdir():
         f.unlink()
-    assert run_cli(projects, name, "evaluate") == BoundViolationError.exit_code
+    assert cli(projects, name, "evaluate") == BoundViolationError.exit_code
     metrics = json.loads((out / METRICS_NAME).read_text())
     assert metrics["per_column"]["eta"]["bound_use"] == pytest.approx(2.0, rel=1e-6)
     assert metrics["per_column"]["eta"]["n_violations"] == 1
@@ -212,14 +206,14 @@ def test_header_bounds_are_read_defensively():
     assert header_bounds({"columns": cols, "mode_settings": {"latent_dtype": "float32"}}) == {}
 
 
-def test_jagged_root_collection(make_project, shared_data):
+def test_jagged_root_collection(cli, make_project, shared_data):
     path = shared_data / "cms_hep_tutorial" / "single_top.root"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     projects, name = make_project(path, data={"columns": ["Jet_*"]},
                                   evaluation={"plots": "all"})
     for mode in ("train", "compress", "decompress", "evaluate"):
-        assert run_cli(projects, name, mode) == 0, mode
+        assert cli(projects, name, mode) == 0, mode
     out = eval_dir(projects, name)
     metrics = json.loads((out / METRICS_NAME).read_text())
     assert metrics["n_rows"] == 11139  # one row per jet
@@ -229,7 +223,7 @@ def test_jagged_root_collection(make_project, shared_data):
     assert_plots(out, cols)
 
 
-def test_summary_plots_flag_a_comb_and_count_a_cut(make_project, flat_parquet):
+def test_summary_plots_flag_a_comb_and_count_a_cut(cli, make_project, flat_parquet):
     """Default plots = "summary": a summary page, an overview and the flagged column's plots.
 
     The decompressed pt is replaced by pt rounded onto a 2 % logarithmic grid (what a
@@ -242,7 +236,7 @@ def test_summary_plots_flag_a_comb_and_count_a_cut(make_project, flat_parquet):
                                   compression={"mode": "bounded", "bounds": bounds},
                                   evaluation={"cuts": ["pt > 350", "abs(eta) < 1"]})
     for mode in ("train", "compress", "decompress"):
-        assert run_cli(projects, name, mode) == 0, mode
+        assert cli(projects, name, mode) == 0, mode
     (restored,) = sorted((projects / name / "output" / "decompressed").glob("*.parquet"))
     table = pq.read_table(restored)
     pt = pq.read_table(flat_parquet).column("pt").to_numpy()
@@ -251,7 +245,7 @@ def test_summary_plots_flag_a_comb_and_count_a_cut(make_project, flat_parquet):
     table = table.set_column(table.schema.get_field_index("pt"), "pt", pa.array(comb))
     pq.write_table(table, restored)
 
-    assert run_cli(projects, name, "evaluate") == 0  # within bounds: no failure
+    assert cli(projects, name, "evaluate") == 0  # within bounds: no failure
     out = eval_dir(projects, name)
     metrics = json.loads((out / METRICS_NAME).read_text())
     pt_m = metrics["per_column"]["pt"]

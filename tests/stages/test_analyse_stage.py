@@ -10,13 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from baler_ext.cli import main
 from baler_ext.errors import ConfigError, FitError, ProjectError
-
-
-def cli(projects, name, mode, *extra):
-    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
-                 *extra])
 
 
 @pytest.fixture
@@ -37,7 +31,7 @@ ANALYSIS = {"variable": "column", "column": "mass", "fit_range": [120.0, 230.0],
             "peak": "gauss", "background": "exp"}
 
 
-def test_all_ends_with_the_fit_comparison(make_project, peak_parquet):
+def test_all_ends_with_the_fit_comparison(cli, make_project, peak_parquet):
     projects, name = make_project(peak_parquet, analysis=ANALYSIS,
                                   training={"epochs": 8, "max_rows": 9000})
     assert cli(projects, name, "all") == 0
@@ -50,7 +44,7 @@ def test_all_ends_with_the_fit_comparison(make_project, peak_parquet):
     assert "compression moved the top mass by" in (out / "analysis.md").read_text()
 
 
-def test_lossless_restoration_gives_zero_shift(make_project, peak_parquet):
+def test_lossless_restoration_gives_zero_shift(cli, make_project, peak_parquet):
     # mass passed through losslessly: the two fits must agree exactly
     projects, name = make_project(peak_parquet, analysis=ANALYSIS,
                                   data={"passthrough": ["mass"]})
@@ -60,7 +54,7 @@ def test_lossless_restoration_gives_zero_shift(make_project, peak_parquet):
     assert report["comparison"]["delta_mass"] == 0.0
 
 
-def test_destroyed_peak_is_reported_as_a_failure(make_project, peak_parquet, caplog):
+def test_destroyed_peak_is_reported_as_a_failure(cli, make_project, peak_parquet, caplog):
     projects, name = make_project(peak_parquet, analysis=ANALYSIS,
                                   data={"passthrough": ["mass"]})
     assert cli(projects, name, "all") == 0
@@ -75,7 +69,7 @@ def test_destroyed_peak_is_reported_as_a_failure(make_project, peak_parquet, cap
     assert "fit failed" in md
 
 
-def test_analyse_needs_its_section_and_the_earlier_stages(make_project, peak_parquet, caplog):
+def test_analyse_needs_its_section_and_the_earlier_stages(cli, make_project, peak_parquet, caplog):
     projects, name = make_project(peak_parquet)
     with caplog.at_level(logging.ERROR):
         assert cli(projects, name, "analyse") == ConfigError.exit_code
@@ -87,7 +81,7 @@ def test_analyse_needs_its_section_and_the_earlier_stages(make_project, peak_par
     assert "--mode compress' first" in caplog.text
 
 
-def test_paired_errors_quality_and_tagger_end_to_end(make_project, tmp_path):
+def test_paired_errors_quality_and_tagger_end_to_end(cli, make_project, tmp_path):
     """Events of two jets, a tagger score and a truth flag: the full report, from disk."""
     rng = np.random.default_rng(5)
     n = 4000
