@@ -365,8 +365,7 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
     """
     from baler_ext.stages.info import compute_ratios, decoder_bytes, describe
 
-    beside = decoder_bytes(project)
-    infos = [describe(p.container, beside) for p in pairs]
+    infos = [describe(p.container) for p in pairs]
     sizes: dict[str, int] = {}
     for d in infos:
         for group, n in d["bytes_by_section"].items():
@@ -374,7 +373,11 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
     raw64 = sum(int(d["raw_float64_bytes"]) for d in infos)
     total = sum(int(d["compressed_bytes"]) for d in infos)
     embedded = any(d["decoder_embedded"] for d in infos)
-    decoder = sizes.get("decoder") if embedded else beside
+    # what decoding needs besides the files, as each header records it (the learned model,
+    # or the autoencoder's decoder); containers older than that field: the project's model
+    recorded = [d["decoder_bytes"] for d in infos if d["decoder_bytes"] is not None]
+    decoder = sizes.get("decoder") if embedded else (
+        max(recorded) if recorded else decoder_bytes(project))
     input_bytes = sum(p.source.stat().st_size for p in pairs)
     ratios = compute_ratios(sizes, raw64, decoder)
     ratios["input_files_vs_containers"] = input_bytes / max(total, 1)
