@@ -41,7 +41,9 @@ def test_example_config_runs_every_stage(tmp_path):
     # error, which is far smaller than the statistical one: same events in both samples)
     comparison = analysis["comparison"]
     assert abs(comparison["mass_shift_stat"]) < 0.5
-    assert abs(comparison["width_shift_stat"]) < 1.0
+    # the width does broaden: a uniform error of ±1 % adds (0.01 m)^2 / 3 in quadrature,
+    # comparable to the width's statistical error on 20k jets; it must stay of that order
+    assert abs(comparison["width_shift_stat"]) < 2.0
     mass = comparison["shifts"]["mass"]
     assert mass["sigma_paired"] < 0.5 * mass["sigma_stat"]
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())

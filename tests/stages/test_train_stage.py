@@ -77,7 +77,9 @@ def test_resume_after_kill_reaches_the_same_weights(name, jets_parquet, make_pro
                 "model": {"name": name, "latent_dim": 4, "hidden": [16, 8]}}
     projects, full = make_project(jets_parquet, name="full", **sections)
     make_project(jets_parquet, name="killed", **{k: dict(v) for k, v in sections.items()})
-    common = ["--projects-dir", str(projects), "--mode", "train", "-q"]
+    # one thread in both runs (the CLI applies the count it is given): bit-identical weights
+    common = ["--projects-dir", str(projects), "--mode", "train", "-q",
+              "--set", "execution.threads=1"]
     assert main(["--project", full, *common]) == 0
     script = tmp_path / "runner.py"
     script.write_text(RUNNER)
