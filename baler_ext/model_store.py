@@ -17,7 +17,8 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -224,8 +225,16 @@ def load_model(directory: Path) -> TrainedModel:
         When a model file is missing, damaged, or not what ``model.json`` describes
         (e.g. a pickle payload as ``weights.pt``: ``weights_only`` refuses it unexecuted).
     """
-    try:
+    with model_errors(directory):
         return _load_model(directory)
+
+
+@contextmanager
+def model_errors(directory: Path) -> Iterator[None]:
+    """Map a failure to read or rebuild the model in ``directory`` to a ModelError (project
+    errors and Ctrl-C pass; filesystem errors pass to the CLI, which names the path)."""
+    try:
+        yield
     except (BalerError, KeyboardInterrupt):
         raise
     except FileNotFoundError as exc:
@@ -233,7 +242,7 @@ def load_model(directory: Path) -> TrainedModel:
                          "retrain it with --mode train") from None
     except OSError:  # permissions, I/O: reported with the path at the CLI boundary
         raise
-    except Exception as exc:  # any failure to rebuild the model
+    except Exception as exc:  # a pickle payload, a damaged or mismatched file
         raise _unreadable(directory, exc) from None
 
 
@@ -253,19 +262,10 @@ def _load_model(directory: Path) -> TrainedModel:
 
         from baler_ext.models.base import build_model
 
-        try:
+        with model_errors(directory):  # the weights are read only now
             model = build_model(cfg, arch["n_features"], columns=normaliser.active)
             state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
-        except (BalerError, KeyboardInterrupt):
-            raise
-        except FileNotFoundError as exc:
-            raise ModelError(f"{exc.filename or directory}: missing from the trained model; "
-                             "retrain it with --mode train") from None
-        except OSError:  # permissions, I/O: reported with the path at the CLI boundary
-            raise
-        except Exception as exc:  # a pickle payload, a damaged or mismatched state dict
-            raise _unreadable(directory, exc) from None
         model.eval()
         return model
 

@@ -405,6 +405,18 @@ class BoundedMode(CompressionMode):
                 res.drift[rows] = 0.0
         return res
 
+    def _code_static(self, out: dict[str, np.ndarray], results: dict[str, ColumnCodes],
+                     state: ChunkState, static: StaticModel, c: str, x: np.ndarray,
+                     p: np.ndarray, d: np.ndarray | None) -> None:
+        """Quantise column ``c`` against ``p``, code its codes with a static histogram,
+        store the sections and add the decoded column to ``state``."""
+        res = self._code(c, x, p, d)
+        for key, arr in static.encode(res.codes).items():
+            out[f"res/{c}/{key}"] = arr
+        self._put_extras(out, c, res)
+        results[c] = res
+        state.add(c, res.decoded, res.drift)
+
     @staticmethod
     def _put_extras(out: dict[str, np.ndarray], c: str, res: ColumnCodes) -> None:
         if res.sign is not None:
@@ -452,12 +464,7 @@ class BoundedMode(CompressionMode):
             else:
                 rel = next(r for r in self.relations or [] if r.target == c)
                 p, d = RelationPredictor(rel).predict(c, {}, state)
-            res = self._code(c, x, p, d)
-            for key, arr in static.encode(res.codes).items():
-                out[f"res/{c}/{key}"] = arr
-            self._put_extras(out, c, res)
-            results[c] = res
-            state.add(c, res.decoded, res.drift)
+            self._code_static(out, results, state, static, c, x, p, d)
         return _Encoded(out, results)
 
     def latent_codes(self, values: np.ndarray) -> np.ndarray | None:
@@ -555,12 +562,7 @@ class BoundedMode(CompressionMode):
             i = self.columns.index(c)
             rel = next(r for r in self.relations or [] if r.target == c)
             p, d = RelationPredictor(rel).predict(c, {}, state)
-            res = self._code(c, values[:, i], p, d)
-            for key, arr in static.encode(res.codes).items():
-                out[f"res/{c}/{key}"] = arr
-            self._put_extras(out, c, res)
-            results[c] = res
-            state.add(c, res.decoded, res.drift)
+            self._code_static(out, results, state, static, c, values[:, i], p, d)
         return _Encoded(out, results)
 
     def encode(self, values: np.ndarray, context: ChunkContext | None = None

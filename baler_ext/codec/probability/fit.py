@@ -93,24 +93,25 @@ def feature_scaling(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return offset, exponent
 
 
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.round(x)
+class _StraightThrough(torch.autograd.Function):
+    """Round (or floor) in the forward pass, the identity's gradient in the backward pass
+    (the straight-through estimator, Bengio, Léonard & Courville 2013)."""
 
     @staticmethod
-    def backward(ctx, g):
-        return g
-
-
-class _FloorSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.floor(x)
+    def forward(ctx, x, floor):  # type: ignore[override]
+        return torch.floor(x) if floor else torch.round(x)
 
     @staticmethod
-    def backward(ctx, g):
-        return g
+    def backward(ctx, g):  # type: ignore[override]
+        return g, None
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    return _StraightThrough.apply(x, False)
+
+
+def ste_floor(x: torch.Tensor) -> torch.Tensor:
+    return _StraightThrough.apply(x, True)
 
 
 def hidden_degrees(units: int, n_cols: int) -> np.ndarray:
@@ -141,15 +142,15 @@ class QuantMade(nn.Module):
     def quantised(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         lin = self.linear(i)
         scale = float(1 << Q)
-        w = _RoundSTE.apply(lin.weight * scale) / scale * getattr(self, f"mask{i}")
-        b = _RoundSTE.apply(lin.bias * scale) / scale
+        w = ste_round(lin.weight * scale) / scale * getattr(self, f"mask{i}")
+        b = ste_round(lin.bias * scale) / scale
         return w, b
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = x
         for i in range(len(self.layers) - 1):
             w, b = self.quantised(i)
-            a = torch.clamp(_FloorSTE.apply(a @ w.T + b), 0.0, float(A_MAX))
+            a = torch.clamp(ste_floor(a @ w.T + b), 0.0, float(A_MAX))
         w, b = self.quantised(len(self.layers) - 1)
         out = a @ w.T + b
         return out[:, 0::2], out[:, 1::2]
@@ -231,7 +232,7 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
     def bits(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         loc, scale = net(x)
         mu = o_t + loc * torch.pow(2.0, -e_t)
-        ell = torch.clamp(_FloorSTE.apply(scale) - 4 * e_t, 0.0, float(MAX_SCALE))
+        ell = torch.clamp(ste_floor(scale) - 4 * e_t, 0.0, float(MAX_SCALE))
         return logistic_bits(k, mu, ell).sum(dim=1)
 
     x_tr, x_va = (torch.as_tensor(a, device=device) for a in xs)
