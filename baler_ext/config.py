@@ -289,13 +289,13 @@ class CompressionConfig:
                     f"'compression.bounds.{col}' = {spec!r}: give exactly one of abs, rel or "
                     "bits, e.g. {abs = 1e-3}"
                 )
-            kind, value = next(iter(spec.items()))
-            if kind == "bits" and not (float(value).is_integer() and 1 <= value <= 23):
+            kind, amount = next(iter(spec.items()))
+            if kind == "bits" and not (float(amount).is_integer() and 1 <= amount <= 23):
                 raise ConfigError(f"'compression.bounds.{col}.bits' must be an integer in "
-                                  f"1-23 (float32 mantissa bits), got {value}")
-            if not 0.0 < value < float("inf"):
+                                  f"1-23 (float32 mantissa bits), got {amount}")
+            if not 0.0 < amount < float("inf"):
                 raise ConfigError(f"'compression.bounds.{col}' must be > 0 and finite, got "
-                                  f"{value}")
+                                  f"{amount}")
 
 
 @dataclass

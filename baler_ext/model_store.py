@@ -130,7 +130,8 @@ def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
         (directory / name).unlink(missing_ok=True)
     if learned is not None:
         with atomic_path(directory / RATE_NPZ) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, **learned.to_arrays())
+            arrays: dict[str, Any] = learned.to_arrays()
+            np.savez(fh, **arrays)
         with atomic_path(directory / RATE_JSON) as tmp:
             tmp.write_text(json.dumps(learned.meta(), indent=1, default=float))
     with atomic_path(directory / MODEL_JSON) as tmp:

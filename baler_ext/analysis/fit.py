@@ -32,6 +32,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,11 @@ def _make_model(
     return scaled_cdf
 
 
+def _width_of(peak: Any, name: str, params: np.ndarray) -> float:
+    """The width ``name`` of ``peak`` at ``params`` (for error propagation)."""
+    return float(peak.widths(params)[name])
+
+
 def _propagate(
     func: Callable[[dict[str, float]], float],
     values: dict[str, float],
@@ -535,7 +541,7 @@ def fit_peak(
     width_values = peak.widths(vals)
     widths: dict[str, list[float]] = {}
     for wname, wval in width_values.items():
-        werr = _propagate(lambda d, wn=wname: peak.widths(d)[wn], vals, peak_names_, cov_peak)
+        werr = _propagate(partial(_width_of, peak, wname), vals, peak_names_, cov_peak)
         widths[wname] = [float(wval), werr]
     main = peak.width_name
     width, width_err = widths[main]

@@ -174,7 +174,7 @@ def _eval(node: ast.AST, columns: Mapping[str, Any], expr: str) -> Any:
         return _eval(node.body, columns, expr)
     if isinstance(node, ast.Constant):
         # as float64 so that e.g. 9**9**9 overflows to inf instead of building a huge int
-        return np.float64(node.value)
+        return np.float64(node.value)  # type: ignore[arg-type]  # a number: validated above
     if isinstance(node, ast.Name):
         if node.id not in columns:
             names = sorted(map(str, columns))

@@ -413,11 +413,12 @@ class ContainerReader:
             dtypes = header.get("column_dtypes")
             dtypes = dtypes if isinstance(dtypes, dict) else {}
             for col in meta.get("lossless", []):
-                s = self._by_key.get((f"lossless:{col}", i))
+                lossless_sec = self._by_key.get((f"lossless:{col}", i))
                 # float64, or (1.2) the column's stored dtype
-                stored = dtypes.get(col)
-                allowed = {"<f8", "<f4"} if stored in ("float32", "<f4") else {"<f8"}
-                if s is None or s.dtype not in allowed or s.shape != [meta["rows"]]:
+                stored_dtype = dtypes.get(col)
+                dtypes_ok = {"<f8", "<f4"} if stored_dtype in ("float32", "<f4") else {"<f8"}
+                if lossless_sec is None or lossless_sec.dtype not in dtypes_ok \
+                        or lossless_sec.shape != [meta["rows"]]:
                     raise self._fail(f"chunk {i} lacks the values of its lossless column "
                                      f"'{col}'")
             counts = self._by_key.get(("counts", i))

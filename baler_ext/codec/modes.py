@@ -72,6 +72,14 @@ class ChunkContext:
     integers: dict[str, np.ndarray] | None = None
 
 
+def _need(a: np.ndarray | None) -> np.ndarray:
+    """``a``, which the chunk's sections must have provided."""
+    if a is None:
+        raise ContainerError("a chunk lacks the prediction its sections need; the file is "
+                             "damaged")
+    return a
+
+
 class CompressionMode:
     """Base class: ``encode`` a chunk to sections, ``decode`` them back."""
 
@@ -226,7 +234,7 @@ class BoundedMode(CompressionMode):
                 out.append(abs(shift) + 8 * abs(scale))
         return out
 
-    def configure(self, column_dtypes: dict[str, str], lossless: set[str],  # type: ignore[override]
+    def configure(self, column_dtypes: dict[str, str], lossless: set[str],
                   exact: dict[str, np.ndarray] | None = None) -> None:
         """As the base class; values of a column equal to one of its ``exact`` values
         (sentinels such as -1 or -999) are stored bit-exact."""
@@ -628,25 +636,26 @@ class BoundedMode(CompressionMode):
                                       zip(self.columns, self.coders, strict=True)})
             for c in self.skip:
                 i = self.columns.index(c)
-                out[:, i] = pred_all[:, i] if pred_all is not None else centre[i]
+                out[:, i] = pred_all[:, i] if pred_all is not None else _need(centre)[i]
             for c, predictor, prob in self.plan(pred_all is not None):
                 i = self.columns.index(c)
                 if prob == "learned":
-                    assert learned_codes is not None and centre is not None
-                    k = learned_codes[:, self.learned.columns.index(c)]
+                    model = self.learned
+                    assert learned_codes is not None and model is not None
+                    k = learned_codes[:, model.columns.index(c)]
                 else:
                     k = static.decode(self._group(sections, f"res/{c}/"), n_rows)
                 if predictor == "relation":
                     rel = next(r for r in self.relations or [] if r.target == c)
                     p, _ = RelationPredictor(rel).predict(c, {}, state, with_drift=False)
                 elif predictor == "autoencoder":
-                    p = pred_all[:, i]
+                    p = _need(pred_all)[:, i]
                 elif f"lin/{c}" in sections:
                     p, _ = linear.predict(c, {"beta": sections[f"lin/{c}"]}, state,
                                           with_drift=False)
                 else:
-                    p, _ = CentrePredictor().predict(c, {"centre": centre[i:i + 1]}, state,
-                                                     with_drift=False)
+                    p, _ = CentrePredictor().predict(c, {"centre": _need(centre)[i:i + 1]},
+                                                     state, with_drift=False)
                 out[:, i] = self._restore(sections, c, k, p, n_rows)
                 state.add(c, out[:, i])
         except KeyError as exc:

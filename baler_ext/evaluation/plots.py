@@ -39,6 +39,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,14 +156,15 @@ def _hist_from_counts(
     """Filled step histogram of precomputed counts (works on log axes)."""
     ax.hist(
         edges[:-1],
-        bins=edges,
+        bins=edges.tolist(),
         weights=counts,
         histtype="stepfilled",
         color=color,
         alpha=0.3,
         label=label,
     )
-    ax.hist(edges[:-1], bins=edges, weights=counts, histtype="step", color=color, linewidth=1.4)
+    ax.hist(edges[:-1], bins=edges.tolist(), weights=counts, histtype="step", color=color,
+            linewidth=1.4)
 
 
 def _text_box(ax: Axes, lines: Sequence[str], loc: str = "upper left") -> None:
@@ -890,9 +892,9 @@ def plot_compression(
     for name, value in sizes.items():
         if not (isinstance(value, int | np.integer | float) and value >= 0):
             raise InputDataError(f"section {name!r} has size {value!r}; sizes are bytes >= 0")
-    for name, value in ratios.items():
-        if not isinstance(value, int | float | np.number):
-            raise InputDataError(f"ratio {name!r} is {value!r}; ratios are numbers")
+    for name, ratio in ratios.items():
+        if not isinstance(ratio, int | float | np.number):
+            raise InputDataError(f"ratio {name!r} is {ratio!r}; ratios are numbers")
     rows = max(len(sizes), len(ratios), 1)
     n_panels = int(bool(sizes)) + int(bool(ratios))
     total = float(sum(sizes.values()))
@@ -1278,8 +1280,8 @@ def write_report(
         def pair(c: str = col) -> tuple[np.ndarray, np.ndarray]:
             return (original[c].to_numpy(dtype=np.float64, na_value=np.nan),
                     reconstructed[c].to_numpy(dtype=np.float64, na_value=np.nan))
-        jobs.append(lambda c=col: plot_histogram(*pair(c), c, out))
-        jobs.append(lambda c=col: plot_residuals(*pair(c), c, out))
+        jobs.append(partial(lambda c: plot_histogram(*pair(c), c, out), col))
+        jobs.append(partial(lambda c: plot_residuals(*pair(c), c, out), col))
     pngs: list[Path] = []
     for job in tqdm(jobs, desc="evaluation plots", unit="plot", disable=not progress,
                     leave=False):

@@ -106,8 +106,8 @@ def traverse(trained: TrainedModel, z: np.ndarray, n_steps: int) -> tuple[np.nda
     """Decode the median latent with each free dimension swept over its central 95 %."""
     dims = free_dims(trained)
     base = np.median(z, axis=0)
-    grid = np.stack([np.linspace(*np.quantile(z[:, j], [0.025, 0.975]), n_steps)
-                     for j in dims])
+    grid = np.stack([np.linspace(float(np.quantile(z[:, j], 0.025)),
+                                 float(np.quantile(z[:, j], 0.975)), n_steps) for j in dims])
     decoded = []
     for k, j in enumerate(dims):
         zz = np.repeat(base[None, :], n_steps, axis=0)
@@ -229,12 +229,15 @@ def _plot_traversal(res: ProbingResult, values: np.ndarray, columns: list[str],
     mean, sd = values.mean(axis=0), values.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     rows, cols = _grid(len(dims))
+    traversal_grid, traversal = res.traversal_grid, res.traversal
+    if traversal_grid is None or traversal is None:
+        raise ValueError("no latent traversal to plot")
     with hep_figure(figsize=(4.2 * cols, 3.4 * rows + 1.2)) as fig:
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for k, j in enumerate(dims):
             ax = axes[k]
             for c, name in enumerate(columns):
-                ax.plot(res.traversal_grid[k], (res.traversal[k, :, c] - mean[c]) / sd[c],
+                ax.plot(traversal_grid[k], (traversal[k, :, c] - mean[c]) / sd[c],
                         color=cmap(c % 20), lw=1.5, label=name)
             ax.set_xlabel(f"$z_{{{j}}}$")
             ax.set_ylabel(r"$(\hat x - \bar x)/\sigma$")

@@ -271,5 +271,6 @@ def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str],
                 f"{path}: no column '{entry_column}', and the file is flat (one row per "
                 "object), so its rows are not events; name the event column"
             )
+        assert entry_column is not None
         out[entry_column] = out["entry"]
     return pd.DataFrame(out)

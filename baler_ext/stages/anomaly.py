@@ -180,14 +180,15 @@ def plot_scores(s_ref: np.ndarray, s_test: np.ndarray, truth: np.ndarray | None,
 
     with hep_figure(figsize=(8, 5.5)) as fig:
         ax = fig.subplots()
-        ax.hist(logs(s_ref), edges, density=True, histtype="step", lw=2, color=ORIGINAL_COLOR,
+        bins = edges.tolist()
+        ax.hist(logs(s_ref), bins, density=True, histtype="step", lw=2, color=ORIGINAL_COLOR,
                 label=f"reference ({len(s_ref)} rows)")
-        ax.hist(logs(s_test), edges, density=True, histtype="step", lw=2,
+        ax.hist(logs(s_test), bins, density=True, histtype="step", lw=2,
                 color=RECONSTRUCTED_COLOR, label=f"test ({len(s_test)} rows)")
         if truth is not None:
             for sel, name, style in ((~truth, "test, normal", ":"),
                                      (truth, "test, anomalous", "--")):
-                ax.hist(logs(s_test[sel]), edges, density=True, histtype="step", ls=style,
+                ax.hist(logs(s_test[sel]), bins, density=True, histtype="step", ls=style,
                         color=RECONSTRUCTED_COLOR, label=f"{name} ({int(sel.sum())})")
         ax.axvline(np.log10(cut), color="0.5", lw=1, label="reference 99 % quantile")
         ax.set_yscale("log")

@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -250,7 +251,8 @@ def configure_mode(mode: modes.CompressionMode, column_dtypes: dict[str, str],
     decompress writes them back, so sentinels are exact in every mode.
     """
     if mode.bounded and "exact" in inspect.signature(mode.configure).parameters:
-        mode.configure(column_dtypes, lossless, exact=sentinels)
+        bounded: Any = mode  # a mode whose configure takes ``exact`` (checked above)
+        bounded.configure(column_dtypes, lossless, exact=sentinels)
         return {}
     mode.configure(column_dtypes, lossless)
     return sentinels

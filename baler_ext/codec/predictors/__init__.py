@@ -45,7 +45,10 @@ class ChunkState:
     drift: dict[str, np.ndarray] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
 
-    def add(self, column: str, values: np.ndarray, drift: np.ndarray | None = None) -> None:
+    def add(self, column: str, values: np.ndarray | None,
+            drift: np.ndarray | None = None) -> None:
+        if values is None:
+            raise ValueError(f"column '{column}' has no decoded values")
         self.decoded[column] = values
         self.drift[column] = np.zeros(len(values)) if drift is None else drift
         self.order.append(column)

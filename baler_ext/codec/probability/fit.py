@@ -98,11 +98,11 @@ class _StraightThrough(torch.autograd.Function):
     (the straight-through estimator, Bengio, Léonard & Courville 2013)."""
 
     @staticmethod
-    def forward(ctx, x, floor):  # type: ignore[override]
+    def forward(ctx, x, floor):
         return torch.floor(x) if floor else torch.round(x)
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx, g):
         return g, None
 
 
