@@ -32,29 +32,72 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--project", "-p", help="project name (a folder under --projects-dir)")
-    parser.add_argument("--mode", "-m", choices=list(STAGES), metavar="MODE",
-                        help="stage to run (see the list below)")
-    parser.add_argument("--workflow", type=Path, default=None, metavar="FILE",
-                        help="run a multi-configuration study (e.g. workflows/compare_models.toml)")
-    parser.add_argument("--projects-dir", type=Path, default=Path("projects"),
-                        help="folder holding the projects (default: ./projects)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="use this config file instead of projects/NAME/config.toml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE",
-                        help="override a config key for this run (TOML value); repeatable")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                        help="override training.device (auto: CUDA when present)")
-    parser.add_argument("--resume", action="store_true",
-                        help="train: continue an interrupted run from output/model/checkpoint.pt;"
-                        " compress/decompress: skip files already done (and verified)")
-    parser.add_argument("--executor", choices=["local", "dask"], default=None,
-                        help="compress/decompress: run here file by file (local, default) or one "
-                        "dask task per file (overrides execution.executor)")
-    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="dask scheduler address (tcp://host:8786); implies --executor dask")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="workers of the dask LocalCluster when no --scheduler is given")
+    parser.add_argument(
+        "--mode",
+        "-m",
+        choices=list(STAGES),
+        metavar="MODE",
+        help="stage to run (see the list below)",
+    )
+    parser.add_argument(
+        "--workflow",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="run a multi-configuration study (e.g. workflows/compare_models.toml)",
+    )
+    parser.add_argument(
+        "--projects-dir",
+        type=Path,
+        default=Path("projects"),
+        help="folder holding the projects (default: ./projects)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="use this config file instead of projects/NAME/config.toml",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config key for this run (TOML value); repeatable",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="override training.device (auto: CUDA when present)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="train: continue an interrupted run from output/model/checkpoint.pt;"
+        " compress/decompress: skip files already done (and verified)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default=None,
+        help="compress/decompress: run here file by file (local, default) or one "
+        "dask task per file (overrides execution.executor)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="dask scheduler address (tcp://host:8786); implies --executor dask",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="workers of the dask LocalCluster when no --scheduler is given",
+    )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -92,8 +135,11 @@ def run(args: argparse.Namespace) -> object:
         return spec.load()(project)
     if args.config is None:
         project.require_exists()
-    cfg = load_config(args.config or project.config_path, config_overrides(args),
-                      defer_analysis=not spec.validates_analysis)
+    cfg = load_config(
+        args.config or project.config_path,
+        config_overrides(args),
+        defer_analysis=not spec.validates_analysis,
+    )
     if getattr(args, "resume", False) and args.mode not in ("train", "compress", "decompress"):
         raise ConfigError("--resume applies to --mode train, compress and decompress only")
     # before the stage module imports torch: OpenMP reads its settings when it loads
@@ -134,8 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return FILESYSTEM_EXIT
     except KeyboardInterrupt:
         resumable = args.workflow is None and args.mode in ("train", "compress", "decompress")
-        log.error("interrupted%s", f"; rerun with --resume to continue where --mode "
-                  f"{args.mode} stopped" if resumable else "")
+        log.error(
+            "interrupted%s",
+            f"; rerun with --resume to continue where --mode {args.mode} stopped"
+            if resumable
+            else "",
+        )
         return 130
     return 0
 

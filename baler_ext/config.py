@@ -36,8 +36,10 @@ def doc(text: str) -> dict[str, str]:
 
 
 #: keys naming a file format: their extra values besides the registered formats
-FORMAT_KEYS: dict[tuple[str, str], tuple[str, ...]] = {("data", "format"): ("auto",),
-                                                      ("output", "format"): ("same",)}
+FORMAT_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("data", "format"): ("auto",),
+    ("output", "format"): ("same",),
+}
 
 
 def format_choices(section: str, key: str) -> list[str]:
@@ -52,8 +54,9 @@ def check_format(key: str, value: str) -> None:
     section, name = key.split(".")
     valid = format_choices(section, name)
     if value not in valid:
-        raise ConfigError(f"'{key}' = {value!r} is not one of {', '.join(valid)}"
-                          f"{suggest(value, valid)}")
+        raise ConfigError(
+            f"'{key}' = {value!r} is not one of {', '.join(valid)}{suggest(value, valid)}"
+        )
 
 
 @dataclass
@@ -151,8 +154,10 @@ class TrainingConfig:
     device: str = field(default="auto", metadata=doc("auto (CUDA when present) | cpu | cuda"))
     init: str = field(
         default="he",
-        metadata=doc("weight initialisation: he | xavier | orthogonal | random (N(0, 0.01^2)) "
-                     "| zero"))
+        metadata=doc(
+            "weight initialisation: he | xavier | orthogonal | random (N(0, 0.01^2)) | zero"
+        ),
+    )
     lr_patience: int = field(
         default=5, metadata=doc("ReduceLROnPlateau: epochs without improvement; 0 disables")
     )
@@ -169,23 +174,31 @@ class TrainingConfig:
     )
     beta_schedule: str = field(
         default="constant",
-        metadata=doc("epoch-dependent factor on the KL weight beta of vae/cvae: constant | "
-                     "linear (warm-up from 0) | cyclical (repeated warm-ups)"))
+        metadata=doc(
+            "epoch-dependent factor on the KL weight beta of vae/cvae: constant | "
+            "linear (warm-up from 0) | cyclical (repeated warm-ups)"
+        ),
+    )
     beta_warmup_epochs: int = field(
-        default=10, metadata=doc("linear: epochs over which beta rises from 0 to its value"))
+        default=10, metadata=doc("linear: epochs over which beta rises from 0 to its value")
+    )
     beta_cycle_epochs: int = field(
-        default=10, metadata=doc("cyclical: length of one cycle in epochs"))
+        default=10, metadata=doc("cyclical: length of one cycle in epochs")
+    )
     beta_ramp_fraction: float = field(
-        default=0.5, metadata=doc("cyclical: fraction of each cycle spent rising from 0"))
+        default=0.5, metadata=doc("cyclical: fraction of each cycle spent rising from 0")
+    )
 
     def validate(self) -> None:
         """Check the β-schedule lengths (>= 1) and ramp fraction (in (0, 1])."""
         if self.beta_warmup_epochs < 1 or self.beta_cycle_epochs < 1:
-            raise ConfigError("'training.beta_warmup_epochs' and 'training.beta_cycle_epochs' "
-                              "must be >= 1")
+            raise ConfigError(
+                "'training.beta_warmup_epochs' and 'training.beta_cycle_epochs' must be >= 1"
+            )
         if not 0.0 < self.beta_ramp_fraction <= 1.0:
-            raise ConfigError(f"'training.beta_ramp_fraction' must be in (0, 1], got "
-                              f"{self.beta_ramp_fraction}")
+            raise ConfigError(
+                f"'training.beta_ramp_fraction' must be in (0, 1], got {self.beta_ramp_fraction}"
+            )
 
 
 @dataclass
@@ -194,8 +207,9 @@ class CompressionConfig:
 
     mode: str = field(
         default="bounded",
-        metadata=doc("latent: the latent only, lossy, no bound | bounded: every value within "
-                     "its bound"),
+        metadata=doc(
+            "latent: the latent only, lossy, no bound | bounded: every value within its bound"
+        ),
     )
     latent_dtype: str = field(
         default="float32", metadata=doc("storage dtype of the latent: float64 | float32 | float16")
@@ -206,14 +220,18 @@ class CompressionConfig:
     )
     bounds: dict[str, dict[str, float]] = field(
         default_factory=lambda: {"default": {"rel": 1e-3}},
-        metadata=doc("bounded mode: max error per value, {abs = x}, {rel = x} or {bits = n} "
-                     "(float32 mantissa bits kept) per column name, glob pattern (the most "
-                     "specific wins) or default; see docs/precision.md"),
+        metadata=doc(
+            "bounded mode: max error per value, {abs = x}, {rel = x} or {bits = n} "
+            "(float32 mantissa bits kept) per column name, glob pattern (the most "
+            "specific wins) or default; see docs/precision.md"
+        ),
     )
     policy: str = field(
         default="none",
-        metadata=doc("bounded mode: built-in per-branch precision the bounds extend: none | "
-                     "nanoaod (NanoAOD's own mantissa precisions, docs/precision.md)"),
+        metadata=doc(
+            "bounded mode: built-in per-branch precision the bounds extend: none | "
+            "nanoaod (NanoAOD's own mantissa precisions, docs/precision.md)"
+        ),
     )
     entropy_coder: str = field(
         default="range",
@@ -221,68 +239,85 @@ class CompressionConfig:
     )
     latent_policy: str = field(
         default="auto",
-        metadata=doc("bounded mode, per chunk: auto (keep the latent only when it saves more "
-                     "residual bits than it costs) | always | never (no latent: each column "
-                     "predicted by a per-chunk least-squares fit on the columns decoded "
-                     "before it)"),
+        metadata=doc(
+            "bounded mode, per chunk: auto (keep the latent only when it saves more "
+            "residual bits than it costs) | always | never (no latent: each column "
+            "predicted by a per-chunk least-squares fit on the columns decoded "
+            "before it)"
+        ),
     )
     relations: str = field(
         default="auto",
-        metadata=doc("bounded mode: predict derived columns from decoded ones where the "
-                     "relation holds on the data — auto (Cartesian: pt, phi, eta, energy from "
-                     "px, py, pz, mass where possible, else polar) | polar (px, py, pz, energy "
-                     "from pt, eta, phi, mass) | cartesian | none; sum-to-one fractions always"),
+        metadata=doc(
+            "bounded mode: predict derived columns from decoded ones where the "
+            "relation holds on the data — auto (Cartesian: pt, phi, eta, energy from "
+            "px, py, pz, mass where possible, else polar) | polar (px, py, pz, energy "
+            "from pt, eta, phi, mass) | cartesian | none; sum-to-one fractions always"
+        ),
     )
     probability_model: str = field(
         default="auto",
-        metadata=doc("bounded mode, how the integer codes are entropy-coded: auto (the learned "
-                     "model when the trained model has one, else static) | learned | static "
-                     "(one histogram per stream and chunk)"),
+        metadata=doc(
+            "bounded mode, how the integer codes are entropy-coded: auto (the learned "
+            "model when the trained model has one, else static) | learned | static "
+            "(one histogram per stream and chunk)"
+        ),
     )
     dither: bool = field(
         default=True,
-        metadata=doc("bounded mode: subtractive dither (uniform errors, no comb of grid values; "
-                     "the bound holds either way)"),
+        metadata=doc(
+            "bounded mode: subtractive dither (uniform errors, no comb of grid values; "
+            "the bound holds either way)"
+        ),
     )
     event_column: str = field(
         default="event",
-        metadata=doc("integer column whose equal consecutive values mark the objects of one "
-                     "event (flat tables; jagged inputs use their counts): the learned model's "
-                     "event context"),
+        metadata=doc(
+            "integer column whose equal consecutive values mark the objects of one "
+            "event (flat tables; jagged inputs use their counts): the learned model's "
+            "event context"
+        ),
     )
     relation_roles: dict[str, str] = field(
         default_factory=dict,
-        metadata=doc("bounded mode: {column = role} for relation detection, roles pt, eta, "
-                     "phi, mass, energy, px, py, pz (default: by column name, also with a "
-                     "prefix such as Jet_pt)"),
+        metadata=doc(
+            "bounded mode: {column = role} for relation detection, roles pt, eta, "
+            "phi, mass, energy, px, py, pz (default: by column name, also with a "
+            "prefix such as Jet_pt)"
+        ),
     )
     embed_decoder: bool = field(
         default=False, metadata=doc("store the decoder weights in each compressed file")
     )
     zstd_level: int = field(
-        default=19, metadata=doc("zstd level of the compressed columns' sections and the "
-                                 "index (1-22)"))
+        default=19,
+        metadata=doc("zstd level of the compressed columns' sections and the index (1-22)"),
+    )
     passthrough_zstd_level: int = field(
         default=3,
-        metadata=doc("zstd level of what is not compressed (passthrough table, jagged "
-                     "counts; 1-22): on the example's integer columns 3 runs ~40x faster "
-                     "than 19 for 17% more bytes"),
+        metadata=doc(
+            "zstd level of what is not compressed (passthrough table, jagged "
+            "counts; 1-22): on the example's integer columns 3 runs ~40x faster "
+            "than 19 for 17% more bytes"
+        ),
     )
 
     def validate(self) -> None:
         """Check ``bounds``: each entry holds exactly one of ``abs``/``rel``, > 0 and finite."""
         if self.latent_bits is not None and not 1 <= self.latent_bits <= 24:
             raise ConfigError(f"'compression.latent_bits' must be in 1-24, got {self.latent_bits}")
-        for key, value, valid in (("latent_policy", self.latent_policy,
-                                   ("auto", "always", "never")),
-                                  ("relations", self.relations,
-                                   ("auto", "polar", "cartesian", "none"))):
+        for key, value, valid in (
+            ("latent_policy", self.latent_policy, ("auto", "always", "never")),
+            ("relations", self.relations, ("auto", "polar", "cartesian", "none")),
+        ):
             if value not in valid:
-                raise ConfigError(f"'compression.{key}' must be one of {', '.join(valid)}, "
-                                  f"got '{value}'")
+                raise ConfigError(
+                    f"'compression.{key}' must be one of {', '.join(valid)}, got '{value}'"
+                )
         if "default" not in self.bounds and self.policy == "none":
-            raise ConfigError("'compression.bounds' needs a default entry, e.g. "
-                              "bounds = {default = {rel = 1e-3}}")
+            raise ConfigError(
+                "'compression.bounds' needs a default entry, e.g. bounds = {default = {rel = 1e-3}}"
+            )
         for col, spec in self.bounds.items():
             if len(spec) != 1 or next(iter(spec)) not in ("abs", "rel", "bits"):
                 raise ConfigError(
@@ -291,11 +326,14 @@ class CompressionConfig:
                 )
             kind, amount = next(iter(spec.items()))
             if kind == "bits" and not (float(amount).is_integer() and 1 <= amount <= 23):
-                raise ConfigError(f"'compression.bounds.{col}.bits' must be an integer in "
-                                  f"1-23 (float32 mantissa bits), got {amount}")
+                raise ConfigError(
+                    f"'compression.bounds.{col}.bits' must be an integer in "
+                    f"1-23 (float32 mantissa bits), got {amount}"
+                )
             if not 0.0 < amount < float("inf"):
-                raise ConfigError(f"'compression.bounds.{col}' must be > 0 and finite, got "
-                                  f"{amount}")
+                raise ConfigError(
+                    f"'compression.bounds.{col}' must be > 0 and finite, got {amount}"
+                )
 
 
 @dataclass
@@ -325,8 +363,10 @@ class EvaluationConfig:
 
     colour_by: str | None = field(
         default=None,
-        metadata=doc("column of the input that colours the latent plots; default: the first "
-                     "integer flag (2-10 values), else the first compressed column"),
+        metadata=doc(
+            "column of the input that colours the latent plots; default: the first "
+            "integer flag (2-10 values), else the first compressed column"
+        ),
     )
     top_k: int = field(default=10, metadata=doc("most anomalous rows listed in metrics.json"))
     latent_rows: int = field(
@@ -334,23 +374,30 @@ class EvaluationConfig:
     )
     cuts: list[str] = field(
         default_factory=list,
-        metadata=doc("cuts whose pass count is compared before/after with its paired error, "
-                     "e.g. ['pt > 600']"),
+        metadata=doc(
+            "cuts whose pass count is compared before/after with its paired error, "
+            "e.g. ['pt > 600']"
+        ),
     )
     plots: str = field(
         default="summary",
-        metadata=doc("'summary': a summary page, an overview of every column and the full "
-                     "plots of flagged columns (comb, broken bound, moved cut); 'all': "
-                     "every plot of every column and the latent views"),
+        metadata=doc(
+            "'summary': a summary page, an overview of every column and the full "
+            "plots of flagged columns (comb, broken bound, moved cut); 'all': "
+            "every plot of every column and the latent views"
+        ),
     )
 
     latent_probing: bool = field(
         default=False,
-        metadata=doc("also write output/evaluation/probing/: latent traversal, prior and PCA "
-                     "samples decoded, t-SNE (needs scikit-learn)"),
+        metadata=doc(
+            "also write output/evaluation/probing/: latent traversal, prior and PCA "
+            "samples decoded, t-SNE (needs scikit-learn)"
+        ),
     )
     tsne_rows: int = field(
-        default=2000, metadata=doc("latent_probing: rows embedded by t-SNE (it is slow)"))
+        default=2000, metadata=doc("latent_probing: rows embedded by t-SNE (it is slow)")
+    )
 
     def validate(self) -> None:
         """Check ``top_k >= 0``, ``latent_rows > 0``, ``tsne_rows >= 3`` and that every cut
@@ -381,9 +428,11 @@ class ScanConfig:
     )
     metric: str = field(
         default="rms_sigma",
-        metadata=doc("what runs are ranked on: rms_sigma (validation RMS error / column σ, "
-                     "mean over columns) | bounded_ratio (compression ratio in bounded mode) "
-                     "| mass_shift (|Δm|/σ of the [analysis] fit)"),
+        metadata=doc(
+            "what runs are ranked on: rms_sigma (validation RMS error / column σ, "
+            "mean over columns) | bounded_ratio (compression ratio in bounded mode) "
+            "| mass_shift (|Δm|/σ of the [analysis] fit)"
+        ),
     )
 
 
@@ -401,23 +450,26 @@ class SearchConfig:
         metadata=doc('"section.key" = [choices] or {low = x, high = y, log = false, step = s}'),
     )
     trials: int = field(
-        default=20, metadata=doc("finished trials wanted in the study (a rerun tops it up)"))
+        default=20, metadata=doc("finished trials wanted in the study (a rerun tops it up)")
+    )
     metric: str = field(
         default="rms_sigma",
-        metadata=doc("objective, as scan.metric: rms_sigma | bounded_ratio | mass_shift"))
+        metadata=doc("objective, as scan.metric: rms_sigma | bounded_ratio | mass_shift"),
+    )
     seed: int = field(default=0, metadata=doc("seed of the TPE sampler"))
     startup_trials: int = field(
-        default=10, metadata=doc("random trials before TPE starts modelling the objective"))
+        default=10, metadata=doc("random trials before TPE starts modelling the objective")
+    )
     study: str = field(
-        default="search", metadata=doc("study name in output/search/search.db (resumable)"))
+        default="search", metadata=doc("study name in output/search/search.db (resumable)")
+    )
 
     def validate(self) -> None:
         """Check ``trials >= 1`` and ``startup_trials >= 0``."""
         if self.trials < 1:
             raise ConfigError(f"'search.trials' must be >= 1, got {self.trials}")
         if self.startup_trials < 0:
-            raise ConfigError(f"'search.startup_trials' must be >= 0, got "
-                              f"{self.startup_trials}")
+            raise ConfigError(f"'search.startup_trials' must be >= 0, got {self.startup_trials}")
 
 
 @dataclass
@@ -427,14 +479,18 @@ class AnomalyConfig:
 
     test: list[str] = field(
         default_factory=list,
-        metadata=doc("test file(s) to score: a path, a glob or a list (relative to the "
-                     "config's folder)"))
+        metadata=doc(
+            "test file(s) to score: a path, a glob or a list (relative to the config's folder)"
+        ),
+    )
     reference: list[str] = field(
         default_factory=list,
-        metadata=doc("reference file(s) that set the score scale; default: data.input"))
+        metadata=doc("reference file(s) that set the score scale; default: data.input"),
+    )
     truth: str | None = field(
         default=None,
-        metadata=doc("column of the test file(s), nonzero for anomalous rows: ROC and AUC"))
+        metadata=doc("column of the test file(s), nonzero for anomalous rows: ROC and AUC"),
+    )
     top_k: int = field(default=20, metadata=doc("most anomalous test rows listed"))
     bins: int = field(default=60, metadata=doc("bins of the score histograms"))
 
@@ -464,9 +520,11 @@ class ExecutionConfig:
     )
     threads: int | None = field(
         default=None,
-        metadata=doc("CPU threads of torch and the numeric libraries; default: the cores this "
-                     "process may use (CPU affinity, capped by OMP_NUM_THREADS), 1 per dask "
-                     "worker process"),
+        metadata=doc(
+            "CPU threads of torch and the numeric libraries; default: the cores this "
+            "process may use (CPU affinity, capped by OMP_NUM_THREADS), 1 per dask "
+            "worker process"
+        ),
     )
 
 
@@ -490,24 +548,32 @@ class RateConfig:
     )
     order: str = field(
         default="search",
-        metadata=doc("coding order of the columns: search (short fits of the natural, greedy "
-                     "and reversed greedy orders; the best on validation wins) | greedy "
-                     "(cheapest conditional first, a Gaussian proxy) | natural (column order)"),
+        metadata=doc(
+            "coding order of the columns: search (short fits of the natural, greedy "
+            "and reversed greedy orders; the best on validation wins) | greedy "
+            "(cheapest conditional first, a Gaussian proxy) | natural (column order)"
+        ),
     )
     event_context: str = field(
         default="auto",
-        metadata=doc("condition each object on the previous object of its event: auto (when "
-                     "the input has events) | none"),
+        metadata=doc(
+            "condition each object on the previous object of its event: auto (when "
+            "the input has events) | none"
+        ),
     )
     integer_context: str = field(
         default="auto",
-        metadata=doc("condition on the integer columns stored losslessly in the same file "
-                     "(multiplicities, flags; free for the decoder): auto | none"),
+        metadata=doc(
+            "condition on the integer columns stored losslessly in the same file "
+            "(multiplicities, flags; free for the decoder): auto | none"
+        ),
     )
     side_information: str = field(
         default="none",
-        metadata=doc("condition on the autoencoder's quantised latent, stored per row: none | "
-                     "latent (a hyperprior; its bits count in the file)"),
+        metadata=doc(
+            "condition on the autoencoder's quantised latent, stored per row: none | "
+            "latent (a hyperprior; its bits count in the file)"
+        ),
     )
     latent_bits: int = field(
         default=4, metadata=doc("bits per latent dimension of that side information")
@@ -560,8 +626,7 @@ class Config:
         """
         if self._analysis is None and self.analysis_table is not None:
             where = str(self.source) if self.source is not None else "config"
-            self._analysis = build_section(_analysis_spec(), self.analysis_table, where,
-                                           "analysis")
+            self._analysis = build_section(_analysis_spec(), self.analysis_table, where, "analysis")
         return self._analysis
 
     @analysis.setter
@@ -582,9 +647,20 @@ def _analysis_spec() -> type:
 
 
 #: every section, in the order the docs and ``new_project`` show them
-SECTION_NAMES: tuple[str, ...] = ("data", "model", "training", "compression", "rate",
-                                  "output", "evaluation", "analysis", "scan", "search",
-                                  "anomaly", "execution")
+SECTION_NAMES: tuple[str, ...] = (
+    "data",
+    "model",
+    "training",
+    "compression",
+    "rate",
+    "output",
+    "evaluation",
+    "analysis",
+    "scan",
+    "search",
+    "anomaly",
+    "execution",
+)
 #: sections built from their dataclass at load time
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -608,8 +684,10 @@ SCAN_KEYS = ("metric",)
 
 def all_sections() -> dict[str, type]:
     """Every section's dataclass in documentation order (imports the lazy ones)."""
-    return {name: SECTIONS[name] if name in SECTIONS else LAZY_SECTIONS[name]()
-            for name in SECTION_NAMES}
+    return {
+        name: SECTIONS[name] if name in SECTIONS else LAZY_SECTIONS[name]()
+        for name in SECTION_NAMES
+    }
 
 
 #: values fixed by the code itself; the names of a registry are in REGISTRY_CHOICES
@@ -865,8 +943,9 @@ def _flatten_space(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None,
-                     defer_analysis: bool = False) -> Config:
+def config_from_dict(
+    raw: dict[str, Any], where: str, source: Path | None = None, defer_analysis: bool = False
+) -> Config:
     """Validate a raw TOML dictionary into a :class:`Config`.
 
     ``[analysis]`` is validated last (it imports the analysis package), or on first use
@@ -887,8 +966,15 @@ def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None
             continue
         if name == "scan":  # "section.key" = [values] lines (quoted or not) form the grid
             plain = {k: table[k] for k in SCAN_KEYS if k in table}
-            table = {**plain, "grid": {**table.get("grid", {}), **_flatten(
-                {k: v for k, v in table.items() if k != "grid" and k not in SCAN_KEYS})}}
+            table = {
+                **plain,
+                "grid": {
+                    **table.get("grid", {}),
+                    **_flatten(
+                        {k: v for k, v in table.items() if k != "grid" and k not in SCAN_KEYS}
+                    ),
+                },
+            }
         if name == "search" and isinstance(table.get("space"), dict):
             table = {**table, "space": _flatten_space(table["space"])}
         sections[name] = build_section(SECTIONS[name], table, where, name)
@@ -902,8 +988,9 @@ def config_from_dict(raw: dict[str, Any], where: str, source: Path | None = None
     return cfg
 
 
-def load_config(path: Path, overrides: typing.Sequence[str] = (),
-                defer_analysis: bool = False) -> Config:
+def load_config(
+    path: Path, overrides: typing.Sequence[str] = (), defer_analysis: bool = False
+) -> Config:
     """Read, override and validate a project's ``config.toml``.
 
     Parameters
@@ -932,8 +1019,9 @@ def load_config(path: Path, overrides: typing.Sequence[str] = (),
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     apply_overrides(raw, overrides)
     try:
-        return config_from_dict(raw, str(path), source=path.resolve(),
-                                defer_analysis=defer_analysis)
+        return config_from_dict(
+            raw, str(path), source=path.resolve(), defer_analysis=defer_analysis
+        )
     except ConfigError as exc:  # a bad key given with --set is the --set's fault, not the file's
         for item in overrides:
             key = item.split("=", 1)[0].strip()
@@ -972,8 +1060,7 @@ def toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):  # keys such as glob patterns ("*_pt") are quoted
-        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}"
-                               for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {value!r} as TOML")
 
 

@@ -25,12 +25,14 @@ def _default(f: dataclasses.Field) -> str:
 
 
 def render_models() -> list[str]:
-    """A section per registered model: what it is and its ``[model] options`` keys.
-
-    """
-    out = ["## Models", "",
-           "`[model] name` is one of these; `[model] options = {...}` takes the keys of",
-           "the model's table (unknown keys are an error).", ""]
+    """A section per registered model: what it is and its ``[model] options`` keys."""
+    out = [
+        "## Models",
+        "",
+        "`[model] name` is one of these; `[model] options = {...}` takes the keys of",
+        "the model's table (unknown keys are an error).",
+        "",
+    ]
     for name in MODEL_REGISTRY.names():
         cls = MODEL_REGISTRY.get(name)
         summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
@@ -59,14 +61,23 @@ def render_config_reference() -> str:
         "",
     ]
     for name, cls in all_sections().items():
-        out += [f"## [{name}]", "", (cls.__doc__ or "").strip().splitlines()[0], "",
-                "| key | default | allowed | description |", "|---|---|---|---|"]
+        out += [
+            f"## [{name}]",
+            "",
+            (cls.__doc__ or "").strip().splitlines()[0],
+            "",
+            "| key | default | allowed | description |",
+            "|---|---|---|---|",
+        ]
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
             shown = _default(f)
-            choices = (format_choices(name, f.name) if (name, f.name) in FORMAT_KEYS
-                       else CHOICES.get((name, f.name), ()))
+            choices = (
+                format_choices(name, f.name)
+                if (name, f.name) in FORMAT_KEYS
+                else CHOICES.get((name, f.name), ())
+            )
             allowed = ", ".join(choices)
             doc = f.metadata.get("doc", "").replace("|", "\\|")
             out.append(f"| `{f.name}` | {shown} | {allowed} | {doc} |")

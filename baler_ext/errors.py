@@ -73,8 +73,7 @@ class ExportError(BalerError):
 FILESYSTEM_EXIT = 9
 
 _OS_REASONS: dict[int, str] = {
-    errno.ENOSPC: "the disk is full (no space left on device); free space or write to "
-                  "another disk",
+    errno.ENOSPC: "the disk is full (no space left on device); free space or write to another disk",
     errno.EDQUOT: "the disk quota is exceeded; free space or write to another disk",
     errno.EROFS: "the filesystem is read-only; write to a writable folder",
     errno.EACCES: "permission denied; check the permissions or write to another folder",
@@ -101,6 +100,7 @@ def describe_os_error(exc: OSError) -> str:
         reason = exc.strerror or os.strerror(exc.errno)
     else:
         text = " ".join(str(exc).split())[:300]
-        reason = (f"{text} (a truncated or damaged file?)" if text
-                  else "the file is truncated or damaged")
+        reason = (
+            f"{text} (a truncated or damaged file?)" if text else "the file is truncated or damaged"
+        )
     return f"{where}: {reason}" if where else reason

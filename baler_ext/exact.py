@@ -67,26 +67,34 @@ def detect_exact(values: np.ndarray, columns: list[str]) -> dict[str, dict[str, 
             order = np.argsort(-counts[spike], kind="stable")[:MAX_EXACT]
             sentinels[c] = [float(v) for v in uniq[spike][order]]
     if discrete:
-        log.info("discrete float columns (kept losslessly): %s",
-                 ", ".join(f"{c} ({len(v)} values)" for c, v in discrete.items()))
+        log.info(
+            "discrete float columns (kept losslessly): %s",
+            ", ".join(f"{c} ({len(v)} values)" for c, v in discrete.items()),
+        )
     if sentinels:
-        log.info("repeated values kept exactly: %s",
-                 "; ".join(f"{c}: {', '.join(f'{v:g}' for v in vs)}"
-                           for c, vs in sentinels.items()))
+        log.info(
+            "repeated values kept exactly: %s",
+            "; ".join(f"{c}: {', '.join(f'{v:g}' for v in vs)}" for c, vs in sentinels.items()),
+        )
     return {"discrete": discrete, "sentinels": sentinels}
 
 
-def sentinel_arrays(found: dict[str, dict[str, list[float]]] | None,
-                    columns: list[str]) -> dict[str, np.ndarray]:
+def sentinel_arrays(
+    found: dict[str, dict[str, list[float]]] | None, columns: list[str]
+) -> dict[str, np.ndarray]:
     """The sentinel values per compressed column, as float64 arrays."""
     if not found:
         return {}
-    return {c: np.asarray(v, dtype=np.float64)
-            for c, v in found.get("sentinels", {}).items() if c in columns}
+    return {
+        c: np.asarray(v, dtype=np.float64)
+        for c, v in found.get("sentinels", {}).items()
+        if c in columns
+    }
 
 
-def override_sections(values: np.ndarray, columns: list[str],
-                      exact: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def override_sections(
+    values: np.ndarray, columns: list[str], exact: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Per column with sentinels: ``exact:<c>/rows`` (delta-coded row numbers) and
     ``exact:<c>/which`` (index into the column's sentinel values)."""
     out: dict[str, np.ndarray] = {}
@@ -104,8 +112,12 @@ def override_sections(values: np.ndarray, columns: list[str],
     return out
 
 
-def apply_overrides(values: np.ndarray, columns: list[str], exact: dict[str, np.ndarray],
-                    sections: dict[str, np.ndarray]) -> np.ndarray:
+def apply_overrides(
+    values: np.ndarray,
+    columns: list[str],
+    exact: dict[str, np.ndarray],
+    sections: dict[str, np.ndarray],
+) -> np.ndarray:
     """Write the sentinel values recorded by :func:`override_sections` back into ``values``."""
     for c, vals in exact.items():
         rows = sections.get(f"{SECTION}:{c}/rows")
@@ -116,8 +128,9 @@ def apply_overrides(values: np.ndarray, columns: list[str], exact: dict[str, np.
     return values
 
 
-def sentinel_damage(original: np.ndarray, restored: np.ndarray, columns: list[str],
-                    exact: dict[str, np.ndarray]) -> dict[str, int]:
+def sentinel_damage(
+    original: np.ndarray, restored: np.ndarray, columns: list[str], exact: dict[str, np.ndarray]
+) -> dict[str, int]:
     """How many sentinel values ``restored`` changed, per column (for latent mode)."""
     out: dict[str, int] = {}
     for c, vals in exact.items():

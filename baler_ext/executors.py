@@ -32,6 +32,7 @@ from baler_ext.errors import BalerError, ExecutionError
 
 log = logging.getLogger(__name__)
 
+
 def _import_distributed() -> Any:
     try:
         import distributed
@@ -42,8 +43,13 @@ def _import_distributed() -> Any:
     return distributed
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], names: Sequence[str],
-              execution: ExecutionConfig, desc: str) -> list[Any]:
+def run_tasks(
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple[Any, ...]],
+    names: Sequence[str],
+    execution: ExecutionConfig,
+    desc: str,
+) -> list[Any]:
     """Run ``fn(*args)`` for every ``args`` of ``tasks``; results in the order of ``tasks``.
 
     Parameters
@@ -65,8 +71,9 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], names: S
         from tqdm import tqdm
 
         results = []
-        for args in tqdm(tasks, desc=desc, unit="file", disable=None if len(tasks) > 1 else True,
-                         leave=False):
+        for args in tqdm(
+            tasks, desc=desc, unit="file", disable=None if len(tasks) > 1 else True, leave=False
+        ):
             results.append(fn(*args))
         return results
     return _run_dask(fn, tasks, names, execution, desc)
@@ -84,11 +91,16 @@ def dask_client(execution: ExecutionConfig) -> Iterator[Any]:
         try:
             client = distributed.Client(execution.scheduler, timeout="30s")
         except OSError as exc:
-            raise ExecutionError(f"cannot reach the dask scheduler at {execution.scheduler} "
-                                 f"({exc}); check execution.scheduler / --scheduler") from None
+            raise ExecutionError(
+                f"cannot reach the dask scheduler at {execution.scheduler} "
+                f"({exc}); check execution.scheduler / --scheduler"
+            ) from None
         with client:
-            log.info("dask: scheduler %s, %d workers", execution.scheduler,
-                     len(client.scheduler_info().get("workers", {})))
+            log.info(
+                "dask: scheduler %s, %d workers",
+                execution.scheduler,
+                len(client.scheduler_info().get("workers", {})),
+            )
             yield client
         return
     # one task at a time per worker process, each computing with execution.threads
@@ -98,40 +110,63 @@ def dask_client(execution: ExecutionConfig) -> Iterator[Any]:
 
     per_worker = execution.threads or 1
     if execution.workers * per_worker > affinity_cores():
-        log.warning("dask: %d workers x %d threads exceed the %d cores of this machine; "
-                    "lower execution.workers or execution.threads", execution.workers,
-                    per_worker, affinity_cores())
-    with distributed.LocalCluster(n_workers=execution.workers, threads_per_worker=1,
-                                  processes=True, dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
-        log.info("dask: LocalCluster with %d workers, %d thread(s) each", execution.workers,
-                 per_worker)
+        log.warning(
+            "dask: %d workers x %d threads exceed the %d cores of this machine; "
+            "lower execution.workers or execution.threads",
+            execution.workers,
+            per_worker,
+            affinity_cores(),
+        )
+    with (
+        distributed.LocalCluster(
+            n_workers=execution.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        log.info(
+            "dask: LocalCluster with %d workers, %d thread(s) each", execution.workers, per_worker
+        )
         yield client
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if type(exc).__name__ == "KilledWorker":
-        return ("its worker died each time it ran it (out of memory? killed?); see the worker "
-                "logs")
+        return "its worker died each time it ran it (out of memory? killed?); see the worker logs"
     return text if isinstance(exc, BalerError) else f"{type(exc).__name__}: {text}"
 
 
-def _run_dask(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], names: Sequence[str],
-              execution: ExecutionConfig, desc: str) -> list[Any]:
+def _run_dask(
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple[Any, ...]],
+    names: Sequence[str],
+    execution: ExecutionConfig,
+    desc: str,
+) -> list[Any]:
     distributed = _import_distributed()
     from tqdm import tqdm
 
     run_id = uuid.uuid4().hex[:8]
     with dask_client(execution) as client:
-        futures = [client.submit(fn, *args, key=f"baler_ext-{desc}-{name}-{run_id}",
-                                 pure=False, retries=execution.retries)
-                   for args, name in zip(tasks, names, strict=True)]
+        futures = [
+            client.submit(
+                fn,
+                *args,
+                key=f"baler_ext-{desc}-{name}-{run_id}",
+                pure=False,
+                retries=execution.retries,
+            )
+            for args, name in zip(tasks, names, strict=True)
+        ]
         index = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         failures: list[str] = []
-        bar = tqdm(total=len(futures), desc=f"{desc} (dask)", unit="file", disable=None,
-                   leave=False)
+        bar = tqdm(
+            total=len(futures), desc=f"{desc} (dask)", unit="file", disable=None, leave=False
+        )
         for fut in distributed.as_completed(futures):
             i = index[fut.key]
             try:
@@ -144,7 +179,8 @@ def _run_dask(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], names: S
     if failures:
         raise ExecutionError(
             f"{len(failures)} of {len(tasks)} files failed to {desc} on dask ("
-            + "; ".join(failures) + f"); the {len(tasks) - len(failures)} finished files are "
+            + "; ".join(failures)
+            + f"); the {len(tasks) - len(failures)} finished files are "
             "complete and verified, re-run with --resume to skip them"
         )
     return results
@@ -171,8 +207,10 @@ def worker_model(model_dir: Path, expected_hash: str) -> Any:
     try:
         mtime = (model_dir / MODEL_JSON).stat().st_mtime_ns
     except OSError:
-        raise ExecutionError(f"{model_dir}: the model folder is not visible on this worker; "
-                             "dask workers need the project on a shared filesystem") from None
+        raise ExecutionError(
+            f"{model_dir}: the model folder is not visible on this worker; "
+            "dask workers need the project on a shared filesystem"
+        ) from None
     return _cached_model(str(model_dir), expected_hash, mtime)
 
 

@@ -128,8 +128,12 @@ def reconstruction_loss(name: str) -> LossFn:
 IMQ_SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
-def mmd_imq(z: torch.Tensor, z_prior: torch.Tensor, prior_var: float = 1.0,
-            scales: tuple[float, ...] | list[float] = IMQ_SCALES) -> torch.Tensor:
+def mmd_imq(
+    z: torch.Tensor,
+    z_prior: torch.Tensor,
+    prior_var: float = 1.0,
+    scales: tuple[float, ...] | list[float] = IMQ_SCALES,
+) -> torch.Tensor:
     r"""Unbiased MMD² estimate with the inverse-multiquadratic kernel, over several scales.
 
     With :math:`k_C(a, b) = C / (C + \lVert a - b\rVert^2)` and
@@ -181,8 +185,9 @@ def mmd_imq(z: torch.Tensor, z_prior: torch.Tensor, prior_var: float = 1.0,
     return total
 
 
-def sliced_wasserstein(z: torch.Tensor, z_prior: torch.Tensor, n_projections: int = 50,
-                       p: int = 2) -> torch.Tensor:
+def sliced_wasserstein(
+    z: torch.Tensor, z_prior: torch.Tensor, n_projections: int = 50, p: int = 2
+) -> torch.Tensor:
     r"""The sliced Wasserstein distance to the p-th power, :math:`SW_p^p(q_z, p_z)`.
 
     .. math::

@@ -48,8 +48,12 @@ RATE_JSON = "rate_model.json"
 ARCHIVE = "archive"
 
 
-def model_hash(state_dict: dict[str, torch.Tensor], arch: dict[str, Any],
-               normaliser: Normaliser, learned: LearnedModel | None = None) -> str:
+def model_hash(
+    state_dict: dict[str, torch.Tensor],
+    arch: dict[str, Any],
+    normaliser: Normaliser,
+    learned: LearnedModel | None = None,
+) -> str:
     """SHA-256 identity of a trained model: weights, architecture, normaliser and the
     learned probability model."""
     h = hashlib.sha256()
@@ -73,9 +77,14 @@ class TrainedModel:
     ``model`` is either given or loaded (with torch) on first access by ``loader``.
     """
 
-    def __init__(self, model: Autoencoder | None, normaliser: Normaliser,
-                 meta: dict[str, Any], learned: LearnedModel | None = None,
-                 loader: Callable[[], Autoencoder] | None = None) -> None:
+    def __init__(
+        self,
+        model: Autoencoder | None,
+        normaliser: Normaliser,
+        meta: dict[str, Any],
+        learned: LearnedModel | None = None,
+        loader: Callable[[], Autoencoder] | None = None,
+    ) -> None:
         self._model = model
         self._loader = loader
         self.normaliser = normaliser
@@ -102,9 +111,14 @@ class TrainedModel:
         return list(self.model.lossless_columns)
 
 
-def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
-               normaliser: Normaliser, extra: dict[str, Any] | None = None,
-               learned: LearnedModel | None = None) -> str:
+def save_model(
+    directory: Path,
+    model: Autoencoder,
+    model_cfg: ModelConfig,
+    normaliser: Normaliser,
+    extra: dict[str, Any] | None = None,
+    learned: LearnedModel | None = None,
+) -> str:
     """Write weights, ``model.json``, ``normaliser.json`` and the learned probability
     model (when given); return the model hash."""
     import torch
@@ -114,9 +128,13 @@ def save_model(directory: Path, model: Autoencoder, model_cfg: ModelConfig,
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     arch = {
-        "name": model_cfg.name, "n_features": model.n_features, "latent_dim": model.latent_dim,
-        "hidden": list(model_cfg.hidden), "activation": model_cfg.activation,
-        "options": model_cfg.options, "dtype": model_cfg.dtype,
+        "name": model_cfg.name,
+        "n_features": model.n_features,
+        "latent_dim": model.latent_dim,
+        "hidden": list(model_cfg.hidden),
+        "activation": model_cfg.activation,
+        "options": model_cfg.options,
+        "dtype": model_cfg.dtype,
         "built_latent_dim": latent_size(model_cfg, model.n_features),
     }
     digest = model_hash(state, arch, normaliser, learned)
@@ -189,15 +207,19 @@ def load_learned(directory: Path) -> LearnedModel | None:
         with np.load(directory / RATE_NPZ, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ContainerError(f"{directory / RATE_NPZ}: unreadable learned probability model "
-                             f"({exc}); retrain with --mode train") from None
+        raise ContainerError(
+            f"{directory / RATE_NPZ}: unreadable learned probability model "
+            f"({exc}); retrain with --mode train"
+        ) from None
     return LearnedModel.from_parts(meta, arrays)
 
 
 def _unreadable(directory: Path, exc: BaseException) -> ModelError:
     text = (str(exc).strip().splitlines() or [""])[0][:200]
-    return ModelError(f"{directory}: the trained model cannot be read ({type(exc).__name__}"
-                      f"{': ' + text if text else ''}); retrain it with --mode train")
+    return ModelError(
+        f"{directory}: the trained model cannot be read ({type(exc).__name__}"
+        f"{': ' + text if text else ''}); retrain it with --mode train"
+    )
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
@@ -239,8 +261,10 @@ def model_errors(directory: Path) -> Iterator[None]:
     except (BalerError, KeyboardInterrupt):
         raise
     except FileNotFoundError as exc:
-        raise ModelError(f"{exc.filename or directory}: missing from the trained model; "
-                         "retrain it with --mode train") from None
+        raise ModelError(
+            f"{exc.filename or directory}: missing from the trained model; "
+            "retrain it with --mode train"
+        ) from None
     except OSError:  # permissions, I/O: reported with the path at the CLI boundary
         raise
     except Exception as exc:  # a pickle payload, a damaged or mismatched file
@@ -250,9 +274,12 @@ def model_errors(directory: Path) -> Iterator[None]:
 def _load_model(directory: Path) -> TrainedModel:
     meta = read_meta(directory)
     arch = meta["arch"]
-    cfg = build_section(ModelConfig, {k: arch[k] for k in
-                                      ("name", "hidden", "activation", "options", "dtype")},
-                        str(directory / MODEL_JSON), "model")
+    cfg = build_section(
+        ModelConfig,
+        {k: arch[k] for k in ("name", "hidden", "activation", "options", "dtype")},
+        str(directory / MODEL_JSON),
+        "model",
+    )
     # built_latent_dim: the configured size, which differs from latent_dim for models whose
     # latent carries extra entries (the cvae's conditions)
     cfg.latent_dim = arch.get("built_latent_dim", arch["latent_dim"])
@@ -282,8 +309,11 @@ def load_project_model(project: Project) -> TrainedModel:
 
 def decoder_state(trained: TrainedModel) -> dict[str, np.ndarray]:
     """The decoder's tensors: every state-dict entry not under ``encoder``."""
-    return {k: v.detach().cpu().numpy() for k, v in trained.model.state_dict().items()
-            if not k.startswith("encoder")}
+    return {
+        k: v.detach().cpu().numpy()
+        for k, v in trained.model.state_dict().items()
+        if not k.startswith("encoder")
+    }
 
 
 def weights_bytes(trained: TrainedModel) -> int:
@@ -294,14 +324,18 @@ def weights_bytes(trained: TrainedModel) -> int:
     import zstandard
 
     cctx = zstandard.ZstdCompressor(level=19)
-    return sum(len(cctx.compress(np.ascontiguousarray(a).tobytes()))
-               for a in decoder_state(trained).values())
+    return sum(
+        len(cctx.compress(np.ascontiguousarray(a).tobytes()))
+        for a in decoder_state(trained).values()
+    )
 
 
 def embed_decoder(writer: ContainerWriter, trained: TrainedModel) -> int:
     """Store the decoder weights as ``decoder/<key>`` sections (chunk -1); return bytes."""
-    return sum(writer.add_array(f"{DECODER_PREFIX}{k}", -1, a).length
-               for k, a in decoder_state(trained).items())
+    return sum(
+        writer.add_array(f"{DECODER_PREFIX}{k}", -1, a).length
+        for k, a in decoder_state(trained).items()
+    )
 
 
 def check_embedded_decoder(reader: ContainerReader, trained: TrainedModel) -> None:
@@ -313,14 +347,22 @@ def check_embedded_decoder(reader: ContainerReader, trained: TrainedModel) -> No
         When a section fails its checks or differs from the model that decodes the file.
     """
     state = decoder_state(trained)
-    names = {s.name[len(DECODER_PREFIX):] for s in reader.sections
-             if s.name.startswith(DECODER_PREFIX)}
+    names = {
+        s.name[len(DECODER_PREFIX) :] for s in reader.sections if s.name.startswith(DECODER_PREFIX)
+    }
     if names != set(state):
-        raise ContainerError(f"{reader.path}: the embedded decoder has other tensors than "
-                             "the model's; the file is damaged")
+        raise ContainerError(
+            f"{reader.path}: the embedded decoder has other tensors than "
+            "the model's; the file is damaged"
+        )
     for key, want in state.items():
         got = reader.read_array(f"{DECODER_PREFIX}{key}", -1)
-        if got.shape != want.shape or got.dtype != want.dtype.newbyteorder("<") \
-                or not np.array_equal(got, want):
-            raise ContainerError(f"{reader.path}: the embedded decoder tensor '{key}' differs "
-                                 "from the model's; the file is damaged")
+        if (
+            got.shape != want.shape
+            or got.dtype != want.dtype.newbyteorder("<")
+            or not np.array_equal(got, want)
+        ):
+            raise ContainerError(
+                f"{reader.path}: the embedded decoder tensor '{key}' differs "
+                "from the model's; the file is damaged"
+            )

@@ -52,8 +52,9 @@ class Normaliser:
 
     @property
     def active_index(self) -> np.ndarray:
-        return np.array([i for i, c in enumerate(self.columns) if c not in self.constants],
-                        dtype=np.int64)
+        return np.array(
+            [i for i, c in enumerate(self.columns) if c not in self.constants], dtype=np.int64
+        )
 
     @classmethod
     def fit(cls, values: np.ndarray, columns: list[str], method: str) -> Normaliser:
@@ -74,13 +75,17 @@ class Normaliser:
                 shift, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
             else:
                 raise ValueError(f"unknown normalisation {method!r}")
-            bad = [columns[i] for i, s, k in zip(idx, shift, scale, strict=True)
-                   if not (np.isfinite(s) and np.isfinite(k) and k > 0)]
+            bad = [
+                columns[i]
+                for i, s, k in zip(idx, shift, scale, strict=True)
+                if not (np.isfinite(s) and np.isfinite(k) and k > 0)
+            ]
         if bad:
             raise InputDataError(
                 f"the {method} normalisation of {', '.join(bad)} overflows float64 (values "
                 "near 1e300?); rescale those columns, exclude them (data.exclude) or list "
-                "them in data.passthrough to store them losslessly")
+                "them in data.passthrough to store them losslessly"
+            )
         return cls(list(columns), method, shift.tolist(), scale.tolist(), constants)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
@@ -99,12 +104,20 @@ class Normaliser:
 
     def varying_constants(self, values: np.ndarray) -> list[str]:
         """Constant-in-training columns that take other values in ``values``."""
-        return [c for i, c in enumerate(self.columns)
-                if c in self.constants and np.any(values[:, i] != self.constants[c])]
+        return [
+            c
+            for i, c in enumerate(self.columns)
+            if c in self.constants and np.any(values[:, i] != self.constants[c])
+        ]
 
     def to_dict(self) -> dict:
-        return {"columns": self.columns, "method": self.method, "shift": self.shift,
-                "scale": self.scale, "constants": self.constants}
+        return {
+            "columns": self.columns,
+            "method": self.method,
+            "shift": self.shift,
+            "scale": self.scale,
+            "constants": self.constants,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Normaliser:

@@ -85,12 +85,19 @@ def _nanoaod() -> dict[str, dict[str, int]]:
     jet = {"bits": 10}
     p: dict[str, dict[str, int]] = {
         # common_cff.py, P4Vars
-        "*_eta": {"bits": 12}, "*_phi": {"bits": 12}, "*_mass": {"bits": 10}, "*_pt": full,
+        "*_eta": {"bits": 12},
+        "*_phi": {"bits": 12},
+        "*_mass": {"bits": 10},
+        "*_pt": full,
         # jets_cff.py
-        "*Jet*_pt": jet, "*Jet*_btag*": jet, "*Jet*_qgl": jet, "*Jet*_puIdDisc": jet,
+        "*Jet*_pt": jet,
+        "*Jet*_btag*": jet,
+        "*Jet*_qgl": jet,
+        "*Jet*_puIdDisc": jet,
         "*Jet*_*EF": {"bits": 6},
         # electrons_cff.py (and the tutorial's Muon_Iso, Photon_Iso)
-        "*_pfRelIso*": {"bits": 10}, "*_Iso": {"bits": 10},
+        "*_pfRelIso*": {"bits": 10},
+        "*_Iso": {"bits": 10},
         "default": full,
     }
     for comp in ("Px", "Py", "Pz", "E", "px", "py", "pz", "energy"):  # Cartesian momenta
@@ -132,12 +139,14 @@ def to_abs_rel(spec: dict[str, Any]) -> dict[str, float]:
 def matches(column: str, pattern: str) -> bool:
     """Whether ``pattern`` matches ``column``; an RNTuple's dotted name (``Jet.pt``) also
     matches as its NanoAOD spelling (``Jet_pt``), so one policy serves both."""
-    return (fnmatch.fnmatchcase(column, pattern)
-            or ("." in column and fnmatch.fnmatchcase(column.replace(".", "_"), pattern)))
+    return fnmatch.fnmatchcase(column, pattern) or (
+        "." in column and fnmatch.fnmatchcase(column.replace(".", "_"), pattern)
+    )
 
 
-def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
-                      columns: list[str]) -> dict[str, Resolved]:
+def resolve_precision(
+    policy: str, bounds: dict[str, dict[str, Any]], columns: list[str]
+) -> dict[str, Resolved]:
     """The bound of every column from ``policy`` plus the config's ``bounds``.
 
     Parameters
@@ -161,28 +170,36 @@ def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
         Unknown policy, or a plain name (no wildcard) that is not a compressed column.
     """
     if policy not in POLICIES:
-
-        raise ConfigError(f"unknown compression.policy '{policy}'{suggest(policy, POLICIES)}; "
-                          f"valid: {', '.join(POLICIES)}")
+        raise ConfigError(
+            f"unknown compression.policy '{policy}'{suggest(policy, POLICIES)}; "
+            f"valid: {', '.join(POLICIES)}"
+        )
     entries: list[tuple[str, dict[str, Any], str, int]] = []
-    for rank, (origin, table) in enumerate((("policy " + policy, POLICIES[policy]),
-                                            ("config", bounds))):
+    for rank, (origin, table) in enumerate(
+        (("policy " + policy, POLICIES[policy]), ("config", bounds))
+    ):
         for pattern, spec in table.items():
             if pattern == "default":
                 continue
-            if not any(ch in pattern for ch in WILDCARDS) and pattern not in columns \
-                    and origin == "config":
-
+            if (
+                not any(ch in pattern for ch in WILDCARDS)
+                and pattern not in columns
+                and origin == "config"
+            ):
                 raise ConfigError(
                     f"'compression.bounds.{pattern}': no compressed column '{pattern}'"
                     f"{suggest(pattern, columns)}; use a glob pattern to match several"
                 )
             entries.append((pattern, spec, origin, rank))
-    default = (bounds.get("default"), "config") if "default" in bounds else (
-        POLICIES[policy].get("default"), "policy " + policy)
+    default = (
+        (bounds.get("default"), "config")
+        if "default" in bounds
+        else (POLICIES[policy].get("default"), "policy " + policy)
+    )
     if default[0] is None:
-        raise ConfigError("'compression.bounds' needs a default entry, e.g. "
-                          "bounds = {default = {rel = 1e-3}}")
+        raise ConfigError(
+            "'compression.bounds' needs a default entry, e.g. bounds = {default = {rel = 1e-3}}"
+        )
     out: dict[str, Resolved] = {}
     for c in columns:
         matching = [e for e in entries if matches(c, e[0])]
@@ -191,11 +208,11 @@ def resolve_precision(policy: str, bounds: dict[str, dict[str, Any]],
             out[c] = Resolved(to_abs_rel(best[1]), best[0], best[2])
         else:
             out[c] = Resolved(to_abs_rel(default[0]), "default", default[1])
-    unused = [e[0] for e in entries if e[2] == "config"
-              and not any(matches(c, e[0]) for c in columns)]
+    unused = [
+        e[0] for e in entries if e[2] == "config" and not any(matches(c, e[0]) for c in columns)
+    ]
     if unused:
-        log.info("compression.bounds patterns matching no compressed column: %s",
-                 ", ".join(unused))
+        log.info("compression.bounds patterns matching no compressed column: %s", ", ".join(unused))
     return out
 
 

@@ -61,8 +61,11 @@ class Project:
         if self.config_path.is_file():
             return
         folder = self.root.parent
-        where = (f"{folder.resolve()} (--projects-dir, relative to the current folder "
-                 f"{Path.cwd()})" if not folder.is_absolute() else str(folder))
+        where = (
+            f"{folder.resolve()} (--projects-dir, relative to the current folder {Path.cwd()})"
+            if not folder.is_absolute()
+            else str(folder)
+        )
         raise ProjectError(
             f"project '{self.name}' has no {self.config_path.name} in {where}; if the "
             f"project lives elsewhere pass --projects-dir DIR, otherwise create it with "
@@ -109,7 +112,7 @@ def remove_stale_parts(final: Path, older_than: float = STALE_PART_SECONDS) -> l
     now = time.time()
     host = socket.gethostname().replace(".", "_")
     for part in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
-        rest = part.name[len(final.name) + 2:].split(".")
+        rest = part.name[len(final.name) + 2 :].split(".")
         if len(rest) not in (2, 3):  # the partial file of another output (``NAME.x``)
             continue
         # 2: a file from before the host-pid tag, judged by its age alone
@@ -122,8 +125,11 @@ def remove_stale_parts(final: Path, older_than: float = STALE_PART_SECONDS) -> l
         except FileNotFoundError:
             continue
     if removed:
-        log.info("removed %d stale partial file(s) of %s left by an interrupted run",
-                 len(removed), final.name)
+        log.info(
+            "removed %d stale partial file(s) of %s left by an interrupted run",
+            len(removed),
+            final.name,
+        )
     return removed
 
 
@@ -152,8 +158,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(final)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.",
-                                   suffix=".part", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.{_owner_tag()}.", suffix=".part", dir=final.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)

@@ -31,8 +31,13 @@ from collections.abc import Mapping
 log = logging.getLogger(__name__)
 
 #: environment variables that size the thread pools of OpenMP, MKL, OpenBLAS and numexpr
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-              "NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 _state: dict[str, int] = {}
 
@@ -62,8 +67,9 @@ def available_cores(env: Mapping[str, str] | None = None) -> int:
     return cores
 
 
-def resolve_threads(configured: int | None, worker: bool = False,
-                    env: Mapping[str, str] | None = None) -> int:
+def resolve_threads(
+    configured: int | None, worker: bool = False, env: Mapping[str, str] | None = None
+) -> int:
     """The thread count to use.
 
     Parameters
@@ -85,9 +91,13 @@ def resolve_threads(configured: int | None, worker: bool = False,
         return 1 if worker else available_cores(env)
     cores = affinity_cores()
     if configured > cores:
-        log.warning("execution.threads = %d but this process may use %d cores: using %d "
-                    "(more threads than cores only wait for one another)", configured, cores,
-                    cores)
+        log.warning(
+            "execution.threads = %d but this process may use %d cores: using %d "
+            "(more threads than cores only wait for one another)",
+            configured,
+            cores,
+            cores,
+        )
         return cores
     return configured
 

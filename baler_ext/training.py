@@ -69,8 +69,13 @@ def init_distributed(device: torch.device) -> tuple[DistContext | None, torch.de
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank)
-    log.info("distributed training: rank %d of %d (%s, %s)", ctx.rank, ctx.world_size,
-             dist.get_backend(), device)
+    log.info(
+        "distributed training: rank %d of %d (%s, %s)",
+        ctx.rank,
+        ctx.world_size,
+        dist.get_backend(),
+        device,
+    )
     return ctx, device
 
 
@@ -80,12 +85,14 @@ def check_distributable(model: Autoencoder) -> None:
         raise ConfigError(
             f"model '{model.registry_name}' trains a second player (its auxiliary optimiser) "
             "outside the model's forward pass, which DistributedDataParallel does not "
-            "synchronise; train it in a single process (without torchrun)")
+            "synchronise; train it in a single process (without torchrun)"
+        )
     if getattr(model, "ema", False):
         raise ConfigError(
             f"model '{model.registry_name}' updates its codebook by EMA buffers, which "
             "DistributedDataParallel would overwrite with rank 0's; set "
-            "model.options.codebook_update = \"loss\" or train in a single process")
+            'model.options.codebook_update = "loss" or train in a single process'
+        )
 
 
 def _all_reduce_sums(sums: dict[str, float], device: torch.device) -> dict[str, float]:
@@ -220,8 +227,9 @@ def beta_factor(epoch: int, cfg: TrainingConfig) -> float:
     try:
         fn = BETA_SCHEDULES[cfg.beta_schedule]
     except KeyError:
-        raise ConfigError(f"unknown beta_schedule '{cfg.beta_schedule}'; valid: "
-                          f"{', '.join(BETA_SCHEDULES)}") from None
+        raise ConfigError(
+            f"unknown beta_schedule '{cfg.beta_schedule}'; valid: {', '.join(BETA_SCHEDULES)}"
+        ) from None
     return fn(epoch, cfg)
 
 
@@ -243,10 +251,13 @@ def capture_activations(model: Autoencoder, enabled: bool) -> Iterator[list[torc
             h.remove()
 
 
-def batch_terms(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig,
-                forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
-                annealing: float = 1.0,
-                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def batch_terms(
+    model: Autoencoder,
+    x: torch.Tensor,
+    cfg: TrainingConfig,
+    forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+    annealing: float = 1.0,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Forward pass and named loss terms (``reconstruction``, regularisers, ``total``).
 
     ``forward`` replaces ``model(x)`` (the DistributedDataParallel wrapper of ``model``);
@@ -259,8 +270,7 @@ def batch_terms(model: Autoencoder, x: torch.Tensor, cfg: TrainingConfig,
     if cfg.activation_l1 > 0:
         terms["activation_l1"] = cfg.activation_l1 * activation_l1(acts)
     regs = model.regularisers(x, out)
-    terms.update({k: annealing * v if k in model.annealed_terms else v
-                  for k, v in regs.items()})
+    terms.update({k: annealing * v if k in model.annealed_terms else v for k, v in regs.items()})
     terms["total"] = sum(terms.values())  # type: ignore[assignment]
     return terms, out
 
@@ -293,8 +303,13 @@ def _rng_state(gen: torch.Generator) -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "shuffle": gen.get_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
-                  int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "python": [py_state[0], list(py_state[1]), py_state[2]],
     }
     if torch.cuda.is_available():
@@ -347,11 +362,19 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: TrainingConfig,
-        device: torch.device, history_path: Path | None = None,
-        checkpoint_path: Path | None = None, resume: bool = False,
-        on_epoch_end: Callable[[int], None] | None = None,
-        dist_ctx: DistContext | None = None, fingerprint: str = "") -> TrainResult:
+def fit(
+    model: Autoencoder,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    cfg: TrainingConfig,
+    device: torch.device,
+    history_path: Path | None = None,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
+    dist_ctx: DistContext | None = None,
+    fingerprint: str = "",
+) -> TrainResult:
     """Train ``model`` in place and restore its best-validation weights.
 
     Parameters
@@ -399,21 +422,32 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         check_distributable(model)
         rank, world = dist_ctx.rank, dist_ctx.world_size
         if len(xv) < world:
-            raise ConfigError(f"{len(xv)} validation rows for {world} processes: raise "
-                              "training.validation_fraction or use fewer processes")
+            raise ConfigError(
+                f"{len(xv)} validation rows for {world} processes: raise "
+                "training.validation_fraction or use fewer processes"
+            )
         batch_size = math.ceil(cfg.batch_size / world)
         forward = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
         xv = xv[rank::world]
     is_main = rank == 0
-    opt = torch.optim.Adam(model.main_parameters(), lr=cfg.learning_rate,
-                           weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(
+        model.main_parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
     aux_params = model.auxiliary_parameters()
-    aux_opt = (torch.optim.Adam(aux_params, lr=model.auxiliary_learning_rate or cfg.learning_rate)
-               if aux_params else None)
-    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
-        if cfg.lr_patience else None)
+    aux_opt = (
+        torch.optim.Adam(aux_params, lr=model.auxiliary_learning_rate or cfg.learning_rate)
+        if aux_params
+        else None
+    )
+    sched = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+        )
+        if cfg.lr_patience
+        else None
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     result = TrainResult()
     best_state = _state_copy(model)
@@ -426,12 +460,14 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
             raise ConfigError(
                 f"{checkpoint_path} was written for another model, data selection or training "
                 "configuration; train without --resume (only epochs and early stopping may "
-                "change between a run and its resumption)")
+                "change between a run and its resumption)"
+            )
         try:
             model.load_state_dict(ck["model"])
         except RuntimeError:
-            raise ConfigError(f"{checkpoint_path} does not fit the configured model; train "
-                              "without --resume") from None
+            raise ConfigError(
+                f"{checkpoint_path} does not fit the configured model; train without --resume"
+            ) from None
         opt.load_state_dict(ck["optimiser"])
         if aux_opt is not None:
             aux_opt.load_state_dict(ck["aux_optimiser"])
@@ -446,8 +482,9 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         if ck["finished"]:
             first_epoch = cfg.epochs + 1
     t_start = time.perf_counter() - elapsed
-    bar = tqdm(range(first_epoch, cfg.epochs + 1), desc="train", unit="epoch", disable=None,
-               leave=False)
+    bar = tqdm(
+        range(first_epoch, cfg.epochs + 1), desc="train", unit="epoch", disable=None, leave=False
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         factor = beta_factor(epoch, cfg)
@@ -482,13 +519,17 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         if world > 1:  # row-weighted means over all ranks' shards
             n_seen = len(perm) * world
             sums = _all_reduce_sums(sums, device)
-            tot = _all_reduce_sums({**{k: v * len(xv) for k, v in val.items()},
-                                    " rows": float(len(xv))}, device)
+            tot = _all_reduce_sums(
+                {**{k: v * len(xv) for k, v in val.items()}, " rows": float(len(xv))}, device
+            )
             n_val = tot.pop(" rows")
             val = {k: v / max(n_val, 1.0) for k, v in tot.items()}
         val_loss = val["total"]
-        row: dict[str, float] = {"epoch": epoch, "train_loss": sums.pop("total") / n_seen,
-                                 "val_loss": val_loss}
+        row: dict[str, float] = {
+            "epoch": epoch,
+            "train_loss": sums.pop("total") / n_seen,
+            "val_loss": val_loss,
+        }
         row.update({f"train_{k}": v / n_seen for k, v in sums.items()})
         row.update({f"val_{k}": v for k, v in val.items() if k != "total"})
         row["lr"] = opt.param_groups[0]["lr"]
@@ -499,11 +540,16 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
         result.history.append(row)
         bar.set_postfix(train=f"{row['train_loss']:.3g}", val=f"{val_loss:.3g}")
         if is_main:
-            log.info("epoch %d: %s", epoch, ", ".join(
-                f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+            log.info(
+                "epoch %d: %s",
+                epoch,
+                ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+            )
         if not np.isfinite(val_loss):
-            raise ConfigError(f"validation loss became {val_loss} at epoch {epoch}; lower "
-                              "training.learning_rate or set training.grad_clip")
+            raise ConfigError(
+                f"validation loss became {val_loss} at epoch {epoch}; lower "
+                "training.learning_rate or set training.grad_clip"
+            )
         if sched is not None:
             sched.step(val_loss)
         if val_loss < result.best_val_loss - cfg.min_delta:
@@ -514,17 +560,26 @@ def fit(model: Autoencoder, x_train: np.ndarray, x_val: np.ndarray, cfg: Trainin
             stale += 1
         stop = bool(cfg.early_stopping_patience and stale >= cfg.early_stopping_patience)
         if checkpoint_path is not None and is_main:
-            save_checkpoint(checkpoint_path, {
-                "version": CHECKPOINT_VERSION, "fingerprint": fingerprint,
-                "epoch": epoch, "model": _state_copy(model),
-                "optimiser": opt.state_dict(),
-                "aux_optimiser": aux_opt.state_dict() if aux_opt is not None else {},
-                "scheduler": sched.state_dict() if sched is not None else {},
-                "best_state": best_state, "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss, "stale": stale,
-                "history": result.history, "rng": _rng_state(gen),
-                "elapsed": time.perf_counter() - t_start, "finished": stop,
-            })
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "version": CHECKPOINT_VERSION,
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": _state_copy(model),
+                    "optimiser": opt.state_dict(),
+                    "aux_optimiser": aux_opt.state_dict() if aux_opt is not None else {},
+                    "scheduler": sched.state_dict() if sched is not None else {},
+                    "best_state": best_state,
+                    "best_epoch": result.best_epoch,
+                    "best_val_loss": result.best_val_loss,
+                    "stale": stale,
+                    "history": result.history,
+                    "rng": _rng_state(gen),
+                    "elapsed": time.perf_counter() - t_start,
+                    "finished": stop,
+                },
+            )
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if stop:

@@ -73,16 +73,20 @@ def load_workflow(path: Path) -> Workflow:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for key in raw:
         if key not in WORKFLOW_KEYS:
-            raise ConfigError(f"{path}: unknown key '{key}'{suggest(key, WORKFLOW_KEYS)}; "
-                              f"valid keys: {', '.join(WORKFLOW_KEYS)}")
+            raise ConfigError(
+                f"{path}: unknown key '{key}'{suggest(key, WORKFLOW_KEYS)}; "
+                f"valid keys: {', '.join(WORKFLOW_KEYS)}"
+            )
     if "base" not in raw or not raw.get("run"):
         raise ConfigError(f"{path}: needs 'base' (a project config) and at least one [[run]]")
     runs = []
     for i, item in enumerate(raw["run"]):
         for key in item:
             if key not in RUN_KEYS:
-                raise ConfigError(f"{path}: run {i + 1}: unknown key '{key}'"
-                                  f"{suggest(key, RUN_KEYS)}; valid keys: label, set")
+                raise ConfigError(
+                    f"{path}: run {i + 1}: unknown key '{key}'"
+                    f"{suggest(key, RUN_KEYS)}; valid keys: label, set"
+                )
         label = str(item.get("label", f"run{i + 1}"))
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", label):
             raise ConfigError(f"{path}: run label {label!r} must be letters, digits, _ . + -")
@@ -91,9 +95,13 @@ def load_workflow(path: Path) -> Workflow:
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{path}: run labels must be unique, got {labels}")
     folder = path.resolve().parent
-    return Workflow(path, (folder / raw["base"]).resolve(),
-                    (folder / raw.get("output", f"output/{path.stem}")).resolve(),
-                    list(raw.get("rms_columns", ["pt", "mass"])), runs)
+    return Workflow(
+        path,
+        (folder / raw["base"]).resolve(),
+        (folder / raw.get("output", f"output/{path.stem}")).resolve(),
+        list(raw.get("rms_columns", ["pt", "mass"])),
+        runs,
+    )
 
 
 def _absolute_inputs(raw: dict[str, Any], base_dir: Path) -> None:
@@ -150,8 +158,11 @@ def run_one(wf: Workflow, run: RunSpec, overrides: Sequence[str] = ()) -> dict[s
 
     project = prepare_run(wf, run, overrides)
     cfg = load_config(project.config_path)
-    row: dict[str, Any] = {"label": run.label, "model": cfg.model.name,
-                           "mode": cfg.compression.mode}
+    row: dict[str, Any] = {
+        "label": run.label,
+        "model": cfg.model.name,
+        "mode": cfg.compression.mode,
+    }
     t0 = time.perf_counter()
     results: dict[str, Any] = {}
     try:
@@ -185,14 +196,26 @@ def run_one(wf: Workflow, run: RunSpec, overrides: Sequence[str] = ()) -> dict[s
     analysis = results.get("analyse")
     if analysis is not None:
         a, b, c = analysis.before, analysis.after, analysis.comparison
-        row.update({"mass_before": a.mass, "mass_before_err": a.mass_err,
-                    "mass": b.mass, "mass_err": b.mass_err, "width": b.width,
-                    "width_err": b.width_err, "mass_shift_sigma": c.mass_shift_sigma,
-                    "width_shift_sigma": c.width_shift_sigma, "width_before": a.width,
-                    "width_before_err": a.width_err, "chi2_ndf_before": a.chi2_ndf,
-                    "fit_quality_before": a.quality, "chi2_ndf": b.chi2_ndf,
-                    "fit_quality": b.quality, "fit_notes": "; ".join(b.quality_notes),
-                    "shift_error": c.error_method})
+        row.update(
+            {
+                "mass_before": a.mass,
+                "mass_before_err": a.mass_err,
+                "mass": b.mass,
+                "mass_err": b.mass_err,
+                "width": b.width,
+                "width_err": b.width_err,
+                "mass_shift_sigma": c.mass_shift_sigma,
+                "width_shift_sigma": c.width_shift_sigma,
+                "width_before": a.width,
+                "width_before_err": a.width_err,
+                "chi2_ndf_before": a.chi2_ndf,
+                "fit_quality_before": a.quality,
+                "chi2_ndf": b.chi2_ndf,
+                "fit_quality": b.quality,
+                "fit_notes": "; ".join(b.quality_notes),
+                "shift_error": c.error_method,
+            }
+        )
     return row
 
 
@@ -221,31 +244,52 @@ def write_tables(wf: Workflow, rows: list[dict[str, Any]]) -> dict[str, Path]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref = next((r for r in rows if "mass_before" in r), None)
     if ref is not None:
-        lines.append(f"| original | — | — | 1 | 1 | {' | '.join('0' for _ in wf.rms_columns)} | "
-                     f"{ref['mass_before']:.2f} ± {ref['mass_before_err']:.2f} | "
-                     f"{ref['width_before']:.2f} ± {ref['width_before_err']:.2f} | "
-                     f"{_fmt(ref.get('chi2_ndf_before'), 2)} | {ref.get('fit_quality_before')} "
-                     "| 0 | 0 | — |")
+        lines.append(
+            f"| original | — | — | 1 | 1 | {' | '.join('0' for _ in wf.rms_columns)} | "
+            f"{ref['mass_before']:.2f} ± {ref['mass_before_err']:.2f} | "
+            f"{ref['width_before']:.2f} ± {ref['width_before_err']:.2f} | "
+            f"{_fmt(ref.get('chi2_ndf_before'), 2)} | {ref.get('fit_quality_before')} "
+            "| 0 | 0 | — |"
+        )
     for r in rows:
-        mass = (f"{r['mass']:.2f} ± {r['mass_err']:.2f}" if "mass" in r
-                else "fit failed" if "error" in r else "—")
+        mass = (
+            f"{r['mass']:.2f} ± {r['mass_err']:.2f}"
+            if "mass" in r
+            else "fit failed"
+            if "error" in r
+            else "—"
+        )
         width = f"{r['width']:.2f} ± {r['width_err']:.2f}" if "width" in r else mass
-        cells = [r["label"], r["model"], r["mode"], _fmt(r.get("ratio_payload"), 2),
-                 _fmt(r.get("ratio_with_decoder"), 2)]
+        cells = [
+            r["label"],
+            r["model"],
+            r["mode"],
+            _fmt(r.get("ratio_payload"), 2),
+            _fmt(r.get("ratio_with_decoder"), 2),
+        ]
         cells += [_fmt(r.get(f"rel_rms_{c}")) for c in wf.rms_columns]
         quality = r.get("fit_quality", "failed" if "error" in r else "—")
-        cells += [mass, width, _fmt(r.get("chi2_ndf"), 2), quality,
-                  _fmt(r.get("mass_shift_sigma"), 1),
-                  _fmt(r.get("width_shift_sigma"), 1), _fmt(r.get("train_s"), 0)]
+        cells += [
+            mass,
+            width,
+            _fmt(r.get("chi2_ndf"), 2),
+            quality,
+            _fmt(r.get("mass_shift_sigma"), 1),
+            _fmt(r.get("width_shift_sigma"), 1),
+            _fmt(r.get("train_s"), 0),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     md_path = wf.output / "comparison.md"
-    legend = ("\n\nfit: quality of the decompressed sample's fit (good; poor: p-value below "
-              "analysis.min_p_value; failed: invalid, parameter at a limit, or the peak collapsed "
-              "to a couple of bins, so its numbers are not a measurement). Δ/σ: shift in units "
-              "of its paired-bootstrap error.\n")
+    legend = (
+        "\n\nfit: quality of the decompressed sample's fit (good; poor: p-value below "
+        "analysis.min_p_value; failed: invalid, parameter at a limit, or the peak collapsed "
+        "to a couple of bins, so its numbers are not a measurement). Δ/σ: shift in units "
+        "of its paired-bootstrap error.\n"
+    )
     with atomic_path(md_path) as tmp:
-        tmp.write_text(f"# {wf.path.stem}\n\nbase config: `{wf.base}`\n\n" + "\n".join(lines)
-                       + legend)
+        tmp.write_text(
+            f"# {wf.path.stem}\n\nbase config: `{wf.base}`\n\n" + "\n".join(lines) + legend
+        )
     png_path = wf.output / "comparison.png"
     _plot(rows, png_path)
     return {"csv": csv_path, "markdown": md_path, "plot": png_path}
@@ -257,11 +301,19 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     fitted = [r for r in rows if "mass" in r]
     with hep_figure(figsize=(11, 0.5 * max(len(rows), 3) + 2)) as fig:
         axes = fig.subplots(1, 2, sharey=True)
-        for ax, key, title in ((axes[0], "mass", "fitted mass [GeV]"),
-                               (axes[1], "width", "fitted width [GeV]")):
+        for ax, key, title in (
+            (axes[0], "mass", "fitted mass [GeV]"),
+            (axes[1], "width", "fitted width [GeV]"),
+        ):
             y = np.arange(len(fitted))
-            ax.errorbar([r[key] for r in fitted], y, xerr=[r[f"{key}_err"] for r in fitted],
-                        fmt="o", color="#d62728", label="decompressed")
+            ax.errorbar(
+                [r[key] for r in fitted],
+                y,
+                xerr=[r[f"{key}_err"] for r in fitted],
+                fmt="o",
+                color="#d62728",
+                label="decompressed",
+            )
             if fitted:
                 ref, err = fitted[0][f"{key}_before"], fitted[0][f"{key}_before_err"]
                 ax.axvspan(ref - err, ref + err, color="0.8", label="original ± 1σ")

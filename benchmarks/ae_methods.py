@@ -41,26 +41,47 @@ MODEL = {"hidden": [200, 100, 50]}  # baler_ext's default widths (Baler's AE use
 #: left out here); Adam is invariant to the loss scale, so "mse" trains alike. What still
 #: differs is listed in docs/benchmarks.md.
 LIKE_BALER_DATA = {"normalisation": "minmax"}
-LIKE_BALER_TRAINING = {"loss": "mse", "learning_rate": 1e-3, "weight_decay": 0.0,
-                       "lr_patience": 0, "validation_fraction": 0.01}
+LIKE_BALER_TRAINING = {
+    "loss": "mse",
+    "learning_rate": 1e-3,
+    "weight_decay": 0.0,
+    "lr_patience": 0,
+    "validation_fraction": 0.01,
+}
 
 
-def balerext_sections(data: Path, latent_dim: int, epochs: int, compression: dict,
-                      rows: int | None = None, like_baler: bool = False) -> dict:
-    training = {"epochs": epochs, "batch_size": 512, "early_stopping_patience": 0,
-                "device": "cpu", "checkpoint": False}
+def balerext_sections(
+    data: Path,
+    latent_dim: int,
+    epochs: int,
+    compression: dict,
+    rows: int | None = None,
+    like_baler: bool = False,
+) -> dict:
+    training = {
+        "epochs": epochs,
+        "batch_size": 512,
+        "early_stopping_patience": 0,
+        "device": "cpu",
+        "checkpoint": False,
+    }
     if rows:
         training["max_rows"] = rows
     data_section = {"input": [str(data)], "chunk_size": 100_000}
     if like_baler:
         training.update(LIKE_BALER_TRAINING)
         data_section.update(LIKE_BALER_DATA)
-    return {"data": data_section, "model": {"latent_dim": latent_dim, **MODEL},
-            "training": training, "compression": compression}
+    return {
+        "data": data_section,
+        "model": {"latent_dim": latent_dim, **MODEL},
+        "training": training,
+        "compression": compression,
+    }
 
 
-def train_balerext(workdir: Path, name: str, data: Path, latent_dim: int, epochs: int,
-                   like_baler: bool = False) -> dict:
+def train_balerext(
+    workdir: Path, name: str, data: Path, latent_dim: int, epochs: int, like_baler: bool = False
+) -> dict:
     """Train a baler_ext model on ``data`` (the training half); return timing and paths.
 
     ``like_baler``: with Baler 0.0.6's normalisation and schedule (:data:`LIKE_BALER_TRAINING`).
@@ -71,11 +92,14 @@ def train_balerext(workdir: Path, name: str, data: Path, latent_dim: int, epochs
 
     cfg_path = write_project_config(
         workdir / "projects" / name,
-        balerext_sections(data, latent_dim, epochs, {}, like_baler=like_baler))
+        balerext_sections(data, latent_dim, epochs, {}, like_baler=like_baler),
+    )
     t0 = time.perf_counter()
     train(Project.locate(name, workdir / "projects"), load_config(cfg_path))
-    return {"train_s": time.perf_counter() - t0,
-            "model_dir": str(workdir / "projects" / name / "output" / "model")}
+    return {
+        "train_s": time.perf_counter() - t0,
+        "model_dir": str(workdir / "projects" / name / "output" / "model"),
+    }
 
 
 class _BalerExt(Method):
@@ -103,8 +127,14 @@ class _BalerExt(Method):
             comp["bounds"] = bounds
         cfg_path = write_project_config(
             work / "projects" / name,
-            balerext_sections(Path(p["test_path"]), p["latent_dim"], p["epochs"], comp,
-                              like_baler=p.get("like_baler", False)))
+            balerext_sections(
+                Path(p["test_path"]),
+                p["latent_dim"],
+                p["epochs"],
+                comp,
+                like_baler=p.get("like_baler", False),
+            ),
+        )
         self.project = Project.locate(name, work / "projects")
         copy_model(Path(p["model_dir"]), self.project.output)
         self.cfg = load_config(cfg_path)
@@ -136,16 +166,19 @@ class BalerExtLatent(_BalerExt):
 
 # --------------------------------------------------------------------------- Baler 0.0.6
 
+
 def _stub_missing() -> list[str]:
     """Stub numba/sklearn when absent (see the module docstring); return what was stubbed."""
     stubbed = []
     try:
         import numba  # noqa: F401
     except ImportError:
+
         def jit(*args, **kwargs):
             if args and callable(args[0]) and len(args) == 1 and not kwargs:
                 return args[0]
             return lambda f: f
+
         nb = types.ModuleType("numba")
         nb.__spec__ = importlib.machinery.ModuleSpec("numba", None)
         nb.jit = jit  # type: ignore[attr-defined]
@@ -154,8 +187,10 @@ def _stub_missing() -> list[str]:
     try:
         import sklearn.model_selection  # noqa: F401
     except ImportError:
+
         def train_test_split(*a, **k):
             raise RuntimeError("sklearn stub: only test_size = 0 is supported")
+
         sk = types.ModuleType("sklearn")
         ms = types.ModuleType("sklearn.model_selection")
         sk.__spec__ = importlib.machinery.ModuleSpec("sklearn", None)
@@ -196,7 +231,7 @@ def baler_config(n_columns: int, latent_dim: int, epochs: int):
     c.lr = 0.001
     c.batch_size = 512
     c.early_stopping = False  # a fixed epoch budget, as for baler_ext
-    c.lr_scheduler = False    # patch: its LRScheduler breaks on current torch
+    c.lr_scheduler = False  # patch: its LRScheduler breaks on current torch
     c.early_stopping_patience = 100
     c.min_delta = 0
     c.lr_scheduler_patience = 50
@@ -238,8 +273,12 @@ def train_baler(workdir: Path, name: str, data: Path, latent_dim: int, epochs: i
         model, _norm, _loss = trainer.run(str(d / "train.npz"), cfg)
     train_s = time.perf_counter() - t0
     torch.save(model.state_dict(), d / "model.pt")
-    return {"train_s": train_s, "model_path": str(d / "model.pt"), "patches": patches,
-            "latent": int(cfg.latent_space_size)}
+    return {
+        "train_s": train_s,
+        "model_path": str(d / "model.pt"),
+        "patches": patches,
+        "latent": int(cfg.latent_space_size),
+    }
 
 
 @register("baler_0.0.6")
@@ -258,6 +297,7 @@ class Baler(Method):
         import_baler()
         import baler_compressor.compressor
         import baler_compressor.decompressor  # noqa: F401  (imports stay out of the timing)
+
         p = self.params
         self.dir = Path(p["workdir"]) / "baler" / p["project"]
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -272,11 +312,17 @@ class Baler(Method):
         with contextlib.redirect_stdout(io.StringIO()):
             data = np.load(self.input)["data"]
             norm = helper.data_processing.find_minmax(data)
-            latent, names, shape = compressor.run(str(self.input), self.params["model_path"],
-                                                  norm, self.cfg)
+            latent, names, shape = compressor.run(
+                str(self.input), self.params["model_path"], norm, self.cfg
+            )
             out = self.dir / "compressed.npz"
-            np.savez(out, data=latent, names=names, normalization_features=norm,
-                     original_shape=np.array(shape))
+            np.savez(
+                out,
+                data=latent,
+                names=names,
+                normalization_features=norm,
+                original_shape=np.array(shape),
+            )
             np.save(self.dir / "normalization_features.npy", norm)
         return out.read_bytes()
 
@@ -284,7 +330,7 @@ class Baler(Method):
         from baler_compressor import decompressor
 
         with contextlib.redirect_stdout(io.StringIO()):
-            values, _names, _shape = decompressor.run(self.params["model_path"],
-                                                      str(self.dir / "compressed.npz"),
-                                                      self.cfg)
+            values, _names, _shape = decompressor.run(
+                self.params["model_path"], str(self.dir / "compressed.npz"), self.cfg
+            )
         return np.asarray(values, dtype=np.float64)

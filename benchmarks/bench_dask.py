@@ -54,7 +54,8 @@ def main() -> None:
         (root / "config.toml").write_text(
             f'[data]\ninput = ["{tmp / "data" / "*.root"}"]\n'
             "[training]\nepochs = 2\nbatch_size = 512\nmax_rows = 20000\n"
-            "early_stopping_patience = 0\n")
+            "early_stopping_patience = 0\n"
+        )
         project = Project("p", root)
         train(project, load_config(project.config_path))
 
@@ -72,18 +73,29 @@ def main() -> None:
             t2 = time.perf_counter()
             raw = sum(f.raw_float64_bytes for f in files)
             blobs = {p.name: p.read_bytes() for p in project.dir("compressed").glob("*.baler")}
-            return {"label": label, "raw": raw, "cold_s": cold, "compress_s": t1 - t0,
-                    "decompress_s": t2 - t1, "blobs": blobs}
+            return {
+                "label": label,
+                "raw": raw,
+                "cold_s": cold,
+                "compress_s": t1 - t0,
+                "decompress_s": t2 - t1,
+                "blobs": blobs,
+            }
 
         results = [run(f"local (1 process, torch threads: {torch.get_num_threads()})", [])]
         for n in (1, 2):
             t0 = time.perf_counter()
-            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                              dashboard_address=":0") as lc, Client(lc):
+            with (
+                LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
+                ) as lc,
+                Client(lc),
+            ):
                 startup = time.perf_counter() - t0
-                r = run(f"dask LocalCluster, {n} worker{'s' if n > 1 else ''}",
-                        ['execution.executor="dask"',
-                         f'execution.scheduler="{lc.scheduler_address}"'])
+                r = run(
+                    f"dask LocalCluster, {n} worker{'s' if n > 1 else ''}",
+                    ['execution.executor="dask"', f'execution.scheduler="{lc.scheduler_address}"'],
+                )
             r["startup_s"] = startup
             r["identical"] = r["blobs"] == results[0]["blobs"]
             results.append(r)
@@ -111,7 +123,8 @@ def main() -> None:
             f"| {r['label']} | {r['cold_s']:.2f} | {r['compress_s']:.2f} | "
             f"{mb / r['compress_s']:.2f} | "
             f"{r['decompress_s']:.2f} | {mb / r['decompress_s']:.2f} | "
-            f"{r.get('startup_s', 0):.1f} | {r.get('identical', '(reference)')} |")
+            f"{r.get('startup_s', 0):.1f} | {r.get('identical', '(reference)')} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.write_text(text + "\n<!-- comment below written by hand -->\n")

@@ -63,13 +63,15 @@ FAMILIES = ["sae", "sae_bn", "wae", "swae", "aae", "vae", "vqvae"]
 def cli(work: Path, name: str, mode: str, *sets: str) -> tuple[float, float]:
     """Run one stage in a fresh process; return (wall s, CPU s of that process)."""
     # the stage modules are imported before the clock starts: throughput, not start-up
-    code = ("import sys, time; from baler_ext.cli import main; "
-            "import baler_ext.stages.train, baler_ext.stages.compress, "
-            "baler_ext.stages.decompress; "
-            "t = time.process_time(); "
-            f"rc = main(['--projects-dir', {str(work / 'projects')!r}, '--project', {name!r}, "
-            f"'--mode', {mode!r}, '-q', *{list(sets)!r}]); "
-            "print('CPU', time.process_time() - t); sys.exit(rc)")
+    code = (
+        "import sys, time; from baler_ext.cli import main; "
+        "import baler_ext.stages.train, baler_ext.stages.compress, "
+        "baler_ext.stages.decompress; "
+        "t = time.process_time(); "
+        f"rc = main(['--projects-dir', {str(work / 'projects')!r}, '--project', {name!r}, "
+        f"'--mode', {mode!r}, '-q', *{list(sets)!r}]); "
+        "print('CPU', time.process_time() - t); sys.exit(rc)"
+    )
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -83,12 +85,17 @@ def make_project(work: Path, name: str, inputs: list[Path], sections: dict) -> P
     d = work / "projects" / name
     if d.exists():
         shutil.rmtree(d)
-    data = {"input": [str(p) for p in inputs], "chunk_size": 100_000,
-            **sections.pop("data", {})}
-    base = {"data": data,
-            "model": {"latent_dim": 8, "hidden": [64, 32]},
-            "training": {"epochs": 20, "batch_size": 512, "early_stopping_patience": 0,
-                         "device": "cpu"}}
+    data = {"input": [str(p) for p in inputs], "chunk_size": 100_000, **sections.pop("data", {})}
+    base = {
+        "data": data,
+        "model": {"latent_dim": 8, "hidden": [64, 32]},
+        "training": {
+            "epochs": 20,
+            "batch_size": 512,
+            "early_stopping_patience": 0,
+            "device": "cpu",
+        },
+    }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
     return write_project_config(d, base)
@@ -109,8 +116,7 @@ def column_bits(container: Path, columns: list[str], rows: int) -> dict[str, flo
         sizes = r.section_sizes()
     out = {}
     for c in columns:
-        b = sum(v for k, v in sizes.items()
-                if k.startswith((f"res/{c}/", f"lrn/{c}/", f"lin/{c}")))
+        b = sum(v for k, v in sizes.items() if k.startswith((f"res/{c}/", f"lrn/{c}/", f"lin/{c}")))
         out[c] = 8 * b / rows
     return out
 
@@ -128,8 +134,9 @@ def payload_bytes(container: Path) -> tuple[int, dict[str, int]]:
     return total - groups.get("passthrough", 0) - groups.get("counts", 0), groups
 
 
-def check_bounds(original: np.ndarray, restored: np.ndarray, names: list[str],
-                 bounds: dict) -> tuple[bool, dict[str, float]]:
+def check_bounds(
+    original: np.ndarray, restored: np.ndarray, names: list[str], bounds: dict
+) -> tuple[bool, dict[str, float]]:
     worst = {}
     ok = True
     for j, c in enumerate(names):
@@ -148,14 +155,26 @@ def floats_of(path: Path) -> tuple[list[str], np.ndarray]:
     return names, np.column_stack([t.column(c).to_numpy().astype(np.float64) for c in names])
 
 
-def jets_run(work: Path, label: str, train: Path, test: Path, bounds: dict, sets: list[str],
-             compress_sets: list[str] | None = None, share_from: str | None = None,
-             sections: dict | None = None) -> dict:
+def jets_run(
+    work: Path,
+    label: str,
+    train: Path,
+    test: Path,
+    bounds: dict,
+    sets: list[str],
+    compress_sets: list[str] | None = None,
+    share_from: str | None = None,
+    sections: dict | None = None,
+) -> dict:
     """Train on ``train`` (or reuse ``share_from``'s model), compress and decompress
     ``test``, check every bound."""
     name = label.replace(" ", "_").replace("/", "_")
-    make_project(work, name, [train], {"compression": {"mode": "bounded", "bounds": bounds},
-                                       **(sections or {})})
+    make_project(
+        work,
+        name,
+        [train],
+        {"compression": {"mode": "bounded", "bounds": bounds}, **(sections or {})},
+    )
     train_s = float("nan")
     if share_from is None:
         train_s, _ = cli(work, name, "train", *sets)
@@ -177,19 +196,41 @@ def jets_run(work: Path, label: str, train: Path, test: Path, bounds: dict, sets
     rate_json = out / "model" / "rate_model.json"
     if rate_json.is_file():
         meta = json.loads(rate_json.read_text())
-        settings = {"order": meta["columns"], "order_method": meta["settings"].get(
-            "order_method"), "order_trials": meta["settings"].get("order_trials"),
-            "aux": (meta.get("aux") or {}).get("names"), "event_context": meta["event_context"],
-            "summary": meta["settings"].get("summary", {})}
-    r = {"label": label, "payload": payload, "ratio": raw64 / payload, "rows": len(x),
-         "bits_per_row": 8 * payload / len(x), "bounds_ok": ok, "worst": worst,
-         "columns": column_bits(container, names, len(x)), "groups": groups,
-         "train_s": train_s, "compress_MBps_cpu": raw64 / 1e6 / c_cpu,
-         "decompress_MBps_cpu": raw64 / 1e6 / d_cpu, "compress_wall": c_wall,
-         "decompress_wall": d_wall, "model": settings}
-    log.info("%s: %.2fx payload (%.1f bits/row), bounds %s, compress %.1f / decompress %.1f "
-             "MB per CPU-s", label, r["ratio"], r["bits_per_row"], ok,
-             r["compress_MBps_cpu"], r["decompress_MBps_cpu"])
+        settings = {
+            "order": meta["columns"],
+            "order_method": meta["settings"].get("order_method"),
+            "order_trials": meta["settings"].get("order_trials"),
+            "aux": (meta.get("aux") or {}).get("names"),
+            "event_context": meta["event_context"],
+            "summary": meta["settings"].get("summary", {}),
+        }
+    r = {
+        "label": label,
+        "payload": payload,
+        "ratio": raw64 / payload,
+        "rows": len(x),
+        "bits_per_row": 8 * payload / len(x),
+        "bounds_ok": ok,
+        "worst": worst,
+        "columns": column_bits(container, names, len(x)),
+        "groups": groups,
+        "train_s": train_s,
+        "compress_MBps_cpu": raw64 / 1e6 / c_cpu,
+        "decompress_MBps_cpu": raw64 / 1e6 / d_cpu,
+        "compress_wall": c_wall,
+        "decompress_wall": d_wall,
+        "model": settings,
+    }
+    log.info(
+        "%s: %.2fx payload (%.1f bits/row), bounds %s, compress %.1f / decompress %.1f "
+        "MB per CPU-s",
+        label,
+        r["ratio"],
+        r["bits_per_row"],
+        ok,
+        r["compress_MBps_cpu"],
+        r["decompress_MBps_cpu"],
+    )
     return r
 
 
@@ -207,10 +248,16 @@ def cms_run(work: Path) -> dict:
     train, test = cms_files(work)
     bounds = cms_operating_point(1.0)
     name = "cms_learned"
-    make_project(work, name, train, {
-        "data": {"tree": "events", "columns": CMS_COLUMNS},
-        "model": {"latent_dim": 3, "hidden": [32, 16]},
-        "compression": {"mode": "bounded", "bounds": bounds}})
+    make_project(
+        work,
+        name,
+        train,
+        {
+            "data": {"tree": "events", "columns": CMS_COLUMNS},
+            "model": {"latent_dim": 3, "hidden": [32, 16]},
+            "compression": {"mode": "bounded", "bounds": bounds},
+        },
+    )
     train_s, _ = cli(work, name, "train")
     set_inputs(work, name, [test])
     _, c_cpu = cli(work, name, "compress")
@@ -221,40 +268,62 @@ def cms_run(work: Path) -> dict:
         import awkward as ak
 
         arr = fh["events"].arrays(CMS_COLUMNS, library="ak")
-    x = np.stack([ak.to_numpy(ak.flatten(arr[c])).astype(np.float64) for c in CMS_COLUMNS],
-                 axis=1)
+    x = np.stack([ak.to_numpy(ak.flatten(arr[c])).astype(np.float64) for c in CMS_COLUMNS], axis=1)
     with uproot.open(out / "decompressed" / "single_top.root") as fh:
         back = fh["events"].arrays(CMS_COLUMNS, library="ak")
-    y = np.stack([ak.to_numpy(ak.flatten(back[c])).astype(np.float64) for c in CMS_COLUMNS],
-                 axis=1)
+    y = np.stack([ak.to_numpy(ak.flatten(back[c])).astype(np.float64) for c in CMS_COLUMNS], axis=1)
     ok, worst = check_bounds(x, y, CMS_COLUMNS, bounds)
     payload, groups = payload_bytes(container)
     ref = get_method("quantise_zstd")()
     table = Table(list(CMS_COLUMNS), x, ["float32"] * len(CMS_COLUMNS))
     ref_bytes = len(ref.compress(table, bounds))
-    ref_ok, _ = check_bounds(x, ref.decompress(ref.compress(table, bounds)).astype(
-        np.float32).astype(np.float64), CMS_COLUMNS, bounds)
+    ref_ok, _ = check_bounds(
+        x,
+        ref.decompress(ref.compress(table, bounds)).astype(np.float32).astype(np.float64),
+        CMS_COLUMNS,
+        bounds,
+    )
     static_name = "cms_static"
-    make_project(work, static_name, [test], {
-        "data": {"tree": "events", "columns": CMS_COLUMNS},
-        "model": {"latent_dim": 3, "hidden": [32, 16]},
-        "compression": {"mode": "bounded", "bounds": bounds,
-                        "probability_model": "static"}})
+    make_project(
+        work,
+        static_name,
+        [test],
+        {
+            "data": {"tree": "events", "columns": CMS_COLUMNS},
+            "model": {"latent_dim": 3, "hidden": [32, 16]},
+            "compression": {"mode": "bounded", "bounds": bounds, "probability_model": "static"},
+        },
+    )
     shutil.copytree(out / "model", work / "projects" / static_name / "output" / "model")
     cli(work, static_name, "compress")
-    static_payload, _ = payload_bytes(work / "projects" / static_name / "output" /
-                                      "compressed" / "single_top.baler")
+    static_payload, _ = payload_bytes(
+        work / "projects" / static_name / "output" / "compressed" / "single_top.baler"
+    )
     raw32 = x.size * 4
-    r = {"rows": len(x), "payload": payload, "ratio_vs_float32": raw32 / payload,
-         "quantise_zstd_bytes": ref_bytes, "quantise_zstd_bounds_ok": ref_ok,
-         "ratio_vs_quantise_zstd": ref_bytes / payload, "static_payload": static_payload,
-         "ratio_static_vs_quantise_zstd": ref_bytes / static_payload,
-         "bounds_ok": ok, "worst": worst, "columns": column_bits(container, CMS_COLUMNS,
-                                                                 len(x)),
-         "train_s": train_s, "compress_MBps_cpu": x.size * 8 / 1e6 / c_cpu, "groups": groups}
-    log.info("CMS single_top: learned %d B, quantise+zstd %d B -> %.2fx; static path %.2fx; "
-             "bounds %s", payload, ref_bytes, r["ratio_vs_quantise_zstd"],
-             r["ratio_static_vs_quantise_zstd"], ok)
+    r = {
+        "rows": len(x),
+        "payload": payload,
+        "ratio_vs_float32": raw32 / payload,
+        "quantise_zstd_bytes": ref_bytes,
+        "quantise_zstd_bounds_ok": ref_ok,
+        "ratio_vs_quantise_zstd": ref_bytes / payload,
+        "static_payload": static_payload,
+        "ratio_static_vs_quantise_zstd": ref_bytes / static_payload,
+        "bounds_ok": ok,
+        "worst": worst,
+        "columns": column_bits(container, CMS_COLUMNS, len(x)),
+        "train_s": train_s,
+        "compress_MBps_cpu": x.size * 8 / 1e6 / c_cpu,
+        "groups": groups,
+    }
+    log.info(
+        "CMS single_top: learned %d B, quantise+zstd %d B -> %.2fx; static path %.2fx; bounds %s",
+        payload,
+        ref_bytes,
+        r["ratio_vs_quantise_zstd"],
+        r["ratio_static_vs_quantise_zstd"],
+        ok,
+    )
     return r
 
 
@@ -277,28 +346,77 @@ def main() -> None:
     p1, p2 = operating_point(1.0), operating_point(0.1)
     static = ["--set", 'compression.probability_model="static"']
     runs.append(jets_run(work, "P1 learned", train, test, p1, []))
-    runs.append(jets_run(work, "P1 classical", train, test, p1, [], static,
-                         share_from="P1_learned"))
+    runs.append(
+        jets_run(work, "P1 classical", train, test, p1, [], static, share_from="P1_learned")
+    )
     runs.append(jets_run(work, "P2 learned", train, test, p2, []))
-    runs.append(jets_run(work, "P2 classical", train, test, p2, [], static,
-                         share_from="P2_learned"))
+    runs.append(
+        jets_run(work, "P2 classical", train, test, p2, [], static, share_from="P2_learned")
+    )
     if not args.quick:
-        runs.append(jets_run(work, "P1 learned, no event context", train, test, p1,
-                             ["--set", 'rate.event_context="none"']))
-        runs.append(jets_run(work, "P1 learned, no integer context", train, test, p1,
-                             ["--set", 'rate.integer_context="none"']))
-        runs.append(jets_run(work, "P1 learned, no context", train, test, p1,
-                             ["--set", 'rate.event_context="none"',
-                              "--set", 'rate.integer_context="none"']))
-        runs.append(jets_run(work, "P1 learned, polar relations", train, test, p1,
-                             ["--set", 'compression.relations="polar"']))
-        runs.append(jets_run(work, "P1 classical, polar relations", train, test, p1,
-                             ["--set", 'compression.relations="polar"'], static,
-                             share_from="P1_learned,_polar_relations"))
+        runs.append(
+            jets_run(
+                work,
+                "P1 learned, no event context",
+                train,
+                test,
+                p1,
+                ["--set", 'rate.event_context="none"'],
+            )
+        )
+        runs.append(
+            jets_run(
+                work,
+                "P1 learned, no integer context",
+                train,
+                test,
+                p1,
+                ["--set", 'rate.integer_context="none"'],
+            )
+        )
+        runs.append(
+            jets_run(
+                work,
+                "P1 learned, no context",
+                train,
+                test,
+                p1,
+                ["--set", 'rate.event_context="none"', "--set", 'rate.integer_context="none"'],
+            )
+        )
+        runs.append(
+            jets_run(
+                work,
+                "P1 learned, polar relations",
+                train,
+                test,
+                p1,
+                ["--set", 'compression.relations="polar"'],
+            )
+        )
+        runs.append(
+            jets_run(
+                work,
+                "P1 classical, polar relations",
+                train,
+                test,
+                p1,
+                ["--set", 'compression.relations="polar"'],
+                static,
+                share_from="P1_learned,_polar_relations",
+            )
+        )
         for fam in FAMILIES:
-            runs.append(jets_run(work, f"P1 learned + {fam} latent", train, test, p1,
-                                 ["--set", 'rate.side_information="latent"',
-                                  "--set", f'model.name="{fam}"']))
+            runs.append(
+                jets_run(
+                    work,
+                    f"P1 learned + {fam} latent",
+                    train,
+                    test,
+                    p1,
+                    ["--set", 'rate.side_information="latent"', "--set", f'model.name="{fam}"'],
+                )
+            )
     cms = cms_run(work)
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     summary = {"runs": runs, "cms": cms, "uptime": uptime, "rows": n - n // 2}
@@ -308,62 +426,90 @@ def main() -> None:
 
 def write_markdown(s: dict, path: Path) -> None:
     runs = {r["label"]: r for r in s["runs"]}
-    lines = ["# Learned probability model benchmark (issue 11)", "",
-             "Written by `benchmarks/bench_learned.py`. Boosted-top jets: trained on the first "
-             f"half, compressing the second ({s['rows']} jets, 17 float64 columns). *Ratio* = "
-             "raw float64 bytes of the 17 float columns / payload (the whole container minus "
-             "the lossless passthrough columns; index and header included). Every bound was "
-             "checked on the decompressed file against the bounds table, independently of "
-             "the codec. Throughput: MB of float64 input per CPU-second of the stage process "
-             "(one thread; Parquet I/O and start-up included).", "",
-             f"Machine: 2 shared cores; load at the end: `{s['uptime']}`.", "",
-             "| run | payload ratio | bits/row | every bound met | compress MB/CPU-s | "
-             "decompress MB/CPU-s |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Learned probability model benchmark (issue 11)",
+        "",
+        "Written by `benchmarks/bench_learned.py`. Boosted-top jets: trained on the first "
+        f"half, compressing the second ({s['rows']} jets, 17 float64 columns). *Ratio* = "
+        "raw float64 bytes of the 17 float columns / payload (the whole container minus "
+        "the lossless passthrough columns; index and header included). Every bound was "
+        "checked on the decompressed file against the bounds table, independently of "
+        "the codec. Throughput: MB of float64 input per CPU-second of the stage process "
+        "(one thread; Parquet I/O and start-up included).",
+        "",
+        f"Machine: 2 shared cores; load at the end: `{s['uptime']}`.",
+        "",
+        "| run | payload ratio | bits/row | every bound met | compress MB/CPU-s | "
+        "decompress MB/CPU-s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in s["runs"]:
-        lines.append(f"| {r['label']} | {r['ratio']:.2f}x | {r['bits_per_row']:.1f} | "
-                     f"{r['bounds_ok']} | {r['compress_MBps_cpu']:.1f} | "
-                     f"{r['decompress_MBps_cpu']:.1f} |")
+        lines.append(
+            f"| {r['label']} | {r['ratio']:.2f}x | {r['bits_per_row']:.1f} | "
+            f"{r['bounds_ok']} | {r['compress_MBps_cpu']:.1f} | "
+            f"{r['decompress_MBps_cpu']:.1f} |"
+        )
     for point in ("P1", "P2"):
         a, b = runs.get(f"{point} learned"), runs.get(f"{point} classical")
         if a and b:
-            lines += ["", f"{point}: the learned model's payload is "
-                      f"{100 * (1 - a['payload'] / b['payload']):.1f} % smaller than the "
-                      "classical path's on the same file and model."]
+            lines += [
+                "",
+                f"{point}: the learned model's payload is "
+                f"{100 * (1 - a['payload'] / b['payload']):.1f} % smaller than the "
+                "classical path's on the same file and model.",
+            ]
     cols = list(runs["P1 learned"]["columns"])
     ablation = [r for r in s["runs"] if r["label"].startswith("P1")]
-    lines += ["", "## Bits per row per column at P1", "",
-              "*static (fixed grid)*: one histogram of the learned path's fixed-grid codes on "
-              "the training file's validation split (what the learned model starts from). "
-              "Other columns: the container's sections of that column (codes, signs, "
-              "exceptions, linear coefficients).", "",
-              "| column | static (fixed grid) | " + " | ".join(r["label"][3:] for r in ablation)
-              + " |", "|---|---|" + "---|" * len(ablation)]
+    lines += [
+        "",
+        "## Bits per row per column at P1",
+        "",
+        "*static (fixed grid)*: one histogram of the learned path's fixed-grid codes on "
+        "the training file's validation split (what the learned model starts from). "
+        "Other columns: the container's sections of that column (codes, signs, "
+        "exceptions, linear coefficients).",
+        "",
+        "| column | static (fixed grid) | " + " | ".join(r["label"][3:] for r in ablation) + " |",
+        "|---|---|" + "---|" * len(ablation),
+    ]
     static = runs["P1 learned"]["model"].get("summary", {}).get("static_bits_per_column", {})
     for c in cols:
         row = [f"{static[c]:.2f}" if c in static else "–"]
         row += [f"{r['columns'].get(c, 0):.2f}" for r in ablation]
         lines.append(f"| {c} | " + " | ".join(row) + " |")
-    lines.append("| **total payload** | | " + " | ".join(f"**{r['bits_per_row']:.1f}**"
-                                                     for r in ablation) + " |")
+    lines.append(
+        "| **total payload** | | "
+        + " | ".join(f"**{r['bits_per_row']:.1f}**" for r in ablation)
+        + " |"
+    )
     m = runs["P1 learned"]["model"]
-    lines += ["", f"Coding order (P1, {m.get('order_method')}): {', '.join(m.get('order', []))}. "
-              f"Order search (validation bits/row after short fits): {m.get('order_trials')}. "
-              f"Integer context: {m.get('aux')}; event context: {m.get('event_context')}."]
+    lines += [
+        "",
+        f"Coding order (P1, {m.get('order_method')}): {', '.join(m.get('order', []))}. "
+        f"Order search (validation bits/row after short fits): {m.get('order_trials')}. "
+        f"Integer context: {m.get('aux')}; event context: {m.get('event_context')}.",
+    ]
     c = s["cms"]
-    lines += ["", "## CMS tutorial jets", "",
-              "Trained on `qcd`, `ww`, `wz`, `zz`; compressing `single_top.root` "
-              f"({c['rows']} jets; float32 Jet_Px, Jet_Py, Jet_Pz, Jet_E, Jet_btag; bounds "
-              "rel 1e-2 on Jet_E, abs 1 GeV on the momenta, abs 1e-3 on btag).", "",
-              "| | payload bytes | ratio vs float32 | vs quantiser + zstd-19 | every bound met |",
-              "|---|---|---|---|---|",
-              f"| learned | {c['payload']} | {c['ratio_vs_float32']:.2f}x | "
-              f"{c['ratio_vs_quantise_zstd']:.2f}x | {c['bounds_ok']} |",
-              f"| classical (static) | {c['static_payload']} | "
-              f"{c['rows'] * 5 * 4 / c['static_payload']:.2f}x | "
-              f"{c['ratio_static_vs_quantise_zstd']:.2f}x | – |",
-              f"| per-column quantiser + zstd-19 | {c['quantise_zstd_bytes']} | "
-              f"{c['rows'] * 5 * 4 / c['quantise_zstd_bytes']:.2f}x | 1.00x | "
-              f"{c['quantise_zstd_bounds_ok']} |", ""]
+    lines += [
+        "",
+        "## CMS tutorial jets",
+        "",
+        "Trained on `qcd`, `ww`, `wz`, `zz`; compressing `single_top.root` "
+        f"({c['rows']} jets; float32 Jet_Px, Jet_Py, Jet_Pz, Jet_E, Jet_btag; bounds "
+        "rel 1e-2 on Jet_E, abs 1 GeV on the momenta, abs 1e-3 on btag).",
+        "",
+        "| | payload bytes | ratio vs float32 | vs quantiser + zstd-19 | every bound met |",
+        "|---|---|---|---|---|",
+        f"| learned | {c['payload']} | {c['ratio_vs_float32']:.2f}x | "
+        f"{c['ratio_vs_quantise_zstd']:.2f}x | {c['bounds_ok']} |",
+        f"| classical (static) | {c['static_payload']} | "
+        f"{c['rows'] * 5 * 4 / c['static_payload']:.2f}x | "
+        f"{c['ratio_static_vs_quantise_zstd']:.2f}x | – |",
+        f"| per-column quantiser + zstd-19 | {c['quantise_zstd_bytes']} | "
+        f"{c['rows'] * 5 * 4 / c['quantise_zstd_bytes']:.2f}x | 1.00x | "
+        f"{c['quantise_zstd_bounds_ok']} |",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 

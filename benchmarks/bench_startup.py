@@ -42,8 +42,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "projects" / "example"
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-              "NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS", "OMP_WAIT_POLICY")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+)
 STAGE_LINE = re.compile(r"stage (\w+) done in ([0-9.]+) s")
 
 
@@ -57,8 +63,9 @@ def user_env(src: Path = REPO) -> dict[str, str]:
 def export_revision(rev: str, dest: Path) -> Path:
     """The package as it was at git revision ``rev``, extracted into ``dest``."""
     dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "baler_ext"],
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "baler_ext"], capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 
@@ -77,12 +84,12 @@ def timed(argv: list[str], env: dict[str, str], expect: int = 0) -> tuple[float,
     t0 = time.perf_counter()
     # not from the repository: ``python -m`` puts the working folder first on the path,
     # which would shadow the code that PYTHONPATH names (e.g. --before)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True,
-                          cwd=tempfile.gettempdir())
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     if proc.returncode != expect:
-        raise RuntimeError(f"{argv} exited {proc.returncode}, expected {expect}:\n"
-                           f"{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{argv} exited {proc.returncode}, expected {expect}:\n{proc.stderr[-2000:]}"
+        )
     return wall, proc.stderr
 
 
@@ -99,8 +106,9 @@ class Competitors:
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> Competitors:
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                      for _ in range(self.n)]
+        self.procs = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)
+        ]
         time.sleep(1.0)  # let them reach the run queue
         return self
 
@@ -111,8 +119,9 @@ class Competitors:
             p.wait()
 
 
-def idle_and_loaded(argv: list[str], env: dict[str, str], competitors: int,
-                    reset: Path | None, label: str) -> dict:
+def idle_and_loaded(
+    argv: list[str], env: dict[str, str], competitors: int, reset: Path | None, label: str
+) -> dict:
     """Wall time, stage times and machine load of ``argv`` idle and with competitors."""
     row: dict = {"label": label}
     for state, n in (("idle", 0), ("loaded", competitors)):
@@ -128,36 +137,52 @@ def idle_and_loaded(argv: list[str], env: dict[str, str], competitors: int,
 
 
 def ratio_table(rows: list[dict], what: str) -> list[str]:
-    lines = [f"| {what} | idle s | loaded s | loaded / idle | idle: before | loaded: before |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['label']} | {r['idle']:.1f} | {r['loaded']:.1f} | "
-              f"{r['loaded'] / r['idle']:.2f} | {r['idle_load']} | {r['loaded_load']} |"
-              for r in rows]
+    lines = [
+        f"| {what} | idle s | loaded s | loaded / idle | idle: before | loaded: before |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['label']} | {r['idle']:.1f} | {r['loaded']:.1f} | "
+        f"{r['loaded'] / r['idle']:.2f} | {r['idle_load']} | {r['loaded_load']} |"
+        for r in rows
+    ]
     return lines
 
 
-def startup_times(cli: list[str], proj: list[str], env: dict[str, str],
-                  repeat: int) -> dict[str, float]:
+def startup_times(
+    cli: list[str], proj: list[str], env: dict[str, str], repeat: int
+) -> dict[str, float]:
     return {
         "--help": median_wall([*cli, "--help"], env, repeat),
         "--version": median_wall([*cli, "--version"], env, repeat),
         "--mode info (example)": median_wall([*cli, *proj, "-m", "info"], env, repeat),
         "config error (unknown key)": median_wall(
-            [*cli, *proj, "-m", "train", "--set", "training.epochz=3"], env, repeat, expect=2),
+            [*cli, *proj, "-m", "train", "--set", "training.epochz=3"], env, repeat, expect=2
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="processes per start-up median")
-    ap.add_argument("--threads", default="default",
-                    help="comma-separated execution.threads settings to run "
-                         "(default = the cores this process may use)")
-    ap.add_argument("--all-threads", default="default",
-                    help="comma-separated execution.threads settings of the --mode all runs")
+    ap.add_argument(
+        "--threads",
+        default="default",
+        help="comma-separated execution.threads settings to run "
+        "(default = the cores this process may use)",
+    )
+    ap.add_argument(
+        "--all-threads",
+        default="default",
+        help="comma-separated execution.threads settings of the --mode all runs",
+    )
     ap.add_argument("--epochs", type=int, default=10, help="epochs of the training runs")
-    ap.add_argument("--before", default=None, metavar="REV",
-                    help="also time the code of this git revision (e.g. the parent commit)")
+    ap.add_argument(
+        "--before",
+        default=None,
+        metavar="REV",
+        help="also time the code of this git revision (e.g. the parent commit)",
+    )
     ap.add_argument("--competitors", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS_startup.md")
     args = ap.parse_args(argv)
@@ -169,34 +194,56 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shutil.copytree(EXAMPLE, tmp / "example", ignore=shutil.ignore_patterns("output"))
         proj = ["--projects-dir", str(tmp), "-p", "example"]
-        def settings(arg: str) -> list[tuple[str, list[str]]]:
-            return [(s, [] if s == "default" else ["--set", f"execution.threads={s}"])
-                    for s in arg.split(",")]
 
-        before_env = (user_env(export_revision(args.before, tmp / "before"))
-                      if args.before else None)
+        def settings(arg: str) -> list[tuple[str, list[str]]]:
+            return [
+                (s, [] if s == "default" else ["--set", f"execution.threads={s}"])
+                for s in arg.split(",")
+            ]
+
+        before_env = user_env(export_revision(args.before, tmp / "before")) if args.before else None
 
         # --- training, idle and loaded ------------------------------------------------------
-        train = [*cli, *proj, "-m", "train", "--set", f"training.epochs={args.epochs}",
-                 "--set", "training.early_stopping_patience=0"]
+        train = [
+            *cli,
+            *proj,
+            "-m",
+            "train",
+            "--set",
+            f"training.epochs={args.epochs}",
+            "--set",
+            "training.early_stopping_patience=0",
+        ]
         train_rows = []
         if before_env is not None:
-            train_rows.append(idle_and_loaded(train, before_env, args.competitors, None,
-                                              f"{args.before} (torch defaults)"))
+            train_rows.append(
+                idle_and_loaded(
+                    train, before_env, args.competitors, None, f"{args.before} (torch defaults)"
+                )
+            )
         for setting, extra in settings(args.threads):
-            train_rows.append(idle_and_loaded([*train, *extra], env, args.competitors, None,
-                                              f"threads {setting}"))
+            train_rows.append(
+                idle_and_loaded([*train, *extra], env, args.competitors, None, f"threads {setting}")
+            )
 
         # --- --mode all, idle and loaded ----------------------------------------------------
-        all_rows = [idle_and_loaded([*cli, *proj, "-m", "all", *extra], env, args.competitors,
-                                    tmp / "example" / "output", f"threads {setting}")
-                    for setting, extra in settings(args.all_threads)]
+        all_rows = [
+            idle_and_loaded(
+                [*cli, *proj, "-m", "all", *extra],
+                env,
+                args.competitors,
+                tmp / "example" / "output",
+                f"threads {setting}",
+            )
+            for setting, extra in settings(args.all_threads)
+        ]
 
         # --- start-up (on the containers the last run wrote) --------------------------------
         before_startup = load()
-        refs = {"python -c pass": median_wall([py, "-c", "pass"], env, args.repeat),
-                "python -c 'import torch'": median_wall([py, "-c", "import torch"], env,
-                                                        args.repeat)}
+        refs = {
+            "python -c pass": median_wall([py, "-c", "pass"], env, args.repeat),
+            "python -c 'import torch'": median_wall([py, "-c", "import torch"], env, args.repeat),
+        }
         startup = {"this code": startup_times(cli, proj, env, args.repeat)}
         if before_env is not None:
             startup[args.before] = startup_times(cli, proj, before_env, args.repeat)
@@ -217,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'n/a'}), "
         f"Python {platform.python_version()}, torch {torch.__version__}; thread variables "
         "removed from the environment. *loaded* = with "
-        f"{args.competitors} busy competing processes (`python -c \"while True: pass\"`). "
+        f'{args.competitors} busy competing processes (`python -c "while True: pass"`). '
         "The machine is shared with other jobs: the load average and running-process count "
         "before each measurement are listed.",
         "",
@@ -226,26 +273,36 @@ def main(argv: list[str] | None = None) -> int:
         f"References in the same run: `python -c pass` {bare:.2f} s, "
         f"`python -c 'import torch'` {torch_ref:.2f} s.",
         "",
-        "| command | " + " | ".join(f"{v}: wall s" for v in versions)
+        "| command | "
+        + " | ".join(f"{v}: wall s" for v in versions)
         + " | × bare python | × import torch |",
         "|---|" + "---|" * (len(versions) + 2),
     ]
     for name, wall in startup["this code"].items():
-        lines.append(f"| `baler_ext {name}` | "
-                     + " | ".join(f"{startup[v][name]:.2f}" for v in versions)
-                     + f" | {wall / bare:.1f} | {wall / torch_ref:.2f} |")
+        lines.append(
+            f"| `baler_ext {name}` | "
+            + " | ".join(f"{startup[v][name]:.2f}" for v in versions)
+            + f" | {wall / bare:.1f} | {wall / torch_ref:.2f} |"
+        )
     lines += ["", f"## Training: {args.epochs} epochs of the example's model", ""]
     lines += ratio_table(train_rows, "code / execution.threads")
     lines += ["", "## `--mode all` on the example project", ""]
     lines += ratio_table(all_rows, "execution.threads")
     stages = list(all_rows[0]["idle_stages"])
-    lines += ["", "Per stage (s, from the CLI's `stage X done` lines):", "",
-              "| execution.threads | run | " + " | ".join(stages) + " |",
-              "|---|---|" + "---|" * len(stages)]
+    lines += [
+        "",
+        "Per stage (s, from the CLI's `stage X done` lines):",
+        "",
+        "| execution.threads | run | " + " | ".join(stages) + " |",
+        "|---|---|" + "---|" * len(stages),
+    ]
     for r in all_rows:
         for state in ("idle", "loaded"):
-            lines.append(f"| {r['label']} | {state} | " + " | ".join(
-                f"{r[f'{state}_stages'].get(s, float('nan')):.1f}" for s in stages) + " |")
+            lines.append(
+                f"| {r['label']} | {state} | "
+                + " | ".join(f"{r[f'{state}_stages'].get(s, float('nan')):.1f}" for s in stages)
+                + " |"
+            )
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

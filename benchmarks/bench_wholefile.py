@@ -88,8 +88,7 @@ def plan(path: Path) -> tuple[Source, list[Plan]]:
         arrays = source.reader.read(g.floats) if g.floats else {}
         flat = {c: ak.to_numpy(ak.flatten(arrays[c], axis=None)) for c in g.floats}
         bad[g.key] = [c for c, v in flat.items() if not np.all(np.isfinite(v))]
-        varying[g.key] = any(len(np.unique(v)) > 1 for c, v in flat.items()
-                             if c not in bad[g.key])
+        varying[g.key] = any(len(np.unique(v)) > 1 for c, v in flat.items() if c not in bad[g.key])
     big = [g for g in groups if varying[g.key] and rows[g.key] >= MIN_ROWS]
     small = [g for g in groups if g not in big]
     host = next((g for g in big if g.counter is None), big[0])
@@ -99,10 +98,16 @@ def plan(path: Path) -> tuple[Source, list[Plan]]:
         mine = set(g.floats + g.others)
         if g is host:
             mine |= {n for s in small for n in s.floats + s.others}
-        plans.append(Plan(g.key, g, [c for c in g.floats if c not in bad[g.key]],
-                          [n for n in every if n not in mine],
-                          [n for s in small for n in s.floats] if g is host else [],
-                          bad[g.key]))
+        plans.append(
+            Plan(
+                g.key,
+                g,
+                [c for c in g.floats if c not in bad[g.key]],
+                [n for n in every if n not in mine],
+                [n for s in small for n in s.floats] if g is host else [],
+                bad[g.key],
+            )
+        )
     return source, plans
 
 
@@ -130,15 +135,26 @@ def write_config(project_dir: Path, sections: dict[str, dict[str, Any]]) -> None
 
 def run_project(work: Path, path: Path, p: Plan, epochs: int, max_rows: int) -> dict[str, Any]:
     name = f"{path.stem}-{p.name}".replace(".", "_")
-    write_config(work / name, {
-        "data": {"input": [str(path)], "columns": p.columns, "exclude": p.exclude,
-                 "passthrough": p.nonfinite},
-        "model": {"hidden": [64, 32]},
-        "training": {"epochs": epochs, "max_rows": max_rows, "device": "cpu",
-                     "early_stopping_patience": 5},
-        "compression": {"mode": "bounded", "policy": "nanoaod"},
-        "output": {"directory": str(work / name / "restored")},
-    })
+    write_config(
+        work / name,
+        {
+            "data": {
+                "input": [str(path)],
+                "columns": p.columns,
+                "exclude": p.exclude,
+                "passthrough": p.nonfinite,
+            },
+            "model": {"hidden": [64, 32]},
+            "training": {
+                "epochs": epochs,
+                "max_rows": max_rows,
+                "device": "cpu",
+                "early_stopping_patience": 5,
+            },
+            "compression": {"mode": "bounded", "policy": "nanoaod"},
+            "output": {"directory": str(work / name / "restored")},
+        },
+    )
     times = {}
     for mode in ("train", "compress", "decompress"):
         t0 = time.perf_counter()
@@ -151,10 +167,20 @@ def run_project(work: Path, path: Path, p: Plan, epochs: int, max_rows: int) -> 
     with ContainerReader(container) as reader:
         header = reader.header
     decoder = weights_bytes(load_project_model(Project(name, work / name)))
-    return {"name": name, "group": p.name, "columns": len(p.columns), "rows": header["rows"],
-            "container": container, "container_bytes": container.stat().st_size,
-            "decoder_bytes": decoder, "restored": restored, "header": header,
-            "seconds": times, "hosted": p.hosted, "nonfinite": p.nonfinite}
+    return {
+        "name": name,
+        "group": p.name,
+        "columns": len(p.columns),
+        "rows": header["rows"],
+        "container": container,
+        "container_bytes": container.stat().st_size,
+        "decoder_bytes": decoder,
+        "restored": restored,
+        "header": header,
+        "seconds": times,
+        "hosted": p.hosted,
+        "nonfinite": p.nonfinite,
+    }
 
 
 def merge(source: Source, runs: list[dict[str, Any]], out: Path) -> Path:
@@ -170,11 +196,14 @@ def merge(source: Source, runs: list[dict[str, Any]], out: Path) -> Path:
     return out
 
 
-def write_all(fmt: str, path: Path, layout: SourceLayout, tree: str | None,
-              columns: dict[str, Any]) -> None:
+def write_all(
+    fmt: str, path: Path, layout: SourceLayout, tree: str | None, columns: dict[str, Any]
+) -> None:
     """Every branch of ``layout`` from ``columns`` through the format's own writer."""
-    table = ak.to_arrow_table(ak.zip({b.name: columns[b.name] for b in layout.branches},
-                                     depth_limit=1), extensionarray=True)
+    table = ak.to_arrow_table(
+        ak.zip({b.name: columns[b.name] for b in layout.branches}, depth_limit=1),
+        extensionarray=True,
+    )
     writer = get_format(fmt).writer(path, layout, tree, None, chunks=1)
     writer.write(np.empty((len(table), 0)), table, None)
     writer.close()
@@ -192,10 +221,16 @@ def check(source: Source, merged: Path, runs: list[dict[str, Any]]) -> dict[str,
     a = source.reader.read(names)
     reader = get_format(source.format).open(merged, DataConfig(), set())
     b = reader.read(names)
-    out = {"branches_equal": [bb.name for bb in reader.branches] == names,
-           "entries_equal": len(a) == len(b), "identical_ints": 0, "int_mismatch": [],
-           "floats_within_bound": 0, "float_violations": [], "max_err_over_bound": 0.0,
-           "dtype_changes": []}
+    out = {
+        "branches_equal": [bb.name for bb in reader.branches] == names,
+        "entries_equal": len(a) == len(b),
+        "identical_ints": 0,
+        "int_mismatch": [],
+        "floats_within_bound": 0,
+        "float_violations": [],
+        "max_err_over_bound": 0.0,
+        "dtype_changes": [],
+    }
     types = {bb.name: bb.dtype for bb in reader.branches}
     for info in source.reader.branches:
         n = info.name
@@ -237,8 +272,7 @@ def check(source: Source, merged: Path, runs: list[dict[str, Any]]) -> dict[str,
 
 def references(source: Source, work: Path) -> dict[str, int]:
     """ROOT LZMA-9 of every branch, lossless and after rounding at equal precision."""
-    layout = dataclasses.replace(source.layout, compressed=[], compression=LZMA9,
-                                 source_bytes=None)
+    layout = dataclasses.replace(source.layout, compressed=[], compression=LZMA9, source_bytes=None)
     names = [b.name for b in source.reader.branches]
     floats = [b.name for b in source.reader.branches if b.is_float]
     bounds = explicit_bounds(resolve_precision("nanoaod", {}, floats))
@@ -261,21 +295,35 @@ def references(source: Source, work: Path) -> dict[str, int]:
 
 def bench_file(key: str, path: Path, work: Path, epochs: int, max_rows: int) -> dict[str, Any]:
     source, plans = plan(path)
-    log.info("%s: %d branches in %d projects", path.name, len(source.reader.branches),
-             len(plans))
+    log.info("%s: %d branches in %d projects", path.name, len(source.reader.branches), len(plans))
     runs = [run_project(work, path, p, epochs, max_rows) for p in plans]
     merged = merge(source, runs, work / f"{path.stem}-merged{path.suffix}")
     result = {
-        "file": str(path.relative_to(DATA)), "format": source.format,
-        "entries": source.num_entries, "branches": len(source.reader.branches),
+        "file": str(path.relative_to(DATA)),
+        "format": source.format,
+        "entries": source.num_entries,
+        "branches": len(source.reader.branches),
         "input_bytes": path.stat().st_size,
         "input_compression": source.reader.compression,
         "containers_bytes": sum(r["container_bytes"] for r in runs),
         "decoder_bytes": sum(r["decoder_bytes"] for r in runs),
         "merged_bytes": merged.stat().st_size,
-        "groups": [{k: r[k] for k in ("group", "columns", "rows", "container_bytes",
-                                      "decoder_bytes", "seconds", "hosted", "nonfinite")}
-                   for r in runs],
+        "groups": [
+            {
+                k: r[k]
+                for k in (
+                    "group",
+                    "columns",
+                    "rows",
+                    "container_bytes",
+                    "decoder_bytes",
+                    "seconds",
+                    "hosted",
+                    "nonfinite",
+                )
+            }
+            for r in runs
+        ],
         "checks": check(source, merged, runs),
         "references": references(source, work),
     }
@@ -283,16 +331,21 @@ def bench_file(key: str, path: Path, work: Path, epochs: int, max_rows: int) -> 
 
 
 def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
-    lines = ["# Whole-file benchmark (issue 14)", "",
-             "Generated by `python benchmarks/bench_wholefile.py`; see its docstring for the "
-             "method. Bounded mode with `policy = \"nanoaod\"` (docs/precision.md); every "
-             "branch of each file; sizes in bytes; *ratio* = reference / containers.", "",
-             f"Machine: {meta['machine']}; load at the end: {meta['load']}; epochs "
-             f"{meta['epochs']}, at most {meta['max_rows']} training rows per group.", "",
-             "| file | input on disk | containers (+ decoder weights) | ROOT LZMA-9 lossless "
-             "| mantissa rounding + LZMA-9 | ratio vs input | vs LZMA-9 | vs rounding+LZMA-9 "
-             "| merged round trip |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Whole-file benchmark (issue 14)",
+        "",
+        "Generated by `python benchmarks/bench_wholefile.py`; see its docstring for the "
+        'method. Bounded mode with `policy = "nanoaod"` (docs/precision.md); every '
+        "branch of each file; sizes in bytes; *ratio* = reference / containers.",
+        "",
+        f"Machine: {meta['machine']}; load at the end: {meta['load']}; epochs "
+        f"{meta['epochs']}, at most {meta['max_rows']} training rows per group.",
+        "",
+        "| file | input on disk | containers (+ decoder weights) | ROOT LZMA-9 lossless "
+        "| mantissa rounding + LZMA-9 | ratio vs input | vs LZMA-9 | vs rounding+LZMA-9 "
+        "| merged round trip |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, r in results.items():
         c, ref = r["containers_bytes"], r["references"]
         lines.append(
@@ -301,11 +354,16 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"| {ref['root_lzma9_bytes']} | {ref['rounded_lzma9_bytes']} "
             f"| {r['input_bytes'] / c:.2f}x | {ref['root_lzma9_bytes'] / c:.2f}x "
             f"| {ref['rounded_lzma9_bytes'] / c:.2f}x | {r['merged_bytes']} "
-            f"({'≤' if r['merged_bytes'] <= r['input_bytes'] else '>'} input) |")
-    lines += ["", "Round-trip checks of the merged output against the input:", "",
-              "| file | branches and entries equal | identical integer/counter branches | "
-              "floats within bound | max error / bound | violations | dtype changes |",
-              "|---|---|---|---|---|---|---|"]
+            f"({'≤' if r['merged_bytes'] <= r['input_bytes'] else '>'} input) |"
+        )
+    lines += [
+        "",
+        "Round-trip checks of the merged output against the input:",
+        "",
+        "| file | branches and entries equal | identical integer/counter branches | "
+        "floats within bound | max error / bound | violations | dtype changes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, r in results.items():
         ch = r["checks"]
         lines.append(
@@ -313,19 +371,26 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{ch['identical_ints']} (mismatch: {', '.join(ch['int_mismatch']) or 'none'}) | "
             f"{ch['floats_within_bound']} | {ch['max_err_over_bound']:.4f} | "
             f"{', '.join(ch['float_violations']) or 'none'} | "
-            f"{'; '.join(ch['dtype_changes']) or 'none'} |")
-    lines += ["", "Per project (group):", "",
-              "| file | group | float columns | rows | container | decoder | train s | "
-              "compress s | decompress s | small groups carried losslessly | NaN/inf columns "
-              "carried losslessly |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+            f"{'; '.join(ch['dtype_changes']) or 'none'} |"
+        )
+    lines += [
+        "",
+        "Per project (group):",
+        "",
+        "| file | group | float columns | rows | container | decoder | train s | "
+        "compress s | decompress s | small groups carried losslessly | NaN/inf columns "
+        "carried losslessly |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, r in results.items():
         for g in r["groups"]:
             s = g["seconds"]
-            lines.append(f"| {key} | {g['group']} | {g['columns']} | {g['rows']} | "
-                         f"{g['container_bytes']} | {g['decoder_bytes']} | {s['train']:.1f} | "
-                         f"{s['compress']:.1f} | {s['decompress']:.1f} | "
-                         f"{len(g['hosted'])} columns | {', '.join(g['nonfinite']) or 'none'} |")
+            lines.append(
+                f"| {key} | {g['group']} | {g['columns']} | {g['rows']} | "
+                f"{g['container_bytes']} | {g['decoder_bytes']} | {s['train']:.1f} | "
+                f"{s['compress']:.1f} | {s['decompress']:.1f} | "
+                f"{len(g['hosted'])} columns | {', '.join(g['nonfinite']) or 'none'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -348,16 +413,22 @@ def main_bench(argv: list[str] | None = None) -> int:
         return 1
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
-    results = {k: bench_file(k, FILES[k], args.workdir, args.epochs, args.max_rows)
-               for k in args.files.split(",")}
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), "
-                       f"Python {platform.python_version()}",
-            "load": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-            "epochs": args.epochs, "max_rows": args.max_rows}
+    results = {
+        k: bench_file(k, FILES[k], args.workdir, args.epochs, args.max_rows)
+        for k in args.files.split(",")
+    }
+    meta = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), "
+        f"Python {platform.python_version()}",
+        "load": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "epochs": args.epochs,
+        "max_rows": args.max_rows,
+    }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "RESULTS_wholefile.md").write_text(markdown(results, meta))
     (args.out_dir / "results_wholefile.json").write_text(
-        json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+        json.dumps({"meta": meta, "results": results}, indent=1, default=str)
+    )
     return 0
 
 

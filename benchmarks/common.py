@@ -16,15 +16,29 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BALER_EXT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 DATA = SHARED / "pythia_ttbar" / "ttbar_boosted_jets.parquet"
 CMS_GLOB = "cms_hep_tutorial/*.root"
-FRACS = ["charged_frac", "photon_frac", "neutral_hadron_frac", "lead_pt_frac", "girth", "ptd",
-         "tau1", "tau2", "tau3"]
+FRACS = [
+    "charged_frac",
+    "photon_frac",
+    "neutral_hadron_frac",
+    "lead_pt_frac",
+    "girth",
+    "ptd",
+    "tau1",
+    "tau2",
+    "tau3",
+]
 CMS_COLUMNS = ["Jet_Px", "Jet_Py", "Jet_Pz", "Jet_E", "Jet_btag"]
 
 # column classes of the rate-distortion plots
 CLASSES = ("momenta", "angles", "dimensionless")
-_CLASS_OF = {**{c: "momenta" for c in ("pt", "mass", "energy", "px", "py", "pz", "Jet_Px",
-                                       "Jet_Py", "Jet_Pz", "Jet_E")},
-             "eta": "angles", "phi": "angles"}
+_CLASS_OF = {
+    **{
+        c: "momenta"
+        for c in ("pt", "mass", "energy", "px", "py", "pz", "Jet_Px", "Jet_Py", "Jet_Pz", "Jet_E")
+    },
+    "eta": "angles",
+    "phi": "angles",
+}
 
 
 def column_class(name: str) -> str:
@@ -48,9 +62,14 @@ def operating_point(scale: float) -> dict[str, dict[str, float]]:
 
 def cms_operating_point(scale: float) -> dict[str, dict[str, float]]:
     """The CMS-tutorial analogue of P1/P2: rel 1e-2 on E, abs 1 GeV on momenta, 1e-3 on btag."""
-    return {"default": {"abs": 1e-3 * scale}, "Jet_E": {"rel": 1e-2 * scale},
-            "Jet_Px": {"abs": 1.0 * scale}, "Jet_Py": {"abs": 1.0 * scale},
-            "Jet_Pz": {"abs": 1.0 * scale}, "Jet_btag": {"abs": 1e-3 * scale}}
+    return {
+        "default": {"abs": 1e-3 * scale},
+        "Jet_E": {"rel": 1e-2 * scale},
+        "Jet_Px": {"abs": 1.0 * scale},
+        "Jet_Py": {"abs": 1.0 * scale},
+        "Jet_Pz": {"abs": 1.0 * scale},
+        "Jet_btag": {"abs": 1e-3 * scale},
+    }
 
 
 def bound_of(bounds: dict[str, dict[str, float]], column: str) -> tuple[str, float]:
@@ -87,7 +106,7 @@ class Table:
 
     names: list[str]
     values: np.ndarray  # (rows, columns) float64
-    dtypes: list[str]   # "float64" | "float32" per column
+    dtypes: list[str]  # "float64" | "float32" per column
 
     @property
     def rows(self) -> int:
@@ -131,8 +150,10 @@ def write_table(table: Table, values: np.ndarray, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    arrays = {n: pa.array(values[:, j].astype(dt)) for j, (n, dt)
-              in enumerate(zip(table.names, table.dtypes, strict=True))}
+    arrays = {
+        n: pa.array(values[:, j].astype(dt))
+        for j, (n, dt) in enumerate(zip(table.names, table.dtypes, strict=True))
+    }
     pq.write_table(pa.table(arrays), path)
 
 

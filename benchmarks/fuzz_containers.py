@@ -81,11 +81,18 @@ def _write_inputs(root: Path, variant: str, rows: int) -> Path:
     rng = np.random.default_rng(3)
     if variant == "bounded":
         data = root / "jets.parquet"
-        pq.write_table(pa.table({
-            "event": pa.array(np.arange(rows), pa.int32()),
-            "pt": rng.exponential(100, rows) + 300, "eta": rng.uniform(-2.4, 2.4, rows),
-            "mass": rng.normal(172, 15, rows),
-            "frac": pa.array(rng.uniform(0, 1, rows).astype(np.float32))}), data)
+        pq.write_table(
+            pa.table(
+                {
+                    "event": pa.array(np.arange(rows), pa.int32()),
+                    "pt": rng.exponential(100, rows) + 300,
+                    "eta": rng.uniform(-2.4, 2.4, rows),
+                    "mass": rng.normal(172, 15, rows),
+                    "frac": pa.array(rng.uniform(0, 1, rows).astype(np.float32)),
+                }
+            ),
+            data,
+        )
         return data
     import awkward as ak
     import uproot
@@ -93,9 +100,13 @@ def _write_inputs(root: Path, variant: str, rows: int) -> Path:
     data = root / "jets.root"
     counts = rng.integers(0, 5, rows)  # jets per event, some events without any
     n = int(counts.sum())
-    jets = ak.zip({"pt": ak.unflatten(rng.exponential(50, n) + 20, counts),
-                   "eta": ak.unflatten(rng.uniform(-2.4, 2.4, n), counts),
-                   "mass": ak.unflatten(rng.normal(10, 3, n).astype(np.float32), counts)})
+    jets = ak.zip(
+        {
+            "pt": ak.unflatten(rng.exponential(50, n) + 20, counts),
+            "eta": ak.unflatten(rng.uniform(-2.4, 2.4, n), counts),
+            "mass": ak.unflatten(rng.normal(10, 3, n).astype(np.float32), counts),
+        }
+    )
     with uproot.recreate(data) as f:  # mktree: a TTree (nJet + Jet_*), not an RNTuple
         f.mktree("Events", {"Jet": jets.type.content, "run": np.int32})
         f["Events"].extend({"Jet": jets, "run": rng.integers(1, 4, rows).astype(np.int32)})
@@ -118,7 +129,8 @@ def build_project(root: Path, rows: int = 1500, variant: str = "bounded") -> Pat
         "data": {"input": [str(data)], "chunk_size": rows // 3},
         "model": {"hidden": [8], "latent_dim": 2},
         "training": {"epochs": 1, "seed": 1, "early_stopping_patience": 0},
-        "compression": {"mode": "bounded", "embed_decoder": True}}
+        "compression": {"mode": "bounded", "embed_decoder": True},
+    }
     if variant == "latent-jagged":
         sections["data"].update(tree="Events", columns=["Jet_*"])
         sections["compression"] = {"mode": "latent"}
@@ -130,8 +142,9 @@ def build_project(root: Path, rows: int = 1500, variant: str = "bounded") -> Pat
         lines += [f"[{name}]", *(f"{k} = {toml_value(v)}" for k, v in table.items()), ""]
     (folder / "config.toml").write_text("\n".join(lines))
     for mode in ("train", "compress"):
-        rc = main(["--projects-dir", str(root / "projects"), "--project", PROJECT, "--mode",
-                   mode, "-q"])
+        rc = main(
+            ["--projects-dir", str(root / "projects"), "--project", PROJECT, "--mode", mode, "-q"]
+        )
         if rc != 0:
             raise RuntimeError(f"building the fuzz project failed at --mode {mode}")
     return root / "projects"
@@ -150,21 +163,23 @@ class Parsed:
 
 
 def parse(data: bytes) -> Parsed:
-    offset, length, _, _ = _TRAILER.unpack(data[-_TRAILER.size:])
-    index = json.loads(zstandard.ZstdDecompressor().decompress(data[offset:offset + length]))
-    frames = [data[s["offset"]:s["offset"] + s["length"]] for s in index["sections"]]
-    return Parsed(data[:_PREAMBLE.size], frames, index)
+    offset, length, _, _ = _TRAILER.unpack(data[-_TRAILER.size :])
+    index = json.loads(zstandard.ZstdDecompressor().decompress(data[offset : offset + length]))
+    frames = [data[s["offset"] : s["offset"] + s["length"]] for s in index["sections"]]
+    return Parsed(data[: _PREAMBLE.size], frames, index)
 
 
 def frame(raw: bytes) -> bytes:
-    return zstandard.ZstdCompressor(level=3, write_checksum=True,
-                                    write_content_size=True).compress(raw)
+    return zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True).compress(
+        raw
+    )
 
 
 def zero_bomb(size: int = GIB3) -> bytes:
     """A valid zstd frame of ``size`` zero bytes (about 100 kB for 3 GiB)."""
-    cobj = zstandard.ZstdCompressor(level=1, write_checksum=True,
-                                    write_content_size=True).compressobj(size=size)
+    cobj = zstandard.ZstdCompressor(
+        level=1, write_checksum=True, write_content_size=True
+    ).compressobj(size=size)
     block = bytes(1 << 24)
     parts = [cobj.compress(block) for _ in range(size // len(block))]
     parts.append(cobj.compress(bytes(size % len(block))))
@@ -172,8 +187,11 @@ def zero_bomb(size: int = GIB3) -> bytes:
     return b"".join(parts)
 
 
-def build(p: Parsed, post: Callable[[dict[str, Any]], None] | None = None,
-          index_frame: bytes | None = None) -> bytes:
+def build(
+    p: Parsed,
+    post: Callable[[dict[str, Any]], None] | None = None,
+    index_frame: bytes | None = None,
+) -> bytes:
     """Lay the frames out again with correct offsets, lengths and CRCs; ``post`` then
     alters the index (crafted fields), whose CRC is recomputed."""
     index = copy.deepcopy(p.index)
@@ -237,8 +255,15 @@ def mutate_index(p: Parsed, rng: np.random.Generator) -> tuple[str, bytes]:
         field = str(rng.choice(sorted(entry)))
         options: dict[str, list[Any]] = {
             "dtype": ["<f8", "<f4", "|u1", "<i8", "<u4", "|O", "<c16", "V8", "<U4", ">f8", "x"],
-            "shape": [[-1], [1 << 40], [], [0], [2, 3], [entry.get("raw_size", 8)],
-                      list(reversed(entry.get("shape", [])))],
+            "shape": [
+                [-1],
+                [1 << 40],
+                [],
+                [0],
+                [2, 3],
+                [entry.get("raw_size", 8)],
+                list(reversed(entry.get("shape", []))),
+            ],
             "chunk": [-1, 0, 1, 2, 3, -2, 10**12, "0", None],
             "name": [*names, "", "x" * 1000, 7],
         }
@@ -249,18 +274,24 @@ def mutate_index(p: Parsed, rng: np.random.Generator) -> tuple[str, bytes]:
 
         def post(index: dict) -> None:
             index["sections"][i][field] = value
-            if field in ("dtype", "shape") and rng.random() < 0.5 and isinstance(value, list) \
-                    and all(isinstance(d, int) and d >= 0 for d in value):
+            if (
+                field in ("dtype", "shape")
+                and rng.random() < 0.5
+                and isinstance(value, list)
+                and all(isinstance(d, int) and d >= 0 for d in value)
+            ):
                 dt = np.dtype(index["sections"][i].get("dtype", "|u1"))
                 index["sections"][i]["raw_size"] = int(np.prod(value)) * dt.itemsize
 
-        return f"index section {entry['name']}:{entry['chunk']} {field}={value!r:.40}", \
-            build(p, post)
+        return f"index section {entry['name']}:{entry['chunk']} {field}={value!r:.40}", build(
+            p, post
+        )
     leaves = [lf for lf in _leaves(p.index["header"]) if lf]
     path = leaves[int(rng.integers(len(leaves)))]
     value = _other_value(_get(p.index["header"], path), rng, names)
     return f"index header {'/'.join(map(str, path))}={value!r:.40}", build(
-        p, lambda index: _set(index["header"], path, value))
+        p, lambda index: _set(index["header"], path, value)
+    )
 
 
 def mutate_content(p: Parsed, rng: np.random.Generator) -> tuple[str, bytes]:
@@ -318,8 +349,11 @@ def mutate_swap(p: Parsed, rng: np.random.Generator) -> tuple[str, bytes]:
 
 
 def mutate_remove(p: Parsed, rng: np.random.Generator) -> tuple[str, bytes]:
-    res = [i for i, s in enumerate(p.index["sections"])
-           if s["name"].endswith(("/bits", "exc_idx", "exc_val", "/sign", "/counts", "/head"))]
+    res = [
+        i
+        for i, s in enumerate(p.index["sections"])
+        if s["name"].endswith(("/bits", "exc_idx", "exc_val", "/sign", "/counts", "/head"))
+    ]
     pool = res if res and rng.random() < 0.7 else list(range(len(p.frames)))
     i = pool[int(rng.integers(len(pool)))]
     name = p.index["sections"][i]["name"]
@@ -348,8 +382,12 @@ def mutate_bytes(data: bytes, kind: str, rng: np.random.Generator) -> tuple[str,
 def mutate(data: bytes, p: Parsed, kind: str, rng: np.random.Generator) -> tuple[str, bytes]:
     if kind in ("flip", "truncate", "append"):
         return mutate_bytes(data, kind, rng)
-    return {"index": mutate_index, "content": mutate_content, "swap": mutate_swap,
-            "remove": mutate_remove}[kind](p, rng)
+    return {
+        "index": mutate_index,
+        "content": mutate_content,
+        "swap": mutate_swap,
+        "remove": mutate_remove,
+    }[kind](p, rng)
 
 
 def bombs(p: Parsed) -> list[tuple[str, bytes]]:
@@ -365,16 +403,23 @@ def bombs(p: Parsed) -> list[tuple[str, bytes]]:
                 h["chunks"][0]["entries"] = value
                 h["rows"] = sum(c["rows"] for c in h["chunks"])
                 h["entries"] = sum(c["entries"] for c in h["chunks"])
+
         return post
 
     for value in (20_000_000, 10**12):
         for consistent in (False, True):
-            out.append((f"bomb rows={value:g} consistent={consistent}",
-                        build(p, rows(value, consistent))))
-    targets = {"array section": next(i for i, s in enumerate(p.index["sections"])
-                                     if s["chunk"] == 0 and s.get("dtype"))}
-    for name, cond in (("passthrough", lambda s: s["name"] == "passthrough"),
-                       ("decoder", lambda s: s["name"].startswith("decoder/"))):
+            out.append(
+                (f"bomb rows={value:g} consistent={consistent}", build(p, rows(value, consistent)))
+            )
+    targets = {
+        "array section": next(
+            i for i, s in enumerate(p.index["sections"]) if s["chunk"] == 0 and s.get("dtype")
+        )
+    }
+    for name, cond in (
+        ("passthrough", lambda s: s["name"] == "passthrough"),
+        ("decoder", lambda s: s["name"].startswith("decoder/")),
+    ):
         found = [i for i, s in enumerate(p.index["sections"]) if cond(s)]
         if found:
             targets[name] = found[0]
@@ -387,8 +432,12 @@ def bombs(p: Parsed) -> list[tuple[str, bytes]]:
                 entry["raw_size"] = GIB3
                 if entry.get("dtype"):
                     entry["dtype"], entry["shape"] = "|u1", [GIB3]
-            out.append((f"bomb 3 GiB zstd frame in the {what} (declared in the index: "
-                        f"{declared})", build(q)))
+            out.append(
+                (
+                    f"bomb 3 GiB zstd frame in the {what} (declared in the index: {declared})",
+                    build(q),
+                )
+            )
     out.append(("bomb 3 GiB zstd index frame", build(p, index_frame=zeros)))
     return out
 
@@ -485,49 +534,74 @@ def fuzz(projects: Path, cases: int, seed: int, with_bombs: bool = True) -> dict
                 outcome, detail = runner.run(altered)
                 traced = tracemalloc.get_traced_memory()[1] / 2**20
                 tracemalloc.stop()
-                memory.append({"case": what, "file_bytes": len(altered), "outcome": outcome,
-                               "peak_traced_mb": traced,
-                               "peak_rss_growth_mb": peak_rss_mb() - before,
-                               "detail": detail})
+                memory.append(
+                    {
+                        "case": what,
+                        "file_bytes": len(altered),
+                        "outcome": outcome,
+                        "peak_traced_mb": traced,
+                        "peak_rss_growth_mb": peak_rss_mb() - before,
+                        "detail": detail,
+                    }
+                )
                 if what.startswith("control"):
                     continue
                 counts[("bomb", outcome)] += 1
                 if outcome in ("wrong", "traceback"):
-                    bad.append({"kind": "bomb", "case": what, "outcome": outcome,
-                                "detail": detail})
-    return {"variant": runner.variant, "cases": cases, "seed": seed,
-            "container_bytes": len(data),
-            "seconds": seconds, "counts": {f"{k}/{o}": v for (k, o), v in sorted(counts.items())},
-            "bad": bad, "memory": memory, "baseline_peak_rss_mb": peak_rss_mb()}
+                    bad.append({"kind": "bomb", "case": what, "outcome": outcome, "detail": detail})
+    return {
+        "variant": runner.variant,
+        "cases": cases,
+        "seed": seed,
+        "container_bytes": len(data),
+        "seconds": seconds,
+        "counts": {f"{k}/{o}": v for (k, o), v in sorted(counts.items())},
+        "bad": bad,
+        "memory": memory,
+        "baseline_peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def report_md(result: dict[str, Any]) -> str:
     kinds = [*KINDS, "bomb"]
     outcomes = ("identical", "error", "wrong", "traceback")
-    lines = [f"## {result.get('variant', 'bounded')}: {result['cases']} random cases + "
-             f"{max(len(result['memory']) - 1, 0)} memory bombs, seed {result['seed']}", "",
-             f"Container of {result['container_bytes']} bytes; "
-             f"{result['seconds']:.1f} s for the random cases on "
-             f"{platform.machine()} with {os.cpu_count()} cores (shared, loaded).", "",
-             "| kind | " + " | ".join(outcomes) + " |", "|---" * (len(outcomes) + 1) + "|"]
+    lines = [
+        f"## {result.get('variant', 'bounded')}: {result['cases']} random cases + "
+        f"{max(len(result['memory']) - 1, 0)} memory bombs, seed {result['seed']}",
+        "",
+        f"Container of {result['container_bytes']} bytes; "
+        f"{result['seconds']:.1f} s for the random cases on "
+        f"{platform.machine()} with {os.cpu_count()} cores (shared, loaded).",
+        "",
+        "| kind | " + " | ".join(outcomes) + " |",
+        "|---" * (len(outcomes) + 1) + "|",
+    ]
     for k in kinds:
         row = [str(result["counts"].get(f"{k}/{o}", 0)) for o in outcomes]
         lines.append(f"| {k} | " + " | ".join(row) + " |")
-    total = [sum(v for key, v in result["counts"].items() if key.endswith("/" + o))
-             for o in outcomes]
+    total = [
+        sum(v for key, v in result["counts"].items() if key.endswith("/" + o)) for o in outcomes
+    ]
     lines.append("| **all** | " + " | ".join(f"**{t}**" for t in total) + " |")
-    lines += ["", "Memory: the peak of Python and numpy allocations while decoding each file "
-              "(tracemalloc; zstd output buffers are Python bytes and counted) and the growth "
-              "of the process's peak resident memory (getrusage; 0 when below an earlier "
-              "peak). The control is the unaltered file.", "",
-              "| case | file bytes | outcome | peak traced (MB) | peak RSS growth (MB) |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {m['case']} | {m['file_bytes']} | {m['outcome']} | "
-              f"{m['peak_traced_mb']:.2f} | {m['peak_rss_growth_mb']:.1f} |"
-              for m in result["memory"]]
+    lines += [
+        "",
+        "Memory: the peak of Python and numpy allocations while decoding each file "
+        "(tracemalloc; zstd output buffers are Python bytes and counted) and the growth "
+        "of the process's peak resident memory (getrusage; 0 when below an earlier "
+        "peak). The control is the unaltered file.",
+        "",
+        "| case | file bytes | outcome | peak traced (MB) | peak RSS growth (MB) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {m['case']} | {m['file_bytes']} | {m['outcome']} | "
+        f"{m['peak_traced_mb']:.2f} | {m['peak_rss_growth_mb']:.1f} |"
+        for m in result["memory"]
+    ]
     if result["bad"]:
-        lines += ["", "Failures:", ""] + [f"- {b['kind']}: {b['case']} -> {b['outcome']} "
-                                          f"{b['detail']}" for b in result["bad"]]
+        lines += ["", "Failures:", ""] + [
+            f"- {b['kind']}: {b['case']} -> {b['outcome']} {b['detail']}" for b in result["bad"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -535,10 +609,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=2100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--projects", type=Path, default=None,
-                        help="an already built fuzz project folder (default: build one)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
-                        help="the projects to build and fuzz (ignored with --projects)")
+    parser.add_argument(
+        "--projects",
+        type=Path,
+        default=None,
+        help="an already built fuzz project folder (default: build one)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="the projects to build and fuzz (ignored with --projects)",
+    )
     parser.add_argument("--no-bombs", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS_fuzz.json")
     args = parser.parse_args(argv)

@@ -36,16 +36,24 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "projects" / "example" / "data" / "ttbar_jets.parquet"
-BOUNDS = {"default": {"abs": 1e-3}, "pt": {"rel": 1e-2}, "mass": {"rel": 1e-2},
-          "energy": {"rel": 1e-2}, "px": {"abs": 1.0}, "py": {"abs": 1.0}, "pz": {"abs": 1.0}}
+BOUNDS = {
+    "default": {"abs": 1e-3},
+    "pt": {"rel": 1e-2},
+    "mass": {"rel": 1e-2},
+    "energy": {"rel": 1e-2},
+    "px": {"abs": 1.0},
+    "py": {"abs": 1.0},
+    "pz": {"abs": 1.0},
+}
 
 
 def run(work: Path, name: str, mode: str, *sets: str) -> float:
     from baler_ext.cli import main
 
     t0 = time.perf_counter()
-    rc = main(["--projects-dir", str(work / "projects"), "--project", name, "--mode", mode,
-               "-q", *sets])
+    rc = main(
+        ["--projects-dir", str(work / "projects"), "--project", name, "--mode", mode, "-q", *sets]
+    )
     if rc:
         raise SystemExit(f"FAIL: {name} --mode {mode} exited {rc}")
     return time.perf_counter() - t0
@@ -53,8 +61,13 @@ def run(work: Path, name: str, mode: str, *sets: str) -> float:
 
 def floats(path: Path) -> np.ndarray:
     t = pq.read_table(path)
-    return np.column_stack([t.column(f.name).to_numpy().astype(np.float64) for f in t.schema
-                            if pa.types.is_floating(f.type)])
+    return np.column_stack(
+        [
+            t.column(f.name).to_numpy().astype(np.float64)
+            for f in t.schema
+            if pa.types.is_floating(f.type)
+        ]
+    )
 
 
 def within(x: np.ndarray, y: np.ndarray, names: list[str]) -> bool:
@@ -69,8 +82,9 @@ def within(x: np.ndarray, y: np.ndarray, names: list[str]) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", default="cpu,cuda")
-    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("OUT", "/tmp"))
-                    / "gpu_check")
+    ap.add_argument(
+        "--workdir", type=Path, default=Path(os.environ.get("OUT", "/tmp")) / "gpu_check"
+    )
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
     import torch
@@ -92,15 +106,23 @@ def main() -> int:
     report: dict = {"rows": len(x), "devices": [cpu, gpu]}
     ok = True
     for label, compression, rate in (
-            ("learned", {}, {"side_information": "latent", "epochs": args.epochs}),
-            ("classical", {"probability_model": "static", "latent_policy": "always"},
-             {"enabled": False})):
-        write_project_config(work / "projects" / label, {
-            "data": {"input": [str(DATA)]},
-            "model": {"latent_dim": 8, "hidden": [64, 32], "dtype": "float64"},
-            "training": {"epochs": args.epochs, "device": gpu, "batch_size": 512},
-            "compression": {"mode": "bounded", "bounds": BOUNDS, **compression},
-            "rate": rate})
+        ("learned", {}, {"side_information": "latent", "epochs": args.epochs}),
+        (
+            "classical",
+            {"probability_model": "static", "latent_policy": "always"},
+            {"enabled": False},
+        ),
+    ):
+        write_project_config(
+            work / "projects" / label,
+            {
+                "data": {"input": [str(DATA)]},
+                "model": {"latent_dim": 8, "hidden": [64, 32], "dtype": "float64"},
+                "training": {"epochs": args.epochs, "device": gpu, "batch_size": 512},
+                "compression": {"mode": "bounded", "bounds": BOUNDS, **compression},
+                "rate": rate,
+            },
+        )
         t_train = run(work, label, "train")
         decodes = {}
         for enc in (cpu, gpu):
@@ -111,24 +133,31 @@ def main() -> int:
             for dec in (cpu, gpu):
                 shutil.copy(kept, src)
                 t_d = run(work, label, "decompress", "--set", f'training.device="{dec}"')
-                y = floats(work / "projects" / label / "output" / "decompressed" /
-                           "ttbar_jets.parquet")
+                y = floats(
+                    work / "projects" / label / "output" / "decompressed" / "ttbar_jets.parquet"
+                )
                 decodes[(enc, dec)] = y
                 good = within(x, y, names)
                 ok &= good
-                print(f"{label}: compressed on {enc} ({raw_mb / t_c:.1f} MB/s), decompressed "
-                      f"on {dec} ({raw_mb / t_d:.1f} MB/s): every bound met: {good}")
-                report[f"{label}_{enc}_{dec}"] = {"compress_MBps": raw_mb / t_c,
-                                                  "decompress_MBps": raw_mb / t_d,
-                                                  "bounds_ok": good}
+                print(
+                    f"{label}: compressed on {enc} ({raw_mb / t_c:.1f} MB/s), decompressed "
+                    f"on {dec} ({raw_mb / t_d:.1f} MB/s): every bound met: {good}"
+                )
+                report[f"{label}_{enc}_{dec}"] = {
+                    "compress_MBps": raw_mb / t_c,
+                    "decompress_MBps": raw_mb / t_d,
+                    "bounds_ok": good,
+                }
         report[f"{label}_train_s"] = t_train
         for enc in (cpu, gpu):
             a, b = decodes[(enc, cpu)], decodes[(enc, gpu)]
             same = a.tobytes() == b.tobytes()
             diff = float(np.max(np.abs(a - b)))
             report[f"{label}_{enc}_identical"] = same
-            print(f"{label}: file compressed on {enc}, decoded on {cpu} vs {gpu}: "
-                  f"bit-identical {same}, max |difference| {diff:.3g}")
+            print(
+                f"{label}: file compressed on {enc}, decoded on {cpu} vs {gpu}: "
+                f"bit-identical {same}, max |difference| {diff:.3g}"
+            )
             if label == "learned":
                 ok &= same
     print(json.dumps(report, indent=1))

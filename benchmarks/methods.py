@@ -31,6 +31,7 @@ def register(name: str) -> Callable[[type], type]:
         cls.name = name
         METHODS[name] = cls
         return cls
+
     return deco
 
 
@@ -49,10 +50,10 @@ def pack(frames: list[bytes], meta: dict) -> bytes:
 
 def unpack(blob: bytes) -> tuple[list[bytes], dict]:
     (n,) = struct.unpack_from("<I", blob)
-    head = json.loads(blob[4:4 + n])
+    head = json.loads(blob[4 : 4 + n])
     frames, pos = [], 4 + n
     for length in head["lengths"]:
-        frames.append(blob[pos:pos + length])
+        frames.append(blob[pos : pos + length])
         pos += length
     return frames, head["meta"]
 
@@ -74,8 +75,13 @@ def _blosc(data: np.ndarray, bitshuffle: bool) -> bytes:
 
     blosc2.set_nthreads(1)
     flt = blosc2.Filter.BITSHUFFLE if bitshuffle else blosc2.Filter.SHUFFLE
-    return blosc2.compress2(np.ascontiguousarray(data).tobytes(), typesize=data.dtype.itemsize,
-                            clevel=9, codec=blosc2.Codec.ZSTD, filters=[flt])
+    return blosc2.compress2(
+        np.ascontiguousarray(data).tobytes(),
+        typesize=data.dtype.itemsize,
+        clevel=9,
+        codec=blosc2.Codec.ZSTD,
+        filters=[flt],
+    )
 
 
 def _unblosc(data: bytes) -> bytes:
@@ -88,8 +94,8 @@ class Method:
     """Base class: a compressor of a table's float columns."""
 
     name = "base"
-    family = "lossless"   # lossless | root | lossy | baler_ext | baler
-    bounded = False       # verifies the max-error bounds
+    family = "lossless"  # lossless | root | lossy | baler_ext | baler
+    bounded = False  # verifies the max-error bounds
 
     def __init__(self, **params: object) -> None:
         self.params = params
@@ -115,8 +121,10 @@ class _Columnar(Method):
 
     def compress(self, table: Table, bounds: dict) -> bytes:
         self._shape = table.values.shape
-        frames = [self.code(np.ascontiguousarray(table.values[:, j].astype(self.dtype)))
-                  for j in range(table.values.shape[1])]
+        frames = [
+            self.code(np.ascontiguousarray(table.values[:, j].astype(self.dtype)))
+            for j in range(table.values.shape[1])
+        ]
         return pack(frames, {"rows": table.rows, "dtype": self.dtype})
 
     def decompress(self, blob: bytes) -> np.ndarray:
@@ -164,8 +172,9 @@ class _Root(Method):
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "t.root"
             with uproot.recreate(path, compression=comp) as f:
-                f["jets"] = {n: table.values[:, j].astype(table.dtypes[j])
-                             for j, n in enumerate(table.names)}
+                f["jets"] = {
+                    n: table.values[:, j].astype(table.dtypes[j]) for j, n in enumerate(table.names)
+                }
             return path.read_bytes()
 
     def decompress(self, blob: bytes) -> np.ndarray:
@@ -177,8 +186,9 @@ class _Root(Method):
 
 
 for _alg, _lvl in (("ZLIB", 9), ("LZMA", 9), ("ZSTD", 19)):
-    register(f"root_{_alg.lower()}")(type(f"Root_{_alg}", (_Root,),
-                                          {"algorithm": _alg, "level": _lvl}))
+    register(f"root_{_alg.lower()}")(
+        type(f"Root_{_alg}", (_Root,), {"algorithm": _alg, "level": _lvl})
+    )
 
 
 # ----------------------------------------------------------------------------- lossy, bounded
@@ -214,8 +224,10 @@ class _Bounded(Method):
                 if np.all(np.abs(y - x) <= lim):
                     break
             else:
-                raise RuntimeError(f"{self.name}: column {c} misses its bound after "
-                                   f"{self.max_steps} tightening steps")
+                raise RuntimeError(
+                    f"{self.name}: column {c} misses its bound after "
+                    f"{self.max_steps} tightening steps"
+                )
             frames.append(data)
             steps.append(step)
         self.tightening_steps = dict(zip(table.names, steps, strict=True))
@@ -264,8 +276,15 @@ def _int_codes(q: np.ndarray) -> tuple[np.ndarray, int]:
     """Shift integer codes to start at 0 and store them in the smallest unsigned dtype."""
     lo = int(q.min()) if q.size else 0
     span = int(q.max()) - lo if q.size else 0
-    dt = np.uint8 if span < 2**8 else np.uint16 if span < 2**16 else np.uint32 \
-        if span < 2**32 else np.uint64
+    dt = (
+        np.uint8
+        if span < 2**8
+        else np.uint16
+        if span < 2**16
+        else np.uint32
+        if span < 2**32
+        else np.uint64
+    )
     return (q - lo).astype(dt), lo
 
 
@@ -276,7 +295,7 @@ class Quantise(_Bounded):
     Each tightening step shrinks the step by 1 %."""
 
     def encode_column(self, x: np.ndarray, kind: str, bound: float, step: int) -> bytes:
-        s = 0.99 ** step
+        s = 0.99**step
         if kind == "abs":
             width = 2 * bound * s
             q = np.rint(x / width).astype(np.int64)
@@ -296,8 +315,8 @@ class Quantise(_Bounded):
 
     def decode_column(self, data: bytes, rows: int) -> np.ndarray:
         (n,) = struct.unpack_from("<H", data)
-        head = json.loads(data[2:2 + n])
-        q = np.frombuffer(_unzstd(data[2 + n:]), dtype=head["dt"]).astype(np.int64) + head["lo"]
+        head = json.loads(data[2 : 2 + n])
+        q = np.frombuffer(_unzstd(data[2 + n :]), dtype=head["dt"]).astype(np.int64) + head["lo"]
         if head["k"] == "abs":
             return q * head["w"]
         out = np.zeros(q.shape)
@@ -318,7 +337,7 @@ class _LogTransformed(_Bounded):
         raise NotImplementedError
 
     def encode_column(self, x: np.ndarray, kind: str, bound: float, step: int) -> bytes:
-        s = 0.9 ** step
+        s = 0.9**step
         if kind == "abs":
             return b"A" + self.code_abs(np.ascontiguousarray(x, np.float64), bound * s)
         neg, zero = x < 0, x == 0
@@ -331,9 +350,9 @@ class _LogTransformed(_Bounded):
         if data[:1] == b"A":
             return self.uncode_abs(data[1:], rows)
         (n,) = struct.unpack_from("<I", data, 1)
-        bits = np.unpackbits(np.frombuffer(_unzstd(data[5:5 + n]), np.uint8))[:2 * rows]
+        bits = np.unpackbits(np.frombuffer(_unzstd(data[5 : 5 + n]), np.uint8))[: 2 * rows]
         neg, zero = bits[:rows].astype(bool), bits[rows:].astype(bool)
-        y = np.exp(self.uncode_abs(data[5 + n:], rows))
+        y = np.exp(self.uncode_abs(data[5 + n :], rows))
         y[neg] *= -1
         y[zero] = 0.0
         return y
@@ -375,10 +394,16 @@ class ZFP(_LogTransformed):
 
 
 # ----------------------------------------------------------------------------- optional deps
-OPTIONAL = {"blosc2_shuffle_f64": "blosc2", "blosc2_bitshuffle_f64": "blosc2",
-            "blosc2_shuffle_f32": "blosc2", "blosc2_bitshuffle_f32": "blosc2",
-            "bitround_zstd": "numcodecs", "bitround_blosc2": "numcodecs",
-            "sz3": "pysz", "zfp": "zfpy"}
+OPTIONAL = {
+    "blosc2_shuffle_f64": "blosc2",
+    "blosc2_bitshuffle_f64": "blosc2",
+    "blosc2_shuffle_f32": "blosc2",
+    "blosc2_bitshuffle_f32": "blosc2",
+    "bitround_zstd": "numcodecs",
+    "bitround_blosc2": "numcodecs",
+    "sz3": "pysz",
+    "zfp": "zfpy",
+}
 
 
 def available(name: str) -> tuple[bool, str]:
@@ -392,6 +417,8 @@ def available(name: str) -> tuple[bool, str]:
         try:
             importlib.import_module(mod)
         except Exception as exc:
-            return False, f"{mod} not importable ({type(exc).__name__}: {exc}); " \
-                          "pip install -e '.[bench]'"
+            return (
+                False,
+                f"{mod} not importable ({type(exc).__name__}: {exc}); pip install -e '.[bench]'",
+            )
     return True, ""

@@ -41,12 +41,22 @@ def run_job(job: dict) -> dict:
 
     kind = job["kind"]
     if kind == "train_balerext":
-        out = ae_methods.train_balerext(Path(job["workdir"]), job["project"], Path(job["data"]),
-                                        job["latent_dim"], job["epochs"],
-                                        like_baler=job.get("like_baler", False))
+        out = ae_methods.train_balerext(
+            Path(job["workdir"]),
+            job["project"],
+            Path(job["data"]),
+            job["latent_dim"],
+            job["epochs"],
+            like_baler=job.get("like_baler", False),
+        )
     elif kind == "train_baler":
-        out = ae_methods.train_baler(Path(job["workdir"]), job["project"], Path(job["data"]),
-                                     job["latent_dim"], job["epochs"])
+        out = ae_methods.train_baler(
+            Path(job["workdir"]),
+            job["project"],
+            Path(job["data"]),
+            job["latent_dim"],
+            job["epochs"],
+        )
     elif kind == "method":
         table = read_table(Path(job["test_path"]))
         method = get_method(job["method"])(**job.get("params", {}))
@@ -61,8 +71,12 @@ def run_job(job: dict) -> dict:
         restored = method.decompress(blob)
         d_s = time.perf_counter() - t0
         np.save(job["out_npy"], restored)
-        out = {"bytes": len(blob), "compress_s": c_s, "decompress_s": d_s,
-               "steps": getattr(method, "tightening_steps", None)}
+        out = {
+            "bytes": len(blob),
+            "compress_s": c_s,
+            "decompress_s": d_s,
+            "steps": getattr(method, "tightening_steps", None),
+        }
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     out["peak_rss_mb"] = peak_rss_mb()

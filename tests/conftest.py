@@ -32,8 +32,7 @@ def run_cli(projects: Path, name: str, mode: str, *extra: str) -> int:
     returns the exit code the command line would have."""
     from baler_ext.cli import main
 
-    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q",
-                 *extra])
+    return main(["--projects-dir", str(projects), "--project", name, "--mode", mode, "-q", *extra])
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +89,16 @@ def make_project(tmp_path: Path):
         training = {**FAST_TRAINING, **sections.pop("training", {})}
         rate = {**FAST_RATE, **sections.pop("rate", {})}
         compression = {"mode": "latent", **sections.pop("compression", {})}
-        write_config(tmp_path / "projects" / name, {"data": data, "training": training,
-                                                    "compression": compression, "rate": rate,
-                                                    **sections})
+        write_config(
+            tmp_path / "projects" / name,
+            {
+                "data": data,
+                "training": training,
+                "compression": compression,
+                "rate": rate,
+                **sections,
+            },
+        )
         return tmp_path / "projects", name
 
     return factory
@@ -111,13 +117,19 @@ def flat_parquet(tmp_path: Path) -> Path:
     eta = rng.uniform(-2.4, 2.4, n)
     phi = rng.uniform(-np.pi, np.pi, n)
     mass = np.abs(rng.normal(172.0, 15.0, n))
-    table = pa.table({
-        "event": pa.array(np.arange(n) // 2, pa.int32()),
-        "pt": pt, "eta": eta, "phi": phi, "mass": mass,
-        "px": pt * np.cos(phi), "py": pt * np.sin(phi),
-        "frac": pa.array(rng.uniform(0, 1, n).astype(np.float32)),
-        "matched": pa.array(rng.integers(0, 2, n), pa.int32()),
-    })
+    table = pa.table(
+        {
+            "event": pa.array(np.arange(n) // 2, pa.int32()),
+            "pt": pt,
+            "eta": eta,
+            "phi": phi,
+            "mass": mass,
+            "px": pt * np.cos(phi),
+            "py": pt * np.sin(phi),
+            "frac": pa.array(rng.uniform(0, 1, n).astype(np.float32)),
+            "matched": pa.array(rng.integers(0, 2, n), pa.int32()),
+        }
+    )
     path = tmp_path / "jets.parquet"
     pq.write_table(table, path)
     return path

@@ -58,8 +58,12 @@ def _modules() -> dict[str, tuple[Path, bool]]:
     return out
 
 
-def _targets(node: ast.Import | ast.ImportFrom, module: str, is_pkg: bool,
-             modules: dict[str, tuple[Path, bool]]) -> list[str]:
+def _targets(
+    node: ast.Import | ast.ImportFrom,
+    module: str,
+    is_pkg: bool,
+    modules: dict[str, tuple[Path, bool]],
+) -> list[str]:
     """The ``baler_ext`` modules an import statement loads (``from m import sub`` -> m.sub)."""
     if isinstance(node, ast.Import):
         names = [a.name for a in node.names]
@@ -70,14 +74,23 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, is_pkg: bool,
             prefix = ".".join(base + ([node.module] if node.module else []))
         else:
             prefix = node.module or ""
-        names = [f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in modules else prefix
-                 for a in node.names]
+        names = [
+            f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in modules else prefix for a in node.names
+        ]
     return [n for n in names if n in modules]
 
 
-def _walk(node: ast.AST, in_function: bool, module: str, is_pkg: bool, where: str,
-          modules: dict[str, tuple[Path, bool]], top: set[str], every: set[str],
-          lazy: list[str]) -> None:
+def _walk(
+    node: ast.AST,
+    in_function: bool,
+    module: str,
+    is_pkg: bool,
+    where: str,
+    modules: dict[str, tuple[Path, bool]],
+    top: set[str],
+    every: set[str],
+    lazy: list[str],
+) -> None:
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.Import, ast.ImportFrom)):
             found = set(_targets(child, module, is_pkg, modules)) - {module}
@@ -88,8 +101,11 @@ def _walk(node: ast.AST, in_function: bool, module: str, is_pkg: bool, where: st
                 top |= found
         elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _walk(child, True, module, is_pkg, where, modules, top, every, lazy)
-        elif (isinstance(child, ast.If) and isinstance(child.test, ast.Name)
-              and child.test.id == "TYPE_CHECKING"):
+        elif (
+            isinstance(child, ast.If)
+            and isinstance(child.test, ast.Name)
+            and child.test.id == "TYPE_CHECKING"
+        ):
             continue
         else:
             _walk(child, in_function, module, is_pkg, where, modules, top, every, lazy)
@@ -102,8 +118,17 @@ def build_graph() -> ImportGraph:
     for module, (path, is_pkg) in modules.items():
         top: set[str] = set()
         every: set[str] = set()
-        _walk(ast.parse(path.read_text(), str(path)), False, module, is_pkg,
-              str(path.relative_to(PACKAGE.parent)), modules, top, every, graph.lazy)
+        _walk(
+            ast.parse(path.read_text(), str(path)),
+            False,
+            module,
+            is_pkg,
+            str(path.relative_to(PACKAGE.parent)),
+            modules,
+            top,
+            every,
+            graph.lazy,
+        )
         graph.top[module], graph.every[module] = top, every
     return graph
 
@@ -125,7 +150,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
                 stack.pop()
                 path.pop()
             elif state.get(child) == 1:
-                return [*path[path.index(child):], child]
+                return [*path[path.index(child) :], child]
             elif child not in state:
                 state[child] = 1
                 stack.append((child, iter(sorted(edges.get(child, ())))))
@@ -171,25 +196,31 @@ def test_every_part_of_the_package_has_a_layer():
 
 
 def test_imports_go_down_the_layers_lazy_ones_included():
-    upward = sorted(f"{m} -> {d}" for m, deps in GRAPH.every.items() for d in deps
-                    if part(m) != part(d) and layer(part(d)) >= layer(part(m)))
+    upward = sorted(
+        f"{m} -> {d}"
+        for m, deps in GRAPH.every.items()
+        for d in deps
+        if part(m) != part(d) and layer(part(d)) >= layer(part(m))
+    )
     assert not upward, "imports against the layering:\n" + "\n".join(upward)
     # hence a cycle through lazy imports stays inside one part of the package
-    between_parts = {m: {d for d in deps if part(d) != part(m)}
-                     for m, deps in GRAPH.every.items()}
+    between_parts = {m: {d for d in deps if part(d) != part(m)} for m, deps in GRAPH.every.items()}
     assert find_cycle(between_parts) is None
 
 
 def test_lazy_imports_do_not_grow():
     assert len(GRAPH.lazy) <= MAX_LAZY_IMPORTS, (
         f"{len(GRAPH.lazy)} imports inside functions (at most {MAX_LAZY_IMPORTS}); "
-        "import at module level unless the import is heavy or optional:\n"
-        + "\n".join(GRAPH.lazy))
+        "import at module level unless the import is heavy or optional:\n" + "\n".join(GRAPH.lazy)
+    )
 
 
 def test_config_does_not_import_the_analysis_package():
-    code = ("import sys, baler_ext.config; "
-            "print(sorted(m for m in sys.modules if m.startswith('baler_ext.analysis')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, baler_ext.config; "
+        "print(sorted(m for m in sys.modules if m.startswith('baler_ext.analysis')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]", f"importing baler_ext.config imported {out}"

@@ -20,12 +20,33 @@ def _run(tmp_path: Path, methods: str, extra: list[str] | None = None) -> dict:
     from benchmarks import run
 
     out = tmp_path / "out"
-    rc = run.main(["--quick", "--rows", "3000", "--epochs", "2", "--datasets", "pythia_ttbar",
-                   "--methods", methods, "--no-baler", "--workdir", str(tmp_path / "work"),
-                   "--out-dir", str(out), *(extra or [])])
+    rc = run.main(
+        [
+            "--quick",
+            "--rows",
+            "3000",
+            "--epochs",
+            "2",
+            "--datasets",
+            "pythia_ttbar",
+            "--methods",
+            methods,
+            "--no-baler",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out-dir",
+            str(out),
+            *(extra or []),
+        ]
+    )
     assert rc == 0
-    for name in ("RESULTS.md", "results.json", "rd_momenta.png", "rd_angles.png",
-                 "rd_dimensionless.png"):
+    for name in (
+        "RESULTS.md",
+        "results.json",
+        "rd_momenta.png",
+        "rd_angles.png",
+        "rd_dimensionless.png",
+    ):
         assert (out / name).is_file(), name
     return json.loads((out / "results.json").read_text())
 
@@ -46,8 +67,11 @@ def test_quick_benchmark_core_methods(tmp_path: Path) -> None:
     """baler_ext bounded (P1, P2) against zstd and the uniform quantiser: no optional deps."""
     results = _run(tmp_path, "zstd19_f64,quantise_zstd,balerext_bounded")
     _check(results, {"zstd19_f64", "quantise_zstd", "balerext_bounded"})
-    settings = {r["setting"] for r in results["datasets"]["pythia_ttbar"]["runs"]
-                if r["method"] == "balerext_bounded"}
+    settings = {
+        r["setting"]
+        for r in results["datasets"]["pythia_ttbar"]["runs"]
+        if r["method"] == "balerext_bounded"
+    }
     assert settings == {"P1", "P2"}
     assert "Targets" in (tmp_path / "out" / "RESULTS.md").read_text()
 
@@ -65,15 +89,32 @@ def test_quick_benchmark_optional_references(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("shared_data")
 def test_quick_benchmark_like_for_like_baler(tmp_path: Path) -> None:
     """With Baler 0.0.6 installed, a baler_ext model trained like Baler is compared too."""
-    pytest.importorskip("baler_compressor",
-                        reason="pip install --no-deps baler-compressor==0.0.6")
+    pytest.importorskip("baler_compressor", reason="pip install --no-deps baler-compressor==0.0.6")
     from benchmarks import run
 
     out = tmp_path / "out"
-    assert run.main(["--quick", "--rows", "3000", "--epochs", "2", "--datasets",
-                     "pythia_ttbar", "--methods", "balerext_latent,baler_0.0.6",
-                     "--train-threads", "1", "--workdir", str(tmp_path / "work"),
-                     "--out-dir", str(out)]) == 0
+    assert (
+        run.main(
+            [
+                "--quick",
+                "--rows",
+                "3000",
+                "--epochs",
+                "2",
+                "--datasets",
+                "pythia_ttbar",
+                "--methods",
+                "balerext_latent,baler_0.0.6",
+                "--train-threads",
+                "1",
+                "--workdir",
+                str(tmp_path / "work"),
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
     runs = {(r["method"], r["setting"]): r for r in res["datasets"]["pythia_ttbar"]["runs"]}
     like = runs[("balerext_latent", "latent 8 float64 like Baler")]
@@ -81,7 +122,15 @@ def test_quick_benchmark_like_for_like_baler(tmp_path: Path) -> None:
     assert "error" not in like and "error" not in peer
     # same latent size and dtype: the ratios differ only by the containers' overheads
     assert like["ratio_f64"] == pytest.approx(peer["ratio_f64"], rel=0.15)
-    model_json = (tmp_path / "work" / "pythia_ttbar" / "projects" / "train_l8_like_baler" /
-                  "output" / "model" / "normaliser.json").read_text()
+    model_json = (
+        tmp_path
+        / "work"
+        / "pythia_ttbar"
+        / "projects"
+        / "train_l8_like_baler"
+        / "output"
+        / "model"
+        / "normaliser.json"
+    ).read_text()
     assert '"method": "minmax"' in model_json
     assert any("like for like" in t["target"] for t in res["targets"])

@@ -32,15 +32,18 @@ def test_help_lists_every_mode(capsys):
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from baler_ext.cli import build_parser; build_parser().format_help(); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from baler_ext.cli import build_parser; build_parser().format_help(); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_python_m_entry_point():
-    out = subprocess.run([sys.executable, "-m", "baler_ext", "--version"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "baler_ext", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("baler_ext ")
 
 
@@ -48,8 +51,16 @@ def test_new_project_writes_every_key_and_refuses_overwrite(cli, tmp_path, caplo
     projects = tmp_path / "projects"
     assert cli(projects, "fresh", "new_project") == 0
     cfg_text = (projects / "fresh" / "config.toml").read_text()
-    for key in ("input", "columns", "passthrough", "latent_dim", "epochs",
-                "early_stopping_patience", "validation_fraction", "mode"):
+    for key in (
+        "input",
+        "columns",
+        "passthrough",
+        "latent_dim",
+        "epochs",
+        "early_stopping_patience",
+        "validation_fraction",
+        "mode",
+    ):
         assert f"{key} =" in cfg_text
     assert (projects / "fresh" / "output" / "compressed").is_dir()
     before = cfg_text
@@ -76,8 +87,18 @@ def test_all_modes_on_flat_parquet(cli, make_project, flat_parquet):
 
 def test_set_overrides_reach_the_stage(cli, make_project, flat_parquet):
     projects, name = make_project(flat_parquet)
-    assert cli(projects, name, "train", "--set", 'data.columns=["pt","mass"]',
-                   "--set", "model.latent_dim=1") == 0
+    assert (
+        cli(
+            projects,
+            name,
+            "train",
+            "--set",
+            'data.columns=["pt","mass"]',
+            "--set",
+            "model.latent_dim=1",
+        )
+        == 0
+    )
     meta = (projects / name / "output" / "model" / "model.json").read_text()
     assert '"columns": [\n  "pt",\n  "mass"\n ]' in meta
     assert '"latent_dim": 1' in meta
@@ -87,8 +108,9 @@ def test_set_overrides_reach_the_stage(cli, make_project, flat_parquet):
     ("mode", "message"),
     [("compress", "--mode train' first"), ("decompress", "--mode compress' first")],
 )
-def test_stage_without_its_prerequisite_names_the_command(cli, make_project, flat_parquet, caplog,
-                                                          mode, message):
+def test_stage_without_its_prerequisite_names_the_command(
+    cli, make_project, flat_parquet, caplog, mode, message
+):
     projects, name = make_project(flat_parquet)
     with caplog.at_level(logging.ERROR):
         assert cli(projects, name, mode) == ProjectError.exit_code
@@ -101,8 +123,16 @@ def test_missing_project_says_how_to_create_it(cli, tmp_path, caplog):
     assert "--mode new_project" in caplog.text
 
 
-def expect_error(cli: Callable[..., int], projects: Path, name: str, mode: str, code: int,
-                 fragment: str, caplog, *extra: str) -> None:
+def expect_error(
+    cli: Callable[..., int],
+    projects: Path,
+    name: str,
+    mode: str,
+    code: int,
+    fragment: str,
+    caplog,
+    *extra: str,
+) -> None:
     with caplog.at_level(logging.ERROR):
         assert cli(projects, name, mode, *extra) == code
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -114,14 +144,24 @@ def expect_error(cli: Callable[..., int], projects: Path, name: str, mode: str, 
 
 def test_unknown_config_key_suggests_the_right_one(cli, make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet, training={"epochz": 3})
-    expect_error(cli, projects, name,
-                 "train", ConfigError.exit_code, "did you mean 'epochs'", caplog)
+    expect_error(
+        cli, projects, name, "train", ConfigError.exit_code, "did you mean 'epochs'", caplog
+    )
 
 
 def test_wrong_config_type_names_key(cli, make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet)
-    expect_error(cli, projects, name, "train", ConfigError.exit_code,
-                 "'training.epochs' must be int", caplog, "--set", 'training.epochs="many"')
+    expect_error(
+        cli,
+        projects,
+        name,
+        "train",
+        ConfigError.exit_code,
+        "'training.epochs' must be int",
+        caplog,
+        "--set",
+        'training.epochs="many"',
+    )
 
 
 def test_missing_input_file(cli, make_project, tmp_path, caplog):
@@ -131,14 +171,16 @@ def test_missing_input_file(cli, make_project, tmp_path, caplog):
 
 def test_missing_column_suggests(cli, make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet, data={"columns": ["pT", "eta"]})
-    expect_error(cli, projects, name,
-                 "train", InputDataError.exit_code, "did you mean 'pt'", caplog)
+    expect_error(
+        cli, projects, name, "train", InputDataError.exit_code, "did you mean 'pt'", caplog
+    )
 
 
 def test_empty_selection(cli, make_project, flat_parquet, caplog):
     projects, name = make_project(flat_parquet, data={"columns": ["event", "matched"]})
-    expect_error(cli, projects, name, "train", InputDataError.exit_code, "selects no float column",
-                 caplog)
+    expect_error(
+        cli, projects, name, "train", InputDataError.exit_code, "selects no float column", caplog
+    )
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -149,8 +191,9 @@ def test_nan_and_inf_are_errors_by_default_and_droppable(cli, make_project, tmp_
     path = tmp_path / "nan.parquet"
     pq.write_table(pa.table({"x": x, "y": y, "id": np.arange(500)}), path)
     projects, name = make_project(path)
-    expect_error(cli, projects, name, "train", InputDataError.exit_code, 'data.nan_policy = "drop"',
-                 caplog)
+    expect_error(
+        cli, projects, name, "train", InputDataError.exit_code, 'data.nan_policy = "drop"', caplog
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert cli(projects, name, "all", "--set", 'data.nan_policy="drop"') == 0
@@ -163,23 +206,30 @@ def test_nan_and_inf_are_errors_by_default_and_droppable(cli, make_project, tmp_
 def test_missing_tree(cli, make_project, shared_data, caplog):
     path = shared_data / "cms_hep_tutorial" / "qcd.root"
     projects, name = make_project(path, data={"tree": "Events"})
-    expect_error(cli, projects, name,
-                 "train", InputDataError.exit_code, "TTrees in this file: events",
-                 caplog)
+    expect_error(
+        cli,
+        projects,
+        name,
+        "train",
+        InputDataError.exit_code,
+        "TTrees in this file: events",
+        caplog,
+    )
 
 
 def test_several_trees_need_a_choice(cli, make_project, shared_data, caplog):
     projects, name = make_project(shared_data / "uproot_cases" / "uproot-issue243-new.root")
-    expect_error(cli, projects, name,
-                 "train", InputDataError.exit_code, "choose one with data.tree",
-                 caplog)
+    expect_error(
+        cli, projects, name, "train", InputDataError.exit_code, "choose one with data.tree", caplog
+    )
 
 
 def test_histogram_where_a_tree_was_expected(cli, make_project, shared_data, caplog):
     path = shared_data / "uproot_cases" / "uproot-issue-750.root"
     projects, name = make_project(path, data={"tree": "h_Muon_pt"})
-    expect_error(cli, projects, name, "train", InputDataError.exit_code, "is a TH1D, not a TTree",
-                 caplog)
+    expect_error(
+        cli, projects, name, "train", InputDataError.exit_code, "is a TH1D, not a TTree", caplog
+    )
 
 
 def test_object_branches_must_be_excluded(cli, make_project, shared_data, caplog):
@@ -204,14 +254,14 @@ def test_output_directory_and_input_protection(cli, make_project, flat_parquet, 
     assert cli(projects, name, "compress") == 0
     original = flat_parquet.read_bytes()
     with caplog.at_level(logging.ERROR):
-        code = cli(projects, name, "decompress", "--set",
-                       f'output.directory="{flat_parquet.parent}"')
+        code = cli(
+            projects, name, "decompress", "--set", f'output.directory="{flat_parquet.parent}"'
+        )
     assert code == ProjectError.exit_code
     assert "is an input file" in caplog.text
     assert flat_parquet.read_bytes() == original
     elsewhere = tmp_path / "restored"
-    assert cli(projects, name, "decompress", "--set",
-                   f'output.directory="{elsewhere}"') == 0
+    assert cli(projects, name, "decompress", "--set", f'output.directory="{elsewhere}"') == 0
     assert (elsewhere / "jets.parquet").is_file()
 
 
@@ -233,5 +283,6 @@ def test_non_root_bytes_read_as_root_give_one_line(cli, make_project, tmp_path, 
     path = tmp_path / "notes.txt"
     path.write_text("not a ROOT file\n" * 100)
     projects, name = make_project(path, data={"format": "root"})
-    expect_error(cli, projects, name, "train", InputDataError.exit_code, "not a readable ROOT file",
-                 caplog)
+    expect_error(
+        cli, projects, name, "train", InputDataError.exit_code, "not a readable ROOT file", caplog
+    )

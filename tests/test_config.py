@@ -83,7 +83,8 @@ def test_invalid_toml_is_a_one_line_error(tmp_path):
 def test_docs_config_reference_is_up_to_date():
     doc = (REPO / "docs" / "config.md").read_text()
     assert doc == render_config_reference(), (
-        "docs/config.md is stale: run python -m baler_ext.config_reference > docs/config.md")
+        "docs/config.md is stale: run python -m baler_ext.config_reference > docs/config.md"
+    )
 
 
 def test_registry_choices_are_the_registries_names():
@@ -102,8 +103,10 @@ def test_registry_choices_are_the_registries_names():
         config_from_dict({"training": {"loss": "huber"}}, "test")
     register_loss("huber_test_only")(RECONSTRUCTION_LOSSES.get("mse"))
     try:
-        assert config_from_dict({"training": {"loss": "huber_test_only"}}, "test").training.loss \
+        assert (
+            config_from_dict({"training": {"loss": "huber_test_only"}}, "test").training.loss
             == "huber_test_only"
+        )
     finally:
         RECONSTRUCTION_LOSSES._entries.pop("huber_test_only")
 

@@ -39,21 +39,41 @@ def test_torchrun_two_cpu_processes_match_single_process(make_project, flat_parq
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "baler_ext", "--projects-dir", str(projects), "-p", ddp, "--mode", "train"],
-        env=env, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "baler_ext",
+            "--projects-dir",
+            str(projects),
+            "-p",
+            ddp,
+            "--mode",
+            "train",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rank 1 of 2 (gloo" in proc.stderr
 
     model_dir = projects / ddp / "output" / "model"
     assert {"model.json", "weights.pt", "history.csv", "checkpoint.pt"} <= {
-        p.name for p in model_dir.iterdir()}
+        p.name for p in model_dir.iterdir()
+    }
     assert not list(model_dir.glob(".*.part"))  # rank 0 alone wrote, nothing half-written
     a = json.loads((projects / single / "output" / "model" / "model.json").read_text())
     b = json.loads((model_dir / "model.json").read_text())
     assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=RTOL)
-    hist_a = np.genfromtxt(projects / single / "output" / "model" / "history.csv",
-                           delimiter=",", names=True)
+    hist_a = np.genfromtxt(
+        projects / single / "output" / "model" / "history.csv", delimiter=",", names=True
+    )
     hist_b = np.genfromtxt(model_dir / "history.csv", delimiter=",", names=True)
     np.testing.assert_allclose(hist_b["val_loss"], hist_a["val_loss"], rtol=RTOL)
     np.testing.assert_allclose(hist_b["train_loss"], hist_a["train_loss"], rtol=RTOL)
@@ -69,5 +89,6 @@ def test_models_ddp_cannot_reproduce_fail_clearly(name, options):
     model = build_model(ModelConfig(name=name, options=options), 8)
     with pytest.raises(ConfigError, match="single process"):
         check_distributable(model)
-    check_distributable(build_model(ModelConfig(name="vqvae",
-                                                options={"codebook_update": "loss"}), 8))
+    check_distributable(
+        build_model(ModelConfig(name="vqvae", options={"codebook_update": "loss"}), 8)
+    )

@@ -31,8 +31,19 @@ def test_example_config_runs_every_stage(tmp_path):
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("output"))
     cfg = load_config(project / "config.toml")
     assert cfg.analysis is not None and cfg.compression.mode == "bounded"
-    args = ["--projects-dir", str(tmp_path / "projects"), "--project", "example", "--mode",
-            "all", "-q", "--set", "training.epochs=1", "--set", "training.max_rows=2000"]
+    args = [
+        "--projects-dir",
+        str(tmp_path / "projects"),
+        "--project",
+        "example",
+        "--mode",
+        "all",
+        "-q",
+        "--set",
+        "training.epochs=1",
+        "--set",
+        "training.max_rows=2000",
+    ]
     assert main(args) == 0
     out = project / "output"
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())

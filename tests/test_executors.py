@@ -35,12 +35,18 @@ def split_root(src: Path, out: Path, n: int, per: int) -> list[Path]:
     paths = []
     for i in range(n):
         a = tree.arrays(entry_start=i * per, entry_stop=(i + 1) * per)
-        data = {"event": a["event"],
-                "Jet": ak.zip({f[4:]: a[f] for f in a.fields if f.startswith("Jet_")})}
+        data = {
+            "event": a["event"],
+            "Jet": ak.zip({f[4:]: a[f] for f in a.fields if f.startswith("Jet_")}),
+        }
         path = out / f"part{i}.root"
         with uproot.recreate(path) as f:
-            t = f.mktree("Events", {k: v.type.content for k, v in data.items()},
-                         counter_name=lambda c: f"n{c}", field_name=lambda o, i: f"{o}_{i}")
+            t = f.mktree(
+                "Events",
+                {k: v.type.content for k, v in data.items()},
+                counter_name=lambda c: f"n{c}",
+                field_name=lambda o, i: f"{o}_{i}",
+            )
             t.extend(data)
         paths.append(path)
     return paths
@@ -50,14 +56,16 @@ def split_root(src: Path, out: Path, n: int, per: int) -> list[Path]:
 def trained_project(tmp_path_factory, shared_data) -> Path:
     """A project over 4 split files with a 2-epoch model; returns its folder."""
     base = tmp_path_factory.mktemp("dask")
-    split_root(shared_data / "pythia_ttbar" / "ttbar_boosted_events.root", base / "data",
-               N_FILES, PER_FILE)
+    split_root(
+        shared_data / "pythia_ttbar" / "ttbar_boosted_events.root", base / "data", N_FILES, PER_FILE
+    )
     root = base / "projects" / "ref"
     root.mkdir(parents=True)
     (root / "config.toml").write_text(
         f'[data]\ninput = ["{base / "data" / "*.root"}"]\nchunk_size = 700\n'
         "[training]\nepochs = 2\nbatch_size = 256\nmax_rows = 3000\n"
-        "early_stopping_patience = 0\n")
+        "early_stopping_patience = 0\n"
+    )
     project = Project("ref", root)
     cfg = load_config(project.config_path)
     train(project, cfg)
@@ -71,27 +79,37 @@ def cluster():
     """One 2-worker LocalCluster shared by the tests (addressed like a remote scheduler)."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as lc, Client(lc) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as lc,
+        Client(lc) as client,
+    ):
         yield lc.scheduler_address, client
 
 
 def fresh_project(trained_project: Path, tmp_path: Path, name: str) -> Project:
     """A copy of the reference project with its model but no compressed files."""
     root = tmp_path / name
-    shutil.copytree(trained_project, root, ignore=shutil.ignore_patterns("compressed",
-                                                                         "decompressed"))
+    shutil.copytree(
+        trained_project, root, ignore=shutil.ignore_patterns("compressed", "decompressed")
+    )
     return Project(name, root)
 
 
 def dask_cfg(project: Project, address: str, *extra: str):
-    return load_config(project.config_path, [
-        'execution.executor="dask"', f'execution.scheduler="{address}"', *extra])
+    return load_config(
+        project.config_path,
+        ['execution.executor="dask"', f'execution.scheduler="{address}"', *extra],
+    )
 
 
 def containers(project: Project) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(project.dir("compressed").glob("*.baler"))
-            if p.is_file()}
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(project.dir("compressed").glob("*.baler"))
+        if p.is_file()
+    }
 
 
 def leftovers(project: Project) -> list[Path]:
@@ -168,8 +186,9 @@ def test_failed_file_then_resume(trained_project, cluster, tmp_path, caplog):
         compress(project, cfg)
     assert sorted(containers(project)) == ["part0.baler", "part1.baler", "part3.baler"]
     assert not leftovers(project)  # the failed file left nothing half-written
-    done = {p: p.stat().st_mtime_ns for p in project.dir("compressed").glob("*.baler")
-            if p.is_file()}
+    done = {
+        p: p.stat().st_mtime_ns for p in project.dir("compressed").glob("*.baler") if p.is_file()
+    }
     blocker.rmdir()
     with caplog.at_level(logging.INFO, logger="baler_ext"):
         results = compress(project, cfg, resume=True)
@@ -187,8 +206,9 @@ def test_local_resume_redoes_a_damaged_container(trained_project, tmp_path):
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
     victim.write_bytes(bytes(data))
-    others = {p: p.stat().st_mtime_ns for p in project.dir("compressed").glob("*.baler")
-              if p != victim}
+    others = {
+        p: p.stat().st_mtime_ns for p in project.dir("compressed").glob("*.baler") if p != victim
+    }
     compress(project, cfg, resume=True)
     with ContainerReader(victim) as reader:
         reader.verify()
@@ -226,9 +246,17 @@ def test_cli_executor_flags_become_config_overrides(monkeypatch, tmp_path):
 
     monkeypatch.setattr("baler_ext.config.load_config", fake_load)
     args = cli.build_parser().parse_args(
-        ["-p", "x", "-m", "compress", "--config", str(tmp_path / "c.toml"),
-         "--scheduler", "tcp://h:8786"])
+        [
+            "-p",
+            "x",
+            "-m",
+            "compress",
+            "--config",
+            str(tmp_path / "c.toml"),
+            "--scheduler",
+            "tcp://h:8786",
+        ]
+    )
     with pytest.raises(SystemExit):
         cli.run(args)
-    assert seen["overrides"] == ['execution.executor="dask"',
-                                 'execution.scheduler="tcp://h:8786"']
+    assert seen["overrides"] == ['execution.executor="dask"', 'execution.scheduler="tcp://h:8786"']

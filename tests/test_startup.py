@@ -38,21 +38,36 @@ with open(out, "w") as fh:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
 
 
 def probe(tmp_path: Path, *argv: str) -> tuple[dict, subprocess.CompletedProcess]:
     out = tmp_path / "probe.json"
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(out), *argv], env=env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out), *argv],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.is_file(), proc.stderr
     return json.loads(out.read_text()), proc
 
 
 def run_cli(*argv: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "baler_ext", *argv], env=env(), stdout=stdout,
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "baler_ext", *argv],
+        env=env(),
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"]])
@@ -64,15 +79,23 @@ def test_help_and_version_import_nothing_heavy(tmp_path, argv):
 
 def test_config_error_imports_nothing_heavy(tmp_path, make_project, flat_parquet):
     projects, name = make_project(flat_parquet, analysis={"column": "mass"})
-    result, proc = probe(tmp_path, "--projects-dir", str(projects), "-p", name, "-m", "train",
-                         "--set", "training.epochz=3")
+    result, proc = probe(
+        tmp_path,
+        "--projects-dir",
+        str(projects),
+        "-p",
+        name,
+        "-m",
+        "train",
+        "--set",
+        "training.epochz=3",
+    )
     assert result["rc"] == ConfigError.exit_code
     assert "did you mean 'epochs'" in proc.stderr
     assert result["loaded"] == [], f"a config error imported {result['loaded']}"
 
 
-def test_bad_analysis_section_is_still_a_config_error_at_load(make_project, flat_parquet,
-                                                              caplog):
+def test_bad_analysis_section_is_still_a_config_error_at_load(make_project, flat_parquet, caplog):
     """[analysis] is validated lazily only for info: train refuses a bad one up front."""
     projects, name = make_project(flat_parquet, analysis={"peak": "gaus"})
     with caplog.at_level(logging.ERROR):
@@ -85,10 +108,13 @@ def test_bad_analysis_section_is_still_a_config_error_at_load(make_project, flat
 @pytest.fixture
 def compressed_project(make_project, flat_parquet, caplog):
     """A trained and compressed project (made in this process, where torch is loaded)."""
-    projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
-                                  training={"epochs": 1},
-                                  compression={"mode": "bounded"},
-                                  analysis={"column": "mass", "fit_range": [120.0, 230.0]})
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [8], "latent_dim": 2},
+        training={"epochs": 1},
+        compression={"mode": "bounded"},
+        analysis={"column": "mass", "fit_range": [120.0, 230.0]},
+    )
     from baler_ext import console
 
     console._seen.clear()  # facts logged by earlier tests of this process

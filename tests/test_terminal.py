@@ -38,11 +38,26 @@ def run_on_terminal(argv: list[str], env: dict[str, str]) -> str:
 
 
 def test_epoch_lines_are_not_written_into_the_training_bar(make_project, flat_parquet):
-    projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
-                                  training={"epochs": 2, "max_rows": 1000})
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [8], "latent_dim": 2},
+        training={"epochs": 2, "max_rows": 1000},
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TERM": "xterm"}
-    out = run_on_terminal([sys.executable, "-m", "baler_ext", "--projects-dir", str(projects),
-                           "-p", name, "-m", "train"], env)
+    out = run_on_terminal(
+        [
+            sys.executable,
+            "-m",
+            "baler_ext",
+            "--projects-dir",
+            str(projects),
+            "-p",
+            name,
+            "-m",
+            "train",
+        ],
+        env,
+    )
     assert "train:" in out, "no progress bar was drawn: " + repr(out[:300])
     log_lines = [line for line in out.split("\n") if "baler_ext: INFO:" in line]
     assert any("epoch 2" in line for line in log_lines)

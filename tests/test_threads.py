@@ -45,11 +45,18 @@ def test_resolve_defaults_and_never_oversubscribes(caplog):
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
 def test_default_respects_cpu_affinity():
     """A process pinned to one CPU (taskset, a batch slot) defaults to one thread."""
-    code = ("import os; from baler_ext import threads; "
-            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "print(threads.resolve_threads(None, env={}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, check=True)
+    code = (
+        "import os; from baler_ext import threads; "
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "print(threads.resolve_threads(None, env={}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        check=True,
+    )
     assert out.stdout.strip() == "1"
 
 
@@ -98,13 +105,33 @@ def test_cli_sets_torch_threads_from_the_config(tmp_path, make_project):
         "'interop': torch.get_num_interop_threads(), "
         "'wait': os.environ.get('OMP_WAIT_POLICY')}, open(sys.argv[1], 'w'))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in (*threads.THREAD_ENV,
-                                                             "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in (*threads.THREAD_ENV, "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    proc = subprocess.run([sys.executable, "-c", code, str(out), "-q", "--projects-dir",
-                           str(projects), "-p", name, "-m", "train", "--set",
-                           "execution.threads=1"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(out),
+            "-q",
+            "--projects-dir",
+            str(projects),
+            "-p",
+            name,
+            "-m",
+            "train",
+            "--set",
+            "execution.threads=1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.is_file(), proc.stderr
     result = json.loads(out.read_text())
-    assert result == {"rc": InputDataError.exit_code, "intra": 1, "interop": 1,
-                      "wait": "PASSIVE"}, proc.stderr
+    assert result == {
+        "rc": InputDataError.exit_code,
+        "intra": 1,
+        "interop": 1,
+        "wait": "PASSIVE",
+    }, proc.stderr

@@ -46,8 +46,10 @@ def test_activation_sparsity_is_applied_and_logged() -> None:
     def mean_activation(m: torch.nn.Module) -> float:
         m.eval()
         acts = []
-        hooks = [a.register_forward_hook(lambda _m, _i, o: acts.append(o.abs().mean()))
-                 for a in m.sparsity_modules()]
+        hooks = [
+            a.register_forward_hook(lambda _m, _i, o: acts.append(o.abs().mean()))
+            for a in m.sparsity_modules()
+        ]
         with torch.no_grad():
             m(torch.as_tensor(x))
         for h in hooks:
@@ -64,14 +66,18 @@ def test_init_schemes(scheme: str) -> None:
     m = build_model(ModelConfig(latent_dim=8, hidden=[200, 100, 50]), 17)
     init_weights(m, scheme)
     w = m.encoder[2].weight.detach()  # 200 -> 100
-    assert all(float(lin.bias.detach().abs().sum()) == 0 for lin in m.modules()
-               if isinstance(lin, torch.nn.Linear))
+    assert all(
+        float(lin.bias.detach().abs().sum()) == 0
+        for lin in m.modules()
+        if isinstance(lin, torch.nn.Linear)
+    )
     if scheme == "orthogonal":
         assert torch.allclose(w @ w.T, torch.eye(100, dtype=w.dtype), atol=1e-10)
     elif scheme == "xavier":
         bound = (6 / 300) ** 0.5
         assert float(w.abs().max()) <= bound and float(w.std()) == pytest.approx(
-            bound / 3**0.5, rel=0.05)
+            bound / 3**0.5, rel=0.05
+        )
     else:
         assert float(w.std()) == pytest.approx((2 / (1 + 0.01**2) / 200) ** 0.5, rel=0.05)
 
@@ -82,18 +88,31 @@ def test_gradient_clipping_limits_the_update() -> None:
     for clip in (0.0, 1e-12):
         m = model()
         start = [p.detach().clone() for p in m.parameters()]
-        fit(m, x[:300], x[300:], TrainingConfig(epochs=1, batch_size=100, lr_patience=0,
-                                                grad_clip=clip), CPU)
-        moved[clip] = max(float((p.detach() - s).abs().max()) for p, s in zip(m.parameters(), start,
-                                                                       strict=True))
+        fit(
+            m,
+            x[:300],
+            x[300:],
+            TrainingConfig(epochs=1, batch_size=100, lr_patience=0, grad_clip=clip),
+            CPU,
+        )
+        moved[clip] = max(
+            float((p.detach() - s).abs().max()) for p, s in zip(m.parameters(), start, strict=True)
+        )
     assert moved[0.0] > 1e-3 and moved[1e-12] < 1e-5
 
 
 def test_plateau_schedule_and_early_stopping() -> None:
     x = data()
-    cfg = TrainingConfig(epochs=20, batch_size=100, learning_rate=1e-6, lr_patience=1,
-                         lr_factor=0.5, min_lr=1e-9, early_stopping_patience=4,
-                         min_delta=1e-3)
+    cfg = TrainingConfig(
+        epochs=20,
+        batch_size=100,
+        learning_rate=1e-6,
+        lr_patience=1,
+        lr_factor=0.5,
+        min_lr=1e-9,
+        early_stopping_patience=4,
+        min_delta=1e-3,
+    )
     result = fit(model(), x[:300], x[300:], cfg, CPU)
     lrs = [h["lr"] for h in result.history]
     assert result.stopped_early and len(result.history) == 5 and result.best_epoch == 1

@@ -26,8 +26,9 @@ def data(n: int = 400) -> np.ndarray:
 def vae(name: str = "vae", **options) -> torch.nn.Module:
     seed_everything(0)
     kw = {"columns": COLUMNS} if name == "cvae" else {}
-    return build_model(ModelConfig(name=name, latent_dim=2, hidden=[16, 8], options=options),
-                       len(COLUMNS), **kw)
+    return build_model(
+        ModelConfig(name=name, latent_dim=2, hidden=[16, 8], options=options), len(COLUMNS), **kw
+    )
 
 
 def grads(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor | None]:
@@ -83,15 +84,26 @@ def test_zero_beta_factor_removes_the_kl_from_the_gradient() -> None:
 
 def test_linear_warm_up_is_logged_per_epoch_and_weights_the_kl() -> None:
     x = data()
-    cfg = TrainingConfig(epochs=4, batch_size=100, lr_patience=0, early_stopping_patience=0,
-                         beta_schedule="linear", beta_warmup_epochs=2)
+    cfg = TrainingConfig(
+        epochs=4,
+        batch_size=100,
+        lr_patience=0,
+        early_stopping_patience=0,
+        beta_schedule="linear",
+        beta_warmup_epochs=2,
+    )
     hist = fit(vae(beta=0.5), x[:300], x[300:], cfg, CPU).history
     assert [h["beta"] for h in hist] == [0.0, 0.25, 0.5, 0.5]
     assert hist[0]["train_kl"] == 0.0 and hist[1]["train_kl"] > 0.0
     # validation always uses the target weight, so epochs stay comparable
     assert all(h["val_kl"] > 0.0 for h in hist)
-    plain = fit(build_model(ModelConfig(latent_dim=2, hidden=[8]), 6), x[:300], x[300:],
-                TrainingConfig(epochs=1, lr_patience=0), CPU).history
+    plain = fit(
+        build_model(ModelConfig(latent_dim=2, hidden=[8]), 6),
+        x[:300],
+        x[300:],
+        TrainingConfig(epochs=1, lr_patience=0),
+        CPU,
+    ).history
     assert "beta" not in plain[0]  # no KL, no β column
 
 
@@ -134,8 +146,9 @@ def test_cvae_wx_weights_the_reconstruction_of_the_other_columns_only() -> None:
     assert torch.allclose(t3["reconstruction"], 3.0 * t1["reconstruction"])
     off = vae("cvae", conditions=["pt"], wx=0.0, wy=1.0)
     g = grads(off, batch_terms(off, x, TrainingConfig())[0]["total"])
-    assert all(g[n] is None or torch.count_nonzero(g[n]) == 0 for n in g if n.startswith(
-        "decoder"))  # wx = 0: nothing trains the decoder
+    assert all(
+        g[n] is None or torch.count_nonzero(g[n]) == 0 for n in g if n.startswith("decoder")
+    )  # wx = 0: nothing trains the decoder
 
 
 def test_cvae_rejects_negative_weights() -> None:

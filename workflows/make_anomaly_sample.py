@@ -45,8 +45,12 @@ def corrupt(table: pa.Table, fraction: float, seed: int) -> pa.Table:
         table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
     flag = np.zeros(n, np.int8)
     flag[bad] = 1
-    log.info("corrupted %d of %d rows (%d unchanged by the permutation)", len(bad), n,
-             int(np.sum(bad == perm)))
+    log.info(
+        "corrupted %d of %d rows (%d unchanged by the permutation)",
+        len(bad),
+        n,
+        int(np.sum(bad == perm)),
+    )
     return table.append_column("is_corrupted", pa.array(flag))
 
 
@@ -62,8 +66,7 @@ def main() -> None:
     half = table.num_rows // 2
     args.out.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.slice(0, half), args.out / "reference.parquet")
-    pq.write_table(corrupt(table.slice(half), args.fraction, args.seed),
-                   args.out / "test.parquet")
+    pq.write_table(corrupt(table.slice(half), args.fraction, args.seed), args.out / "test.parquet")
     log.info("wrote %s and %s", args.out / "reference.parquet", args.out / "test.parquet")
 
 

@@ -56,9 +56,7 @@ class PairedSample:
         self.values = np.asarray(self.values, dtype=np.float64)
         self.groups = np.asarray(self.groups, dtype=np.int64)
         if self.values.shape != self.groups.shape:
-            raise ValueError(
-                f"got {self.groups.size} event indices for {self.values.size} values"
-            )
+            raise ValueError(f"got {self.groups.size} event indices for {self.values.size} values")
 
 
 def group_indices(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -97,8 +95,9 @@ class FitShifts(PairedStatistic):
 
     names = ("mass", "width")
 
-    def __init__(self, before_fit: FitResult, after_fit: FitResult,
-                 before: PairedSample, after: PairedSample) -> None:
+    def __init__(
+        self, before_fit: FitResult, after_fit: FitResult, before: PairedSample, after: PairedSample
+    ) -> None:
         self.fits = (before_fit, after_fit)
         self.refit = (Refitter(before_fit), Refitter(after_fit))
         edges = np.asarray(before_fit.edges, dtype=np.float64)
@@ -224,8 +223,14 @@ def paired_bootstrap(
     failed = [0] * len(statistics)
     if n_replicas > 0:
         counts = replica_counts(n_groups, n_replicas, seed)
-        for row in tqdm(counts, total=n_replicas, desc="paired bootstrap", unit="replica",
-                        disable=not progress, leave=False):
+        for row in tqdm(
+            counts,
+            total=n_replicas,
+            desc="paired bootstrap",
+            unit="replica",
+            disable=not progress,
+            leave=False,
+        ):
             for i, stat in enumerate(statistics):
                 got = stat.replica(row)
                 if got is None:
@@ -243,15 +248,33 @@ def paired_bootstrap(
             sb = float(np.std(d[:, 0], ddof=1)) if ok else math.nan
             sa = float(np.std(d[:, 1], ddof=1)) if ok else math.nan
             sp = float(np.std(d[:, 1] - d[:, 0], ddof=1)) if ok else math.nan
-            corr = (float(np.corrcoef(d[:, 0], d[:, 1])[0, 1]) if ok and sb > 0 and sa > 0
-                    else math.nan)
+            corr = (
+                float(np.corrcoef(d[:, 0], d[:, 1])[0, 1]) if ok and sb > 0 and sa > 0 else math.nan
+            )
             se = stat_err.get(n, math.nan)
             if not math.isfinite(se):
                 se = sb
             delta = after[n] - before[n]
-            out[n] = PairedShift(n, before[n], after[n], delta, sp, se, n_sigma(delta, sp),
-                                 n_sigma(delta, se), sb, sa, corr, int(d.shape[0]), failed[i])
+            out[n] = PairedShift(
+                n,
+                before[n],
+                after[n],
+                delta,
+                sp,
+                se,
+                n_sigma(delta, sp),
+                n_sigma(delta, se),
+                sb,
+                sa,
+                corr,
+                int(d.shape[0]),
+                failed[i],
+            )
         if failed[i]:
-            log.warning("paired bootstrap: %d of %d replicas of %s left out (a fit failed)",
-                        failed[i], n_replicas, "/".join(stat.names))
+            log.warning(
+                "paired bootstrap: %d of %d replicas of %s left out (a fit failed)",
+                failed[i],
+                n_replicas,
+                "/".join(stat.names),
+            )
     return out

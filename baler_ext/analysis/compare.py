@@ -118,10 +118,15 @@ class Comparison:
             f"({width[1]} {paired}{wstat})"
         )
         if self.reference_quality != "good":
-            why = "; ".join(n.removeprefix("original: ") for n in self.quality_notes
-                            if n.startswith("original: "))
-            line += (f"; but the reference fit is {self.reference_quality} ({why}), so the "
-                     "shifts are measured with a model that does not describe the data")
+            why = "; ".join(
+                n.removeprefix("original: ")
+                for n in self.quality_notes
+                if n.startswith("original: ")
+            )
+            line += (
+                f"; but the reference fit is {self.reference_quality} ({why}), so the "
+                "shifts are measured with a model that does not describe the data"
+            )
             if self.suggestion:
                 line += f": try {self.suggestion}"
         if self.decompressed_quality != "good":
@@ -198,9 +203,13 @@ def compare_fits(
         )
     dm = after.mass - before.mass
     dw = after.width - before.width
-    use_paired = (paired is not None and "mass" in paired and "width" in paired
-                  and math.isfinite(paired["mass"].sigma_paired)
-                  and math.isfinite(paired["width"].sigma_paired))
+    use_paired = (
+        paired is not None
+        and "mass" in paired
+        and "width" in paired
+        and math.isfinite(paired["mass"].sigma_paired)
+        and math.isfinite(paired["width"].sigma_paired)
+    )
     if use_paired:
         assert paired is not None
         dm_err, dw_err = paired["mass"].sigma_paired, paired["width"].sigma_paired
@@ -303,21 +312,29 @@ def markdown_report(
             "",
         ]
     else:
-        lines += ["Shift errors are the quadrature sum of the two fit errors: conservative, "
-                  "since both samples hold the same events.", ""]
+        lines += [
+            "Shift errors are the quadrature sum of the two fit errors: conservative, "
+            "since both samples hold the same events.",
+            "",
+        ]
     if comparison.quality_notes:
         lines += ["## Fit quality", ""] + [f"- {n}" for n in comparison.quality_notes] + [""]
         if comparison.suggestion:
-            lines += [f"Best-fitting alternative for the reference sample: "
-                      f"{comparison.suggestion}.", ""]
+            lines += [
+                f"Best-fitting alternative for the reference sample: {comparison.suggestion}.",
+                "",
+            ]
     if not comparison.both_valid:
         lines += ["⚠ At least one fit is not fully valid (see analysis.json).", ""]
     return "\n".join(lines)
 
 
 def _num(value: Any, decimals: int) -> str:
-    return f"{value:.{decimals}f}" if isinstance(value, int | float) and math.isfinite(value) \
+    return (
+        f"{value:.{decimals}f}"
+        if isinstance(value, int | float) and math.isfinite(value)
         else "n/a"
+    )
 
 
 def write_report(
@@ -469,8 +486,7 @@ def _draw_comparison(
     if comparison is not None:
         import textwrap
 
-        top.set_title("\n".join(textwrap.wrap(comparison.verdict(), 110)), fontsize=7,
-                      loc="left")
+        top.set_title("\n".join(textwrap.wrap(comparison.verdict(), 110)), fontsize=7, loc="left")
     bottom.axhline(0.0, color="grey", lw=0.8)
     for level in (-2.0, 2.0):
         bottom.axhline(level, color="grey", lw=0.5, ls=":")

@@ -197,8 +197,16 @@ class FitResult:
         """Inverse of :meth:`to_dict` (None numbers come back as NaN)."""
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
-        for key in ("mass", "mass_err", "width", "width_err", "chi2", "chi2_pearson", "edm",
-                    "p_value"):
+        for key in (
+            "mass",
+            "mass_err",
+            "width",
+            "width_err",
+            "chi2",
+            "chi2_pearson",
+            "edm",
+            "p_value",
+        ):
             if kwargs.get(key) is None:
                 kwargs[key] = math.nan
         return cls(**kwargs)
@@ -673,8 +681,9 @@ class Refitter:
             ``mass``, every width of the peak shape (``sigma``, ``fwhm``, ...) and
             ``width`` (the main one), or None when the fit failed.
         """
-        cost = ExtendedBinnedNLL(np.asarray(counts, dtype=np.float64), self.edges, self.model,
-                                 name=self.names)
+        cost = ExtendedBinnedNLL(
+            np.asarray(counts, dtype=np.float64), self.edges, self.model, name=self.names
+        )
         m = Minuit(cost, *self.start, name=self.names)
         for name, lim in self.limits.items():
             m.limits[name] = lim
@@ -689,8 +698,9 @@ class Refitter:
             return None
         vals = {name: float(m.values[name]) for name in self.names}
         for p in m.params:
-            if p.name in self.critical and _at_limit(p.value, abs(self.steps[p.number]),
-                                                    p.lower_limit, p.upper_limit):
+            if p.name in self.critical and _at_limit(
+                p.value, abs(self.steps[p.number]), p.lower_limit, p.upper_limit
+            ):
                 return None
         widths = self.peak.widths(vals)
         return {"mass": vals["mu"], "width": widths[self.peak.width_name], **widths}

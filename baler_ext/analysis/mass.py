@@ -153,8 +153,9 @@ def event_combination_mass(
     return masses, ev[starts[keep_event]]
 
 
-def _combine_events(data: pd.DataFrame, spec: AnalysisSpec
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _combine_events(
+    data: pd.DataFrame, spec: AnalysisSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`event_combination_mass` with the columns of ``spec``.
 
     Objects are ranked by :attr:`AnalysisSpec.order_column`, or by
@@ -163,8 +164,11 @@ def _combine_events(data: pd.DataFrame, spec: AnalysisSpec
     """
     event = _columns(data, [spec.event_column], "analysis.event_column")[0]
     px, py, pz, energy = _cartesian(data, list(spec.p4_columns), spec.p4_kind)
-    order = (np.hypot(px, py) if spec.order_column is None
-             else _columns(data, [spec.order_column], "analysis.order_by")[0])
+    order = (
+        np.hypot(px, py)
+        if spec.order_column is None
+        else _columns(data, [spec.order_column], "analysis.order_by")[0]
+    )
     masses, events = event_combination_mass(event, order, px, py, pz, energy, spec.n_objects)
     log.info("combined the %d leading objects of %d events", spec.n_objects, masses.size)
     return masses, events, event

@@ -124,8 +124,10 @@ class ShapeSuggestion:
 
     def text(self) -> str:
         """``peak = 'crystal_ball', background = 'poly2' (χ²/ndf 1.08, p = 0.3)``."""
-        return (f"peak = '{self.peak}', background = '{self.background}' "
-                f"(χ²/ndf {self.chi2_ndf:.2f}, p = {self.p_value:.2g})")
+        return (
+            f"peak = '{self.peak}', background = '{self.background}' "
+            f"(χ²/ndf {self.chi2_ndf:.2f}, p = {self.p_value:.2g})"
+        )
 
 
 def suggest_shapes(values: np.ndarray, spec: AnalysisSpec) -> ShapeSuggestion | None:

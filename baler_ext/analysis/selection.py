@@ -145,8 +145,10 @@ def _parse(expr: str) -> ast.Expression:
     except (RecursionError, MemoryError):  # the parser's own nesting limit
         tree = None
     if tree is None or _depth(tree) > MAX_DEPTH:
-        raise ConfigError(f"selection '{expr[:40]}...' nests deeper than {MAX_DEPTH} levels; "
-                          "write it flatter (e.g. without repeated ~ or parentheses)")
+        raise ConfigError(
+            f"selection '{expr[:40]}...' nests deeper than {MAX_DEPTH} levels; "
+            "write it flatter (e.g. without repeated ~ or parentheses)"
+        )
     _check(tree, expr)
     return tree
 

@@ -87,8 +87,10 @@ class AnalysisSpec:
     )
     event_column: str = field(
         default="event",
-        metadata=_doc("column that groups rows into events (variable = 'event_combination'); "
-                     "in a jagged file without it, each entry is an event"),
+        metadata=_doc(
+            "column that groups rows into events (variable = 'event_combination'); "
+            "in a jagged file without it, each entry is an event"
+        ),
     )
     n_objects: int = field(
         default=3,
@@ -99,8 +101,10 @@ class AnalysisSpec:
     )
     order_by: str | None = field(
         default=None,
-        metadata=_doc("column that ranks objects within an event, largest first; default: "
-                      "their pt (the pt of `p4_columns`, e.g. Jet_pt, or sqrt(px^2 + py^2))"),
+        metadata=_doc(
+            "column that ranks objects within an event, largest first; default: "
+            "their pt (the pt of `p4_columns`, e.g. Jet_pt, or sqrt(px^2 + py^2))"
+        ),
     )
     selection: list[str] = field(
         default_factory=list,
@@ -136,36 +140,40 @@ class AnalysisSpec:
     )
     min_p_value: float = field(
         default=1e-3,
-        metadata=_doc("a fit whose chi2 p-value is below this is graded 'poor' (see "
-                      "docs: fit-quality gates)"),
+        metadata=_doc(
+            "a fit whose chi2 p-value is below this is graded 'poor' (see docs: fit-quality gates)"
+        ),
     )
     bootstrap_replicas: int = field(
         default=200,
-        metadata=_doc("paired bootstrap replicas (events resampled, both samples refitted) "
-                      "for the errors of the shifts; 0 = quadrature sum of the fit errors"),
+        metadata=_doc(
+            "paired bootstrap replicas (events resampled, both samples refitted) "
+            "for the errors of the shifts; 0 = quadrature sum of the fit errors"
+        ),
     )
-    bootstrap_seed: int = field(
-        default=2026, metadata=_doc("seed of the bootstrap resampling")
-    )
+    bootstrap_seed: int = field(default=2026, metadata=_doc("seed of the bootstrap resampling"))
     tagger_score: str = field(
         default="",
-        metadata=_doc("tagger check: a column or an expression of columns, e.g. 'tau3/tau2'; "
-                      "empty = no tagger check"),
+        metadata=_doc(
+            "tagger check: a column or an expression of columns, e.g. 'tau3/tau2'; "
+            "empty = no tagger check"
+        ),
     )
     tagger_truth: str = field(
         default="",
-        metadata=_doc("tagger check: the truth flag column (non-zero = signal), e.g. "
-                      "'top_matched'"),
+        metadata=_doc(
+            "tagger check: the truth flag column (non-zero = signal), e.g. 'top_matched'"
+        ),
     )
     tagger_signal: str = field(
         default="high",
-        metadata=_doc("tagger check: 'low' if signal has low scores (e.g. tau3/tau2), "
-                      "else 'high'"),
+        metadata=_doc("tagger check: 'low' if signal has low scores (e.g. tau3/tau2), else 'high'"),
     )
     tagger_background_rejection: float = field(
         default=10.0,
-        metadata=_doc("tagger check: background rejection 1/eff_b at which the signal "
-                      "efficiency is compared"),
+        metadata=_doc(
+            "tagger check: background rejection 1/eff_b at which the signal efficiency is compared"
+        ),
     )
 
     # ------------------------------------------------------------------ helpers

@@ -52,13 +52,15 @@ def tagger_arrays(
         data, keys = data.loc[mask], keys[mask]
     score = evaluate_expression(spec.tagger_score, data)
     if spec.tagger_truth not in data:
-        raise ConfigError(f"analysis.tagger_truth = '{spec.tagger_truth}' is not a column of "
-                          "the table")
+        raise ConfigError(
+            f"analysis.tagger_truth = '{spec.tagger_truth}' is not a column of the table"
+        )
     try:
         truth = data[spec.tagger_truth].to_numpy(dtype=np.float64) != 0
     except (TypeError, ValueError):
-        raise ConfigError(f"analysis.tagger_truth = '{spec.tagger_truth}' is not a numeric "
-                          "flag") from None
+        raise ConfigError(
+            f"analysis.tagger_truth = '{spec.tagger_truth}' is not a numeric flag"
+        ) from None
     if spec.tagger_signal == "low":
         score = -score
     finite = np.isfinite(score)
@@ -106,17 +108,27 @@ class TaggerShifts(PairedStatistic):
 
     names = ("auc", "signal_efficiency")
 
-    def __init__(self, before: PairedSample, after: PairedSample, truth_before: np.ndarray,
-                 truth_after: np.ndarray, background_rejection: float) -> None:
+    def __init__(
+        self,
+        before: PairedSample,
+        after: PairedSample,
+        truth_before: np.ndarray,
+        truth_after: np.ndarray,
+        background_rejection: float,
+    ) -> None:
         for label, truth in (("original", truth_before), ("decompressed", truth_after)):
             n_sig = int(np.count_nonzero(truth))
             if n_sig == 0 or n_sig == truth.size:
-                raise FitError(f"tagger check: the {label} sample has no "
-                               f"{'signal' if n_sig == 0 else 'background'} rows; check "
-                               "analysis.tagger_truth and the selection")
+                raise FitError(
+                    f"tagger check: the {label} sample has no "
+                    f"{'signal' if n_sig == 0 else 'background'} rows; check "
+                    "analysis.tagger_truth and the selection"
+                )
         self.eff_b = 1.0 / background_rejection
-        self.rocs = (_Roc(before.values, np.asarray(truth_before, bool)),
-                     _Roc(after.values, np.asarray(truth_after, bool)))
+        self.rocs = (
+            _Roc(before.values, np.asarray(truth_before, bool)),
+            _Roc(after.values, np.asarray(truth_after, bool)),
+        )
         self.groups = (before.groups, after.groups)
         self.n_background = int(np.count_nonzero(~np.asarray(truth_before, bool)))
         self.n_signal = int(np.count_nonzero(truth_before))
@@ -126,8 +138,10 @@ class TaggerShifts(PairedStatistic):
         return {"auc": auc, "signal_efficiency": eff}
 
     def nominal(self) -> tuple[Values, Values]:
-        return (self._values(0, np.ones(self.groups[0].size)),
-                self._values(1, np.ones(self.groups[1].size)))
+        return (
+            self._values(0, np.ones(self.groups[0].size)),
+            self._values(1, np.ones(self.groups[1].size)),
+        )
 
     def stat_errors(self) -> Values:
         return {"auc": math.nan, "signal_efficiency": math.nan}  # the bootstrap spread
@@ -145,6 +159,7 @@ def tagger_verdict(auc: dict[str, float], eff: dict[str, float], spec: AnalysisS
 
     Each is given as the dict of a :class:`~baler_ext.analysis.bootstrap.PairedShift`.
     """
+
     def part(sh: dict[str, float]) -> str:
         sp = sh.get("sigma_paired")
         err = f" ± {sp:.4f}" if isinstance(sp, float) and math.isfinite(sp) else ""
@@ -153,6 +168,8 @@ def tagger_verdict(auc: dict[str, float], eff: dict[str, float], spec: AnalysisS
         return f"{sh['before']:.4f} → {sh['after']:.4f} (Δ {sh['delta']:+.4f}{err}){sig}"
 
     side = "low" if spec.tagger_signal == "low" else "high"
-    return (f"tagger {spec.tagger_score} ({side} = signal) vs {spec.tagger_truth}: AUC "
-            f"{part(auc)}; signal efficiency at background rejection "
-            f"{spec.tagger_background_rejection:g}: {part(eff)}")
+    return (
+        f"tagger {spec.tagger_score} ({side} = signal) vs {spec.tagger_truth}: AUC "
+        f"{part(auc)}; signal efficiency at background rejection "
+        f"{spec.tagger_background_rejection:g}: {part(eff)}"
+    )

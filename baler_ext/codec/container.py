@@ -45,13 +45,15 @@ END_MAGIC = b"BALEREND"
 FORMAT_VERSION = (1, 2)
 #: features a reader must understand to decode a file (header key ``features``, 1.1+);
 #: a file that lists one this reader does not know is rejected with "upgrade"
-KNOWN_FEATURES = frozenset({"bounded-relations", "bounded-latent-policy", "bounded-dither",
-                            "bounded-learned"})
+KNOWN_FEATURES = frozenset(
+    {"bounded-relations", "bounded-latent-policy", "bounded-dither", "bounded-learned"}
+)
 #: preamble flag bits a reader understands (none are defined yet: any set bit is refused)
 KNOWN_FLAGS = 0
 #: numpy dtypes a section may declare; anything else is refused before allocation
-ALLOWED_DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8",
-                            "<f2", "<f4", "<f8"})
+ALLOWED_DTYPES = frozenset(
+    {"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"}
+)
 #: decoded bytes the array sections of a chunk may hold: per row, BYTES_PER_VALUE per
 #: compressed column (the bounded mode needs at most ~21: residual words, sign,
 #: exception index and value) and 8 per latent dimension; 8 per entry (counts); plus
@@ -75,8 +77,9 @@ DIGEST_KEY = "digest"
 #: from this format version on every chunk must carry its digest
 DIGEST_VERSION = (1, 2)
 DECODER_PREFIX = "decoder/"
-_SECTION_KEYS = frozenset({"name", "chunk", "offset", "length", "crc32", "raw_size", "dtype",
-                           "shape"})
+_SECTION_KEYS = frozenset(
+    {"name", "chunk", "offset", "length", "crc32", "raw_size", "dtype", "shape"}
+)
 _SECTION_REQUIRED = frozenset({"name", "chunk", "offset", "length", "crc32", "raw_size"})
 _PREAMBLE = struct.Struct("<8sHHI")
 _TRAILER = struct.Struct("<QII8s")
@@ -116,8 +119,9 @@ class ContainerWriter:
 
     def __init__(self, fh: BinaryIO, level: int = 19) -> None:
         self._fh = fh
-        self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True,
-                                              write_content_size=True)
+        self._cctx = zstandard.ZstdCompressor(
+            level=level, write_checksum=True, write_content_size=True
+        )
         self._levels: dict[int, zstandard.ZstdCompressor] = {level: self._cctx}
         self._sections: list[SectionInfo] = []
         self._fh.write(_PREAMBLE.pack(MAGIC, *FORMAT_VERSION, 0))
@@ -133,12 +137,14 @@ class ContainerWriter:
 
     def _other_level(self, level: int) -> zstandard.ZstdCompressor:
         if level not in self._levels:
-            self._levels[level] = zstandard.ZstdCompressor(level=level, write_checksum=True,
-                                                           write_content_size=True)
+            self._levels[level] = zstandard.ZstdCompressor(
+                level=level, write_checksum=True, write_content_size=True
+            )
         return self._levels[level]
 
-    def add_bytes(self, name: str, chunk: int, data: bytes,
-                  level: int | None = None) -> SectionInfo:
+    def add_bytes(
+        self, name: str, chunk: int, data: bytes, level: int | None = None
+    ) -> SectionInfo:
         """Add an opaque byte section (e.g. an Arrow IPC stream); ``level`` as in
         :meth:`add_array`."""
         offset, length, crc = self._frame(data, level)
@@ -146,8 +152,9 @@ class ContainerWriter:
         self._sections.append(info)
         return info
 
-    def add_array(self, name: str, chunk: int, array: np.ndarray,
-                  level: int | None = None) -> SectionInfo:
+    def add_array(
+        self, name: str, chunk: int, array: np.ndarray, level: int | None = None
+    ) -> SectionInfo:
         """Add a numeric array as raw little-endian bytes with its dtype and shape.
 
         ``level`` overrides the zstd level for this section (e.g. 1 for bytes that an
@@ -156,21 +163,24 @@ class ContainerWriter:
         arr = np.ascontiguousarray(array)
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         offset, length, crc = self._frame(arr.tobytes(), level)
-        info = SectionInfo(name, chunk, offset, length, crc, arr.nbytes, arr.dtype.str,
-                           list(arr.shape))
+        info = SectionInfo(
+            name, chunk, offset, length, crc, arr.nbytes, arr.dtype.str, list(arr.shape)
+        )
         self._sections.append(info)
         return info
 
     def close(self, header: dict[str, Any]) -> dict[str, int]:
         """Write the index and trailer; return compressed bytes per section name."""
-        index = json.dumps({"header": header,
-                            "sections": [s.to_dict() for s in self._sections]}).encode()
+        index = json.dumps(
+            {"header": header, "sections": [s.to_dict() for s in self._sections]}
+        ).encode()
         frame = self._cctx.compress(index)
         self._fh.write(frame)
         self._fh.write(_TRAILER.pack(self._offset, len(frame), zlib.crc32(frame), END_MAGIC))
         self._fh.flush()
-        sizes: dict[str, int] = {"preamble+index+trailer": _PREAMBLE.size + len(frame)
-                                 + _TRAILER.size}
+        sizes: dict[str, int] = {
+            "preamble+index+trailer": _PREAMBLE.size + len(frame) + _TRAILER.size
+        }
         for s in self._sections:
             sizes[s.name] = sizes.get(s.name, 0) + s.length
         return sizes
@@ -191,12 +201,16 @@ def decode_errors(path: Path) -> Iterator[None]:
     except OSError as exc:
         if exc.errno is not None:  # the filesystem's (full disk, permissions)
             raise
-        raise ContainerError(f"{path}: cannot be decoded ({type(exc).__name__}: {exc}); "
-                             "the file is damaged, recreate it with --mode compress") from None
+        raise ContainerError(
+            f"{path}: cannot be decoded ({type(exc).__name__}: {exc}); "
+            "the file is damaged, recreate it with --mode compress"
+        ) from None
     except Exception as exc:
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ContainerError(f"{path}: cannot be decoded ({type(exc).__name__}: {text}); the "
-                             "file is damaged, recreate it with --mode compress") from None
+        raise ContainerError(
+            f"{path}: cannot be decoded ({type(exc).__name__}: {text}); the "
+            "file is damaged, recreate it with --mode compress"
+        ) from None
 
 
 def _is_int(value: Any, lo: int = 0, hi: int = 1 << 62) -> bool:
@@ -227,8 +241,9 @@ class ContainerReader:
             raise
 
     def _fail(self, what: str) -> ContainerError:
-        return ContainerError(f"{self.path}: {what}; the file is damaged, recreate it with "
-                              "--mode compress")
+        return ContainerError(
+            f"{self.path}: {what}; the file is damaged, recreate it with --mode compress"
+        )
 
     def _read_index(self) -> None:
         size = self.path.stat().st_size
@@ -238,8 +253,7 @@ class ContainerReader:
         magic, major, minor, flags = _PREAMBLE.unpack(self._fh.read(_PREAMBLE.size))
         if magic != MAGIC:
             raise ContainerError(f"{self.path}: not a baler_ext compressed file (wrong magic)")
-        if major > FORMAT_VERSION[0] or (major == FORMAT_VERSION[0]
-                                         and minor > FORMAT_VERSION[1]):
+        if major > FORMAT_VERSION[0] or (major == FORMAT_VERSION[0] and minor > FORMAT_VERSION[1]):
             raise ContainerError(
                 f"{self.path}: written in format {major}.{minor}, newer than this baler_ext "
                 f"reads ({FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}); upgrade baler_ext"
@@ -247,8 +261,10 @@ class ContainerReader:
         if major < FORMAT_VERSION[0]:
             raise ContainerError(f"{self.path}: format {major}.{minor} is no longer supported")
         if flags & ~KNOWN_FLAGS:
-            raise ContainerError(f"{self.path}: preamble flags {flags:#x} are not known to this "
-                                 "baler_ext; the file is damaged or needs a newer baler_ext")
+            raise ContainerError(
+                f"{self.path}: preamble flags {flags:#x} are not known to this "
+                "baler_ext; the file is damaged or needs a newer baler_ext"
+            )
         self.version = (major, minor)
         self._fh.seek(size - _TRAILER.size)
         offset, length, crc, end = _TRAILER.unpack(self._fh.read(_TRAILER.size))
@@ -269,8 +285,7 @@ class ContainerReader:
         self._data_end = offset
         self._validate(index)
 
-    def _decompress(self, frame: bytes, what: str, cap: int, raw_size: int | None = None
-                    ) -> bytes:
+    def _decompress(self, frame: bytes, what: str, cap: int, raw_size: int | None = None) -> bytes:
         """Decode one zstd frame after checking the content size it declares: it must be
         present, equal ``raw_size`` (when given) and not exceed ``cap``."""
         try:
@@ -282,11 +297,14 @@ class ContainerReader:
         if raw_size is not None and declared != raw_size:
             raise self._fail(f"{what} declares {declared} decoded bytes, the index {raw_size}")
         if declared > cap:
-            raise self._fail(f"{what} declares {declared} decoded bytes, more than the "
-                             f"{cap} a file of {self.file_size} bytes may hold there")
+            raise self._fail(
+                f"{what} declares {declared} decoded bytes, more than the "
+                f"{cap} a file of {self.file_size} bytes may hold there"
+            )
         try:
-            raw = zstandard.ZstdDecompressor().decompress(frame, max_output_size=cap,
-                                                          allow_extra_data=False)
+            raw = zstandard.ZstdDecompressor().decompress(
+                frame, max_output_size=cap, allow_extra_data=False
+            )
         except zstandard.ZstdError as exc:
             raise self._fail(f"{what} cannot be decoded ({exc})") from None
         if len(raw) != declared:
@@ -296,8 +314,11 @@ class ContainerReader:
     # --- the index schema (docs/FORMAT.md, "Validation") ---------------------------------
 
     def _validate(self, index: Any) -> None:
-        if not isinstance(index, dict) or not isinstance(index.get("header"), dict) \
-                or not isinstance(index.get("sections"), list):
+        if (
+            not isinstance(index, dict)
+            or not isinstance(index.get("header"), dict)
+            or not isinstance(index.get("sections"), list)
+        ):
             raise self._fail("the index is not {header, sections}")
         header = index["header"]
         self.header: dict[str, Any] = header
@@ -306,8 +327,10 @@ class ContainerReader:
             raise self._fail("the header's features are not a list of names")
         unknown = sorted(set(features) - KNOWN_FEATURES)
         if unknown:
-            raise ContainerError(f"{self.path}: uses {', '.join(unknown)}, which this "
-                                 "baler_ext cannot decode; upgrade baler_ext")
+            raise ContainerError(
+                f"{self.path}: uses {', '.join(unknown)}, which this "
+                "baler_ext cannot decode; upgrade baler_ext"
+            )
         self._validate_header(header)
         self.sections = [self._section(s, i) for i, s in enumerate(index["sections"])]
         self._by_key: dict[tuple[str, int], SectionInfo] = {}
@@ -324,12 +347,18 @@ class ContainerReader:
 
     def _validate_header(self, header: dict[str, Any]) -> None:
         columns = header.get("columns")
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) \
-                or len(set(columns)) != len(columns):
+        if (
+            not isinstance(columns, list)
+            or not all(isinstance(c, str) for c in columns)
+            or len(set(columns)) != len(columns)
+        ):
             raise self._fail("the header's columns are not a list of distinct names")
         model = header.get("model")
-        if not isinstance(model, dict) or not isinstance(model.get("hash"), str) \
-                or not _is_int(model.get("latent_dim", 0), 0, MAX_LATENT):
+        if (
+            not isinstance(model, dict)
+            or not isinstance(model.get("hash"), str)
+            or not _is_int(model.get("latent_dim", 0), 0, MAX_LATENT)
+        ):
             raise self._fail("the header's model entry is malformed")
         if not isinstance(header.get("mode"), str) or not isinstance(header.get("layout"), dict):
             raise self._fail("the header lacks its mode or layout")
@@ -337,33 +366,44 @@ class ContainerReader:
         if not isinstance(chunks, list):
             raise self._fail("the header does not list the chunks")
         for i, meta in enumerate(chunks):
-            if not isinstance(meta, dict) or not _is_int(meta.get("rows")) \
-                    or not _is_int(meta.get("entries")) \
-                    or not isinstance(meta.get("lossless", []), list) \
-                    or not all(c in columns for c in meta.get("lossless", [])):
+            if (
+                not isinstance(meta, dict)
+                or not _is_int(meta.get("rows"))
+                or not _is_int(meta.get("entries"))
+                or not isinstance(meta.get("lossless", []), list)
+                or not all(c in columns for c in meta.get("lossless", []))
+            ):
                 raise self._fail(f"the header entry of chunk {i} is malformed")
             digest = meta.get(DIGEST_KEY)
             if digest is None and self.version >= DIGEST_VERSION:
                 raise self._fail(f"chunk {i} has no content digest")
             if digest is not None and not isinstance(digest, dict):
                 raise self._fail(f"the content digest of chunk {i} is malformed")
-        if header.get("rows") != sum(m["rows"] for m in chunks) \
-                or header.get("entries") != sum(m["entries"] for m in chunks):
+        if header.get("rows") != sum(m["rows"] for m in chunks) or header.get("entries") != sum(
+            m["entries"] for m in chunks
+        ):
             raise self._fail("the header's row or entry totals disagree with its chunks")
 
     def _section(self, entry: Any, i: int) -> SectionInfo:
-        if not isinstance(entry, dict) or not set(entry) <= _SECTION_KEYS \
-                or not _SECTION_REQUIRED <= set(entry):
+        if (
+            not isinstance(entry, dict)
+            or not set(entry) <= _SECTION_KEYS
+            or not _SECTION_REQUIRED <= set(entry)
+        ):
             raise self._fail(f"index entry {i} is malformed")
         name, chunk = entry["name"], entry["chunk"]
         n_chunks = len(self.header["chunks"])
         if not isinstance(name, str) or not 0 < len(name) <= 512:
             raise self._fail(f"index entry {i} has no valid name")
         if not _is_int(chunk, -1, n_chunks - 1):
-            raise self._fail(f"section '{name}' belongs to chunk {chunk!r}, not one of the "
-                             f"{n_chunks} chunks")
-        if not (_is_int(entry["offset"], _PREAMBLE.size) and _is_int(entry["length"], 1)
-                and entry["offset"] + entry["length"] <= self._data_end):
+            raise self._fail(
+                f"section '{name}' belongs to chunk {chunk!r}, not one of the {n_chunks} chunks"
+            )
+        if not (
+            _is_int(entry["offset"], _PREAMBLE.size)
+            and _is_int(entry["length"], 1)
+            and entry["offset"] + entry["length"] <= self._data_end
+        ):
             raise self._fail(f"section '{name}' lies outside the data")
         if not _is_int(entry["crc32"], 0, 0xFFFFFFFF) or not _is_int(entry["raw_size"]):
             raise self._fail(f"section '{name}' has a malformed checksum or size")
@@ -372,14 +412,16 @@ class ContainerReader:
             raise self._fail(f"section '{name}' has a dtype without a shape or vice versa")
         if dtype is not None:
             if dtype not in ALLOWED_DTYPES:
-                raise self._fail(f"section '{name}' has the dtype {dtype!r}, not one of "
-                                 f"{sorted(ALLOWED_DTYPES)}")
-            if not isinstance(shape, list) or len(shape) > 8 \
-                    or not all(_is_int(d) for d in shape):
+                raise self._fail(
+                    f"section '{name}' has the dtype {dtype!r}, not one of {sorted(ALLOWED_DTYPES)}"
+                )
+            if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d) for d in shape):
                 raise self._fail(f"section '{name}' has a malformed shape")
             if math.prod(shape) * np.dtype(dtype).itemsize != entry["raw_size"]:
-                raise self._fail(f"section '{name}': its shape {shape} and dtype {dtype} do "
-                                 f"not make its {entry['raw_size']} bytes")
+                raise self._fail(
+                    f"section '{name}': its shape {shape} and dtype {dtype} do "
+                    f"not make its {entry['raw_size']} bytes"
+                )
         return SectionInfo(**entry)
 
     def chunk_cap(self, chunk: int) -> int:
@@ -387,9 +429,15 @@ class ContainerReader:
         if chunk < 0:
             return _cap(self.file_size, MAX_EXPANSION, 0)
         meta = self.header["chunks"][chunk]
-        return (meta["rows"] * (len(self.header["columns"]) * BYTES_PER_VALUE
-                                + self.header["model"].get("latent_dim", 0) * 8)
-                + meta["entries"] * 8 + SLACK)
+        return (
+            meta["rows"]
+            * (
+                len(self.header["columns"]) * BYTES_PER_VALUE
+                + self.header["model"].get("latent_dim", 0) * 8
+            )
+            + meta["entries"] * 8
+            + SLACK
+        )
 
     def _validate_chunks(self, header: dict[str, Any]) -> None:
         width = len(header["columns"]) + header["model"].get("latent_dim", 0)
@@ -399,8 +447,10 @@ class ContainerReader:
             if s.dtype is not None:
                 per_chunk[s.chunk] = per_chunk.get(s.chunk, 0) + s.raw_size
             elif s.raw_size > _cap(s.length, MAX_EXPANSION, SLACK):
-                raise self._fail(f"section '{s.name}' of chunk {s.chunk} declares {s.raw_size} "
-                                 f"bytes from {s.length} stored ones")
+                raise self._fail(
+                    f"section '{s.name}' of chunk {s.chunk} declares {s.raw_size} "
+                    f"bytes from {s.length} stored ones"
+                )
         for i, meta in enumerate(header["chunks"]):
             if meta["rows"] * max(width, 1) > allowed:
                 raise ContainerError(
@@ -409,7 +459,8 @@ class ContainerReader:
                     "(a ratio above 512 against float64): refused as damaged or as a memory "
                     "bomb; if the file is genuine, recompress it with a data.chunk_size that "
                     f"keeps chunks at {MAX_VALUES_FREE // max(width, 1)} rows or fewer "
-                    "(always accepted)")
+                    "(always accepted)"
+                )
             dtypes = header.get("column_dtypes")
             dtypes = dtypes if isinstance(dtypes, dict) else {}
             for col in meta.get("lossless", []):
@@ -417,10 +468,12 @@ class ContainerReader:
                 # float64, or (1.2) the column's stored dtype
                 stored_dtype = dtypes.get(col)
                 dtypes_ok = {"<f8", "<f4"} if stored_dtype in ("float32", "<f4") else {"<f8"}
-                if lossless_sec is None or lossless_sec.dtype not in dtypes_ok \
-                        or lossless_sec.shape != [meta["rows"]]:
-                    raise self._fail(f"chunk {i} lacks the values of its lossless column "
-                                     f"'{col}'")
+                if (
+                    lossless_sec is None
+                    or lossless_sec.dtype not in dtypes_ok
+                    or lossless_sec.shape != [meta["rows"]]
+                ):
+                    raise self._fail(f"chunk {i} lacks the values of its lossless column '{col}'")
             counts = self._by_key.get(("counts", i))
             if counts is not None:
                 if counts.dtype != "<i8" or counts.shape != [meta["entries"]]:
@@ -428,18 +481,27 @@ class ContainerReader:
             elif header["layout"].get("collection") is not None:
                 raise self._fail(f"chunk {i} lacks the object counts of its collection")
             elif meta["rows"] != meta["entries"]:
-                raise self._fail(f"chunk {i} has {meta['rows']} rows but {meta['entries']} "
-                                 "entries")
-            if meta["rows"] and not any(s.chunk == i and not s.name.startswith(
-                    ("lossless:", "counts", "passthrough")) for s in self.sections) \
-                    and set(meta.get("lossless", [])) != set(header["columns"]):
+                raise self._fail(f"chunk {i} has {meta['rows']} rows but {meta['entries']} entries")
+            if (
+                meta["rows"]
+                and not any(
+                    s.chunk == i and not s.name.startswith(("lossless:", "counts", "passthrough"))
+                    for s in self.sections
+                )
+                and set(meta.get("lossless", [])) != set(header["columns"])
+            ):
                 raise self._fail(f"chunk {i} has no compressed sections")
         for chunk, total in per_chunk.items():
             if total > self.chunk_cap(chunk):
-                limit = ("its rows can need" if chunk >= 0
-                         else f"a file of {self.file_size} bytes can hold")
-                raise self._fail(f"the sections of chunk {chunk} declare {total} decoded "
-                                 f"bytes, more than {limit} ({self.chunk_cap(chunk)})")
+                limit = (
+                    "its rows can need"
+                    if chunk >= 0
+                    else f"a file of {self.file_size} bytes can hold"
+                )
+                raise self._fail(
+                    f"the sections of chunk {chunk} declare {total} decoded "
+                    f"bytes, more than {limit} ({self.chunk_cap(chunk)})"
+                )
         embedded = header.get("decoder_embedded", False)
         has_decoder = any(s.name.startswith(DECODER_PREFIX) for s in self.sections)
         if bool(embedded) != has_decoder:
@@ -464,10 +526,14 @@ class ContainerReader:
             raise self._fail(f"section '{info.name}' is cut short (truncated?)")
         if zlib.crc32(frame) != info.crc32:
             raise self._fail(f"checksum mismatch in section '{info.name}' of chunk {info.chunk}")
-        cap = (self.chunk_cap(info.chunk) if info.dtype is not None
-               else _cap(info.length, MAX_EXPANSION, SLACK))
-        return self._decompress(frame, f"section '{info.name}' of chunk {info.chunk}", cap,
-                                info.raw_size)
+        cap = (
+            self.chunk_cap(info.chunk)
+            if info.dtype is not None
+            else _cap(info.length, MAX_EXPANSION, SLACK)
+        )
+        return self._decompress(
+            frame, f"section '{info.name}' of chunk {info.chunk}", cap, info.raw_size
+        )
 
     def _info(self, name: str, chunk: int) -> SectionInfo:
         info = self._by_key.get((name, chunk))
@@ -488,8 +554,11 @@ class ContainerReader:
 
     def chunk_arrays(self, chunk: int) -> dict[str, np.ndarray]:
         """Every array section of ``chunk`` by name, verified."""
-        return {s.name: self.read_array(s.name, chunk) for s in self.sections
-                if s.chunk == chunk and s.dtype is not None}
+        return {
+            s.name: self.read_array(s.name, chunk)
+            for s in self.sections
+            if s.chunk == chunk and s.dtype is not None
+        }
 
     def verify(self, prefix: str = "") -> None:
         """Read and check every section whose name starts with ``prefix`` (all by

@@ -83,10 +83,13 @@ def platform_fingerprint(device: Any) -> dict[str, Any]:
         torch_version = None
     core = np._core if hasattr(np, "_core") else np.core  # numpy 2 / 1
     features = core._multiarray_umath.__cpu_features__
-    out: dict[str, Any] = {"numpy": np.__version__, "torch": torch_version,
-                           "machine": platform.machine(),
-                           "cpu": sorted(k for k, v in features.items() if v),
-                           "device": str(device)}
+    out: dict[str, Any] = {
+        "numpy": np.__version__,
+        "torch": torch_version,
+        "machine": platform.machine(),
+        "cpu": sorted(k for k, v in features.items() if v),
+        "device": str(device),
+    }
     if getattr(device, "type", "") == "cuda" and "torch" in sys.modules:
         out["device"] = sys.modules["torch"].cuda.get_device_name(device)
     return out
@@ -99,16 +102,26 @@ OUTPUT_KEYS = ("columns", "column_dtypes", "layout", "arrow_schema")
 def output_context(header: Mapping[str, Any]) -> bytes:
     """Canonical bytes of what the header says the output looks like (:data:`OUTPUT_KEYS`);
     part of every chunk's digest, so that a renamed branch or changed dtype fails too."""
-    return json.dumps({k: header.get(k) for k in OUTPUT_KEYS}, sort_keys=True,
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {k: header.get(k) for k in OUTPUT_KEYS}, sort_keys=True, separators=(",", ":")
+    ).encode()
 
 
-def _parts(chunk: int, values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
-           lossless: Sequence[int], context: bytes = b"") -> tuple[bytes, bytes]:
+def _parts(
+    chunk: int,
+    values: np.ndarray,
+    counts: np.ndarray | None,
+    passthrough: bytes,
+    lossless: Sequence[int],
+    context: bytes = b"",
+) -> tuple[bytes, bytes]:
     """The exact and the platform-stable BLAKE2b digests (keyed by the chunk's position,
     so that chunks swapped consistently in the index still fail)."""
-    extra = [np.ascontiguousarray(counts, "<i8").tobytes() if counts is not None else b"",
-             passthrough, context]
+    extra = [
+        np.ascontiguousarray(counts, "<i8").tobytes() if counts is not None else b"",
+        passthrough,
+        context,
+    ]
     salt = chunk.to_bytes(8, "little", signed=True)
     exact = hashlib.blake2b(salt, digest_size=DIGEST_SIZE)
     exact.update(np.ascontiguousarray(values, "<f8").tobytes())
@@ -137,8 +150,14 @@ def _sketch(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s, np.abs(w).sum(axis=1)
 
 
-def chunk_digest(chunk: int, values: np.ndarray, counts: np.ndarray | None, passthrough: bytes,
-                 lossless: Sequence[int], context: bytes = b"") -> dict[str, Any]:
+def chunk_digest(
+    chunk: int,
+    values: np.ndarray,
+    counts: np.ndarray | None,
+    passthrough: bytes,
+    lossless: Sequence[int],
+    context: bytes = b"",
+) -> dict[str, Any]:
     """The digest of one decoded chunk, as stored in its header entry.
 
     Parameters
@@ -158,13 +177,23 @@ def chunk_digest(chunk: int, values: np.ndarray, counts: np.ndarray | None, pass
     """
     exact, stable = _parts(chunk, values, counts, passthrough, lossless, context)
     s, _ = _sketch(values)
-    return {"blake2b": exact.hex(), "stable": stable.hex(),
-            "sketch": base64.b64encode(np.ascontiguousarray(s, "<f8").tobytes()).decode()}
+    return {
+        "blake2b": exact.hex(),
+        "stable": stable.hex(),
+        "sketch": base64.b64encode(np.ascontiguousarray(s, "<f8").tobytes()).decode(),
+    }
 
 
-def check_digest(recorded: dict[str, Any], chunk: int, values: np.ndarray,
-                 counts: np.ndarray | None, passthrough: bytes, lossless: Sequence[int],
-                 strict: bool, context: bytes = b"") -> bool:
+def check_digest(
+    recorded: dict[str, Any],
+    chunk: int,
+    values: np.ndarray,
+    counts: np.ndarray | None,
+    passthrough: bytes,
+    lossless: Sequence[int],
+    strict: bool,
+    context: bytes = b"",
+) -> bool:
     """Compare a decoded chunk with its recorded digest.
 
     With ``strict`` (decoded on the platform that compressed the file) the values must
@@ -190,20 +219,26 @@ def check_digest(recorded: dict[str, Any], chunk: int, values: np.ndarray,
     if exact == want_exact:
         return True
     if strict:
-        raise ValueError("its decoded values differ from those recorded at compress time, "
-                         "on the same platform")
+        raise ValueError(
+            "its decoded values differ from those recorded at compress time, on the same platform"
+        )
     if stable != want_stable:
-        raise ValueError("its decoded values differ from those recorded at compress time "
-                         "(non-finite values, lossless columns, counts or passthrough)")
+        raise ValueError(
+            "its decoded values differ from those recorded at compress time "
+            "(non-finite values, lossless columns, counts or passthrough)"
+        )
     s, wsum = _sketch(values)
     if want_s.shape != (s.size,):
         raise ValueError("its content digest has the wrong size")
-    tol = np.broadcast_to(SIGMAS * DRIFT * np.sqrt(len(values)) + SUM_ERROR * wsum[:, None],
-                          s.shape)
+    tol = np.broadcast_to(
+        SIGMAS * DRIFT * np.sqrt(len(values)) + SUM_ERROR * wsum[:, None], s.shape
+    )
     diff = np.abs(s - want_s.reshape(s.shape))
     if not np.all(diff <= tol):  # NaN (a digest of NaNs) fails too
         j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf).max(axis=0)))
-        raise ValueError(f"its decoded values differ from those recorded at compress time "
-                         f"(column {j}: a projection moved by {float(diff[:, j].max()):.3g} "
-                         f"of the column's largest value, {float(tol[:, j].max()):.3g} allowed)")
+        raise ValueError(
+            f"its decoded values differ from those recorded at compress time "
+            f"(column {j}: a projection moved by {float(diff[:, j].max()):.3g} "
+            f"of the column's largest value, {float(tol[:, j].max()):.3g} allowed)"
+        )
     return False

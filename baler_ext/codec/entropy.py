@@ -108,8 +108,7 @@ class RangeCoder(IntCoder):
         if hi - lo + 1 > MAX_ALPHABET:
             centre = int(np.median(codes))
             wlo = max(lo, centre - MAX_ALPHABET // 2)
-            outside = codes.size - np.count_nonzero((codes >= wlo)
-                                                    & (codes < wlo + MAX_ALPHABET))
+            outside = codes.size - np.count_nonzero((codes >= wlo) & (codes < wlo + MAX_ALPHABET))
             shift = max(0, (hi - lo).bit_length() - 12)
             while ((hi - lo) >> shift) + 1 > MAX_ALPHABET:
                 shift += 1
@@ -142,15 +141,21 @@ class RangeCoder(IntCoder):
         counts = np.bincount(high, minlength=k + 1).astype(np.uint32)
         enc = constriction.stream.queue.RangeEncoder()
         if counts.max() != codes.size:
-            enc.encode(high.astype(np.int32),
-                       constriction.stream.model.Categorical(counts / counts.sum(),
-                                                             perfect=False))
+            enc.encode(
+                high.astype(np.int32),
+                constriction.stream.model.Categorical(counts / counts.sum(), perfect=False),
+            )
         for off in range(0, shift, 16):  # constriction's uniform model takes <= 24 bits
             width = min(16, shift - off)
-            enc.encode(((low >> off) & ((1 << width) - 1)).astype(np.int32),
-                       constriction.stream.model.Uniform(1 << width))
-        return {"head": np.array([lo, k, shift], np.int64), "counts": narrowest(counts),
-                "bits": enc.get_compressed()}
+            enc.encode(
+                ((low >> off) & ((1 << width) - 1)).astype(np.int32),
+                constriction.stream.model.Uniform(1 << width),
+            )
+        return {
+            "head": np.array([lo, k, shift], np.int64),
+            "counts": narrowest(counts),
+            "bits": enc.get_compressed(),
+        }
 
     def decode(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
         import constriction
@@ -165,8 +170,9 @@ class RangeCoder(IntCoder):
         lo, k = head[:2]
         counts = arrays["counts"].astype(np.uint64)
         if counts.size != k + 1 or int(counts.sum()) != n:
-            raise ContainerError("a code stream's model does not match its length; the file "
-                                 "is damaged")
+            raise ContainerError(
+                "a code stream's model does not match its length; the file is damaged"
+            )
         if "bits" not in arrays:
             sym = np.full(n, int(np.argmax(counts)), np.int64)
         else:
@@ -182,24 +188,32 @@ class RangeCoder(IntCoder):
         return out
 
     @staticmethod
-    def _decode_split(arrays: dict[str, np.ndarray], n: int, lo: int, k: int,
-                      shift: int) -> np.ndarray:
+    def _decode_split(
+        arrays: dict[str, np.ndarray], n: int, lo: int, k: int, shift: int
+    ) -> np.ndarray:
         import constriction
 
         counts = arrays["counts"].astype(np.uint64)
-        if counts.size != k + 1 or int(counts.sum()) != n or not 0 < shift < 40 \
-                or "bits" not in arrays:
-            raise ContainerError("a code stream's model does not match its length; the file "
-                                 "is damaged")
+        if (
+            counts.size != k + 1
+            or int(counts.sum()) != n
+            or not 0 < shift < 40
+            or "bits" not in arrays
+        ):
+            raise ContainerError(
+                "a code stream's model does not match its length; the file is damaged"
+            )
         dec = constriction.stream.queue.RangeDecoder(arrays["bits"].astype(np.uint32))
         if counts.max() == n:
             high = np.full(n, int(np.argmax(counts)), np.int64)
         else:
-            high = dec.decode(constriction.stream.model.Categorical(
-                counts / counts.sum(), perfect=False), n).astype(np.int64)
+            high = dec.decode(
+                constriction.stream.model.Categorical(counts / counts.sum(), perfect=False), n
+            ).astype(np.int64)
         low = np.zeros(n, np.int64)
         for off in range(0, shift, 16):
             width = min(16, shift - off)
-            low |= dec.decode(constriction.stream.model.Uniform(1 << width),
-                              n).astype(np.int64) << off
+            low |= (
+                dec.decode(constriction.stream.model.Uniform(1 << width), n).astype(np.int64) << off
+            )
         return lo + (high << shift) + low

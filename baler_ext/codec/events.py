@@ -36,13 +36,15 @@ def source_of(counts: np.ndarray | None, passthrough: pa.Table, event_column: st
     if counts is not None:
         return "counts"
     if event_column in passthrough.column_names and pa.types.is_integer(
-            passthrough.schema.field(event_column).type):
+        passthrough.schema.field(event_column).type
+    ):
         return f"column:{event_column}"
     return None
 
 
-def row_integers(counts: np.ndarray | None, passthrough: pa.Table,
-                 n_rows: int) -> dict[str, np.ndarray]:
+def row_integers(
+    counts: np.ndarray | None, passthrough: pa.Table, n_rows: int
+) -> dict[str, np.ndarray]:
     """The integer columns stored losslessly beside the floats, one value per row:
     per-row columns of a flat table, or a jagged collection's per-event columns repeated
     for each object. The learned probability model may use them as free context."""
@@ -62,25 +64,27 @@ def row_integers(counts: np.ndarray | None, passthrough: pa.Table,
     return out
 
 
-def event_starts(source: str | None, counts: np.ndarray | None, passthrough: pa.Table,
-                 n_rows: int) -> np.ndarray | None:
+def event_starts(
+    source: str | None, counts: np.ndarray | None, passthrough: pa.Table, n_rows: int
+) -> np.ndarray | None:
     """The markers of ``source`` for a chunk (compress and decompress alike)."""
     if source is None:
         return None
     if source == "counts":
         if counts is None:
-            raise ContainerError("the file's event markers come from counts it does not "
-                                 "have; the file is damaged")
+            raise ContainerError(
+                "the file's event markers come from counts it does not have; the file is damaged"
+            )
         first = from_counts(counts)
     elif source.startswith("column:"):
         name = source.split(":", 1)[1]
         if name not in passthrough.column_names:
-            raise ContainerError(f"the event column '{name}' is missing from a chunk; the "
-                                 "file is damaged")
+            raise ContainerError(
+                f"the event column '{name}' is missing from a chunk; the file is damaged"
+            )
         first = from_ids(passthrough.column(name).to_numpy())
     else:
         raise ContainerError(f"unknown event source {source!r}; upgrade baler_ext")
     if first.size != n_rows:
-        raise ContainerError("a chunk's event markers do not match its rows; the file is "
-                             "damaged")
+        raise ContainerError("a chunk's event markers do not match its rows; the file is damaged")
     return first

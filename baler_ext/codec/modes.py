@@ -44,8 +44,18 @@ DERIVED_MARGIN = 1e-4
 
 LATENT_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
-__all__ = ["MODE_REGISTRY", "BoundedMode", "ChunkContext", "CompressionMode", "LatentMode",
-           "dequantise_latent", "get_mode", "quantise_latent", "register_mode", "run_batched"]
+__all__ = [
+    "MODE_REGISTRY",
+    "BoundedMode",
+    "ChunkContext",
+    "CompressionMode",
+    "LatentMode",
+    "dequantise_latent",
+    "get_mode",
+    "quantise_latent",
+    "register_mode",
+    "run_batched",
+]
 
 
 def register_mode(name: str) -> Callable[[type[CompressionMode]], type[CompressionMode]]:
@@ -75,8 +85,7 @@ class ChunkContext:
 def _need(a: np.ndarray | None) -> np.ndarray:
     """``a``, which the chunk's sections must have provided."""
     if a is None:
-        raise ContainerError("a chunk lacks the prediction its sections need; the file is "
-                             "damaged")
+        raise ContainerError("a chunk lacks the prediction its sections need; the file is damaged")
     return a
 
 
@@ -114,13 +123,15 @@ class CompressionMode:
         """zstd level for section ``name`` (None: the configured level)."""
         return None
 
-    def encode(self, values: np.ndarray, context: ChunkContext | None = None
-               ) -> dict[str, np.ndarray]:
+    def encode(
+        self, values: np.ndarray, context: ChunkContext | None = None
+    ) -> dict[str, np.ndarray]:
         """Full float64 matrix of a chunk -> named arrays to store."""
         raise NotImplementedError
 
-    def decode(self, sections: dict[str, np.ndarray], n_rows: int,
-               context: ChunkContext | None = None) -> np.ndarray:
+    def decode(
+        self, sections: dict[str, np.ndarray], n_rows: int, context: ChunkContext | None = None
+    ) -> np.ndarray:
         """Stored arrays -> full float64 matrix of the chunk."""
         raise NotImplementedError
 
@@ -141,13 +152,15 @@ class CompressionMode:
 class LatentMode(CompressionMode):
     """Baler-compatible: store the latent only, cast to ``latent_dtype``; no error bound."""
 
-    def encode(self, values: np.ndarray, context: ChunkContext | None = None
-               ) -> dict[str, np.ndarray]:
+    def encode(
+        self, values: np.ndarray, context: ChunkContext | None = None
+    ) -> dict[str, np.ndarray]:
         z = self.autoencoder.latent(values)
         return {"latent": z.astype(LATENT_DTYPES[self.cfg.latent_dtype])}
 
-    def decode(self, sections: dict[str, np.ndarray], n_rows: int,
-               context: ChunkContext | None = None) -> np.ndarray:
+    def decode(
+        self, sections: dict[str, np.ndarray], n_rows: int, context: ChunkContext | None = None
+    ) -> np.ndarray:
         z = sections["latent"].astype(np.float64).reshape(n_rows, -1)
         ae = self.autoencoder
         x = run_batched(ae.model.decode, z, ae.dtype, ae.device)
@@ -217,9 +230,11 @@ class BoundedMode(CompressionMode):
         if choice != "static":
             self.learned = getattr(trained, "learned", None)
             if choice == "learned" and self.learned is None:
-                raise ConfigError("compression.probability_model = \"learned\", but the trained "
-                                  "model has no learned probability model; retrain with "
-                                  "rate.enabled = true (--mode train)")
+                raise ConfigError(
+                    'compression.probability_model = "learned", but the trained '
+                    "model has no learned probability model; retrain with "
+                    "rate.enabled = true (--mode train)"
+                )
 
     # -- set-up ------------------------------------------------------------------------
     def _magnitudes(self) -> list[float]:
@@ -234,24 +249,38 @@ class BoundedMode(CompressionMode):
                 out.append(abs(shift) + 8 * abs(scale))
         return out
 
-    def configure(self, column_dtypes: dict[str, str], lossless: set[str],
-                  exact: dict[str, np.ndarray] | None = None) -> None:
+    def configure(
+        self,
+        column_dtypes: dict[str, str],
+        lossless: set[str],
+        exact: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """As the base class; values of a column equal to one of its ``exact`` values
         (sentinels such as -1 or -999) are stored bit-exact."""
         super().configure(column_dtypes, lossless)
-        self.exact = {c: np.asarray(v, np.float64) for c, v in (exact or {}).items()
-                      if c in self.columns}
+        self.exact = {
+            c: np.asarray(v, np.float64) for c, v in (exact or {}).items() if c in self.columns
+        }
         bounds = resolve_bounds(self.cfg.bounds, self.columns)
         # every column may be predicted from decoded columns (relations, linear stack),
         # whose predictions drift more across devices than the model's: wider margin
-        self.coders = [ColumnCoder(b, m, column_dtypes.get(c) == "float32", DERIVED_MARGIN)
-                       for c, b, m in zip(self.columns, bounds, self._magnitudes(), strict=True)]
+        self.coders = [
+            ColumnCoder(b, m, column_dtypes.get(c) == "float32", DERIVED_MARGIN)
+            for c, b, m in zip(self.columns, bounds, self._magnitudes(), strict=True)
+        ]
         for c, coder in zip(self.columns, self.coders, strict=True):
             if coder.kind == "raw":
-                log.warning("column '%s': bound %s is too tight for float64 arithmetic; its "
-                            "values are stored verbatim", c, coder.bound.to_dict())
-        self.stats = {c: {"max_abs_error": 0.0, "max_error_over_bound": 0.0, "exceptions": 0}
-                      for c in self.columns if c not in self.skip}
+                log.warning(
+                    "column '%s': bound %s is too tight for float64 arithmetic; its "
+                    "values are stored verbatim",
+                    c,
+                    coder.bound.to_dict(),
+                )
+        self.stats = {
+            c: {"max_abs_error": 0.0, "max_error_over_bound": 0.0, "exceptions": 0}
+            for c in self.columns
+            if c not in self.skip
+        }
         self.relations = [] if self.cfg.relations == "none" else None
         if self.cfg.relations != "none":
             relations.candidates(self.columns, self.cfg.relation_roles)  # validate roles
@@ -264,43 +293,69 @@ class BoundedMode(CompressionMode):
         trained_bounds = model.settings.get("bounds", {})
         now = {c: b.to_dict() for c, b in zip(self.columns, bounds, strict=True)}
         if any(now.get(c) != trained_bounds.get(c) for c in model.columns):
-            log.warning("the learned probability model was trained for other bounds; coding "
-                        "with static histograms (retrain with --mode train to use it)")
+            log.warning(
+                "the learned probability model was trained for other bounds; coding "
+                "with static histograms (retrain with --mode train to use it)"
+            )
             return False
         if model.settings.get("dither", self.dither) != self.dither:
-            log.warning("the learned probability model was trained with dither %s and is used "
-                        "with dither %s: still exact, but larger (retrain to match)",
-                        model.settings.get("dither"), self.dither)
+            log.warning(
+                "the learned probability model was trained with dither %s and is used "
+                "with dither %s: still exact, but larger (retrain to match)",
+                model.settings.get("dither"),
+                self.dither,
+            )
         if any(c in self.skip or c not in self.columns for c in model.columns):
-            log.warning("the learned probability model covers columns stored losslessly "
-                        "here; coding with static histograms")
+            log.warning(
+                "the learned probability model covers columns stored losslessly "
+                "here; coding with static histograms"
+            )
             return False
         rels = [Relation.from_dict(r) for r in model.settings.get("relations", [])]
         if self.cfg.relations != "none":
-            self.relations = [r for r in rels if r.target not in self.skip
-                              and not set(r.inputs) & self.skip]
+            self.relations = [
+                r for r in rels if r.target not in self.skip and not set(r.inputs) & self.skip
+            ]
         return True
 
     def _setup_relations(self, values: np.ndarray) -> None:
         """Detect the relations on the first chunk."""
-        usable = {c for c, col in zip(self.columns, self.coders, strict=True)
-                  if c not in self.skip and col.kind != "raw"}
-        self.relations = relations.detect(values, self.columns, usable, self.cfg.relation_roles,
-                                          preference=getattr(self.cfg, "relations", "auto"))
+        usable = {
+            c
+            for c, col in zip(self.columns, self.coders, strict=True)
+            if c not in self.skip and col.kind != "raw"
+        }
+        self.relations = relations.detect(
+            values,
+            self.columns,
+            usable,
+            self.cfg.relation_roles,
+            preference=getattr(self.cfg, "relations", "auto"),
+        )
 
     def header(self) -> dict:
-        h = {"latent_bits": self.bits, "entropy_coder": self.coder_name,
-             "eps_pred": EPS_PRED, "latent_policy": self.policy,
-             "latent_chunks": self.latent_chunks, "dither": self.dither,
-             "relations": [r.to_dict() for r in self.relations or []],
-             "columns": {c: coder.settings()
-                         for c, coder in zip(self.columns, self.coders, strict=True)},
-             "skip": sorted(self.skip), "stats": self.stats}
+        h = {
+            "latent_bits": self.bits,
+            "entropy_coder": self.coder_name,
+            "eps_pred": EPS_PRED,
+            "latent_policy": self.policy,
+            "latent_chunks": self.latent_chunks,
+            "dither": self.dither,
+            "relations": [r.to_dict() for r in self.relations or []],
+            "columns": {
+                c: coder.settings() for c, coder in zip(self.columns, self.coders, strict=True)
+            },
+            "skip": sorted(self.skip),
+            "stats": self.stats,
+        }
         if self.learned is not None:
-            h["learned"] = {"model_hash": self.trained.hash, "chunks": self.learned_chunks,
-                            "order": self.learned.columns,
-                            "event_context": self.learned.event_context,
-                            "latent": bool(self.learned.latent)}
+            h["learned"] = {
+                "model_hash": self.trained.hash,
+                "chunks": self.learned_chunks,
+                "order": self.learned.columns,
+                "event_context": self.learned.event_context,
+                "latent": bool(self.learned.latent),
+            }
         return h
 
     def needs_autoencoder(self) -> bool:
@@ -318,33 +373,38 @@ class BoundedMode(CompressionMode):
         try:
             self.bits = settings["latent_bits"]
             self.coder_name = settings["entropy_coder"]
-            self.coders = [ColumnCoder.from_settings(settings["columns"][c])
-                           for c in self.columns]
+            self.coders = [ColumnCoder.from_settings(settings["columns"][c]) for c in self.columns]
             self.skip = set(settings["skip"])
             self.relations = [Relation.from_dict(r) for r in settings.get("relations", [])]
             self.dither = bool(settings.get("dither", False))
             learned_info = settings.get("learned")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ContainerError(f"the bounded-mode settings in the header are incomplete "
-                                 f"({exc!r}); the file is damaged") from None
+            raise ContainerError(
+                f"the bounded-mode settings in the header are incomplete "
+                f"({exc!r}); the file is damaged"
+            ) from None
         if self.coder_name not in CODER_REGISTRY:
             # a name read from a file is a property of the file, not of the config
             raise ContainerError(
                 f"the file was coded with entropy coder {self.coder_name!r}, which this "
                 f"version does not have (known: {', '.join(CODER_REGISTRY.names())}); the "
-                "file is damaged or from a newer version")
+                "file is damaged or from a newer version"
+            )
         for rel in self.relations:
             if any(c not in self.columns or c in self.skip for c in (rel.target, *rel.inputs)):
-                raise ContainerError(f"relation {rel.to_dict()} names unknown columns; the "
-                                     "file is damaged")
+                raise ContainerError(
+                    f"relation {rel.to_dict()} names unknown columns; the file is damaged"
+                )
         if learned_info is None:
             self.learned = None
         else:
             model = getattr(self.trained, "learned", None)
             if model is None or learned_info.get("order") != model.columns:
-                raise ContainerError("the file was coded with a learned probability model "
-                                     "that this project's model does not have; decompress "
-                                     "it with the model that compressed it")
+                raise ContainerError(
+                    "the file was coded with a learned probability model "
+                    "that this project's model does not have; decompress "
+                    "it with the model that compressed it"
+                )
             self.learned = model
 
     def section_level(self, name: str) -> int | None:
@@ -361,16 +421,19 @@ class BoundedMode(CompressionMode):
     def independent(self) -> list[str]:
         """Columns coded without a relation, in the model's coding order when learned."""
         derived = self._derived()
-        cols = [c for c, coder in zip(self.columns, self.coders, strict=True)
-                if c not in self.skip and c not in derived]
+        cols = [
+            c
+            for c, coder in zip(self.columns, self.coders, strict=True)
+            if c not in self.skip and c not in derived
+        ]
         if self.learned is not None:
             order = [c for c in self.learned.columns if c in cols]
             return order + [c for c in cols if c not in order]
         return cols
 
-
-    def plan(self, use_latent: bool = False, learned: bool | None = None
-             ) -> list[tuple[str, str, str]]:
+    def plan(
+        self, use_latent: bool = False, learned: bool | None = None
+    ) -> list[tuple[str, str, str]]:
         """What each coded column uses: ``(column, predictor, probability model)``.
 
         ``learned`` defaults to whether a learned probability model is in use.
@@ -385,8 +448,10 @@ class BoundedMode(CompressionMode):
             else:
                 out.append((c, "centre" if i == 0 else "linear", "static"))
         modelled = set(self.learned.columns) if learned and self.learned is not None else set()
-        out += [(r.target, "relation", "learned" if r.target in modelled else "static")
-                for r in self.relations or []]
+        out += [
+            (r.target, "relation", "learned" if r.target in modelled else "static")
+            for r in self.relations or []
+        ]
         return out
 
     def _offsets(self, n: int, column: str) -> np.ndarray | None:
@@ -404,8 +469,9 @@ class BoundedMode(CompressionMode):
                 res.codes[rows] = 0
                 if res.sign is not None:
                     res.sign[rows] = 0
-                order = np.argsort(np.concatenate([res.exc_index, rows.astype(np.uint32)]),
-                                   kind="stable")
+                order = np.argsort(
+                    np.concatenate([res.exc_index, rows.astype(np.uint32)]), kind="stable"
+                )
                 res.exc_index = np.concatenate([res.exc_index, rows.astype(np.uint32)])[order]
                 res.exc_value = np.concatenate([res.exc_value, x[rows]])[order]
                 assert res.decoded is not None and res.drift is not None
@@ -413,9 +479,17 @@ class BoundedMode(CompressionMode):
                 res.drift[rows] = 0.0
         return res
 
-    def _code_static(self, out: dict[str, np.ndarray], results: dict[str, ColumnCodes],
-                     state: ChunkState, static: StaticModel, c: str, x: np.ndarray,
-                     p: np.ndarray, d: np.ndarray | None) -> None:
+    def _code_static(
+        self,
+        out: dict[str, np.ndarray],
+        results: dict[str, ColumnCodes],
+        state: ChunkState,
+        static: StaticModel,
+        c: str,
+        x: np.ndarray,
+        p: np.ndarray,
+        d: np.ndarray | None,
+    ) -> None:
         """Quantise column ``c`` against ``p``, code its codes with a static histogram,
         store the sections and add the decoded column to ``state``."""
         res = self._code(c, x, p, d)
@@ -441,8 +515,9 @@ class BoundedMode(CompressionMode):
         results: dict[str, ColumnCodes] = {}
         pred_all: np.ndarray | None = None
         centre = CentrePredictor()
-        linear = LinearPredictor({c: col.magnitude for c, col in
-                                  zip(self.columns, self.coders, strict=True)})
+        linear = LinearPredictor(
+            {c: col.magnitude for c, col in zip(self.columns, self.coders, strict=True)}
+        )
         if use_latent:
             ae = self.autoencoder
             codes, lo, step = quantise_latent(ae.latent(values), self.bits)
@@ -452,8 +527,9 @@ class BoundedMode(CompressionMode):
                     out[f"latent/{j}/{key}"] = arr
             pred_all = ae.predict_all(dequantise_latent(codes, lo, step))
         else:
-            out["pred/centre"] = np.array([median_of_finite(values[:, i])
-                                           for i in range(values.shape[1])])
+            out["pred/centre"] = np.array(
+                [median_of_finite(values[:, i]) for i in range(values.shape[1])]
+            )
         for c, predictor, _ in self.plan(use_latent, learned=False):
             i = self.columns.index(c)
             x = values[:, i]
@@ -462,13 +538,13 @@ class BoundedMode(CompressionMode):
                 assert pred_all is not None
                 p = pred_all[:, i]
             elif predictor == "centre":
-                p, _ = centre.predict(c, {"centre": out["pred/centre"][i:i + 1]}, state)
+                p, _ = centre.predict(c, {"centre": out["pred/centre"][i : i + 1]}, state)
             elif predictor == "linear" and LinearPredictor.usable(len(x), len(state.order)):
                 side = linear.fit(c, x, state)
                 out[f"lin/{c}"] = side["beta"]
                 p, d = linear.predict(c, side, state)
             elif predictor == "linear":
-                p, _ = centre.predict(c, {"centre": out["pred/centre"][i:i + 1]}, state)
+                p, _ = centre.predict(c, {"centre": out["pred/centre"][i : i + 1]}, state)
             else:
                 rel = next(r for r in self.relations or [] if r.target == c)
                 p, d = RelationPredictor(rel).predict(c, {}, state)
@@ -488,8 +564,9 @@ class BoundedMode(CompressionMode):
             zc = np.rint((np.where(np.isfinite(z), z, lo) - lo) / step)
         return np.clip(zc, 0, top).astype(np.int64)
 
-    def learned_codes(self, values: np.ndarray) -> tuple[np.ndarray, dict[str, ColumnCodes],
-                                                         np.ndarray]:
+    def learned_codes(
+        self, values: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, ColumnCodes], np.ndarray]:
         """Codes of the learned model's columns (rows, D): the independent ones on their
         fixed dithered grids (anchored at the model's anchors), then the derived ones as
         residuals of their relations; the per-column results and the anchors. The train
@@ -509,8 +586,11 @@ class BoundedMode(CompressionMode):
                 res = self._code(c, x, p, d)
             results[c] = res
             state.add(c, res.decoded, res.drift)
-        codes = np.stack([results[c].codes for c in model.columns], axis=1) \
-            if model.columns else np.zeros((len(values), 0), np.int64)
+        codes = (
+            np.stack([results[c].codes for c in model.columns], axis=1)
+            if model.columns
+            else np.zeros((len(values), 0), np.int64)
+        )
         return codes, results, anchors
 
     def learned_dither(self, n_rows: int) -> np.ndarray | None:
@@ -518,9 +598,14 @@ class BoundedMode(CompressionMode):
         assert self.learned is not None
         if not self.dither:
             return None
-        return np.stack([dither.offsets(n_rows, self.columns.index(c))
-                         for c in self.learned.columns], axis=1) if self.learned.columns \
+        return (
+            np.stack(
+                [dither.offsets(n_rows, self.columns.index(c)) for c in self.learned.columns],
+                axis=1,
+            )
+            if self.learned.columns
             else np.zeros((n_rows, 0))
+        )
 
     def aux_matrix(self, n_rows: int, context: ChunkContext | None) -> np.ndarray | None:
         """The learned model's auxiliary integer columns of a chunk, (rows, A)."""
@@ -531,11 +616,16 @@ class BoundedMode(CompressionMode):
         have = (context.integers if context is not None else None) or {}
         missing = [c for c in names if c not in have]
         if missing:
-            raise ContainerError(f"the learned probability model takes the integer columns "
-                                 f"{missing} as context, but they are not in the data; "
-                                 "retrain with --mode train")
-        return np.stack([have[c] for c in names], axis=1) if n_rows else \
-            np.zeros((0, len(names)), np.int64)
+            raise ContainerError(
+                f"the learned probability model takes the integer columns "
+                f"{missing} as context, but they are not in the data; "
+                "retrain with --mode train"
+            )
+        return (
+            np.stack([have[c] for c in names], axis=1)
+            if n_rows
+            else np.zeros((0, len(names)), np.int64)
+        )
 
     def _encode_learned(self, values: np.ndarray, context: ChunkContext | None) -> _Encoded:
         assert self.learned is not None
@@ -553,13 +643,22 @@ class BoundedMode(CompressionMode):
                 for key, arr in static.encode(zc[:, j]).items():
                     out[f"ctx/z/{j}/{key}"] = arr
         first = context.first if context is not None else None
-        streams = lrn.encode_codes(model, codes, first, zc, self.learned_dither(len(values)),
-                                   self.aux_matrix(len(values), context))
+        streams = lrn.encode_codes(
+            model,
+            codes,
+            first,
+            zc,
+            self.learned_dither(len(values)),
+            self.aux_matrix(len(values), context),
+        )
         state = ChunkState(len(values))
         for j, c in enumerate(model.columns):
             alt = static.encode(codes[:, j])
-            chosen, prefix = (streams[j], "lrn") if StaticModel.nbytes(streams[j]) <= \
-                StaticModel.nbytes(alt) else (alt, "res")
+            chosen, prefix = (
+                (streams[j], "lrn")
+                if StaticModel.nbytes(streams[j]) <= StaticModel.nbytes(alt)
+                else (alt, "res")
+            )
             for key, arr in chosen.items():
                 out[f"{prefix}/{c}/{key}"] = arr
             self._put_extras(out, c, results[c])
@@ -573,8 +672,9 @@ class BoundedMode(CompressionMode):
             self._code_static(out, results, state, static, c, values[:, i], p, d)
         return _Encoded(out, results)
 
-    def encode(self, values: np.ndarray, context: ChunkContext | None = None
-               ) -> dict[str, np.ndarray]:
+    def encode(
+        self, values: np.ndarray, context: ChunkContext | None = None
+    ) -> dict[str, np.ndarray]:
         if self.relations is None:
             self._setup_relations(values)
         if self.learned is not None:
@@ -582,8 +682,9 @@ class BoundedMode(CompressionMode):
             self.learned_chunks += 1
         else:
             options = []
-            if self.policy in ("auto", "always") and not (self.policy == "auto"
-                                                          and len(values) == 0):
+            if self.policy in ("auto", "always") and not (
+                self.policy == "auto" and len(values) == 0
+            ):
                 options.append(self._encode_classical(values, True))
             if self.policy in ("auto", "never"):
                 options.append(self._encode_classical(values, False))
@@ -600,17 +701,25 @@ class BoundedMode(CompressionMode):
     # -- decode ----------------------------------------------------------------------------
     @staticmethod
     def _group(sections: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in sections.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in sections.items() if k.startswith(prefix)}
 
-    def _restore(self, sections: dict[str, np.ndarray], c: str, k: np.ndarray,
-                 p: np.ndarray, n_rows: int) -> np.ndarray:
+    def _restore(
+        self, sections: dict[str, np.ndarray], c: str, k: np.ndarray, p: np.ndarray, n_rows: int
+    ) -> np.ndarray:
         i = self.columns.index(c)
         g = self._group(sections, f"res/{c}/")
-        return self.coders[i].decode(k, g.get("sign"), g.get("exc_idx", np.zeros(0, np.uint32)),
-                                     g.get("exc_val", np.zeros(0)), p, self._offsets(n_rows, c))
+        return self.coders[i].decode(
+            k,
+            g.get("sign"),
+            g.get("exc_idx", np.zeros(0, np.uint32)),
+            g.get("exc_val", np.zeros(0)),
+            p,
+            self._offsets(n_rows, c),
+        )
 
-    def decode(self, sections: dict[str, np.ndarray], n_rows: int,
-               context: ChunkContext | None = None) -> np.ndarray:
+    def decode(
+        self, sections: dict[str, np.ndarray], n_rows: int, context: ChunkContext | None = None
+    ) -> np.ndarray:
         """Restore the chunk (``context`` must equal the encoder's)."""
         static = StaticModel(self.coder_name)
         out = np.zeros((n_rows, len(self.columns)))
@@ -620,20 +729,30 @@ class BoundedMode(CompressionMode):
             centre = None
             if "latent/lo" in sections:
                 lo, step = sections["latent/lo"], sections["latent/step"]
-                codes = np.stack([static.decode(self._group(sections, f"latent/{j}/"), n_rows)
-                                  for j in range(lo.size)], axis=1) if n_rows else \
-                    np.zeros((0, lo.size), np.int64)
+                codes = (
+                    np.stack(
+                        [
+                            static.decode(self._group(sections, f"latent/{j}/"), n_rows)
+                            for j in range(lo.size)
+                        ],
+                        axis=1,
+                    )
+                    if n_rows
+                    else np.zeros((0, lo.size), np.int64)
+                )
                 pred_all = self.autoencoder.predict_all(dequantise_latent(codes, lo, step))
             else:
                 centre = sections["pred/centre"]
                 if centre.shape != (len(self.columns),):
-                    raise ContainerError("the chunk's centre prediction has the wrong shape; "
-                                         "the file is damaged")
+                    raise ContainerError(
+                        "the chunk's centre prediction has the wrong shape; the file is damaged"
+                    )
             learned_codes = None
             if self.learned is not None:
                 learned_codes = self._decode_learned(sections, n_rows, context)
-            linear = LinearPredictor({c: col.magnitude for c, col in
-                                      zip(self.columns, self.coders, strict=True)})
+            linear = LinearPredictor(
+                {c: col.magnitude for c, col in zip(self.columns, self.coders, strict=True)}
+            )
             for c in self.skip:
                 i = self.columns.index(c)
                 out[:, i] = pred_all[:, i] if pred_all is not None else _need(centre)[i]
@@ -651,37 +770,60 @@ class BoundedMode(CompressionMode):
                 elif predictor == "autoencoder":
                     p = _need(pred_all)[:, i]
                 elif f"lin/{c}" in sections:
-                    p, _ = linear.predict(c, {"beta": sections[f"lin/{c}"]}, state,
-                                          with_drift=False)
+                    p, _ = linear.predict(
+                        c, {"beta": sections[f"lin/{c}"]}, state, with_drift=False
+                    )
                 else:
-                    p, _ = CentrePredictor().predict(c, {"centre": _need(centre)[i:i + 1]},
-                                                     state, with_drift=False)
+                    p, _ = CentrePredictor().predict(
+                        c, {"centre": _need(centre)[i : i + 1]}, state, with_drift=False
+                    )
                 out[:, i] = self._restore(sections, c, k, p, n_rows)
                 state.add(c, out[:, i])
         except KeyError as exc:
-            raise ContainerError(f"section {exc} is missing from a chunk; the file is "
-                                 "damaged") from None
+            raise ContainerError(
+                f"section {exc} is missing from a chunk; the file is damaged"
+            ) from None
         return out
 
-    def _decode_learned(self, sections: dict[str, np.ndarray], n_rows: int,
-                        context: ChunkContext | None) -> np.ndarray:
+    def _decode_learned(
+        self, sections: dict[str, np.ndarray], n_rows: int, context: ChunkContext | None
+    ) -> np.ndarray:
         model = self.learned
         assert model is not None
         static = StaticModel(self.coder_name)
         zc = None
         if model.latent:
-            zc = np.stack([static.decode(self._group(sections, f"ctx/z/{j}/"), n_rows)
-                           for j in range(model.n_latent)], axis=1) if n_rows else \
-                np.zeros((0, model.n_latent), np.int64)
+            zc = (
+                np.stack(
+                    [
+                        static.decode(self._group(sections, f"ctx/z/{j}/"), n_rows)
+                        for j in range(model.n_latent)
+                    ],
+                    axis=1,
+                )
+                if n_rows
+                else np.zeros((0, model.n_latent), np.int64)
+            )
         known: dict[int, np.ndarray] = {}
         streams: list[dict[str, np.ndarray]] = []
         for j, c in enumerate(model.columns):
             g = self._group(sections, f"lrn/{c}/")
             if not g:
-                g_static = {k: v for k, v in self._group(sections, f"res/{c}/").items()
-                            if k not in ("sign", "exc_idx", "exc_val")}
+                g_static = {
+                    k: v
+                    for k, v in self._group(sections, f"res/{c}/").items()
+                    if k not in ("sign", "exc_idx", "exc_val")
+                }
                 known[j] = static.decode(g_static, n_rows)
             streams.append(g)
         first = context.first if context is not None else None
-        return lrn.decode_codes(model, streams, n_rows, first, zc, known,
-                                self.learned_dither(n_rows), self.aux_matrix(n_rows, context))
+        return lrn.decode_codes(
+            model,
+            streams,
+            n_rows,
+            first,
+            zc,
+            known,
+            self.learned_dither(n_rows),
+            self.aux_matrix(n_rows, context),
+        )

@@ -63,15 +63,25 @@ log = logging.getLogger(__name__)
 
 #: role -> accepted column names (lower case), also as a suffix after ``_`` or ``.``
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {
-    "pt": ("pt",), "eta": ("eta",), "phi": ("phi",), "mass": ("mass", "m"),
-    "energy": ("energy", "e"), "px": ("px",), "py": ("py",), "pz": ("pz",),
+    "pt": ("pt",),
+    "eta": ("eta",),
+    "phi": ("phi",),
+    "mass": ("mass", "m"),
+    "energy": ("energy", "e"),
+    "px": ("px",),
+    "py": ("py",),
+    "pz": ("pz",),
 }
 #: kind -> (target role, input roles)
 KINEMATIC: dict[str, tuple[str, tuple[str, ...]]] = {
-    "px": ("px", ("pt", "phi")), "py": ("py", ("pt", "phi")), "pz": ("pz", ("pt", "eta")),
+    "px": ("px", ("pt", "phi")),
+    "py": ("py", ("pt", "phi")),
+    "pz": ("pz", ("pt", "eta")),
     "energy": ("energy", ("pt", "eta", "mass")),
-    "pt_xy": ("pt", ("px", "py")), "phi_xy": ("phi", ("px", "py")),
-    "eta_xyz": ("eta", ("px", "py", "pz")), "energy_xyzm": ("energy", ("px", "py", "pz", "mass")),
+    "pt_xy": ("pt", ("px", "py")),
+    "phi_xy": ("phi", ("px", "py")),
+    "eta_xyz": ("eta", ("px", "py", "pz")),
+    "energy_xyzm": ("energy", ("px", "py", "pz", "mass")),
 }
 #: the relations of each direction (``[compression] relations``)
 DIRECTIONS: dict[str, tuple[str, ...]] = {
@@ -101,11 +111,16 @@ class Relation:
     @classmethod
     def from_dict(cls, d: dict) -> Relation:
         try:
-            rel = cls(str(d["kind"]), str(d["target"]), tuple(str(c) for c in d["inputs"]),
-                      float(d.get("total", 1.0)))
+            rel = cls(
+                str(d["kind"]),
+                str(d["target"]),
+                tuple(str(c) for c in d["inputs"]),
+                float(d.get("total", 1.0)),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ContainerError(f"a relation in the header is malformed ({exc!r}); the file "
-                                 "is damaged") from None
+            raise ContainerError(
+                f"a relation in the header is malformed ({exc!r}); the file is damaged"
+            ) from None
         n = len(KINEMATIC[rel.kind][1]) if rel.kind in KINEMATIC else None
         if (rel.kind != "sum" and n is None) or (n is not None and len(rel.inputs) != n):
             raise ContainerError(f"unknown relation {d!r} in the header; upgrade baler_ext")
@@ -125,26 +140,32 @@ def role_of(column: str) -> tuple[str, str] | None:
     return None
 
 
-def candidates(columns: Sequence[str], roles: dict[str, str] | None = None,
-               preference: str = "auto") -> list[Relation]:
+def candidates(
+    columns: Sequence[str], roles: dict[str, str] | None = None, preference: str = "auto"
+) -> list[Relation]:
     """Kinematic relations whose roles are all present within one prefix group, the
     preferred direction first (``auto``: Cartesian, then polar; ``polar`` / ``cartesian``:
     that direction only)."""
     roles = roles or {}
     for col, role in roles.items():
         if col not in columns:
-            raise ConfigError(f"'compression.relation_roles.{col}': no compressed column "
-                              f"'{col}'; compressed columns: {', '.join(columns)}")
+            raise ConfigError(
+                f"'compression.relation_roles.{col}': no compressed column "
+                f"'{col}'; compressed columns: {', '.join(columns)}"
+            )
         if role not in ROLE_ALIASES:
-            raise ConfigError(f"'compression.relation_roles.{col}' = '{role}': valid roles "
-                              f"are {', '.join(ROLE_ALIASES)}")
+            raise ConfigError(
+                f"'compression.relation_roles.{col}' = '{role}': valid roles "
+                f"are {', '.join(ROLE_ALIASES)}"
+            )
     groups: dict[str, dict[str, str]] = {}
     for c in columns:
         pr = ("", roles[c]) if c in roles else role_of(c)
         if pr is not None:
             groups.setdefault(pr[0], {}).setdefault(pr[1], c)
     kinds = {"polar": DIRECTIONS["polar"], "cartesian": DIRECTIONS["cartesian"]}.get(
-        preference, DIRECTIONS["cartesian"] + DIRECTIONS["polar"])
+        preference, DIRECTIONS["cartesian"] + DIRECTIONS["polar"]
+    )
     out = []
     for group in groups.values():
         for kind in kinds:
@@ -164,9 +185,14 @@ def _holds(target: np.ndarray, pred: np.ndarray) -> bool:
     return bool(np.all(dev <= TOLERANCE * (np.abs(target[ok]) + 1e-6 * scale)))
 
 
-def detect(values: np.ndarray, columns: Sequence[str], usable: set[str],
-           roles: dict[str, str] | None = None, max_rows: int = 20000,
-           preference: str = "auto") -> list[Relation]:
+def detect(
+    values: np.ndarray,
+    columns: Sequence[str],
+    usable: set[str],
+    roles: dict[str, str] | None = None,
+    max_rows: int = 20000,
+    preference: str = "auto",
+) -> list[Relation]:
     """The relations that hold on ``values`` (rows x columns), in decoding order.
 
     Only columns in ``usable`` take part. No derived column is an input of another
@@ -194,8 +220,15 @@ def detect(values: np.ndarray, columns: Sequence[str], usable: set[str],
         if _holds(cols[rel.target], pred):
             take(rel)
     # sum-to-one groups of 2 or 3 columns with values in [0, 1]
-    unit = [c for c in columns if c in usable and c not in targets and c not in inputs_used
-            and len(x) and np.all((x[:, idx[c]] >= -1e-9) & (x[:, idx[c]] <= 1 + 1e-9))]
+    unit = [
+        c
+        for c in columns
+        if c in usable
+        and c not in targets
+        and c not in inputs_used
+        and len(x)
+        and np.all((x[:, idx[c]] >= -1e-9) & (x[:, idx[c]] <= 1 + 1e-9))
+    ]
     for size in (2, 3):
         for combo in itertools.combinations(unit, size):
             if any(c in targets or c in inputs_used for c in combo):
@@ -208,8 +241,9 @@ def detect(values: np.ndarray, columns: Sequence[str], usable: set[str],
     return chosen
 
 
-def predict(rel: Relation, v: dict[str, np.ndarray],
-            drift: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    rel: Relation, v: dict[str, np.ndarray], drift: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Prediction of ``rel.target`` from decoded inputs ``v``, and its cross-device drift.
 
     ``drift[c]`` bounds how much the decoded ``v[c]`` may differ on another device.
@@ -220,7 +254,8 @@ def predict(rel: Relation, v: dict[str, np.ndarray],
             ins = [v[c] for c in rel.inputs]
             p = rel.total - np.sum(ins, axis=0) if ins else np.full_like(v[rel.target], 1.0)
             d = 2 * np.sum([drift[c] for c in rel.inputs], axis=0) + 1e-15 * (len(ins) + 1) * (
-                abs(rel.total) + np.sum(np.abs(ins), axis=0))
+                abs(rel.total) + np.sum(np.abs(ins), axis=0)
+            )
             return p, d
         if rel.kind in ("px", "py"):
             pt, phi = v[rel.inputs[0]], v[rel.inputs[1]]
@@ -234,23 +269,26 @@ def predict(rel: Relation, v: dict[str, np.ndarray],
             p = pt * np.sinh(eta)
             ae = np.abs(eta) + deta
             d = 2 * (dpt * np.sinh(ae) + (np.abs(pt) + dpt) * np.cosh(ae) * deta) + _ROUND * (
-                np.abs(pt) * np.cosh(eta) + np.abs(p))
+                np.abs(pt) * np.cosh(eta) + np.abs(p)
+            )
             return p, d
         if rel.kind == "energy":
             pt, eta, m = (v[c] for c in rel.inputs)
             dpt, deta, dm = (drift[c] for c in rel.inputs)
             p = np.hypot(m, pt * np.cosh(eta))
             ae = np.abs(eta) + deta
-            d = 2 * (dm + np.cosh(ae) * dpt + (np.abs(pt) + dpt) * np.sinh(ae) * deta) + \
-                _ROUND * (np.abs(m) + np.abs(pt) * np.cosh(eta) + np.abs(p))
+            d = 2 * (dm + np.cosh(ae) * dpt + (np.abs(pt) + dpt) * np.sinh(ae) * deta) + _ROUND * (
+                np.abs(m) + np.abs(pt) * np.cosh(eta) + np.abs(p)
+            )
             return p, d
         if rel.kind in ("pt_xy", "phi_xy", "eta_xyz", "energy_xyzm"):
             return _predict_cartesian(rel, v, drift)
     raise ContainerError(f"unknown relation kind '{rel.kind}'; upgrade baler_ext")
 
 
-def _predict_cartesian(rel: Relation, v: dict[str, np.ndarray],
-                       drift: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _predict_cartesian(
+    rel: Relation, v: dict[str, np.ndarray], drift: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Relations from Cartesian inputs. With :math:`\\rho = \\mathrm{hypot}(p_x, p_y)`,
     :math:`\\delta\\rho \\le \\delta p_x + \\delta p_y` and :math:`\\rho_- = \\rho -
     \\delta\\rho`: :math:`|\\Delta\\phi| \\le \\delta\\rho / \\rho_-`,
@@ -280,8 +318,11 @@ def _predict_cartesian(rel: Relation, v: dict[str, np.ndarray],
         p = np.arcsinh(pz / rho)
         mom_lo = mom - drho - dpz
         ok = (rho_lo > 0) & (mom_lo > 0)
-        d = np.where(ok, 2 * (dpz + np.abs(pz) * drho / np.where(ok, rho_lo, 1.0))
-                     / np.where(ok, mom_lo, 1.0), inf)
+        d = np.where(
+            ok,
+            2 * (dpz + np.abs(pz) * drho / np.where(ok, rho_lo, 1.0)) / np.where(ok, mom_lo, 1.0),
+            inf,
+        )
         return p, d + _ROUND * (np.abs(p) + 1)
     m, dm = v[rel.inputs[3]], drift[rel.inputs[3]]
     p = np.hypot(m, mom)

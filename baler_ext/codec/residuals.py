@@ -144,8 +144,9 @@ class ColumnCoder:
         :math:`10^{-4}` since their predictions drift more across devices).
     """
 
-    def __init__(self, bound: Bound, magnitude: float, float32: bool = False,
-                 margin_fraction: float = 1e-6) -> None:
+    def __init__(
+        self, bound: Bound, magnitude: float, float32: bool = False, margin_fraction: float = 1e-6
+    ) -> None:
         self.bound = bound
         self.margin_fraction = float(margin_fraction)
         self.magnitude = float(magnitude) if magnitude > 0 and math.isfinite(magnitude) else 1.0
@@ -162,8 +163,13 @@ class ColumnCoder:
 
     def settings(self) -> dict:
         """What the decoder needs besides the arrays (stored in the header)."""
-        d = {"bound": self.bound.to_dict(), "kind": self.kind, "step": self.step,
-             "magnitude": self.magnitude, "float32": self.float32}
+        d = {
+            "bound": self.bound.to_dict(),
+            "kind": self.kind,
+            "step": self.step,
+            "magnitude": self.magnitude,
+            "float32": self.float32,
+        }
         if self.margin_fraction != 1e-6:
             d["margin_fraction"] = self.margin_fraction
         return d
@@ -171,19 +177,23 @@ class ColumnCoder:
     @classmethod
     def from_settings(cls, d: dict) -> ColumnCoder:
         ((kind, value),) = d["bound"].items()
-        coder = cls(Bound(kind, value), d["magnitude"], d["float32"],
-                    d.get("margin_fraction", 1e-6))
+        coder = cls(
+            Bound(kind, value), d["magnitude"], d["float32"], d.get("margin_fraction", 1e-6)
+        )
         if coder.kind != d["kind"] or coder.step != d["step"]:
-            raise ContainerError("the quantisation settings in the header are inconsistent; "
-                                 "the file is damaged or from an incompatible baler_ext")
+            raise ContainerError(
+                "the quantisation settings in the header are inconsistent; "
+                "the file is damaged or from an incompatible baler_ext"
+            )
         return coder
 
     def _log_pred(self, p: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.log(np.maximum(np.abs(p), self.floor))
 
-    def _reconstruct(self, k: np.ndarray, sign: np.ndarray | None, p: np.ndarray,
-                     u: np.ndarray | None = None) -> np.ndarray:
+    def _reconstruct(
+        self, k: np.ndarray, sign: np.ndarray | None, p: np.ndarray, u: np.ndarray | None = None
+    ) -> np.ndarray:
         """:math:`\\hat x` from codes, prediction and dither offsets: the exact decode path."""
         with np.errstate(invalid="ignore", over="ignore"):
             kf = k.astype(np.float64) if u is None else k.astype(np.float64) + u
@@ -200,8 +210,9 @@ class ColumnCoder:
                 x = x.astype(np.float32).astype(np.float64)
         return x
 
-    def encode(self, x: np.ndarray, p: np.ndarray, d: np.ndarray | None = None,
-               u: np.ndarray | None = None) -> ColumnCodes:
+    def encode(
+        self, x: np.ndarray, p: np.ndarray, d: np.ndarray | None = None, u: np.ndarray | None = None
+    ) -> ColumnCodes:
         """Codes for ``x`` given the prediction ``p`` (both float64, same shape).
 
         ``d`` bounds per value how much the decoding device's prediction may differ from
@@ -244,7 +255,8 @@ class ColumnCoder:
                 ok = err + drift <= self.bound.value
             else:
                 dlog = d / np.maximum(np.abs(p), self.floor) + 1e-15 * (
-                    np.abs(self._log_pred(p)) + 1)
+                    np.abs(self._log_pred(p)) + 1
+                )
                 drift = np.abs(xh) * (1.01 * dlog + 1e-15) + slack
                 ok = err + drift <= self.bound.value * np.abs(x)
                 ok |= sign == 2
@@ -260,12 +272,26 @@ class ColumnCoder:
             ratio = np.where(limit > 0, err / np.where(limit > 0, limit, 1.0), 0.0)
         xh[exc] = x[exc]
         drift[exc] = 0.0
-        return ColumnCodes(k, sign, exc.astype(np.uint32), x[exc].copy(),
-                           float(err.max()) if n else 0.0, float(ratio.max()) if n else 0.0,
-                           xh, drift)
+        return ColumnCodes(
+            k,
+            sign,
+            exc.astype(np.uint32),
+            x[exc].copy(),
+            float(err.max()) if n else 0.0,
+            float(ratio.max()) if n else 0.0,
+            xh,
+            drift,
+        )
 
-    def decode(self, k: np.ndarray, sign: np.ndarray | None, exc_index: np.ndarray,
-               exc_value: np.ndarray, p: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+    def decode(
+        self,
+        k: np.ndarray,
+        sign: np.ndarray | None,
+        exc_index: np.ndarray,
+        exc_value: np.ndarray,
+        p: np.ndarray,
+        u: np.ndarray | None = None,
+    ) -> np.ndarray:
         """:math:`\\hat x` from stored codes, exceptions, the (local) prediction and the
         dither offsets ``u`` (None: the file was written without dither)."""
         if exc_index.size and int(exc_index.max()) >= p.size:

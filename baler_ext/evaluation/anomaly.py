@@ -34,8 +34,7 @@ def reference_sigma(reference: np.ndarray) -> np.ndarray:
     return np.asarray(reference, dtype=np.float64).std(axis=0)
 
 
-def anomaly_scores(original: np.ndarray, restored: np.ndarray,
-                   sigma: np.ndarray) -> np.ndarray:
+def anomaly_scores(original: np.ndarray, restored: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """Per-row score :math:`s_i` (module docstring) with the reference's ``sigma``.
 
     Parameters
@@ -68,8 +67,7 @@ def _check(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return s, y
 
 
-def roc_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray]:
+def roc_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False- and true-positive rates of ``score >= t`` for every distinct score ``t``.
 
     Returns

@@ -112,9 +112,15 @@ def comb_diagnostic(
     xh = np.asarray(decompressed, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(xh)
     x, xh = x[ok], xh[ok]
-    out: dict[str, Any] = {"chi2": math.nan, "chi2_reference": math.nan, "comb_ratio": math.nan,
-                           "comb": False, "bins": 0, "bin_units": FINE_BIN_UNITS,
-                           "scale": "bound" if bound else "residual rms"}
+    out: dict[str, Any] = {
+        "chi2": math.nan,
+        "chi2_reference": math.nan,
+        "comb_ratio": math.nan,
+        "comb": False,
+        "bins": 0,
+        "bin_units": FINE_BIN_UNITS,
+        "scale": "bound" if bound else "residual rms",
+    }
     if x.size < 2:
         return out
     if bound is not None and bound[1] > 0:
@@ -143,8 +149,14 @@ def comb_diagnostic(
     h, hh, hr = (np.histogram(v, edges)[0].astype(np.float64) for v in (u, uh, ur))
     chi2, chi2_ref = two_sample_chi2(hh, h), two_sample_chi2(hr, h)
     ratio = chi2 / chi2_ref if chi2_ref > 0 else (0.0 if chi2 == 0 else math.inf)
-    out.update(chi2=chi2, chi2_reference=chi2_ref, comb_ratio=ratio, comb=bool(ratio > COMB_RATIO),
-               bins=n_bins, bin_units=width)
+    out.update(
+        chi2=chi2,
+        chi2_reference=chi2_ref,
+        comb_ratio=ratio,
+        comb=bool(ratio > COMB_RATIO),
+        bins=n_bins,
+        bin_units=width,
+    )
     return out
 
 
@@ -155,8 +167,10 @@ def column_diagnostics(
     return {
         "distinct_fraction": distinct_fraction(decompressed),
         "distinct_fraction_original": distinct_fraction(original),
-        **{f"comb_{k}" if not k.startswith("comb") else k: v
-           for k, v in comb_diagnostic(original, decompressed, bound).items()},
+        **{
+            f"comb_{k}" if not k.startswith("comb") else k: v
+            for k, v in comb_diagnostic(original, decompressed, bound).items()
+        },
     }
 
 
@@ -183,7 +197,8 @@ def cut_change(original: pd.DataFrame, decompressed: pd.DataFrame, cut: str) -> 
     missing = [c for c in original.columns if c not in decompressed.columns]
     if missing:
         merged = decompressed.reset_index(drop=True).assign(
-            **{c: original[c].to_numpy() for c in missing})
+            **{c: original[c].to_numpy() for c in missing}
+        )
     before = evaluate_cut(cut, original)
     after = evaluate_cut(cut, merged)
     lost = int(np.count_nonzero(before & ~after))
@@ -205,21 +220,31 @@ def cut_change(original: pd.DataFrame, decompressed: pd.DataFrame, cut: str) -> 
     }
 
 
-def cut_changes(original: pd.DataFrame, decompressed: pd.DataFrame,
-                cuts: Sequence[str]) -> list[dict[str, Any]]:
+def cut_changes(
+    original: pd.DataFrame, decompressed: pd.DataFrame, cuts: Sequence[str]
+) -> list[dict[str, Any]]:
     """:func:`cut_change` of every cut, logged."""
     out = []
     for cut in cuts:
         c = cut_change(original, decompressed, cut)
-        log.info("cut '%s': %d -> %d rows (%+d ± %.1f paired, %.1fσ; lost %d, gained %d)", cut,
-                 c["n_original"], c["n_decompressed"], c["delta"], c["sigma_paired"],
-                 c["n_sigma_paired"], c["lost"], c["gained"])
+        log.info(
+            "cut '%s': %d -> %d rows (%+d ± %.1f paired, %.1fσ; lost %d, gained %d)",
+            cut,
+            c["n_original"],
+            c["n_decompressed"],
+            c["delta"],
+            c["sigma_paired"],
+            c["n_sigma_paired"],
+            c["lost"],
+            c["gained"],
+        )
         out.append(c)
     return out
 
 
-def paired_bin_sigma(original: np.ndarray, decompressed: np.ndarray,
-                     edges: np.ndarray) -> np.ndarray:
+def paired_bin_sigma(
+    original: np.ndarray, decompressed: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
     r"""Per bin, the paired error :math:`\sqrt{n_{in} + n_{out}}` of :math:`N_{dec} - N_{orig}`.
 
     A row counts as migrating *into* bin :math:`k` when its decompressed value falls in
@@ -242,12 +267,13 @@ def paired_bin_sigma(original: np.ndarray, decompressed: np.ndarray,
     return np.sqrt(into + out).astype(np.float64)
 
 
-def flagged_columns(per_column: Mapping[str, Mapping[str, Any]],
-                    cuts: Sequence[Mapping[str, Any]] = (),
-                    cut_columns: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+def flagged_columns(
+    per_column: Mapping[str, Mapping[str, Any]],
+    cuts: Sequence[Mapping[str, Any]] = (),
+    cut_columns: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
     """Columns worth a closer look: a comb, a broken bound, or in a cut that moved > 2σ."""
-    out = [c for c, m in per_column.items()
-           if m.get("comb") or (m.get("n_violations") or 0) > 0]
+    out = [c for c, m in per_column.items() if m.get("comb") or (m.get("n_violations") or 0) > 0]
     for c in cuts:
         if c["n_sigma_paired"] > 2.0 and cut_columns:
             out += [col for col in cut_columns.get(c["cut"], ()) if col in per_column]
@@ -277,11 +303,16 @@ def add_diagnostics(
         xh = decompressed[col].to_numpy(dtype=np.float64, na_value=np.nan)
         m.update(column_diagnostics(x, xh, bounds.get(col)))
         if m["comb"]:
-            log.warning("column %r: decompressed values form a comb (%.1f%% distinct, fine-bin "
-                        "χ² %.3g× what the bound alone gives)", col,
-                        100 * m["distinct_fraction"], m["comb_ratio"])
+            log.warning(
+                "column %r: decompressed values form a comb (%.1f%% distinct, fine-bin "
+                "χ² %.3g× what the bound alone gives)",
+                col,
+                100 * m["distinct_fraction"],
+                m["comb_ratio"],
+            )
     metrics["cuts"] = cut_changes(original, decompressed, cuts)
-    flagged = flagged_columns(metrics["per_column"], metrics["cuts"],
-                              {c: sorted(cut_columns(c)) for c in cuts})
+    flagged = flagged_columns(
+        metrics["per_column"], metrics["cuts"], {c: sorted(cut_columns(c)) for c in cuts}
+    )
     metrics["flagged_columns"] = flagged
     return flagged

@@ -614,8 +614,10 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
     if any("distinct_fraction" in m for m in per_column.values()):
         fields += [("distinct", "distinct_fraction"), ("comb χ² ratio", "comb_ratio")]
     header = ["column", *[label for label, _ in fields]]
-    rows = [[str(col) + (" *" if m.get("comb") else ""), *[_fmt(m.get(key)) for _, key in fields]]
-            for col, m in per_column.items()]
+    rows = [
+        [str(col) + (" *" if m.get("comb") else ""), *[_fmt(m.get(key)) for _, key in fields]]
+        for col, m in per_column.items()
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

@@ -163,8 +163,9 @@ def _hist_from_counts(
         alpha=0.3,
         label=label,
     )
-    ax.hist(edges[:-1], bins=edges.tolist(), weights=counts, histtype="step", color=color,
-            linewidth=1.4)
+    ax.hist(
+        edges[:-1], bins=edges.tolist(), weights=counts, histtype="step", color=color, linewidth=1.4
+    )
 
 
 def _text_box(ax: Axes, lines: Sequence[str], loc: str = "upper left") -> None:
@@ -289,8 +290,7 @@ def plot_histogram(
     ok = h_o > 0
     ratio = np.divide(h_r, h_o, out=np.full(h_o.shape, np.nan), where=ok)
     # paired errors: only rows that migrate between bins make N_r differ from N_o
-    err = np.divide(paired_bin_sigma(x, xh, edges), h_o, out=np.full(h_o.shape, np.nan),
-                    where=ok)
+    err = np.divide(paired_bin_sigma(x, xh, edges), h_o, out=np.full(h_o.shape, np.nan), where=ok)
 
     with hep_figure(figsize=(6.6, 6.2)) as fig:
         gs = fig.add_gridspec(2, 1, height_ratios=(3, 1), hspace=0.06)
@@ -331,8 +331,14 @@ def plot_histogram(
 
         # the band: ±1 paired σ around 1, what the migrations alone allow
         band = np.where(ok, err, 0.0)
-        rax.stairs(1 + band, pedges, baseline=1 - band, fill=True, color="0.8",
-                   label="paired ±1σ (migrations)")
+        rax.stairs(
+            1 + band,
+            pedges,
+            baseline=1 - band,
+            fill=True,
+            color="0.8",
+            label="paired ±1σ (migrations)",
+        )
         rax.errorbar(
             centers[ok],
             ratio[ok],
@@ -948,13 +954,16 @@ def _is_time_column(name: str) -> bool:
     return "time" in low or low.endswith(("_s", "_sec", "_seconds"))
 
 
-def loss_columns(df: pd.DataFrame, epoch_column: str = "epoch",
-                 lr_columns: Sequence[str] = ()) -> list[str]:
+def loss_columns(
+    df: pd.DataFrame, epoch_column: str = "epoch", lr_columns: Sequence[str] = ()
+) -> list[str]:
     """The numeric columns of a training history that are losses (not epoch, lr or time)."""
     return [
         str(c)
         for c in df.columns
-        if c != epoch_column and c not in lr_columns and pd.api.types.is_numeric_dtype(df[c])
+        if c != epoch_column
+        and c not in lr_columns
+        and pd.api.types.is_numeric_dtype(df[c])
         and not _is_time_column(str(c))
     ]
 
@@ -1121,7 +1130,10 @@ def write_pdf(
 
 
 def plot_summary(
-    metrics: Mapping[str, Any], out_dir: PathLike, *, flagged: Sequence[str] = (),
+    metrics: Mapping[str, Any],
+    out_dir: PathLike,
+    *,
+    flagged: Sequence[str] = (),
     filename: str | None = None,
 ) -> Path:
     """One page of text: the per-column table, the cut changes, the ratios and the flags.
@@ -1136,33 +1148,51 @@ def plot_summary(
     lines = [f"{metrics.get('n_rows', '?')} rows, {len(metrics.get('columns', []))} columns", ""]
     corr = metrics.get("correlation") or {}
     if corr.get("max_abs_diff_pair"):
-        lines = [lines[0], f"largest correlation change: {corr['max_abs_diff']:.3g} "
-                 f"({' vs '.join(corr['max_abs_diff_pair'])})", ""]
+        lines = [
+            lines[0],
+            f"largest correlation change: {corr['max_abs_diff']:.3g} "
+            f"({' vs '.join(corr['max_abs_diff_pair'])})",
+            "",
+        ]
     lines += summary_table(metrics).splitlines()
     cuts = metrics.get("cuts") or []
     if cuts:
         lines += ["", f"{'cut':<20} original  decompressed  change ± paired σ   lost  gained"]
         for c in cuts:
-            lines.append(f"{c['cut'][:20]:<20} {c['n_original']:>8}  {c['n_decompressed']:>12}  "
-                         f"{c['delta']:>+6} ± {c['sigma_paired']:<6.1f}({c['n_sigma_paired']:.1f}σ)"
-                         f" {c['lost']:>5} {c['gained']:>7}")
+            lines.append(
+                f"{c['cut'][:20]:<20} {c['n_original']:>8}  {c['n_decompressed']:>12}  "
+                f"{c['delta']:>+6} ± {c['sigma_paired']:<6.1f}({c['n_sigma_paired']:.1f}σ)"
+                f" {c['lost']:>5} {c['gained']:>7}"
+            )
     ratios = (metrics.get("compression") or {}).get("ratios") or {}
     if ratios:
-        lines += ["", "compression: " + ", ".join(f"{k} = {v:.3g}" for k, v in ratios.items()
-                                                  if isinstance(v, int | float))]
-    lines += ["", "flagged for a closer look (comb, broken bound or a cut moved > 2σ): "
-              + (", ".join(flagged) if flagged else "none")]
+        lines += [
+            "",
+            "compression: "
+            + ", ".join(f"{k} = {v:.3g}" for k, v in ratios.items() if isinstance(v, int | float)),
+        ]
+    lines += [
+        "",
+        "flagged for a closer look (comb, broken bound or a cut moved > 2σ): "
+        + (", ".join(flagged) if flagged else "none"),
+    ]
     with hep_figure(figsize=PDF_PAGE_SIZE) as fig:
         fig.text(0.03, 0.97, "evaluation summary", fontsize=16, va="top", ha="left")
         size = float(np.clip(560.0 / max(len(lines), 1), 5.5, 10.0))
-        fig.text(0.03, 0.92, "\n".join(lines), family="monospace", fontsize=size, va="top",
-                 ha="left")
+        fig.text(
+            0.03, 0.92, "\n".join(lines), family="monospace", fontsize=size, va="top", ha="left"
+        )
         return save_png(fig, out_dir, filename or "summary")
 
 
 def plot_overview(
-    original: pd.DataFrame, reconstructed: pd.DataFrame, columns: Sequence[str],
-    out_dir: PathLike, *, flagged: Sequence[str] = (), bins: int = 40,
+    original: pd.DataFrame,
+    reconstructed: pd.DataFrame,
+    columns: Sequence[str],
+    out_dir: PathLike,
+    *,
+    flagged: Sequence[str] = (),
+    bins: int = 40,
     filename: str | None = None,
 ) -> Path:
     """Original vs decompressed histogram of every column on one page (flagged titles in red).
@@ -1178,18 +1208,40 @@ def plot_overview(
     from matplotlib.ticker import MaxNLocator
 
     with hep_figure(figsize=(PDF_PAGE_SIZE[0] * 1.4, PDF_PAGE_SIZE[1] * 1.4)) as fig:
-        axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False, gridspec_kw={
-            "left": 0.05, "right": 0.98, "bottom": 0.07, "top": 0.97, "wspace": 0.3,
-            "hspace": 0.45})).ravel()
+        axes = np.atleast_1d(
+            fig.subplots(
+                nrow,
+                ncol,
+                squeeze=False,
+                gridspec_kw={
+                    "left": 0.05,
+                    "right": 0.98,
+                    "bottom": 0.07,
+                    "top": 0.97,
+                    "wspace": 0.3,
+                    "hspace": 0.45,
+                },
+            )
+        ).ravel()
         for ax, col in zip(axes, columns, strict=False):
             x = original[col].to_numpy(dtype=np.float64, na_value=np.nan)
             xh = reconstructed[col].to_numpy(dtype=np.float64, na_value=np.nan)
             edges = robust_edges(x, bins)
-            ax.stairs(np.histogram(x[np.isfinite(x)], edges)[0], edges, color=ORIGINAL_COLOR,
-                      linewidth=1.4, label="original")
-            ax.stairs(np.histogram(xh[np.isfinite(xh)], edges)[0], edges,
-                      color=RECONSTRUCTED_COLOR, linewidth=1.2, linestyle="--",
-                      label="decompressed")
+            ax.stairs(
+                np.histogram(x[np.isfinite(x)], edges)[0],
+                edges,
+                color=ORIGINAL_COLOR,
+                linewidth=1.4,
+                label="original",
+            )
+            ax.stairs(
+                np.histogram(xh[np.isfinite(xh)], edges)[0],
+                edges,
+                color=RECONSTRUCTED_COLOR,
+                linewidth=1.2,
+                linestyle="--",
+                label="decompressed",
+            )
             ax.set_xlabel(axis_label(col), fontsize=10)
             ax.minorticks_off()  # many small panels: major ticks only (and a fast layout)
             ax.xaxis.set_major_locator(MaxNLocator(4))
@@ -1198,7 +1250,7 @@ def plot_overview(
             ax.yaxis.get_offset_text().set_fontsize(8)
             if col in flagged:
                 ax.set_title("flagged", fontsize=9, color=RECONSTRUCTED_COLOR, loc="right")
-        for ax in axes[len(columns):]:
+        for ax in axes[len(columns) :]:
             ax.set_axis_off()
         axes[0].legend(fontsize=8, loc="upper right")
         return save_png(fig, out_dir, filename or "overview", tight=False)
@@ -1255,36 +1307,49 @@ def write_report(
     if sizes or ratios:
         jobs.append(lambda: plot_compression(sizes or {}, ratios or {}, out))
     if history_csv is not None and Path(history_csv).is_file():
+
         def history() -> Path | None:
             try:
                 return plot_training_history(history_csv, out)
             except InputDataError as exc:
                 log.warning("training history not plotted: %s", exc)
                 return None
+
         jobs.append(history)
     corr = metrics["correlation"]
     if plots == "all":
-        jobs.append(lambda: plot_correlations(corr["original"], corr["reconstructed"],
-                                              metrics["columns"], out))
+        jobs.append(
+            lambda: plot_correlations(
+                corr["original"], corr["reconstructed"], metrics["columns"], out
+            )
+        )
         jobs.append(lambda: plot_anomaly_scores(metrics["anomaly_scores"], out))
         if latent is not None and len(latent):
-            jobs.append(lambda: plot_latent_corner(latent, out, color=latent_color,
-                                                   color_label=latent_color_label))
-            jobs.append(lambda: plot_latent_pca(latent, out, color=latent_color,
-                                                color_label=latent_color_label))
+            jobs.append(
+                lambda: plot_latent_corner(
+                    latent, out, color=latent_color, color_label=latent_color_label
+                )
+            )
+            jobs.append(
+                lambda: plot_latent_pca(
+                    latent, out, color=latent_color, color_label=latent_color_label
+                )
+            )
     else:
-        jobs.append(lambda: plot_overview(original, reconstructed, columns, out,
-                                          flagged=flagged))
+        jobs.append(lambda: plot_overview(original, reconstructed, columns, out, flagged=flagged))
     detailed = list(columns) if plots == "all" else [c for c in columns if c in flagged]
     for col in detailed:
+
         def pair(c: str = col) -> tuple[np.ndarray, np.ndarray]:
-            return (original[c].to_numpy(dtype=np.float64, na_value=np.nan),
-                    reconstructed[c].to_numpy(dtype=np.float64, na_value=np.nan))
+            return (
+                original[c].to_numpy(dtype=np.float64, na_value=np.nan),
+                reconstructed[c].to_numpy(dtype=np.float64, na_value=np.nan),
+            )
+
         jobs.append(partial(lambda c: plot_histogram(*pair(c), c, out), col))
         jobs.append(partial(lambda c: plot_residuals(*pair(c), c, out), col))
     pngs: list[Path] = []
-    for job in tqdm(jobs, desc="evaluation plots", unit="plot", disable=not progress,
-                    leave=False):
+    for job in tqdm(jobs, desc="evaluation plots", unit="plot", disable=not progress, leave=False):
         path = job()
         if path is not None:
             pngs.append(path)

@@ -101,13 +101,18 @@ def free_dims(trained: TrainedModel) -> list[int]:
     return [j for j in range(trained.model.latent_dim) if j not in fixed]
 
 
-def traverse(trained: TrainedModel, z: np.ndarray, n_steps: int) -> tuple[np.ndarray,
-                                                                           np.ndarray]:
+def traverse(trained: TrainedModel, z: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode the median latent with each free dimension swept over its central 95 %."""
     dims = free_dims(trained)
     base = np.median(z, axis=0)
-    grid = np.stack([np.linspace(float(np.quantile(z[:, j], 0.025)),
-                                 float(np.quantile(z[:, j], 0.975)), n_steps) for j in dims])
+    grid = np.stack(
+        [
+            np.linspace(
+                float(np.quantile(z[:, j], 0.025)), float(np.quantile(z[:, j], 0.975)), n_steps
+            )
+            for j in dims
+        ]
+    )
     decoded = []
     for k, j in enumerate(dims):
         zz = np.repeat(base[None, :], n_steps, axis=0)
@@ -116,8 +121,9 @@ def traverse(trained: TrainedModel, z: np.ndarray, n_steps: int) -> tuple[np.nda
     return grid, np.stack(decoded)
 
 
-def prior_samples(trained: TrainedModel, z: np.ndarray, n: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def prior_samples(
+    trained: TrainedModel, z: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
     """``n`` latent samples of the prior (module docstring) and which prior it was."""
     dims = free_dims(trained)
     out = z[rng.integers(0, len(z), n)].copy()  # verbatim (condition) entries from data rows
@@ -130,8 +136,9 @@ def prior_samples(trained: TrainedModel, z: np.ndarray, n: int,
     return out, "fitted"
 
 
-def pca_samples(trained: TrainedModel, z: np.ndarray, n: int,
-                rng: np.random.Generator) -> np.ndarray:
+def pca_samples(
+    trained: TrainedModel, z: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
     """``n`` latent samples along the two leading principal components of ``z``."""
     dims = free_dims(trained)
     zf = z[:, dims]
@@ -147,17 +154,28 @@ def tsne_embedding(z: np.ndarray, seed: int) -> np.ndarray:
     try:
         from sklearn.manifold import TSNE
     except ImportError:
-        raise ConfigError("the t-SNE of evaluation.latent_probing needs scikit-learn: "
-                          "pip install 'baler_ext[probing]'") from None
+        raise ConfigError(
+            "the t-SNE of evaluation.latent_probing needs scikit-learn: "
+            "pip install 'baler_ext[probing]'"
+        ) from None
     perplexity = min(TSNE_PERPLEXITY, (len(z) - 1) / 3)
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed
-                ).fit_transform(z)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        z
+    )
 
 
-def write_probing_plots(trained: TrainedModel, values: np.ndarray, out_dir: Path, *,
-                        color: np.ndarray | None = None, color_label: str = "",
-                        seed: int = 0, n_steps: int = 9, n_samples: int = 5000,
-                        tsne_rows: int = 2000) -> ProbingResult:
+def write_probing_plots(
+    trained: TrainedModel,
+    values: np.ndarray,
+    out_dir: Path,
+    *,
+    color: np.ndarray | None = None,
+    color_label: str = "",
+    seed: int = 0,
+    n_steps: int = 9,
+    n_samples: int = 5000,
+    tsne_rows: int = 2000,
+) -> ProbingResult:
     """Encode ``values`` with ``trained`` and write the four probing plots to ``out_dir``.
 
     Parameters
@@ -202,16 +220,26 @@ def write_probing_plots(trained: TrainedModel, values: np.ndarray, out_dir: Path
     columns = trained.normaliser.columns
     out_dir.mkdir(parents=True, exist_ok=True)
     res.paths["traversal"] = _plot_traversal(res, values, columns, free_dims(trained), out_dir)
-    prior_name = ("prior N(0, I)" if res.prior_kind == "model"
-                  else "Gaussian fitted to the latent")
-    res.paths["prior_samples"] = _plot_generated(values, res.prior_decoded, columns,
-                                                 f"decoded samples of the {prior_name}",
-                                                 out_dir, "prior_samples")
-    res.paths["pca_samples"] = _plot_generated(values, res.pca_decoded, columns,
-                                               "decoded samples along the 2 leading PCA "
-                                               "components", out_dir, "pca_samples")
-    res.paths["tsne"] = _plot_tsne(res.tsne, None if color is None else color[pick],
-                                   color_label, out_dir)
+    prior_name = "prior N(0, I)" if res.prior_kind == "model" else "Gaussian fitted to the latent"
+    res.paths["prior_samples"] = _plot_generated(
+        values,
+        res.prior_decoded,
+        columns,
+        f"decoded samples of the {prior_name}",
+        out_dir,
+        "prior_samples",
+    )
+    res.paths["pca_samples"] = _plot_generated(
+        values,
+        res.pca_decoded,
+        columns,
+        "decoded samples along the 2 leading PCA components",
+        out_dir,
+        "pca_samples",
+    )
+    res.paths["tsne"] = _plot_tsne(
+        res.tsne, None if color is None else color[pick], color_label, out_dir
+    )
     log.info("latent probing plots in %s", out_dir)
     return res
 
@@ -221,8 +249,9 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + cols - 1) // cols, cols
 
 
-def _plot_traversal(res: ProbingResult, values: np.ndarray, columns: list[str],
-                    dims: list[int], out_dir: Path) -> Path:
+def _plot_traversal(
+    res: ProbingResult, values: np.ndarray, columns: list[str], dims: list[int], out_dir: Path
+) -> Path:
     from baler_ext.plotting import hep_figure, matplotlib_agg, save_png
 
     cmap = matplotlib_agg().colormaps["tab20"]
@@ -237,21 +266,38 @@ def _plot_traversal(res: ProbingResult, values: np.ndarray, columns: list[str],
         for k, j in enumerate(dims):
             ax = axes[k]
             for c, name in enumerate(columns):
-                ax.plot(traversal_grid[k], (traversal[k, :, c] - mean[c]) / sd[c],
-                        color=cmap(c % 20), lw=1.5, label=name)
+                ax.plot(
+                    traversal_grid[k],
+                    (traversal[k, :, c] - mean[c]) / sd[c],
+                    color=cmap(c % 20),
+                    lw=1.5,
+                    label=name,
+                )
             ax.set_xlabel(f"$z_{{{j}}}$")
             ax.set_ylabel(r"$(\hat x - \bar x)/\sigma$")
-        for ax in axes[len(dims):]:
+        for ax in axes[len(dims) :]:
             ax.set_visible(False)
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(columns), 8),
-                   fontsize=9, bbox_to_anchor=(0.5, 1.0))
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            ncol=min(len(columns), 8),
+            fontsize=9,
+            bbox_to_anchor=(0.5, 1.0),
+        )
         fig.suptitle("latent traversal (others at the median latent)", y=1.04)
         return save_png(fig, out_dir, "traversal")
 
 
-def _plot_generated(values: np.ndarray, generated: np.ndarray, columns: list[str],
-                    title: str, out_dir: Path, stem: str) -> Path:
+def _plot_generated(
+    values: np.ndarray,
+    generated: np.ndarray,
+    columns: list[str],
+    title: str,
+    out_dir: Path,
+    stem: str,
+) -> Path:
     from baler_ext.plotting import (
         ORIGINAL_COLOR,
         RECONSTRUCTED_COLOR,
@@ -269,27 +315,45 @@ def _plot_generated(values: np.ndarray, generated: np.ndarray, columns: list[str
                 lo, hi = lo - 0.5, hi + 0.5
             edges = np.linspace(lo, hi, 41)
             ax = axes[c]
-            ax.hist(values[:, c], edges, density=True, histtype="step", lw=1.8,
-                    color=ORIGINAL_COLOR, label="data")
-            ax.hist(np.clip(generated[:, c], lo, hi), edges, density=True, histtype="step",
-                    lw=1.8, color=RECONSTRUCTED_COLOR, label="generated")
+            ax.hist(
+                values[:, c],
+                edges,
+                density=True,
+                histtype="step",
+                lw=1.8,
+                color=ORIGINAL_COLOR,
+                label="data",
+            )
+            ax.hist(
+                np.clip(generated[:, c], lo, hi),
+                edges,
+                density=True,
+                histtype="step",
+                lw=1.8,
+                color=RECONSTRUCTED_COLOR,
+                label="generated",
+            )
             ax.set_xlabel(axis_label(name))
-        for ax in axes[len(columns):]:
+        for ax in axes[len(columns) :]:
             ax.set_visible(False)
         axes[0].legend(loc="best", fontsize=9)
         fig.suptitle(title + " (out-of-range values in the edge bins)")
         return save_png(fig, out_dir, stem)
 
 
-def _plot_tsne(embedding: np.ndarray, color: np.ndarray | None, label: str,
-               out_dir: Path) -> Path:
+def _plot_tsne(embedding: np.ndarray, color: np.ndarray | None, label: str, out_dir: Path) -> Path:
     from baler_ext.plotting import hep_figure, save_png
 
     with hep_figure(figsize=(7, 6)) as fig:
         ax = fig.subplots()
-        pts = ax.scatter(embedding[:, 0], embedding[:, 1], s=4, alpha=0.6,
-                         c=color if color is not None else "#1f77b4",
-                         cmap="viridis" if color is not None else None)
+        pts = ax.scatter(
+            embedding[:, 0],
+            embedding[:, 1],
+            s=4,
+            alpha=0.6,
+            c=color if color is not None else "#1f77b4",
+            cmap="viridis" if color is not None else None,
+        )
         if color is not None:
             fig.colorbar(pts, ax=ax, label=label)
         ax.set_xlabel("t-SNE 1")

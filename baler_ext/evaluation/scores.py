@@ -44,8 +44,9 @@ def rms_sigma(original: np.ndarray, restored: np.ndarray) -> float:
     return rms_r / sigma if sigma > 0 else math.nan
 
 
-def column_scores(original: np.ndarray, restored: np.ndarray,
-                  columns: Sequence[str]) -> dict[str, dict[str, float]]:
+def column_scores(
+    original: np.ndarray, restored: np.ndarray, columns: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """Per column of two ``(rows, columns)`` matrices: ``rms``, ``rel_rms``, ``rms_sigma``.
 
     Parameters
@@ -63,8 +64,11 @@ def column_scores(original: np.ndarray, restored: np.ndarray,
     out: dict[str, dict[str, float]] = {}
     for j, name in enumerate(columns):
         x, y = original[:, j], restored[:, j]
-        out[name] = {"rms": float(np.sqrt(np.mean((y - x) ** 2))), "rel_rms": rel_rms(x, y),
-                     "rms_sigma": rms_sigma(x, y)}
+        out[name] = {
+            "rms": float(np.sqrt(np.mean((y - x) ** 2))),
+            "rel_rms": rel_rms(x, y),
+            "rms_sigma": rms_sigma(x, y),
+        }
     return out
 
 

@@ -66,8 +66,9 @@ def detect_format(path: Path, fmt: str, tree: str | None = None) -> str:
         return fmt
     _load()
     suffix = path.suffix.lower()
-    candidates = [FORMAT_REGISTRY[n] for n in FORMAT_REGISTRY
-                  if suffix in FORMAT_REGISTRY[n].extensions]
+    candidates = [
+        FORMAT_REGISTRY[n] for n in FORMAT_REGISTRY if suffix in FORMAT_REGISTRY[n].extensions
+    ]
     if not candidates:
         raise InputDataError(
             f"{path}: cannot tell the format from '{path.suffix}'; set data.format to one of "
@@ -169,8 +170,9 @@ class FileFormat:
         """Whether ``path`` (of a matching extension) holds this format."""
         return True
 
-    def open(self, path: Path, data: DataConfig, exclude: set[str],
-             strict: bool = True) -> FormatReader:
+    def open(
+        self, path: Path, data: DataConfig, exclude: set[str], strict: bool = True
+    ) -> FormatReader:
         """Open ``path`` for reading.
 
         An unreadable branch (objects, strings, deeper nesting) is an error unless it is
@@ -179,8 +181,14 @@ class FileFormat:
         """
         raise NotImplementedError
 
-    def writer(self, path: Path, layout: SourceLayout, tree: str | None,
-               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
+    def writer(
+        self,
+        path: Path,
+        layout: SourceLayout,
+        tree: str | None,
+        arrow_schema: pa.Schema | None,
+        chunks: int | None = None,
+    ) -> FormatWriter:
         """A writer of ``layout`` into ``path`` (``arrow_schema``: the source's, if Arrow;
         ``chunks``: how many chunks will be written, when known)."""
         raise NotImplementedError
@@ -195,8 +203,9 @@ def no_options(arr: ak.Array, name: str) -> ak.Array:
     return arr
 
 
-def awkward_columns(layout: SourceLayout, values: np.ndarray, passthrough: pa.Table,
-                    counts: np.ndarray | None) -> dict[str, Any]:
+def awkward_columns(
+    layout: SourceLayout, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None
+) -> dict[str, Any]:
     """Every kept branch of one restored chunk by name, as awkward (jagged) or numpy arrays."""
     columns: dict[str, Any] = {}
     if passthrough.num_columns:

@@ -160,15 +160,25 @@ def plan_columns(
     dropped = [n for n in names if _matches(n, data.exclude)]
     kept = [b for b in branches if b.name not in set(dropped)]
     if dropped:
-        log_once(log, logging.WARNING, "%s: excluded (not written to the output): %s", where,
-                 ", ".join(dropped))
+        log_once(
+            log,
+            logging.WARNING,
+            "%s: excluded (not written to the output): %s",
+            where,
+            ", ".join(dropped),
+        )
     selected = [
         b for b in kept if _matches(b.name, data.columns) and not _matches(b.name, data.passthrough)
     ]
     lossless = [b.name for b in selected if not b.is_float]
     if lossless:
-        log_once(log, logging.INFO, "%s: non-float columns carried losslessly: %s", where,
-                 ", ".join(lossless))
+        log_once(
+            log,
+            logging.INFO,
+            "%s: non-float columns carried losslessly: %s",
+            where,
+            ", ".join(lossless),
+        )
     floats = [b for b in selected if b.is_float]
     if not floats:
         raise InputDataError(
@@ -187,7 +197,7 @@ def plan_columns(
         raise InputDataError(
             f"{where}: the selected columns mix {len(structures)} structures ({parts}); "
             "a project compresses one structure (whole files are not supported yet): use one "
-            "project per collection, e.g. data.columns = [\"Jet_*\"]"
+            'project per collection, e.g. data.columns = ["Jet_*"]'
         )
     (collection,) = structures
     return SourceLayout(

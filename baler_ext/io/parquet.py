@@ -40,16 +40,20 @@ def open_parquet(path: Path) -> pq.ParquetFile:
         ) from None
 
 
-def inspect_parquet(pf: pq.ParquetFile, path: Path, exclude: set[str],
-                    strict: bool = True) -> list[BranchInfo]:
+def inspect_parquet(
+    pf: pq.ParquetFile, path: Path, exclude: set[str], strict: bool = True
+) -> list[BranchInfo]:
     """Describe every column: flat numeric/bool columns and lists of them."""
     infos: list[BranchInfo] = []
     for f in pf.schema_arrow:
         t = f.type
         jagged = pa.types.is_list(t) or pa.types.is_large_list(t)
         value_t = t.value_type if jagged else t
-        if not (pa.types.is_floating(value_t) or pa.types.is_integer(value_t)
-                or pa.types.is_boolean(value_t)):
+        if not (
+            pa.types.is_floating(value_t)
+            or pa.types.is_integer(value_t)
+            or pa.types.is_boolean(value_t)
+        ):
             if f.name in exclude or not strict:
                 continue
             raise InputDataError(
@@ -57,8 +61,11 @@ def inspect_parquet(pf: pq.ParquetFile, path: Path, exclude: set[str],
                 "add it to data.exclude to leave it out of the output"
             )
         dtype = "bool" if pa.types.is_boolean(value_t) else value_t.to_pandas_dtype().__name__
-        infos.append(BranchInfo(name=f.name, dtype=dtype, jagged=jagged,
-                                counter=LIST_COLLECTION if jagged else None))
+        infos.append(
+            BranchInfo(
+                name=f.name, dtype=dtype, jagged=jagged, counter=LIST_COLLECTION if jagged else None
+            )
+        )
     return infos
 
 
@@ -82,8 +89,9 @@ def codec_of(pf: pq.ParquetFile) -> dict[str, Any] | None:
 class ParquetReader(FormatReader):
     """A Parquet file opened for reading in record batches."""
 
-    def __init__(self, path: Path, data: DataConfig, exclude: set[str],
-                 strict: bool = True) -> None:
+    def __init__(
+        self, path: Path, data: DataConfig, exclude: set[str], strict: bool = True
+    ) -> None:
         self.path = path
         pf = open_parquet(path)
         self.branches = inspect_parquet(pf, path, exclude, strict)
@@ -165,12 +173,19 @@ class ParquetFormat(FileFormat):
     suffix = ".parquet"
     extensions = (".parquet", ".pq")
 
-    def open(self, path: Path, data: DataConfig, exclude: set[str],
-             strict: bool = True) -> ParquetReader:
+    def open(
+        self, path: Path, data: DataConfig, exclude: set[str], strict: bool = True
+    ) -> ParquetReader:
         return ParquetReader(path, data, exclude, strict)
 
-    def writer(self, path: Path, layout: SourceLayout, tree: str | None,
-               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
+    def writer(
+        self,
+        path: Path,
+        layout: SourceLayout,
+        tree: str | None,
+        arrow_schema: pa.Schema | None,
+        chunks: int | None = None,
+    ) -> FormatWriter:
         return LayoutParquetWriter(path, layout, arrow_schema)
 
 

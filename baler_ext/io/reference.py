@@ -74,7 +74,9 @@ def reference_sizes(source: Source, bounds: dict[str, dict[str, float]]) -> dict
             rounded.write_columns(reduced)
         lossless.close()
         rounded.close()
-        sizes = {"root_lzma9_bytes": (Path(tmp) / "lossless.root").stat().st_size,
-                 "rounded_lzma9_bytes": (Path(tmp) / "rounded.root").stat().st_size}
+        sizes = {
+            "root_lzma9_bytes": (Path(tmp) / "lossless.root").stat().st_size,
+            "rounded_lzma9_bytes": (Path(tmp) / "rounded.root").stat().st_size,
+        }
     sizes["stored_dtype_bytes"] = rows * sum(np.dtype(b.dtype).itemsize for b in infos)
     return sizes

@@ -47,8 +47,9 @@ def open_rntuple(path: Path, name: str | None) -> tuple[Any, str]:
         if len(found) != 1:
             raise InputDataError(
                 f"{path}: holds {len(found)} RNTuples ({', '.join(found) or 'none'}); "
-                "choose one with data.tree" if found else
-                f"{path}: holds no RNTuple; set data.format = \"root\" for a TTree"
+                "choose one with data.tree"
+                if found
+                else f'{path}: holds no RNTuple; set data.format = "root" for a TTree'
             )
         name = found[0]
     if classes.get(name) != RNTUPLE_CLASS:
@@ -65,8 +66,9 @@ def _leaf_dtype(form: ak.forms.Form) -> str | None:
     return None
 
 
-def inspect_rntuple(ntuple: Any, path: Path, exclude: set[str],
-                    strict: bool = True) -> list[BranchInfo]:
+def inspect_rntuple(
+    ntuple: Any, path: Path, exclude: set[str], strict: bool = True
+) -> list[BranchInfo]:
     """Describe every top-level field (see the module docstring)."""
     form = ntuple.arrays(entry_stop=0).layout.form
     infos: list[BranchInfo] = []
@@ -82,12 +84,17 @@ def inspect_rntuple(ntuple: Any, path: Path, exclude: set[str],
                 infos.append(BranchInfo(field_name, dtype, jagged=True, counter=field_name))
                 continue
             if isinstance(inner, ak.forms.RecordForm):
-                members = [(f"{field_name}.{m}", _leaf_dtype(c))
-                           for m, c in zip(inner.fields, inner.contents, strict=True)]
+                members = [
+                    (f"{field_name}.{m}", _leaf_dtype(c))
+                    for m, c in zip(inner.fields, inner.contents, strict=True)
+                ]
                 bad = [m for m, d in members if d is None and m not in exclude and strict]
                 if not bad:
-                    infos.extend(BranchInfo(m, d, jagged=True, counter=field_name)
-                                 for m, d in members if d is not None)
+                    infos.extend(
+                        BranchInfo(m, d, jagged=True, counter=field_name)
+                        for m, d in members
+                        if d is not None
+                    )
                     continue
                 field_name = bad[0]
         if field_name in exclude or not strict:
@@ -107,8 +114,9 @@ class RNTupleReader(AwkwardReader):
     """An RNTuple opened for chunked reading; raw chunks are flat records keyed by
     dotted branch name."""
 
-    def __init__(self, path: Path, data: DataConfig, exclude: set[str],
-                 strict: bool = True) -> None:
+    def __init__(
+        self, path: Path, data: DataConfig, exclude: set[str], strict: bool = True
+    ) -> None:
         self.path = path
         nt, self.tree = open_rntuple(path, data.tree)
         self.branches = inspect_rntuple(nt, path, exclude, strict)
@@ -158,8 +166,9 @@ class RNTupleWriter(FormatWriter):
         return fields
 
     def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
-        data = ak.zip(self._record(awkward_columns(self.layout, values, passthrough, counts)),
-                      depth_limit=1)
+        data = ak.zip(
+            self._record(awkward_columns(self.layout, values, passthrough, counts)), depth_limit=1
+        )
         if self._ntuple is None:
             self._ntuple = self._file.mkrntuple(self.name, data)
         else:
@@ -185,10 +194,17 @@ class RNTupleFormat(FileFormat):
             return classes.get(tree) == RNTUPLE_CLASS
         return RNTUPLE_CLASS in classes.values()
 
-    def open(self, path: Path, data: DataConfig, exclude: set[str],
-             strict: bool = True) -> RNTupleReader:
+    def open(
+        self, path: Path, data: DataConfig, exclude: set[str], strict: bool = True
+    ) -> RNTupleReader:
         return RNTupleReader(path, data, exclude, strict)
 
-    def writer(self, path: Path, layout: SourceLayout, tree: str | None,
-               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
+    def writer(
+        self,
+        path: Path,
+        layout: SourceLayout,
+        tree: str | None,
+        arrow_schema: pa.Schema | None,
+        chunks: int | None = None,
+    ) -> FormatWriter:
         return RNTupleWriter(path, layout, tree or layout.tree or "Events")

@@ -90,8 +90,7 @@ def open_tree(path: Path, tree: str | None) -> tuple[Any, str]:
     return f[tree], tree
 
 
-def inspect_tree(tree: Any, path: Path, exclude: set[str],
-                 strict: bool = True) -> list[BranchInfo]:
+def inspect_tree(tree: Any, path: Path, exclude: set[str], strict: bool = True) -> list[BranchInfo]:
     """Describe every top-level branch; unsupported branch types are an error.
 
     Branches holding objects (``TLorentzVector``, strings, nested vectors) cannot
@@ -105,9 +104,12 @@ def inspect_tree(tree: Any, path: Path, exclude: set[str],
         interp = b.interpretation
         jagged = isinstance(interp, uproot.AsJagged)
         content = interp.content if jagged else interp
-        plain = (isinstance(content, uproot.AsDtype)
-                 and not isinstance(content, uproot.AsStridedObjects)
-                 and content.to_dtype.fields is None and content.to_dtype.shape == ())
+        plain = (
+            isinstance(content, uproot.AsDtype)
+            and not isinstance(content, uproot.AsStridedObjects)
+            and content.to_dtype.fields is None
+            and content.to_dtype.shape == ()
+        )
         if not plain:
             if b.name in exclude or not strict:
                 continue
@@ -119,8 +121,12 @@ def inspect_tree(tree: Any, path: Path, exclude: set[str],
         if jagged:
             counter = b.count_branch.name if b.count_branch is not None else f"n{b.name}"
         infos.append(
-            BranchInfo(name=b.name, dtype=content.to_dtype.newbyteorder("=").name, jagged=jagged,
-                       counter=counter)
+            BranchInfo(
+                name=b.name,
+                dtype=content.to_dtype.newbyteorder("=").name,
+                jagged=jagged,
+                counter=counter,
+            )
         )
     return infos
 
@@ -187,16 +193,18 @@ def uproot_compression(spec: dict[str, Any] | None) -> Any:
 class TTreeReader(AwkwardReader):
     """A TTree opened for chunked reading."""
 
-    def __init__(self, path: Path, data: DataConfig, exclude: set[str],
-                 strict: bool = True) -> None:
+    def __init__(
+        self, path: Path, data: DataConfig, exclude: set[str], strict: bool = True
+    ) -> None:
         self.path = path
         t, self.tree = open_tree(path, data.tree)
         self.branches = inspect_tree(t, path, exclude, strict)
         self.num_entries = int(t.num_entries)
         kept = {b.name for b in self.branches}
         # the branches' own setting; uproot-written files record it on the file only
-        self.compression = (compression_of([b for b in t.branches if b.name in kept])
-                            or compression_of([t.file]))
+        self.compression = compression_of(
+            [b for b in t.branches if b.name in kept]
+        ) or compression_of([t.file])
 
     def iterate(self, names: list[str], step: int) -> Iterator[Any]:
         assert self.tree is not None
@@ -224,12 +232,19 @@ class TTreeFormat(FileFormat):
             return classes.get(tree, "TTree") == "TTree"
         return "TTree" in classes.values() or "ROOT::RNTuple" not in classes.values()
 
-    def open(self, path: Path, data: DataConfig, exclude: set[str],
-             strict: bool = True) -> TTreeReader:
+    def open(
+        self, path: Path, data: DataConfig, exclude: set[str], strict: bool = True
+    ) -> TTreeReader:
         return TTreeReader(path, data, exclude, strict)
 
-    def writer(self, path: Path, layout: SourceLayout, tree: str | None,
-               arrow_schema: pa.Schema | None, chunks: int | None = None) -> FormatWriter:
+    def writer(
+        self,
+        path: Path,
+        layout: SourceLayout,
+        tree: str | None,
+        arrow_schema: pa.Schema | None,
+        chunks: int | None = None,
+    ) -> FormatWriter:
         return RootWriter(path, tree or layout.tree or "tree", layout, chunks=chunks)
 
 
@@ -250,8 +265,14 @@ class RootWriter(FormatWriter):
     its input unless even that cannot make it so.
     """
 
-    def __init__(self, path: Path, tree_name: str, layout: SourceLayout,
-                 compression: dict[str, Any] | None = None, chunks: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        tree_name: str,
+        layout: SourceLayout,
+        compression: dict[str, Any] | None = None,
+        chunks: int | None = None,
+    ) -> None:
         import uproot
 
         self.path = path
@@ -263,11 +284,17 @@ class RootWriter(FormatWriter):
         self._counters = set(self._counter_of.values())
         self._file = uproot.recreate(path, compression=uproot_compression(self.compression))
         self._tree: Any = None
-        changed = [f"{b.name} ({b.dtype})" for b in layout.branches
-                   if b.name in self._counters and b.dtype != "int32"]
+        changed = [
+            f"{b.name} ({b.dtype})"
+            for b in layout.branches
+            if b.name in self._counters and b.dtype != "int32"
+        ]
         if changed:
-            log.info("counters written as int32 with the same values, as uproot writes every "
-                     "counter: %s", ", ".join(changed))
+            log.info(
+                "counters written as int32 with the same values, as uproot writes every "
+                "counter: %s",
+                ", ".join(changed),
+            )
 
     def _chunk_dict(self, columns: dict[str, Any]) -> dict[str, Any]:
         """Every branch in source order; jagged ones unzipped (uproot gives the branches
@@ -289,8 +316,9 @@ class RootWriter(FormatWriter):
         """Append one chunk: ``columns`` maps every kept branch name to its values."""
         data = self._chunk_dict(columns)
         if self._tree is None:
-            types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype)
-                     for k, v in data.items()}
+            types = {
+                k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()
+            }
             self._tree = self._file.mktree(
                 self.tree_name,
                 types,
@@ -310,8 +338,14 @@ class RootWriter(FormatWriter):
         # uproot writes the TTree metadata and streamers uncompressed (tens of kB); when
         # that makes the output bigger than its input, rewrite it with ROOT's strongest
         # setting, chunk by chunk
-        log.info("%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
-                 self.path.name, size, self.compression, limit, STRONGEST)
+        log.info(
+            "%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
+            self.path.name,
+            size,
+            self.compression,
+            limit,
+            STRONGEST,
+        )
         tmp = self.path.with_name(self.path.name + ".lzma")
         again = RootWriter(tmp, self.tree_name, self.layout, STRONGEST, self.chunks)
         names = [b.name for b in self.layout.branches]

@@ -28,8 +28,15 @@ from baler_ext.io.layout import SourceLayout, plan_columns
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Chunk", "OutputWriter", "Source", "detect_format", "open_sources", "read_columns",
-           "resolve_inputs"]
+__all__ = [
+    "Chunk",
+    "OutputWriter",
+    "Source",
+    "detect_format",
+    "open_sources",
+    "read_columns",
+    "resolve_inputs",
+]
 
 
 def resolve_inputs(cfg: Config) -> list[Path]:
@@ -47,11 +54,15 @@ def resolve_inputs(cfg: Config) -> list[Path]:
             files.extend(matched)
         else:
             if pattern.is_dir():
-                raise InputDataError(f"{pattern} is a folder, not a file; list its files in "
-                                     f"data.input, e.g. '{Path(item) / '*.root'}'")
+                raise InputDataError(
+                    f"{pattern} is a folder, not a file; list its files in "
+                    f"data.input, e.g. '{Path(item) / '*.root'}'"
+                )
             if not pattern.is_file():
-                raise InputDataError(f"{pattern}: file not found; check data.input (relative "
-                                     f"paths are relative to the config's folder {cfg.base_dir})")
+                raise InputDataError(
+                    f"{pattern}: file not found; check data.input (relative "
+                    f"paths are relative to the config's folder {cfg.base_dir})"
+                )
             files.append(pattern)
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
@@ -137,8 +148,9 @@ class Source:
     def _passthrough(self, raw: Any) -> pa.Table:
         return self.reader.passthrough(raw, self.layout.passthrough)
 
-    def _check_finite(self, values: np.ndarray, counts: np.ndarray | None,
-                      passthrough: pa.Table, first_row: int) -> tuple[np.ndarray, pa.Table, int]:
+    def _check_finite(
+        self, values: np.ndarray, counts: np.ndarray | None, passthrough: pa.Table, first_row: int
+    ) -> tuple[np.ndarray, pa.Table, int]:
         finite = np.isfinite(values)
         if finite.all():
             return values, passthrough, 0
@@ -149,12 +161,12 @@ class Source:
             raise InputDataError(
                 f"{self.path}: {n_bad} rows hold NaN or inf (first in column '{col}', row "
                 f"{first_row + int(np.argmax(bad_rows))}); fix the input or set "
-                "data.nan_policy = \"drop\""
+                'data.nan_policy = "drop"'
             )
         if counts is not None:
             raise InputDataError(
                 f"{self.path}: {n_bad} objects hold NaN or inf in '{col}'; data.nan_policy = "
-                "\"drop\" works on flat tables only (dropping objects would misalign the "
+                '"drop" works on flat tables only (dropping objects would misalign the '
                 "collection's other branches); fix the input"
             )
         keep = ~bad_rows
@@ -175,8 +187,11 @@ class Source:
             first += entries
             yield Chunk(values, passthrough, counts, entries - n_bad)
         if dropped:
-            log.warning("%s: dropped %d rows holding NaN or inf (data.nan_policy = \"drop\")",
-                        self.path, dropped)
+            log.warning(
+                '%s: dropped %d rows holding NaN or inf (data.nan_policy = "drop")',
+                self.path,
+                dropped,
+            )
 
     def read_values(self) -> np.ndarray:
         """All compressed columns of the file as one float64 matrix (for training)."""
@@ -208,13 +223,21 @@ def open_sources(cfg: Config) -> list[Source]:
 class OutputWriter:
     """Write restored chunks in the source's layout, in the source's or another format."""
 
-    def __init__(self, path: Path, layout: SourceLayout, fmt: str, tree: str | None,
-                 arrow_schema: pa.Schema | None, chunks: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        layout: SourceLayout,
+        fmt: str,
+        tree: str | None,
+        arrow_schema: pa.Schema | None,
+        chunks: int | None = None,
+    ) -> None:
         self.layout = layout
         self.format = layout.format if fmt == "same" else fmt
         schema = arrow_schema if self.format == layout.format else None
-        self._writer: FormatWriter = get_format(self.format).writer(path, layout, tree, schema,
-                                                                    chunks)
+        self._writer: FormatWriter = get_format(self.format).writer(
+            path, layout, tree, schema, chunks
+        )
 
     def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
         """Write one chunk: restored ``values`` plus the passthrough table."""
@@ -224,8 +247,9 @@ class OutputWriter:
         self._writer.close()
 
 
-def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str],
-                 entry_column: str | None = None) -> pd.DataFrame:
+def read_columns(
+    path: Path, fmt: str, tree: str | None, columns: list[str], entry_column: str | None = None
+) -> pd.DataFrame:
     """Read ``columns`` of a file as a DataFrame, one row per object.
 
     Jagged columns (all of one collection) are flattened and an ``entry`` column
@@ -240,8 +264,9 @@ def read_columns(path: Path, fmt: str, tree: str | None, columns: list[str],
     fmt = detect_format(path, fmt, tree)
     reader = get_format(fmt).open(path, DataConfig(tree=tree), set(), strict=False)
     known = [b.name for b in reader.branches]
-    from_entries = (entry_column is not None and entry_column in columns
-                    and entry_column not in known)
+    from_entries = (
+        entry_column is not None and entry_column in columns and entry_column not in known
+    )
     if from_entries:
         columns = [c for c in columns if c != entry_column]
     missing = [c for c in columns if c not in known]

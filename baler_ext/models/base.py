@@ -68,7 +68,9 @@ class Autoencoder(nn.Module):
         return {}
 
     def reconstruction_terms(
-        self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+        self,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
         out: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         """Named reconstruction terms: ``{"reconstruction": loss(x, x_hat)}`` by default.
@@ -121,8 +123,11 @@ class Autoencoder(nn.Module):
         The activations of ``self.encoder`` and ``self.decoder`` (all of the
         model's activations when it has neither).
         """
-        parts = [m for m in (getattr(self, "encoder", None), getattr(self, "decoder", None))
-                 if isinstance(m, nn.Module)]
+        parts = [
+            m
+            for m in (getattr(self, "encoder", None), getattr(self, "decoder", None))
+            if isinstance(m, nn.Module)
+        ]
         roots = parts or [self]
         return [m for root in roots for m in root.modules() if isinstance(m, ACTIVATION_TYPES)]
 
@@ -144,8 +149,9 @@ def latent_size(cfg: ModelConfig, n_features: int) -> int:
     return max(1, math.ceil(n_features / cfg.compression_ratio))
 
 
-def build_model(cfg: ModelConfig, n_features: int,
-                columns: Sequence[str] | None = None) -> Autoencoder:
+def build_model(
+    cfg: ModelConfig, n_features: int, columns: Sequence[str] | None = None
+) -> Autoencoder:
     """Instantiate the configured model in the configured dtype (on the CPU).
 
     Parameters

@@ -36,8 +36,13 @@ class StackedAE(Autoencoder):
         Name of the activation between layers.
     """
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu") -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+    ) -> None:
         super().__init__(n_features, latent_dim)
         hidden = list(hidden or DEFAULT_HIDDEN)
         self.encoder = mlp([n_features, *hidden, latent_dim], activation)
@@ -97,12 +102,20 @@ class _RegularisedSAE(Autoencoder):
     class Options:
         dropout: list[float] = field(
             default_factory=lambda: list(DEFAULT_DROPOUT),
-            metadata={"doc": "dropout rates per encoder width (hidden widths then z), "
-                      "mirrored in the decoder; one more than the hidden widths"},
+            metadata={
+                "doc": "dropout rates per encoder width (hidden widths then z), "
+                "mirrored in the decoder; one more than the hidden widths"
+            },
         )
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu", options: Options | None = None) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+        options: Options | None = None,
+    ) -> None:
         super().__init__(n_features, latent_dim)
         hidden = list(hidden or DEFAULT_HIDDEN)
         rates = [0.0] * (len(hidden) + 1)
@@ -114,7 +127,8 @@ class _RegularisedSAE(Autoencoder):
             if len(rates) != len(hidden) + 1 or not all(0.0 <= p < 1.0 for p in rates):
                 raise ConfigError(
                     f"model.options.dropout needs {len(hidden) + 1} rates in [0, 1) "
-                    f"(one per hidden width and one for the latent), got {rates}")
+                    f"(one per hidden width and one for the latent), got {rates}"
+                )
         self.dropout_rates = rates
         enc: list[nn.Module] = []
         widths = [n_features, *hidden]
@@ -149,8 +163,13 @@ class StackedAEBatchNorm(_RegularisedSAE):
     batch_norm = True
     Options = None  # type: ignore[assignment]  # this variant takes no options
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu") -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+    ) -> None:
         super().__init__(n_features, latent_dim, hidden, activation, None)
 
 

@@ -24,8 +24,11 @@ class VAEOptions:
     beta: float = field(default=1.0, metadata={"doc": "beta, weight of the KL term (1: VAE)"})
     normalise_kl: bool = field(
         default=True,
-        metadata={"doc": "divide the KL by n_features, matching per-element mean losses "
-                  "(mse, l1_mean); false for the textbook ELBO with mse_sum/l1_sum"})
+        metadata={
+            "doc": "divide the KL by n_features, matching per-element mean losses "
+            "(mse, l1_mean); false for the textbook ELBO with mse_sum/l1_sum"
+        },
+    )
 
 
 @register_model("vae")
@@ -61,10 +64,17 @@ class VariationalAE(Autoencoder):
     Options = VAEOptions
     annealed_terms = frozenset({"kl"})
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu", options: VAEOptions | None = None,
-                 n_inputs: int | None = None, n_outputs: int | None = None,
-                 n_condition: int = 0) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+        options: VAEOptions | None = None,
+        n_inputs: int | None = None,
+        n_outputs: int | None = None,
+        n_condition: int = 0,
+    ) -> None:
         super().__init__(n_features, latent_dim)
         self.options = options or VAEOptions()
         if self.options.beta < 0:
@@ -103,8 +113,9 @@ class VariationalAE(Autoencoder):
         z = self._sample(mu, logvar)
         return {"x_hat": self.decode(z), "z": mu, "z_sample": z, "mu": mu, "logvar": logvar}
 
-    def regularisers(self, x: torch.Tensor,
-                     out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def regularisers(
+        self, x: torch.Tensor, out: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         kl = gaussian_kl(out["mu"], out["logvar"])
         if self.options.normalise_kl:
             kl = kl / self.n_features
@@ -117,14 +128,19 @@ class CVAEOptions(VAEOptions):
 
     conditions: list[str] = field(
         default_factory=lambda: ["pt"],
-        metadata={"doc": "condition columns: seen by encoder and decoder, stored losslessly"})
+        metadata={"doc": "condition columns: seen by encoder and decoder, stored losslessly"},
+    )
     wx: float = field(
         default=1.0,
-        metadata={"doc": "weight of the reconstruction term of the non-condition columns"})
+        metadata={"doc": "weight of the reconstruction term of the non-condition columns"},
+    )
     wy: float = field(
         default=0.0,
-        metadata={"doc": "weight of the conditional term: the conditions reconstructed from "
-                  "the latent alone (0: the plain CVAE, no condition head)"})
+        metadata={
+            "doc": "weight of the conditional term: the conditions reconstructed from "
+            "the latent alone (0: the plain CVAE, no condition head)"
+        },
+    )
 
 
 @register_model("cvae")
@@ -179,37 +195,53 @@ class ConditionalVAE(VariationalAE):
     cond_index: torch.Tensor
     rest_index: torch.Tensor
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu", options: CVAEOptions | None = None,
-                 columns: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+        options: CVAEOptions | None = None,
+        columns: list[str] | None = None,
+    ) -> None:
         options = options or CVAEOptions()
         columns = list(columns) if columns is not None else [f"x{i}" for i in range(n_features)]
         missing = [c for c in options.conditions if c not in columns]
-        if not options.conditions or missing or len(set(options.conditions)) < len(
-                options.conditions):
+        if (
+            not options.conditions
+            or missing
+            or len(set(options.conditions)) < len(options.conditions)
+        ):
             raise ConfigError(
                 f"cvae: conditions {options.conditions} must be distinct names among the "
-                f"compressed non-constant columns {columns}")
+                f"compressed non-constant columns {columns}"
+            )
         if len(options.conditions) >= n_features:
             raise ConfigError("cvae: at least one column must remain besides the conditions")
         if options.wx < 0 or options.wy < 0:
-            raise ConfigError(f"cvae: wx and wy must be >= 0, got wx={options.wx}, "
-                              f"wy={options.wy}")
+            raise ConfigError(f"cvae: wx and wy must be >= 0, got wx={options.wx}, wy={options.wy}")
         n_c = len(options.conditions)
-        super().__init__(n_features, latent_dim, hidden, activation, options,
-                         n_inputs=n_features, n_outputs=n_features - n_c, n_condition=n_c)
+        super().__init__(
+            n_features,
+            latent_dim,
+            hidden,
+            activation,
+            options,
+            n_inputs=n_features,
+            n_outputs=n_features - n_c,
+            n_condition=n_c,
+        )
         self.columns = columns
         self.n_latent_mean = latent_dim
         self.latent_dim = latent_dim + n_c
         cond = [columns.index(c) for c in options.conditions]
         rest = [i for i in range(n_features) if i not in cond]
-        self.register_buffer("cond_index", torch.tensor(cond, dtype=torch.long),
-                             persistent=False)
-        self.register_buffer("rest_index", torch.tensor(rest, dtype=torch.long),
-                             persistent=False)
+        self.register_buffer("cond_index", torch.tensor(cond, dtype=torch.long), persistent=False)
+        self.register_buffer("rest_index", torch.tensor(rest, dtype=torch.long), persistent=False)
         hidden_last = (list(hidden) if hidden else DEFAULT_HIDDEN)[-1]
-        self.condition_head = (mlp([latent_dim, hidden_last, n_c], activation)
-                               if options.wy > 0 else None)
+        self.condition_head = (
+            mlp([latent_dim, hidden_last, n_c], activation) if options.wy > 0 else None
+        )
 
     @property
     def lossless_columns(self) -> list[str]:
@@ -230,7 +262,7 @@ class ConditionalVAE(VariationalAE):
         return torch.cat([mu, x[:, self.cond_index]], dim=1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        c = z[:, self.n_latent_mean:]
+        c = z[:, self.n_latent_mean :]
         return self._assemble(self.decoder(z), c)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -238,26 +270,36 @@ class ConditionalVAE(VariationalAE):
         c = x[:, self.cond_index]
         z_post = self._sample(mu, logvar)
         z = torch.cat([z_post, c], dim=1)
-        out = {"x_hat": self._assemble(self.decoder(z), c), "z": torch.cat([mu, c], dim=1),
-               "z_sample": z, "mu": mu, "logvar": logvar}
+        out = {
+            "x_hat": self._assemble(self.decoder(z), c),
+            "z": torch.cat([mu, c], dim=1),
+            "z_sample": z,
+            "mu": mu,
+            "logvar": logvar,
+        }
         if self.condition_head is not None:
             out["c_hat"] = self.condition_head(z_post)
         return out
 
     def reconstruction_terms(
-        self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+        self,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
         out: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         r"""``reconstruction`` :math:`= w_x\,\ell(y, \hat y)` and, when :math:`w_y > 0`,
         ``conditional`` :math:`= w_y\,\ell(c, \hat c(z))`."""
-        terms = {"reconstruction": self.options.wx * loss(x[:, self.rest_index],
-                                                          out["x_hat"][:, self.rest_index])}
+        terms = {
+            "reconstruction": self.options.wx
+            * loss(x[:, self.rest_index], out["x_hat"][:, self.rest_index])
+        }
         if self.condition_head is not None:
             terms["conditional"] = self.options.wy * loss(x[:, self.cond_index], out["c_hat"])
         return terms
 
-    def regularisers(self, x: torch.Tensor,
-                     out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def regularisers(
+        self, x: torch.Tensor, out: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         kl = gaussian_kl(out["mu"], out["logvar"])
         if self.options.normalise_kl:
             kl = kl / (self.n_features - len(self.options.conditions))

@@ -61,25 +61,36 @@ class VQVAE(Autoencoder):
         """Keys of ``[model] options``; each field's ``doc`` says what it sets."""
 
         codebook_size: int = field(default=512, metadata={"doc": "number K of codebook vectors"})
-        code_dim: int = field(default=2, metadata={
-            "doc": "dimension of a codebook vector; latent_dim must be a multiple of it"})
+        code_dim: int = field(
+            default=2,
+            metadata={"doc": "dimension of a codebook vector; latent_dim must be a multiple of it"},
+        )
         commitment: float = field(default=0.25, metadata={"doc": "commitment weight beta"})
         codebook_update: str = field(default="ema", metadata={"doc": "loss | ema"})
         ema_decay: float = field(default=0.99, metadata={"doc": "EMA decay gamma"})
         ema_epsilon: float = field(default=1e-5, metadata={"doc": "Laplace smoothing of counts"})
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu", options: Options | None = None) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+        options: Options | None = None,
+    ) -> None:
         super().__init__(n_features, latent_dim)
         o = self.options = options or self.Options()
         if o.code_dim < 1 or latent_dim % o.code_dim:
-            raise ConfigError(f"vqvae: latent_dim {latent_dim} must be a multiple of "
-                              f"code_dim {o.code_dim}")
+            raise ConfigError(
+                f"vqvae: latent_dim {latent_dim} must be a multiple of code_dim {o.code_dim}"
+            )
         if o.codebook_size < 2:
             raise ConfigError("vqvae: codebook_size must be >= 2")
         if o.codebook_update not in CODEBOOK_UPDATES:
-            raise ConfigError(f"vqvae: codebook_update '{o.codebook_update}' is not one of "
-                              f"{', '.join(CODEBOOK_UPDATES)}")
+            raise ConfigError(
+                f"vqvae: codebook_update '{o.codebook_update}' is not one of "
+                f"{', '.join(CODEBOOK_UPDATES)}"
+            )
         if not 0.0 < o.ema_decay < 1.0:
             raise ConfigError("vqvae: ema_decay must be in (0, 1)")
         hidden = list(hidden or DEFAULT_HIDDEN)
@@ -100,8 +111,11 @@ class VQVAE(Autoencoder):
 
     def _nearest(self, z_e: torch.Tensor) -> torch.Tensor:
         flat = self._slots(z_e).reshape(-1, self.options.code_dim)
-        d = (flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ self.codebook.T
-             + self.codebook.pow(2).sum(1)[None, :])
+        d = (
+            flat.pow(2).sum(1, keepdim=True)
+            - 2.0 * flat @ self.codebook.T
+            + self.codebook.pow(2).sum(1)[None, :]
+        )
         return d.argmin(dim=1).reshape(z_e.shape[0], self.n_slots)
 
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,8 +150,9 @@ class VQVAE(Autoencoder):
         z_st = z_e + (z_q - z_e).detach() if self.training else z_q
         return {"x_hat": self.decode(z_st), "z": z_q, "z_e": z_e, "indices": idx}
 
-    def regularisers(self, x: torch.Tensor,
-                     out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def regularisers(
+        self, x: torch.Tensor, out: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         z_e, z_q = out["z_e"], out["z"]
         terms = {"commitment": self.options.commitment * F.mse_loss(z_e, z_q.detach())}
         if not self.ema:

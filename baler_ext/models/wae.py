@@ -67,21 +67,31 @@ class WassersteinAE(StackedAE):
         prior_var: float = field(default=1.0, metadata={"doc": "variance of the N(0, s2 I) prior"})
         scales: list[float] = field(
             default_factory=lambda: list(IMQ_SCALES),
-            metadata={"doc": "multipliers of the IMQ kernel width C = 2 d s2"})
+            metadata={"doc": "multipliers of the IMQ kernel width C = 2 d s2"},
+        )
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu", options: Options | None = None) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+        options: Options | None = None,
+    ) -> None:
         super().__init__(n_features, latent_dim, hidden, activation)
         self.options = options or self.Options()
         if self.options.prior_var <= 0 or not self.options.scales:
             raise ConfigError("wae: prior_var must be > 0 and scales non-empty")
 
-    def regularisers(self, x: torch.Tensor,
-                     out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def regularisers(
+        self, x: torch.Tensor, out: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         z = out["z"]
         prior = sample_prior("normal", len(z), z, self.options.prior_var)
-        return {"mmd": self.options.weight * mmd_imq(z, prior, self.options.prior_var,
-                                                     self.options.scales)}
+        return {
+            "mmd": self.options.weight
+            * mmd_imq(z, prior, self.options.prior_var, self.options.scales)
+        }
 
 
 @register_model("swae")
@@ -117,16 +127,23 @@ class SlicedWassersteinAE(StackedAE):
         p: int = field(default=2, metadata={"doc": "order p of SW_p^p"})
         prior: str = field(default="normal", metadata={"doc": "normal | uniform ([-1, 1]^d)"})
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: list[int] | None = None,
-                 activation: str = "leaky_relu", options: Options | None = None) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: list[int] | None = None,
+        activation: str = "leaky_relu",
+        options: Options | None = None,
+    ) -> None:
         super().__init__(n_features, latent_dim, hidden, activation)
         self.options = options or self.Options()
         check_prior("swae", self.options.prior)
         if self.options.n_projections < 1 or self.options.p < 1:
             raise ConfigError("swae: n_projections and p must be >= 1")
 
-    def regularisers(self, x: torch.Tensor,
-                     out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def regularisers(
+        self, x: torch.Tensor, out: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         z = out["z"]
         prior = sample_prior(self.options.prior, len(z), z)
         sw = sliced_wasserstein(z, prior, self.options.n_projections, self.options.p)

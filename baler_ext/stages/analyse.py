@@ -70,8 +70,9 @@ def sample_pairs(project: Project, cfg: Config) -> list[tuple[Path, Path]]:
         with ContainerReader(container) as reader, decode_errors(container):
             layout = SourceLayout.from_dict(reader.header["layout"])
         restored = output_path(project, cfg, layout, container)
-        require_stage_output(restored, "decompress", project.name,
-                             f"decompressed file of {src.name}")
+        require_stage_output(
+            restored, "decompress", project.name, f"decompressed file of {src.name}"
+        )
         pairs.append((src, restored))
     return pairs
 
@@ -110,7 +111,8 @@ def _read_samples(pairs: list[tuple[Path, Path]], cfg: Config, spec: AnalysisSpe
         else:
             try:
                 event = read_columns(src, "auto", cfg.data.tree, [spec.event_column])[
-                    spec.event_column].to_numpy()
+                    spec.event_column
+                ].to_numpy()
                 _, key = np.unique(event, return_inverse=True)
             except InputDataError:
                 by_event = False
@@ -121,19 +123,29 @@ def _read_samples(pairs: list[tuple[Path, Path]], cfg: Config, spec: AnalysisSpe
         offset += int(key.max(initial=-1)) + 1
     paired = all(len(o) == len(r) for o, r in zip(originals, restored, strict=True))
     if not paired:
-        log.warning("the decompressed files hold other rows than the inputs: no paired "
-                    "bootstrap, shift errors are the quadrature sum of the fit errors")
+        log.warning(
+            "the decompressed files hold other rows than the inputs: no paired "
+            "bootstrap, shift errors are the quadrature sum of the fit errors"
+        )
     unit = f"events ('{spec.event_column}')" if by_event else "rows"
-    return _Samples(pd.concat(originals, ignore_index=True),
-                    pd.concat(restored, ignore_index=True),
-                    np.concatenate(keys) if keys else np.empty(0, np.int64), unit, paired)
+    return _Samples(
+        pd.concat(originals, ignore_index=True),
+        pd.concat(restored, ignore_index=True),
+        np.concatenate(keys) if keys else np.empty(0, np.int64),
+        unit,
+        paired,
+    )
 
 
 def _write_failure(out_dir: Path, before: FitResult, error: str, spec: AnalysisSpec) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "analysis.json") as tmp:
-        tmp.write_text(json.dumps({"before": before.to_dict(), "after": {"failed": error},
-                                   "spec": spec.to_dict()}, indent=1))
+        tmp.write_text(
+            json.dumps(
+                {"before": before.to_dict(), "after": {"failed": error}, "spec": spec.to_dict()},
+                indent=1,
+            )
+        )
     with atomic_path(out_dir / "analysis.md") as tmp:
         tmp.write_text(
             f"# {spec.quantity} before and after compression\n\n"
@@ -141,7 +153,8 @@ def _write_failure(out_dir: Path, before: FitResult, error: str, spec: AnalysisS
             f"| original | {before.mass:.3f} ± {before.mass_err:.3f} | "
             f"{before.width:.3f} ± {before.width_err:.3f} |\n"
             f"| decompressed | fit failed | fit failed |\n\n"
-            f"The fit of the decompressed sample failed: {error}\n")
+            f"The fit of the decompressed sample failed: {error}\n"
+        )
 
 
 def analyse(project: Project, cfg: Config, progress: bool = True) -> AnalyseResult:
@@ -165,18 +178,30 @@ def analyse(project: Project, cfg: Config, progress: bool = True) -> AnalyseResu
     samples = _read_samples(pairs, cfg, spec)
     v_before, k_before = analysis_values_and_keys(samples.original, spec, samples.keys)
     before = fit_peak(v_before, spec)
-    log.info("original: %s = %.3f ± %.3f %s, width %.3f ± %.3f (χ²/ndf %.2f, %s)",
-             spec.quantity, before.mass, before.mass_err, spec.unit, before.width,
-             before.width_err, before.chi2_ndf, before.quality)
-    key_after = samples.keys if samples.paired else np.arange(len(samples.decompressed)) + (
-        int(samples.keys.max(initial=-1)) + 1)
+    log.info(
+        "original: %s = %.3f ± %.3f %s, width %.3f ± %.3f (χ²/ndf %.2f, %s)",
+        spec.quantity,
+        before.mass,
+        before.mass_err,
+        spec.unit,
+        before.width,
+        before.width_err,
+        before.chi2_ndf,
+        before.quality,
+    )
+    key_after = (
+        samples.keys
+        if samples.paired
+        else np.arange(len(samples.decompressed)) + (int(samples.keys.max(initial=-1)) + 1)
+    )
     v_after, k_after = analysis_values_and_keys(samples.decompressed, spec, key_after)
     try:
         after = fit_peak(v_after, spec)
     except FitError as exc:
         _write_failure(out_dir, before, str(exc), spec)
-        raise FitError(f"the fit of the decompressed sample failed ({exc}); see "
-                       f"{out_dir / 'analysis.md'}") from None
+        raise FitError(
+            f"the fit of the decompressed sample failed ({exc}); see {out_dir / 'analysis.md'}"
+        ) from None
 
     universe = np.unique(np.r_[samples.keys, key_after])
 
@@ -184,34 +209,52 @@ def analyse(project: Project, cfg: Config, progress: bool = True) -> AnalyseResu
         return PairedSample(values, np.searchsorted(universe, keys))
 
     statistics: list[PairedStatistic] = [
-        FitShifts(before, after, sample(v_before, k_before), sample(v_after, k_after))]
+        FitShifts(before, after, sample(v_before, k_before), sample(v_after, k_after))
+    ]
     tagger_stat: TaggerShifts | None = None
     if spec.tagger_score:
         s_b, t_b, tk_b = tagger_arrays(samples.original, spec, samples.keys)
         s_a, t_a, tk_a = tagger_arrays(samples.decompressed, spec, key_after)
-        tagger_stat = TaggerShifts(sample(s_b, tk_b), sample(s_a, tk_a), t_b, t_a,
-                                   spec.tagger_background_rejection)
+        tagger_stat = TaggerShifts(
+            sample(s_b, tk_b), sample(s_a, tk_a), t_b, t_a, spec.tagger_background_rejection
+        )
         statistics.append(tagger_stat)
     replicas = spec.bootstrap_replicas if samples.paired else 0
-    paired = paired_bootstrap(statistics, universe.size, replicas, spec.bootstrap_seed,
-                              progress=progress)
-    method = (f"paired bootstrap ({replicas} replicas over {samples.unit}, both samples "
-              "refitted)" if replicas else "quadrature sum")
+    paired = paired_bootstrap(
+        statistics, universe.size, replicas, spec.bootstrap_seed, progress=progress
+    )
+    method = (
+        f"paired bootstrap ({replicas} replicas over {samples.unit}, both samples refitted)"
+        if replicas
+        else "quadrature sum"
+    )
     suggestion = None
     if before.quality != "good":
         found = suggest_shapes(v_before, spec)
         suggestion = found.text() if found is not None else None
-    comparison = compare_fits(before, after, quantity=spec.quantity, paired=paired,
-                              error_method=method, suggestion=suggestion)
-    extra: dict[str, object] = {"inputs": [str(p[0]) for p in pairs],
-                                "decompressed": [str(p[1]) for p in pairs]}
+    comparison = compare_fits(
+        before,
+        after,
+        quantity=spec.quantity,
+        paired=paired,
+        error_method=method,
+        suggestion=suggestion,
+    )
+    extra: dict[str, object] = {
+        "inputs": [str(p[0]) for p in pairs],
+        "decompressed": [str(p[1]) for p in pairs],
+    }
     tagger = None
     if tagger_stat is not None:
-        tagger = tagger_verdict(paired["auc"].to_dict(), paired["signal_efficiency"].to_dict(),
-                                spec)
+        tagger = tagger_verdict(
+            paired["auc"].to_dict(), paired["signal_efficiency"].to_dict(), spec
+        )
         report(tagger)
-        extra["tagger"] = {"verdict": tagger, "signal_rows": tagger_stat.n_signal,
-                           "background_rows": tagger_stat.n_background}
+        extra["tagger"] = {
+            "verdict": tagger,
+            "signal_rows": tagger_stat.n_signal,
+            "background_rows": tagger_stat.n_background,
+        }
     paths = write_report(out_dir, before, after, comparison, spec, extra=extra, notes=tagger)
     report(f"verdict: {comparison.verdict()}")
     return AnalyseResult(before, after, comparison, paths)

@@ -50,8 +50,9 @@ class Sample:
 
 def _paths(cfg: Config, items: list[str], key: str) -> list[Path]:
     try:
-        return resolve_inputs(dataclasses.replace(cfg, data=dataclasses.replace(
-            cfg.data, input=items)))
+        return resolve_inputs(
+            dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, input=items))
+        )
     except InputDataError as exc:
         raise InputDataError(f"anomaly.{key}: {exc}") from None
 
@@ -64,25 +65,31 @@ def read_sample(paths: list[Path], cfg: Config, trained: Any) -> Sample:
     for path in paths:
         src = Source(path, cfg.data)
         if src.columns != trained.normaliser.columns:
-            raise InputDataError(f"{path}: columns {src.columns} differ from the trained "
-                                 f"model's {trained.normaliser.columns}")
+            raise InputDataError(
+                f"{path}: columns {src.columns} differ from the trained "
+                f"model's {trained.normaliser.columns}"
+            )
         v = src.read_values()
         parts.append(v)
         files += [path.name] * len(v)
         rows.append(np.arange(len(v)))
     values = np.concatenate(parts)
-    return Sample(values, reconstruct(trained.model, trained.normaliser, values), files,
-                  np.concatenate(rows))
+    return Sample(
+        values, reconstruct(trained.model, trained.normaliser, values), files, np.concatenate(rows)
+    )
 
 
 def read_truth(paths: list[Path], cfg: Config, column: str, n_rows: int) -> np.ndarray:
     """The truth flag of every test row (nonzero = anomalous)."""
-    flags = [read_columns(p, cfg.data.format, cfg.data.tree, [column])[column].to_numpy()
-             for p in paths]
+    flags = [
+        read_columns(p, cfg.data.format, cfg.data.tree, [column])[column].to_numpy() for p in paths
+    ]
     truth = np.concatenate(flags) != 0
     if truth.size != n_rows:
-        raise InputDataError(f"anomaly.truth '{column}' has {truth.size} values for {n_rows} "
-                             "scored rows (rows dropped by data.nan_policy?)")
+        raise InputDataError(
+            f"anomaly.truth '{column}' has {truth.size} values for {n_rows} "
+            "scored rows (rows dropped by data.nan_policy?)"
+        )
     return truth
 
 
@@ -98,8 +105,9 @@ def anomaly(project: Project, cfg: Config) -> dict[str, Any]:
 
     spec = cfg.anomaly
     if spec is None or not spec.test:
-        raise ConfigError('no [anomaly] test file; add [anomaly] test = "test.parquet" '
-                          "(see docs/anomaly.md)")
+        raise ConfigError(
+            'no [anomaly] test file; add [anomaly] test = "test.parquet" (see docs/anomaly.md)'
+        )
     trained = load_project_model(project)
     ref_paths = _paths(cfg, spec.reference or cfg.data.input, "reference")
     test_paths = _paths(cfg, spec.test, "test")
@@ -109,10 +117,16 @@ def anomaly(project: Project, cfg: Config) -> dict[str, Any]:
     s_test = anomaly_scores(test.values, test.restored, sigma)
     cut = float(np.quantile(s_ref, 0.99))
     result: dict[str, Any] = {
-        "reference": {"files": [str(p) for p in ref_paths], "rows": len(s_ref),
-                      "quantiles": {str(q): float(np.quantile(s_ref, q)) for q in QUANTILES}},
-        "test": {"files": [str(p) for p in test_paths], "rows": len(s_test),
-                 "quantiles": {str(q): float(np.quantile(s_test, q)) for q in QUANTILES}},
+        "reference": {
+            "files": [str(p) for p in ref_paths],
+            "rows": len(s_ref),
+            "quantiles": {str(q): float(np.quantile(s_ref, q)) for q in QUANTILES},
+        },
+        "test": {
+            "files": [str(p) for p in test_paths],
+            "rows": len(s_test),
+            "quantiles": {str(q): float(np.quantile(s_test, q)) for q in QUANTILES},
+        },
         "columns": trained.normaliser.columns,
         "reference_sigma": dict(zip(trained.normaliser.columns, sigma.tolist(), strict=True)),
         "reference_q99": cut,
@@ -121,14 +135,20 @@ def anomaly(project: Project, cfg: Config) -> dict[str, Any]:
     truth = None
     if spec.truth is not None:
         truth = read_truth(test_paths, cfg, spec.truth, len(s_test))
-        result["truth"] = {"column": spec.truth, "anomalous": int(truth.sum()),
-                           "auc": roc_auc(s_test, truth),
-                           "efficiency_at_reference_q99": float(np.mean(s_test[truth] > cut)),
-                           "false_positive_rate_at_reference_q99":
-                               float(np.mean(s_test[~truth] > cut))}
+        result["truth"] = {
+            "column": spec.truth,
+            "anomalous": int(truth.sum()),
+            "auc": roc_auc(s_test, truth),
+            "efficiency_at_reference_q99": float(np.mean(s_test[truth] > cut)),
+            "false_positive_rate_at_reference_q99": float(np.mean(s_test[~truth] > cut)),
+        }
     cols = trained.normaliser.columns
-    top = top_anomalies(pd.DataFrame(test.values, columns=cols),
-                        pd.DataFrame(test.restored, columns=cols), s_test, spec.top_k)
+    top = top_anomalies(
+        pd.DataFrame(test.values, columns=cols),
+        pd.DataFrame(test.restored, columns=cols),
+        s_test,
+        spec.top_k,
+    )
     for item in top:
         item["file"], item["file_row"] = test.files[item["row"]], int(test.rows[item["row"]])
         if truth is not None:
@@ -144,10 +164,17 @@ def anomaly(project: Project, cfg: Config) -> dict[str, Any]:
         plot_roc(s_test, truth, result["truth"]["auc"], out)
     write_markdown(result, out / "anomaly.md")
     if truth is not None:
-        log.info("anomaly: AUC = %.4f on %d test rows (%d anomalous)", result["truth"]["auc"],
-                 len(s_test), result["truth"]["anomalous"])
-    log.info("anomaly: %.2f %% of test rows above the reference's 99 %% quantile; report in %s",
-             100 * result["test_fraction_above_reference_q99"], out)
+        log.info(
+            "anomaly: AUC = %.4f on %d test rows (%d anomalous)",
+            result["truth"]["auc"],
+            len(s_test),
+            result["truth"]["anomalous"],
+        )
+    log.info(
+        "anomaly: %.2f %% of test rows above the reference's 99 %% quantile; report in %s",
+        100 * result["test_fraction_above_reference_q99"],
+        out,
+    )
     return result
 
 
@@ -155,8 +182,13 @@ def write_top_csv(top: list[dict[str, Any]], columns: list[str], path: Path) -> 
     """The top-k rows as CSV: rank, file, row, score, truth, then value and reconstruction."""
     rows = []
     for item in top:
-        row = {"rank": item["rank"], "file": item["file"], "row": item["file_row"],
-               "score": item["score"], "truth": item.get("truth", "")}
+        row = {
+            "rank": item["rank"],
+            "file": item["file"],
+            "row": item["file_row"],
+            "score": item["score"],
+            "truth": item.get("truth", ""),
+        }
         for c in columns:
             row[c] = item["original"][c]
             row[f"{c}_reconstructed"] = item["reconstructed"][c]
@@ -165,8 +197,14 @@ def write_top_csv(top: list[dict[str, Any]], columns: list[str], path: Path) -> 
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
-def plot_scores(s_ref: np.ndarray, s_test: np.ndarray, truth: np.ndarray | None, bins: int,
-                cut: float, out: Path) -> Path:
+def plot_scores(
+    s_ref: np.ndarray,
+    s_test: np.ndarray,
+    truth: np.ndarray | None,
+    bins: int,
+    cut: float,
+    out: Path,
+) -> Path:
     """Reference and test score distributions, unit area, on a log10 score axis."""
     from baler_ext.plotting import ORIGINAL_COLOR, RECONSTRUCTED_COLOR, hep_figure, save_png
 
@@ -181,15 +219,38 @@ def plot_scores(s_ref: np.ndarray, s_test: np.ndarray, truth: np.ndarray | None,
     with hep_figure(figsize=(8, 5.5)) as fig:
         ax = fig.subplots()
         bins = edges.tolist()
-        ax.hist(logs(s_ref), bins, density=True, histtype="step", lw=2, color=ORIGINAL_COLOR,
-                label=f"reference ({len(s_ref)} rows)")
-        ax.hist(logs(s_test), bins, density=True, histtype="step", lw=2,
-                color=RECONSTRUCTED_COLOR, label=f"test ({len(s_test)} rows)")
+        ax.hist(
+            logs(s_ref),
+            bins,
+            density=True,
+            histtype="step",
+            lw=2,
+            color=ORIGINAL_COLOR,
+            label=f"reference ({len(s_ref)} rows)",
+        )
+        ax.hist(
+            logs(s_test),
+            bins,
+            density=True,
+            histtype="step",
+            lw=2,
+            color=RECONSTRUCTED_COLOR,
+            label=f"test ({len(s_test)} rows)",
+        )
         if truth is not None:
-            for sel, name, style in ((~truth, "test, normal", ":"),
-                                     (truth, "test, anomalous", "--")):
-                ax.hist(logs(s_test[sel]), bins, density=True, histtype="step", ls=style,
-                        color=RECONSTRUCTED_COLOR, label=f"{name} ({int(sel.sum())})")
+            for sel, name, style in (
+                (~truth, "test, normal", ":"),
+                (truth, "test, anomalous", "--"),
+            ):
+                ax.hist(
+                    logs(s_test[sel]),
+                    bins,
+                    density=True,
+                    histtype="step",
+                    ls=style,
+                    color=RECONSTRUCTED_COLOR,
+                    label=f"{name} ({int(sel.sum())})",
+                )
         ax.axvline(np.log10(cut), color="0.5", lw=1, label="reference 99 % quantile")
         ax.set_yscale("log")
         bottom, top = ax.get_ylim()
@@ -219,21 +280,28 @@ def plot_roc(scores: np.ndarray, truth: np.ndarray, auc: float, out: Path) -> Pa
 
 def write_markdown(result: dict[str, Any], path: Path) -> None:
     """A short report: samples, quantiles, AUC and the top rows."""
-    lines = ["# Anomaly scores against the reference sample", "",
-             f"- reference: {result['reference']['rows']} rows "
-             f"({', '.join(Path(f).name for f in result['reference']['files'])})",
-             f"- test: {result['test']['rows']} rows "
-             f"({', '.join(Path(f).name for f in result['test']['files'])})",
-             f"- reference 99 % quantile of the score: {result['reference_q99']:.4g}; test rows "
-             f"above it: {100 * result['test_fraction_above_reference_q99']:.2f} %"]
+    lines = [
+        "# Anomaly scores against the reference sample",
+        "",
+        f"- reference: {result['reference']['rows']} rows "
+        f"({', '.join(Path(f).name for f in result['reference']['files'])})",
+        f"- test: {result['test']['rows']} rows "
+        f"({', '.join(Path(f).name for f in result['test']['files'])})",
+        f"- reference 99 % quantile of the score: {result['reference_q99']:.4g}; test rows "
+        f"above it: {100 * result['test_fraction_above_reference_q99']:.2f} %",
+    ]
     if "truth" in result:
         t = result["truth"]
-        lines += [f"- truth `{t['column']}`: {t['anomalous']} anomalous rows; **AUC = "
-                  f"{t['auc']:.4f}**; at the reference 99 % quantile: efficiency "
-                  f"{100 * t['efficiency_at_reference_q99']:.1f} %, false-positive rate "
-                  f"{100 * t['false_positive_rate_at_reference_q99']:.2f} %"]
+        lines += [
+            f"- truth `{t['column']}`: {t['anomalous']} anomalous rows; **AUC = "
+            f"{t['auc']:.4f}**; at the reference 99 % quantile: efficiency "
+            f"{100 * t['efficiency_at_reference_q99']:.1f} %, false-positive rate "
+            f"{100 * t['false_positive_rate_at_reference_q99']:.2f} %"
+        ]
     lines += ["", "| rank | file | row | score | truth |", "|---|---|---|---|---|"]
-    lines += [f"| {i['rank']} | {i['file']} | {i['file_row']} | {i['score']:.4g} | "
-              f"{i.get('truth', '')} |" for i in result["top_k"]]
+    lines += [
+        f"| {i['rank']} | {i['file']} | {i['file_row']} | {i['score']:.4g} | {i.get('truth', '')} |"
+        for i in result["top_k"]
+    ]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -74,8 +74,9 @@ def ipc_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def compress_source(source: Source, trained: TrainedModel, cfg: Config,
-                    out_path: Path) -> CompressedFile:
+def compress_source(
+    source: Source, trained: TrainedModel, cfg: Config, out_path: Path
+) -> CompressedFile:
     """Compress one source into ``out_path`` (written atomically)."""
     norm = trained.normaliser
     if source.columns != norm.columns:
@@ -85,14 +86,25 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         )
     device = cfg.training.device  # resolved (torch imported) only if a model runs
     if cfg.compression.mode == "latent" and cfg.compression.bounds != CompressionConfig().bounds:
-        log.warning("latent mode has no error bound: compression.bounds only sets the "
-                    "threshold of its error warning; set compression.mode = \"bounded\" to "
-                    "enforce it")
+        log.warning(
+            "latent mode has no error bound: compression.bounds only sets the "
+            'threshold of its error warning; set compression.mode = "bounded" to '
+            "enforce it"
+        )
     column_dtypes = {c: source.layout.branch(c).dtype for c in norm.columns}
-    plan = column_plan(cfg, norm.columns, column_dtypes, trained.lossless_columns,
-                       trained.meta.get("exact_values") or {})
-    precision, lossless_cols, sentinels, discrete = (plan.precision, plan.lossless,
-                                                     plan.sentinels, plan.discrete)
+    plan = column_plan(
+        cfg,
+        norm.columns,
+        column_dtypes,
+        trained.lossless_columns,
+        trained.meta.get("exact_values") or {},
+    )
+    precision, lossless_cols, sentinels, discrete = (
+        plan.precision,
+        plan.lossless,
+        plan.sentinels,
+        plan.discrete,
+    )
     mode = modes.get_mode(cfg.compression.mode)(trained, plan.mode_cfg, device)
     overrides = configure_mode(mode, column_dtypes, lossless_cols, sentinels)
     check = LatentCheck(norm.columns, precision, sentinels)
@@ -104,32 +116,48 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
     passthrough_level = cfg.compression.passthrough_zstd_level  # not part of the payload
     check_seconds = 0.0
     output = {  # the header entries that shape the output file (part of each digest)
-        "columns": norm.columns, "column_dtypes": column_dtypes,
+        "columns": norm.columns,
+        "column_dtypes": column_dtypes,
         "layout": source.layout.to_dict(),
-        "arrow_schema": (base64.b64encode(source.arrow_schema.serialize().to_pybytes())
-                         .decode() if source.arrow_schema is not None else None)}
+        "arrow_schema": (
+            base64.b64encode(source.arrow_schema.serialize().to_pybytes()).decode()
+            if source.arrow_schema is not None
+            else None
+        ),
+    }
     output = json.loads(json.dumps(output))  # as a reader will see it
     context = output_context(output)
     with atomic_path(out_path) as tmp, tmp.open("wb") as fh:
         writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
         if cfg.compression.embed_decoder:
             decoder_bytes = embed_decoder(writer, trained)
-        bar = tqdm(total=source.num_entries, desc=f"compress {source.path.name}", unit="entry",
-                   disable=None, leave=False)
+        bar = tqdm(
+            total=source.num_entries,
+            desc=f"compress {source.path.name}",
+            unit="entry",
+            disable=None,
+            leave=False,
+        )
         for i, chunk in enumerate(source.chunks()):
             varying = [] if mode.bounded else norm.varying_constants(chunk.values)
             for col in varying:
                 if col not in lossless_cols:
-                    log.warning("column '%s' was constant in training but varies in %s: stored "
-                                "losslessly", col, source.path.name)
+                    log.warning(
+                        "column '%s' was constant in training but varies in %s: stored losslessly",
+                        col,
+                        source.path.name,
+                    )
                 lossless_cols.add(col)
             if event_source == "":  # decided on the first chunk, recorded in the header
-                event_source = events.source_of(chunk.counts, chunk.passthrough,
-                                                cfg.compression.event_column)
+                event_source = events.source_of(
+                    chunk.counts, chunk.passthrough, cfg.compression.event_column
+                )
             chunk_ctx = modes.ChunkContext(
-                events.event_starts(event_source, chunk.counts, chunk.passthrough,
-                                    len(chunk.values)),
-                events.row_integers(chunk.counts, chunk.passthrough, len(chunk.values)))
+                events.event_starts(
+                    event_source, chunk.counts, chunk.passthrough, len(chunk.values)
+                ),
+                events.row_integers(chunk.counts, chunk.passthrough, len(chunk.values)),
+            )
             sections = mode.encode(chunk.values, chunk_ctx)
             for name, arr in sections.items():
                 writer.add_array(name, i, arr, level=mode.section_level(name))
@@ -138,39 +166,66 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
                 writer.add_array(name, i, arr)
             # decoded as decompress will: the latent check and the content digest
             t_check = time.perf_counter()
-            decoded = apply_overrides(mode.decode(sections, len(chunk.values), chunk_ctx),
-                                      norm.columns, overrides, kept)
+            decoded = apply_overrides(
+                mode.decode(sections, len(chunk.values), chunk_ctx), norm.columns, overrides, kept
+            )
             if not mode.bounded:
                 check.add(chunk.values, decoded)
             for col in sorted(lossless_cols):  # at the stored dtype: exact, and half as big
-                writer.add_array(f"lossless:{col}", i, chunk.values[:, norm.columns.index(col)]
-                                 .astype(column_dtypes[col]))
+                writer.add_array(
+                    f"lossless:{col}",
+                    i,
+                    chunk.values[:, norm.columns.index(col)].astype(column_dtypes[col]),
+                )
             if chunk.counts is not None:
-                writer.add_array("counts", i, chunk.counts.astype(np.int64),
-                                 level=passthrough_level)
+                writer.add_array(
+                    "counts", i, chunk.counts.astype(np.int64), level=passthrough_level
+                )
             passthrough = ipc_bytes(chunk.passthrough) if chunk.passthrough.num_columns else b""
             if passthrough:
                 writer.add_bytes("passthrough", i, passthrough, level=passthrough_level)
             n = len(chunk.values)
-            digest = decoded_digest(i, decoded, chunk.values, sorted(lossless_cols),
-                                    norm.columns, chunk.counts, passthrough, context)
+            digest = decoded_digest(
+                i,
+                decoded,
+                chunk.values,
+                sorted(lossless_cols),
+                norm.columns,
+                chunk.counts,
+                passthrough,
+                context,
+            )
             check_seconds += time.perf_counter() - t_check
-            chunks_meta.append({"rows": n, "entries": chunk.entries,
-                                "lossless": sorted(lossless_cols), DIGEST_KEY: digest})
+            chunks_meta.append(
+                {
+                    "rows": n,
+                    "entries": chunk.entries,
+                    "lossless": sorted(lossless_cols),
+                    DIGEST_KEY: digest,
+                }
+            )
             rows += n
             entries += chunk.entries
             bar.update(chunk.entries)
         bar.close()
         header = {
-            "format": "baler_ext", "created_by": f"baler_ext {__version__}",
-            "mode": mode.name, "mode_settings": mode.header(), "features": mode.features(),
-            "model": {"hash": trained.hash, "name": trained.meta["arch"]["name"],
-                      "latent_dim": trained.meta["arch"]["latent_dim"]},
+            "format": "baler_ext",
+            "created_by": f"baler_ext {__version__}",
+            "mode": mode.name,
+            "mode_settings": mode.header(),
+            "features": mode.features(),
+            "model": {
+                "hash": trained.hash,
+                "name": trained.meta["arch"]["name"],
+                "latent_dim": trained.meta["arch"]["latent_dim"],
+            },
             **output,
             "decoder_embedded": bool(cfg.compression.embed_decoder),
             "compression": asdict(cfg.compression),
             "normaliser": norm.to_dict(),
-            "rows": rows, "entries": entries, "chunks": chunks_meta,
+            "rows": rows,
+            "entries": entries,
+            "chunks": chunks_meta,
             "events": event_source or None,
             # what the decoder needs besides the file (stored here or beside the model:
             # decoder weights and learned probability model), so that --mode info can show
@@ -184,22 +239,44 @@ def compress_source(source: Source, trained: TrainedModel, cfg: Config,
         }
         sizes = writer.close(header)
     check.report(source.path.name)
-    result = CompressedFile(source.path, out_path, rows, entries, rows * len(norm.columns) * 8,
-                            sizes, time.perf_counter() - t0, check_seconds)
-    ratios = compute_ratios(group_sizes(sizes), result.raw_float64_bytes,
-                            header["decoder_bytes"])
-    log.info("%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
-             "%.2fx, payload + decoder weights %.2fx, whole file (lossless columns included) "
-             "%.2fx; decoding it again for the content digest took %.2f s of %.2f s",
-             source.path.name, out_path.name, rows, result.total_bytes,
-             ratios["payload_vs_float64"], ratios["payload_with_decoder_vs_float64"],
-             ratios["file_vs_float64"], check_seconds, result.seconds)
+    result = CompressedFile(
+        source.path,
+        out_path,
+        rows,
+        entries,
+        rows * len(norm.columns) * 8,
+        sizes,
+        time.perf_counter() - t0,
+        check_seconds,
+    )
+    ratios = compute_ratios(group_sizes(sizes), result.raw_float64_bytes, header["decoder_bytes"])
+    log.info(
+        "%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
+        "%.2fx, payload + decoder weights %.2fx, whole file (lossless columns included) "
+        "%.2fx; decoding it again for the content digest took %.2f s of %.2f s",
+        source.path.name,
+        out_path.name,
+        rows,
+        result.total_bytes,
+        ratios["payload_vs_float64"],
+        ratios["payload_with_decoder_vs_float64"],
+        ratios["file_vs_float64"],
+        check_seconds,
+        result.seconds,
+    )
     return result
 
 
-def decoded_digest(chunk: int, decoded: np.ndarray, values: np.ndarray, lossless: list[str],
-                   columns: list[str], counts: np.ndarray | None, passthrough: bytes,
-                   context: bytes) -> dict:
+def decoded_digest(
+    chunk: int,
+    decoded: np.ndarray,
+    values: np.ndarray,
+    lossless: list[str],
+    columns: list[str],
+    counts: np.ndarray | None,
+    passthrough: bytes,
+    context: bytes,
+) -> dict:
     """Digest a chunk decoded exactly as decompress will (sections decoded, exact values
     written back), with the lossless columns filled in.
 
@@ -222,27 +299,38 @@ class ColumnPlan:
     discrete: list[str]
 
 
-def column_plan(cfg: Config, columns: list[str], column_dtypes: dict[str, str],
-                model_lossless: list[str], found: dict) -> ColumnPlan:
+def column_plan(
+    cfg: Config,
+    columns: list[str],
+    column_dtypes: dict[str, str],
+    model_lossless: list[str],
+    found: dict,
+) -> ColumnPlan:
     """Per-column bounds from the precision policy and glob patterns (made explicit for
     the mode), the columns stored losslessly (a conditional model's conditions, discrete
     floats found on the training data, full-precision bounds) and the sentinels to keep
     exact."""
     precision = resolve_precision(cfg.compression.policy, cfg.compression.bounds, columns)
-    mode_cfg = dataclasses.replace(cfg.compression, bounds=explicit_bounds(precision),
-                                   policy="none")
+    mode_cfg = dataclasses.replace(
+        cfg.compression, bounds=explicit_bounds(precision), policy="none"
+    )
     discrete = [c for c in found.get("discrete", {}) if c in columns]
     lossless = {c for c in model_lossless if c in columns}
     lossless.update(discrete)
     # a bound of full precision (NanoAOD's precision = -1) is lossless storage
-    lossless.update(c for c in columns
-                    if is_lossless(precision[c].bound, column_dtypes.get(c, "float64")))
+    lossless.update(
+        c for c in columns if is_lossless(precision[c].bound, column_dtypes.get(c, "float64"))
+    )
     sentinels = {c: v for c, v in sentinel_arrays(found, columns).items() if c not in lossless}
     return ColumnPlan(precision, mode_cfg, lossless, sentinels, discrete)
 
 
-def configure_mode(mode: modes.CompressionMode, column_dtypes: dict[str, str],
-                   lossless: set[str], sentinels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def configure_mode(
+    mode: modes.CompressionMode,
+    column_dtypes: dict[str, str],
+    lossless: set[str],
+    sentinels: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """Configure ``mode``; return the sentinels the stage must keep exact itself.
 
     A bounded mode whose ``configure`` takes ``exact`` (values stored bit-exact) keeps
@@ -266,8 +354,9 @@ class LatentCheck:
     the largest error, and about any sentinel value the reconstruction changed.
     """
 
-    def __init__(self, columns: list[str], precision: dict[str, Resolved],
-                 sentinels: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self, columns: list[str], precision: dict[str, Resolved], sentinels: dict[str, np.ndarray]
+    ) -> None:
         self.columns = columns
         self.precision = precision
         self.sentinels = sentinels
@@ -291,14 +380,21 @@ class LatentCheck:
     def report(self, name: str) -> None:
         if not self.n:
             return
-        bad = [(c, self.over[j] / self.n, self.worst[j]) for j, c in enumerate(self.columns)
-               if self.over[j]]
+        bad = [
+            (c, self.over[j] / self.n, self.worst[j])
+            for j, c in enumerate(self.columns)
+            if self.over[j]
+        ]
         if bad:
             log.warning(
                 "%s: latent mode has no error bound; beyond the columns' bounds: %s. Use "
-                "compression.mode = \"bounded\" to keep every value within its bound", name,
-                "; ".join(f"{c} {f:.1%} of values (bound {self.precision[c].bound}, max error "
-                          f"{w:.3g})" for c, f, w in bad))
+                'compression.mode = "bounded" to keep every value within its bound',
+                name,
+                "; ".join(
+                    f"{c} {f:.1%} of values (bound {self.precision[c].bound}, max error {w:.3g})"
+                    for c, f, w in bad
+                ),
+            )
         for c, k in self.damaged.items():
             log.warning("%s: latent mode changed %d sentinel values of '%s'", name, k, c)
 
@@ -321,8 +417,9 @@ def decoder_cost(trained: TrainedModel, mode: modes.CompressionMode) -> int:
 # once from the (shared) project folder. The local executor runs the very same functions.
 
 
-def compress_task(src_path: Path, cfg: Config, model_dir: Path, model_hash: str,
-                  out_path: Path) -> CompressedFile:
+def compress_task(
+    src_path: Path, cfg: Config, model_dir: Path, model_hash: str, out_path: Path
+) -> CompressedFile:
     """Compress one input file into ``out_path`` (atomically) with the project's model."""
     worker_threads(cfg)
     trained = worker_model(model_dir, model_hash)
@@ -341,16 +438,22 @@ def completed_container(path: Path, model_hash: str, cfg: Config) -> CompressedF
                 log.info("resume: %s was made by another model; compressing again", path.name)
                 return None
             if h.get("compression") != asdict(cfg.compression):
-                log.info("resume: %s has other compression settings; compressing again",
-                         path.name)
+                log.info("resume: %s has other compression settings; compressing again", path.name)
                 return None
             reader.verify()
             sizes = reader.section_sizes()
     except ContainerError as exc:
         log.warning("resume: %s; compressing it again", exc)
         return None
-    return CompressedFile(Path(h["layout"].get("file_name", path.stem)), path, h["rows"],
-                          h["entries"], h["rows"] * len(h["columns"]) * 8, sizes, 0.0)
+    return CompressedFile(
+        Path(h["layout"].get("file_name", path.stem)),
+        path,
+        h["rows"],
+        h["entries"],
+        h["rows"] * len(h["columns"]) * 8,
+        sizes,
+        0.0,
+    )
 
 
 def compress(project: Project, cfg: Config, resume: bool = False) -> list[CompressedFile]:
@@ -375,9 +478,11 @@ def compress(project: Project, cfg: Config, resume: bool = False) -> list[Compre
         names.append(src.path.name)
         todo.append(i)
     if resume and results:
-        log.info("resume: %d of %d files already compressed", len(results),
-                 len(results) + len(todo))
-    for i, res in zip(todo, run_tasks(compress_task, tasks, names, cfg.execution, "compress"),
-                      strict=True):
+        log.info(
+            "resume: %d of %d files already compressed", len(results), len(results) + len(todo)
+        )
+    for i, res in zip(
+        todo, run_tasks(compress_task, tasks, names, cfg.execution, "compress"), strict=True
+    ):
         results[i] = res
     return [results[i] for i in sorted(results)]

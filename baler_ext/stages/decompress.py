@@ -25,6 +25,7 @@ from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_st
 
 log = logging.getLogger(__name__)
 
+
 def _read_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
@@ -63,46 +64,63 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
             layout = SourceLayout.from_dict(header["layout"])
             schema = None
             if header.get("arrow_schema"):
-                schema = pa.ipc.read_schema(pa.py_buffer(
-                    base64.b64decode(header["arrow_schema"], validate=True)))
+                schema = pa.ipc.read_schema(
+                    pa.py_buffer(base64.b64decode(header["arrow_schema"], validate=True))
+                )
             device = cfg.training.device  # resolved only if a model runs
             if header.get("mode") not in modes.MODE_REGISTRY:
-                raise ContainerError(f"{container}: unknown compression mode "
-                                     f"{header.get('mode')!r}; upgrade baler_ext")
+                raise ContainerError(
+                    f"{container}: unknown compression mode "
+                    f"{header.get('mode')!r}; upgrade baler_ext"
+                )
             mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
             mode.load_header(header.get("mode_settings", {}))
-            sentinels = sentinel_arrays({"sentinels": header.get("exact_values", {})},
-                                    header["columns"])
+            sentinels = sentinel_arrays(
+                {"sentinels": header.get("exact_values", {})}, header["columns"]
+            )
             if header.get("decoder_embedded"):
                 check_embedded_decoder(reader, trained)
         # the writer follows the file's layout: its failures are the file's too (OSError,
         # e.g. a full disk, passes unchanged)
         with atomic_path(out_path) as tmp, decode_errors(container):
-            writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema,
-                                  len(header["chunks"]))
-            bar = tqdm(total=header["entries"], desc=f"decompress {container.name}",
-                       unit="entry", disable=None, leave=False)
+            writer = OutputWriter(
+                tmp, layout, cfg.output.format, cfg.output.tree, schema, len(header["chunks"])
+            )
+            bar = tqdm(
+                total=header["entries"],
+                desc=f"decompress {container.name}",
+                unit="entry",
+                disable=None,
+                leave=False,
+            )
             drifted = 0
             strict = header.get("decode_platform") == platform_fingerprint(mode.device)
             for i, meta in enumerate(header["chunks"]):
-                values, passthrough, counts, same = decode_chunk(reader, mode, i, strict,
-                                                                 sentinels)
+                values, passthrough, counts, same = decode_chunk(reader, mode, i, strict, sentinels)
                 drifted += not same
                 writer.write(values, passthrough, counts)
                 bar.update(meta["entries"])
             bar.close()
             writer.close()
     if drifted:
-        log.info("%s: %d of %d chunks decoded within cross-platform drift of the values "
-                 "recorded at compress time (not bit-identical: another device or BLAS)",
-                 container.name, drifted, len(header["chunks"]))
+        log.info(
+            "%s: %d of %d chunks decoded within cross-platform drift of the values "
+            "recorded at compress time (not bit-identical: another device or BLAS)",
+            container.name,
+            drifted,
+            len(header["chunks"]),
+        )
     log.info("%s -> %s", container.name, out_path)
     return out_path
 
 
-def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
-                 strict: bool = True, sentinels: dict[str, np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, pa.Table, np.ndarray | None, bool]:
+def decode_chunk(
+    reader: ContainerReader,
+    mode: modes.CompressionMode,
+    i: int,
+    strict: bool = True,
+    sentinels: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, pa.Table, np.ndarray | None, bool]:
     """Decode chunk ``i`` and check it against its recorded content digest.
 
     ``strict``: this is the platform that compressed the file (its header's
@@ -117,37 +135,52 @@ def decode_chunk(reader: ContainerReader, mode: modes.CompressionMode, i: int,
     columns = header["columns"]
     sections = reader.chunk_arrays(i)
     counts = sections.get("counts")
-    raw_passthrough = (reader.read_bytes("passthrough", i) if reader.has("passthrough", i)
-                       else b"")
+    raw_passthrough = reader.read_bytes("passthrough", i) if reader.has("passthrough", i) else b""
     passthrough = _read_ipc(raw_passthrough) if raw_passthrough else pa.table({})
     context = modes.ChunkContext(
         events.event_starts(header.get("events"), counts, passthrough, meta["rows"]),
-        events.row_integers(counts, passthrough, meta["rows"]))
+        events.row_integers(counts, passthrough, meta["rows"]),
+    )
     values = mode.decode(sections, meta["rows"], context)
     if sentinels:  # values the stage kept exact (modes without their own exact values)
         values = apply_overrides(values, columns, sentinels, sections)
     if values.shape != (meta["rows"], len(columns)):
-        raise ContainerError(f"{reader.path}: chunk {i} decodes to shape {values.shape}, not "
-                             f"{(meta['rows'], len(columns))}; the file is damaged")
+        raise ContainerError(
+            f"{reader.path}: chunk {i} decodes to shape {values.shape}, not "
+            f"{(meta['rows'], len(columns))}; the file is damaged"
+        )
     lossless = [columns.index(col) for col in meta["lossless"]]
     for col, j in zip(meta["lossless"], lossless, strict=True):
         values[:, j] = sections[f"lossless:{col}"]
     if counts is not None and (counts.min(initial=0) < 0 or counts.sum() != meta["rows"]):
-        raise ContainerError(f"{reader.path}: the object counts of chunk {i} do not add up to "
-                             "its rows; the file is damaged")
+        raise ContainerError(
+            f"{reader.path}: the object counts of chunk {i} do not add up to "
+            "its rows; the file is damaged"
+        )
     exact = True
     if DIGEST_KEY in meta:
         try:
-            exact = check_digest(meta[DIGEST_KEY], i, values, counts, raw_passthrough, lossless,
-                                 strict, output_context(header))
+            exact = check_digest(
+                meta[DIGEST_KEY],
+                i,
+                values,
+                counts,
+                raw_passthrough,
+                lossless,
+                strict,
+                output_context(header),
+            )
         except ValueError as exc:
-            raise ContainerError(f"{reader.path}: chunk {i}: {exc}; the file is damaged or "
-                                 "was altered, recreate it with --mode compress") from None
+            raise ContainerError(
+                f"{reader.path}: chunk {i}: {exc}; the file is damaged or "
+                "was altered, recreate it with --mode compress"
+            ) from None
     return values, passthrough, counts, exact
 
 
-def decompress_task(container: Path, cfg: Config, model_dir: Path, model_hash: str,
-                    out_path: Path) -> Path:
+def decompress_task(
+    container: Path, cfg: Config, model_dir: Path, model_hash: str, out_path: Path
+) -> Path:
     """Restore one container into ``out_path`` (atomically) with the project's model."""
     worker_threads(cfg)
     trained = worker_model(model_dir, model_hash)
@@ -165,8 +198,7 @@ def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path
             f"no compressed files in {project.dir('compressed')}; run "
             f"'baler_ext --project {project.name} --mode compress' first"
         )
-    require_stage_output(project.dir("model") / MODEL_JSON, "train", project.name,
-                         "trained model")
+    require_stage_output(project.dir("model") / MODEL_JSON, "train", project.name, "trained model")
     outs: list[Path] = []
     tasks = []
     for c in containers:
@@ -187,6 +219,3 @@ def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path
         tasks.append((c, cfg, model_dir, model_hash, out))
     run_tasks(decompress_task, tasks, [t[0].name for t in tasks], cfg.execution, "decompress")
     return outs
-
-
-

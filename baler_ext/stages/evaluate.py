@@ -159,14 +159,19 @@ def find_pairs(project: Project, cfg: Config) -> list[FilePair]:
                 f"'baler_ext --project {project.name} --mode decompress' first"
             )
         if out.stat().st_mtime < container.stat().st_mtime:
-            log.warning("%s is older than %s: it may be stale; rerun --mode decompress",
-                        out.name, container.name)
+            log.warning(
+                "%s is older than %s: it may be stale; rerun --mode decompress",
+                out.name,
+                container.name,
+            )
         pairs.append(FilePair(src, container, out, header))
     columns = pairs[0].columns
     for p in pairs[1:]:
         if p.columns != columns:
-            raise InputDataError(f"{p.container}: its columns differ from {pairs[0].container}'s; "
-                                 "recompress the project with --mode compress")
+            raise InputDataError(
+                f"{p.container}: its columns differ from {pairs[0].container}'s; "
+                "recompress the project with --mode compress"
+            )
     return pairs
 
 
@@ -281,8 +286,11 @@ def colour_column(pair: FilePair, cfg: Config) -> str | None:
             )
         return wanted
     candidates = [
-        b.name for b in layout.branches
-        if b.name not in layout.compressed and not b.is_float and compatible(b.name)
+        b.name
+        for b in layout.branches
+        if b.name not in layout.compressed
+        and not b.is_float
+        and compatible(b.name)
         and b.name != layout.collection
     ][:_MAX_COLOUR_CANDIDATES]
     if candidates:
@@ -298,8 +306,9 @@ def colour_column(pair: FilePair, cfg: Config) -> str | None:
     return layout.compressed[0] if layout.compressed else None
 
 
-def read_pair(pair: FilePair, cfg: Config,
-              extra: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_pair(
+    pair: FilePair, cfg: Config, extra: Sequence[str] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The compressed columns (plus ``extra`` from the input) of both sides, row-aligned.
 
     With ``data.nan_policy = "drop"`` the rows the compressor dropped (a non-finite
@@ -331,8 +340,9 @@ def read_pair(pair: FilePair, cfg: Config,
 # --------------------------------------------------------------------------- latent, sizes
 
 
-def compute_latent(project: Project, cfg: Config, pairs: Sequence[FilePair],
-                   values: np.ndarray) -> tuple[np.ndarray | None, str]:
+def compute_latent(
+    project: Project, cfg: Config, pairs: Sequence[FilePair], values: np.ndarray
+) -> tuple[np.ndarray | None, str]:
     """Encode ``values`` (original, full matrix) with the project's model.
 
     Returns ``(latent, note)``; ``latent`` is None (and ``note`` says why) when
@@ -344,8 +354,10 @@ def compute_latent(project: Project, cfg: Config, pairs: Sequence[FilePair],
     trained = load_project_model(project)
     stale = [p.container.name for p in pairs if p.header["model"]["hash"] != trained.hash]
     if stale:
-        note = (f"{', '.join(stale)} compressed with another model than the current one; "
-                "latent plots skipped (rerun --mode compress)")
+        note = (
+            f"{', '.join(stale)} compressed with another model than the current one; "
+            "latent plots skipped (rerun --mode compress)"
+        )
         log.warning("%s", note)
         return None, note
     device = resolve_device(cfg.training.device)
@@ -376,8 +388,11 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
     # what decoding needs besides the files, as each header records it (the learned model,
     # or the autoencoder's decoder); containers older than that field: the project's model
     recorded = [d["decoder_bytes"] for d in infos if d["decoder_bytes"] is not None]
-    decoder = sizes.get("decoder") if embedded else (
-        max(recorded) if recorded else decoder_bytes(project))
+    decoder = (
+        sizes.get("decoder")
+        if embedded
+        else (max(recorded) if recorded else decoder_bytes(project))
+    )
     input_bytes = sum(p.source.stat().st_size for p in pairs)
     ratios = compute_ratios(sizes, raw64, decoder)
     ratios["input_files_vs_containers"] = input_bytes / max(total, 1)
@@ -399,7 +414,7 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
             "decoder": "zstd-compressed decoder weights (embedded, or needed beside the file)",
             "file": "the whole container on disk",
             "input_files_vs_containers": "input file sizes on disk / container sizes on disk "
-                                         "(passthrough columns included on both sides)",
+            "(passthrough columns included on both sides)",
         },
     }
 
@@ -472,8 +487,9 @@ def write_evaluation(
     metrics = evaluate_tables(original, reconstructed, columns, bounds or None)
     cols = metrics["columns"]
     flagged = add_diagnostics(metrics, original, reconstructed, bounds, cuts)
-    anomalies = top_anomalies(original, reconstructed, metrics["anomaly_scores"], top_k,
-                              columns=cols)
+    anomalies = top_anomalies(
+        original, reconstructed, metrics["anomaly_scores"], top_k, columns=cols
+    )
     for extra_col in ("file", "entry"):
         if extra_col in original:
             for a in anomalies:
@@ -487,23 +503,39 @@ def write_evaluation(
     metrics_path = to_json(metrics, out_dir / METRICS_NAME)
 
     report = write_report(
-        original, reconstructed, cols, out_dir, metrics=metrics, latent=latent,
-        latent_color=latent_color, latent_color_label=latent_color_label,
+        original,
+        reconstructed,
+        cols,
+        out_dir,
+        metrics=metrics,
+        latent=latent,
+        latent_color=latent_color,
+        latent_color_label=latent_color_label,
         sizes=compression["sizes"] if compression is not None else None,
         ratios=compression["ratios"] if compression is not None else None,
-        history_csv=history_csv, pdf_name=PDF_NAME, plots=plots, flagged=flagged,
-        progress=progress)
+        history_csv=history_csv,
+        pdf_name=PDF_NAME,
+        plots=plots,
+        flagged=flagged,
+        progress=progress,
+    )
     pngs: list[Path] = report["pngs"]
     pdf: Path = report["pdf"]
 
     summary = summary_table(metrics)
     console.report(f"evaluation of {metrics['n_rows']} rows x {len(cols)} columns:\n{summary}")
     if anomalies:
-        log.info("most anomalous row: #%d, score %.4g (all %d in %s)", anomalies[0]["row"],
-                 anomalies[0]["score"], len(anomalies), metrics_path.name)
+        log.info(
+            "most anomalous row: #%d, score %.4g (all %d in %s)",
+            anomalies[0]["row"],
+            anomalies[0]["score"],
+            len(anomalies),
+            metrics_path.name,
+        )
     if compression is not None:
-        log.info("compression: %s", ", ".join(
-            f"{k} = {v:.3g}" for k, v in compression["ratios"].items()))
+        log.info(
+            "compression: %s", ", ".join(f"{k} = {v:.3g}" for k, v in compression["ratios"].items())
+        )
     log.info("wrote %s, %s and %d plots to %s", metrics_path.name, pdf.name, len(pngs), out_dir)
     result = EvaluationResult(out_dir, metrics_path, pdf, pngs, metrics, summary)
     for other in extra_bound_checks:
@@ -513,19 +545,23 @@ def write_evaluation(
     return result
 
 
-def _file_summary(pair: FilePair, metrics: Mapping[str, Any] | None,
-                  bounds: Bounds) -> dict[str, Any]:
+def _file_summary(
+    pair: FilePair, metrics: Mapping[str, Any] | None, bounds: Bounds
+) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "input": str(pair.source), "container": str(pair.container),
-        "decompressed": str(pair.decompressed), "rows": int(pair.header["rows"]),
+        "input": str(pair.source),
+        "container": str(pair.container),
+        "decompressed": str(pair.decompressed),
+        "rows": int(pair.header["rows"]),
         "mode": pair.header.get("mode"),
         "bounds": {c: list(b) for c, b in bounds.items()},
         "compress_max_error": header_max_errors(pair.header),
     }
     if metrics is not None:
         keep = ("mean", "rms", "max_abs", "bound_use", "n_violations")
-        out["per_column"] = {c: {k: m[k] for k in keep if k in m}
-                             for c, m in metrics["per_column"].items()}
+        out["per_column"] = {
+            c: {k: m[k] for k in keep if k in m} for c, m in metrics["per_column"].items()
+        }
         if "bounds" in metrics:
             out["bound_summary"] = metrics["bounds"]
     return out
@@ -545,8 +581,11 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
     columns = pairs[0].columns
     plots = cfg.evaluation.plots
     # the latent plots (coloured) are drawn with plots = "all"; a set colour_by is checked always
-    colour = (colour_column(pairs[0], cfg)
-              if plots == "all" or cfg.evaluation.colour_by is not None else None)
+    colour = (
+        colour_column(pairs[0], cfg)
+        if plots == "all" or cfg.evaluation.colour_by is not None
+        else None
+    )
     extra_cols = [colour] if colour is not None and colour not in columns else []
     for cut in cfg.evaluation.cuts:
         extra_cols += [c for c in sorted(cut_columns(cut)) if c not in columns + extra_cols]
@@ -564,8 +603,10 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
     file_bounds = [header_bounds(p.header) for p in pairs]
     bounds = file_bounds[0] if all(b == file_bounds[0] for b in file_bounds) else {}
     if any(file_bounds) and not bounds:
-        log.warning("the containers hold different error bounds; each file is checked against "
-                    "its own, the combined table against none")
+        log.warning(
+            "the containers hold different error bounds; each file is checked against "
+            "its own, the combined table against none"
+        )
     per_file: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     for pair, o, r, b in zip(pairs, originals, reconstructions, file_bounds, strict=True):
@@ -580,21 +621,28 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
     idx = np.empty(0, dtype=np.int64)
     latent_note = "latent plots only with evaluation.plots = 'all'"
     if plots == "all" or cfg.evaluation.latent_probing:
-        idx = np.sort(np.random.default_rng(cfg.training.seed).choice(
-            len(original), size=min(cfg.evaluation.latent_rows, len(original)), replace=False))
-        latent, latent_note = compute_latent(project, cfg, pairs,
-                                             original[columns].to_numpy(np.float64)[idx])
-        latent_color = (original[colour].to_numpy(np.float64)[idx] if colour is not None
-                        else None)
+        idx = np.sort(
+            np.random.default_rng(cfg.training.seed).choice(
+                len(original), size=min(cfg.evaluation.latent_rows, len(original)), replace=False
+            )
+        )
+        latent, latent_note = compute_latent(
+            project, cfg, pairs, original[columns].to_numpy(np.float64)[idx]
+        )
+        latent_color = original[colour].to_numpy(np.float64)[idx] if colour is not None else None
     if cfg.evaluation.latent_probing and latent is not None:  # traversal, samples, t-SNE
         from baler_ext.evaluation.probing import write_probing_plots
         from baler_ext.model_store import load_project_model
 
-        write_probing_plots(load_project_model(project),
-                            original[columns].to_numpy(np.float64)[idx],
-                            project.dir("evaluation") / "probing", color=latent_color,
-                            color_label=colour or "", seed=cfg.training.seed,
-                            tsne_rows=cfg.evaluation.tsne_rows)
+        write_probing_plots(
+            load_project_model(project),
+            original[columns].to_numpy(np.float64)[idx],
+            project.dir("evaluation") / "probing",
+            color=latent_color,
+            color_label=colour or "",
+            seed=cfg.training.seed,
+            tsne_rows=cfg.evaluation.tsne_rows,
+        )
 
     compress_max = header_max_errors(pairs[0].header) if len(pairs) == 1 else {}
     extra = {
@@ -603,12 +651,20 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
         "compress_time_max_error": compress_max,
     }
     result = write_evaluation(
-        original, reconstructed, columns, project.dir("evaluation"),
-        bounds=bounds, latent=latent, latent_color=latent_color,
+        original,
+        reconstructed,
+        columns,
+        project.dir("evaluation"),
+        bounds=bounds,
+        latent=latent,
+        latent_color=latent_color,
         latent_color_label=colour or "",
         compression=compression_breakdown(project, pairs),
         history_csv=project.dir("model") / "history.csv",
-        top_k=cfg.evaluation.top_k, extra=extra, extra_bound_checks=checks,
-        cuts=cfg.evaluation.cuts, plots=plots,
+        top_k=cfg.evaluation.top_k,
+        extra=extra,
+        extra_bound_checks=checks,
+        cuts=cfg.evaluation.cuts,
+        plots=plots,
     )
     return result

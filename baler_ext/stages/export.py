@@ -101,8 +101,9 @@ class ExportResult:
     meta: Path
 
 
-def _trace(module: nn.Module, example: torch.Tensor, what: str, name: str
-           ) -> torch.jit.ScriptModule:
+def _trace(
+    module: nn.Module, example: torch.Tensor, what: str, name: str
+) -> torch.jit.ScriptModule:
     """Trace ``module`` on ``example``; check it on another batch size against eager mode."""
     module = module.eval()
     try:
@@ -110,8 +111,10 @@ def _trace(module: nn.Module, example: torch.Tensor, what: str, name: str
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(module, example, check_trace=True)
     except Exception as exc:  # tracing errors are of many types
-        raise ExportError(f"model '{name}': the {what} cannot be traced to TorchScript "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise ExportError(
+            f"model '{name}': the {what} cannot be traced to TorchScript "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
     other = torch.cat([example, example[:1]])  # a batch size the trace did not see
     try:
         with torch.no_grad():
@@ -127,8 +130,9 @@ def _trace(module: nn.Module, example: torch.Tensor, what: str, name: str
     return traced
 
 
-def export_model(trained: TrainedModel, out_dir: Path, sample: np.ndarray | None = None
-                 ) -> ExportResult:
+def export_model(
+    trained: TrainedModel, out_dir: Path, sample: np.ndarray | None = None
+) -> ExportResult:
     """Trace and save the encoder and decoder of ``trained`` into ``out_dir``.
 
     ``sample`` (raw rows of all compressed columns) is the tracing input; by default
@@ -151,19 +155,34 @@ def export_model(trained: TrainedModel, out_dir: Path, sample: np.ndarray | None
         with atomic_path(path) as tmp:
             torch.jit.save(module, str(tmp))
     meta = {
-        "model_hash": trained.hash, "model": name, "columns": norm.columns,
-        "latent_dim": int(z.shape[1]), "input_dtype": "float64", "torch": torch.__version__,
-        "encoder": {"file": ENCODER_FILE, "input": "(n, len(columns)) float64, raw units",
-                    "output": "(n, latent_dim) float64, the latent before quantisation"},
-        "decoder": {"file": DECODER_FILE, "input": "(n, latent_dim) float64",
-                    "output": "(n, len(columns)) float64, raw units"},
+        "model_hash": trained.hash,
+        "model": name,
+        "columns": norm.columns,
+        "latent_dim": int(z.shape[1]),
+        "input_dtype": "float64",
+        "torch": torch.__version__,
+        "encoder": {
+            "file": ENCODER_FILE,
+            "input": "(n, len(columns)) float64, raw units",
+            "output": "(n, latent_dim) float64, the latent before quantisation",
+        },
+        "decoder": {
+            "file": DECODER_FILE,
+            "input": "(n, latent_dim) float64",
+            "output": "(n, len(columns)) float64, raw units",
+        },
         "normalisation": "folded in (shift/scale per column; training-constant columns "
-                         "restored by the decoder)",
+        "restored by the decoder)",
     }
     with atomic_path(paths.meta) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
-    log.info("exported %s (latent %d) to %s and %s", name, meta["latent_dim"], paths.encoder,
-             paths.decoder)
+    log.info(
+        "exported %s (latent %d) to %s and %s",
+        name,
+        meta["latent_dim"],
+        paths.encoder,
+        paths.decoder,
+    )
     return paths
 
 

@@ -39,12 +39,20 @@ from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
 log = logging.getLogger(__name__)
 
 #: section-name prefix -> group shown by ``info``
-GROUPS: dict[str, str] = {"preamble+index+trailer": "header", "latent": "latent",
-                          "res": "residuals", "pred": "prediction", "lin": "prediction",
-                          "lrn": "learned", "ctx": "side_information",
-                          "passthrough": "passthrough",
-                          "counts": "passthrough", "lossless": "lossless",
-                          "decoder": "decoder", "exact": "exact"}
+GROUPS: dict[str, str] = {
+    "preamble+index+trailer": "header",
+    "latent": "latent",
+    "res": "residuals",
+    "pred": "prediction",
+    "lin": "prediction",
+    "lrn": "learned",
+    "ctx": "side_information",
+    "passthrough": "passthrough",
+    "counts": "passthrough",
+    "lossless": "lossless",
+    "decoder": "decoder",
+    "exact": "exact",
+}
 
 
 #: per-column statistics measured at compress time (bounded mode)
@@ -79,8 +87,7 @@ def group_sizes(sizes: dict[str, int]) -> dict[str, int]:
     return by_group
 
 
-def compute_ratios(by_group: dict[str, int], raw64: int,
-                   decoder: int | None) -> dict[str, float]:
+def compute_ratios(by_group: dict[str, int], raw64: int, decoder: int | None) -> dict[str, float]:
     """The compression ratios of section sizes grouped by :func:`group_of`.
 
     *payload* is everything but the passthrough (columns that are not compressed) and
@@ -89,16 +96,19 @@ def compute_ratios(by_group: dict[str, int], raw64: int,
     """
     total = sum(by_group.values())
     payload = total - by_group.get("passthrough", 0) - by_group.get("decoder", 0)
-    ratios = {"payload_vs_float64": raw64 / max(payload, 1),
-              "payload_vs_float32": raw64 / 2 / max(payload, 1),
-              "file_vs_float64": raw64 / max(total, 1)}
+    ratios = {
+        "payload_vs_float64": raw64 / max(payload, 1),
+        "payload_vs_float32": raw64 / 2 / max(payload, 1),
+        "file_vs_float64": raw64 / max(total, 1),
+    }
     if decoder is not None:
         ratios["payload_with_decoder_vs_float64"] = raw64 / max(payload + decoder, 1)
     return ratios
 
 
-def honest_sizes(header: dict[str, Any], sizes: dict[str, int],
-                 references: dict[str, int] | None) -> dict[str, Any]:
+def honest_sizes(
+    header: dict[str, Any], sizes: dict[str, int], references: dict[str, int] | None
+) -> dict[str, Any]:
     """Sizes and ratios against what the data really costs (see ``reference_sizes``).
 
     *columns* = the container's bytes for the compressed columns: payload plus the
@@ -114,8 +124,11 @@ def honest_sizes(header: dict[str, Any], sizes: dict[str, int],
     total = sum(by_group.values())
     payload = total - by_group.get("passthrough", 0) - by_group.get("decoder", 0)
     columns = payload + sum(v for k, v in sizes.items() if k.split("/")[0] == "counts")
-    out: dict[str, Any] = {"stored_dtype_bytes": stored, "columns_bytes": columns,
-                           "ratios": {"columns_vs_stored_dtype": stored / max(columns, 1)}}
+    out: dict[str, Any] = {
+        "stored_dtype_bytes": stored,
+        "columns_bytes": columns,
+        "ratios": {"columns_vs_stored_dtype": stored / max(columns, 1)},
+    }
     source_bytes = (header.get("layout") or {}).get("source_bytes")
     if source_bytes:
         out["input_file_bytes"] = source_bytes
@@ -127,8 +140,9 @@ def honest_sizes(header: dict[str, Any], sizes: dict[str, int],
     return out
 
 
-def describe(path: Path, decoder_beside: int | None = None,
-             references: dict[str, int] | None = None) -> dict[str, Any]:
+def describe(
+    path: Path, decoder_beside: int | None = None, references: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The info of one container (see the module docstring); ``references`` are the
     input's reference sizes (:func:`baler_ext.io.reference.reference_sizes`);
     ``decoder_beside`` the decoder's size for a container whose header lacks it."""
@@ -139,9 +153,13 @@ def describe(path: Path, decoder_beside: int | None = None,
         return _describe(path, header, sizes, decoder_beside, references)
 
 
-def _describe(path: Path, header: dict[str, Any], sizes: dict[str, int],
-              decoder_beside: int | None, references: dict[str, int] | None = None
-              ) -> dict[str, Any]:
+def _describe(
+    path: Path,
+    header: dict[str, Any],
+    sizes: dict[str, int],
+    decoder_beside: int | None,
+    references: dict[str, int] | None = None,
+) -> dict[str, Any]:
     by_group = group_sizes(sizes)
     cols = header["columns"]
     raw64 = header["rows"] * len(cols) * 8
@@ -150,28 +168,46 @@ def _describe(path: Path, header: dict[str, Any], sizes: dict[str, int],
     settings = header.get("mode_settings", {})
     ratios = compute_ratios(by_group, raw64, decoder)
     return {
-        "file": str(path), "mode": header["mode"], "rows": header["rows"],
-        "entries": header["entries"], "columns": cols, "column_dtypes":
-        header.get("column_dtypes"), "model": header["model"],
-        "raw_float64_bytes": raw64, "raw_float32_bytes": raw64 // 2,
-        "compressed_bytes": total, "bytes_by_section": by_group,
-        "decoder_bytes": decoder, "decoder_embedded": bool(header.get("decoder_embedded")),
+        "file": str(path),
+        "mode": header["mode"],
+        "rows": header["rows"],
+        "entries": header["entries"],
+        "columns": cols,
+        "column_dtypes": header.get("column_dtypes"),
+        "model": header["model"],
+        "raw_float64_bytes": raw64,
+        "raw_float32_bytes": raw64 // 2,
+        "compressed_bytes": total,
+        "bytes_by_section": by_group,
+        "decoder_bytes": decoder,
+        "decoder_embedded": bool(header.get("decoder_embedded")),
         "ratios": ratios,
         "bounds": {c: s["bound"] for c, s in settings.get("columns", {}).items()},
         # typed here: a crafted header must fail as a damaged file, not in the log calls
-        "measured_at_compress": {str(c): {k: float(st[k]) for k in STAT_KEYS[:2]}
-                                 | {"exceptions": int(st["exceptions"])}
-                                 for c, st in settings.get("stats", {}).items()},
+        "measured_at_compress": {
+            str(c): {k: float(st[k]) for k in STAT_KEYS[:2]} | {"exceptions": int(st["exceptions"])}
+            for c, st in settings.get("stats", {}).items()
+        },
         "chunks": [c["rows"] for c in header.get("chunks", [])],
-        "latent_chunks": (int(settings["latent_chunks"])
-                          if settings.get("latent_chunks") is not None else None),
-        "relations": [r | {"target": str(r["target"]), "inputs": [str(c) for c in r["inputs"]],
-                           "kind": str(r["kind"])} for r in settings.get("relations", [])],
+        "latent_chunks": (
+            int(settings["latent_chunks"]) if settings.get("latent_chunks") is not None else None
+        ),
+        "relations": [
+            r
+            | {
+                "target": str(r["target"]),
+                "inputs": [str(c) for c in r["inputs"]],
+                "kind": str(r["kind"]),
+            }
+            for r in settings.get("relations", [])
+        ],
         "learned": settings.get("learned"),
         "dither": bool(settings.get("dither", False)),
-        "streams": {c: ("learned" if any(k.startswith(f"lrn/{c}/") for k in sizes)
-                        else "static")
-                    for c in cols if any(k.startswith((f"res/{c}/", f"lrn/{c}/")) for k in sizes)},
+        "streams": {
+            c: ("learned" if any(k.startswith(f"lrn/{c}/") for k in sizes) else "static")
+            for c in cols
+            if any(k.startswith((f"res/{c}/", f"lrn/{c}/")) for k in sizes)
+        },
         "precision": header.get("precision", {}),
         "exact_values": {**header.get("exact_values", {}), **header.get("exact_in_mode", {})},
         "discrete_columns": header.get("discrete_columns", []),
@@ -182,40 +218,53 @@ def _describe(path: Path, header: dict[str, Any], sizes: dict[str, int],
 def format_info(d: dict[str, Any]) -> str:
     """The report of one container's :func:`describe` as text lines."""
     name = Path(d["file"]).name
-    lines = [f"{name}: {d['mode']} mode, {d['rows']} rows x {len(d['columns'])} columns; "
-             f"raw {d['raw_float64_bytes']} B float64, {d['raw_float32_bytes']} B float32; "
-             f"compressed {d['compressed_bytes']} B"]
+    lines = [
+        f"{name}: {d['mode']} mode, {d['rows']} rows x {len(d['columns'])} columns; "
+        f"raw {d['raw_float64_bytes']} B float64, {d['raw_float32_bytes']} B float32; "
+        f"compressed {d['compressed_bytes']} B"
+    ]
     lines += [f"  {g:<12} {size:10d} B" for g, size in sorted(d["bytes_by_section"].items())]
     lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in d["ratios"].items()]
     if d["latent_chunks"] is not None:
         lines.append(f"  latent used in {d['latent_chunks']} of {len(d['chunks'])} chunks")
     if d.get("learned"):
         lr = d["learned"]
-        lines.append(f"  learned probability model in {lr['chunks']} of {len(d['chunks'])} "
-                     f"chunks; coding order: {', '.join(lr['order'])}"
-                     + ("; context: previous object of the event" if lr["event_context"]
-                        else ""))
+        lines.append(
+            f"  learned probability model in {lr['chunks']} of {len(d['chunks'])} "
+            f"chunks; coding order: {', '.join(lr['order'])}"
+            + ("; context: previous object of the event" if lr["event_context"] else "")
+        )
         static = [c for c, kind in d.get("streams", {}).items() if kind == "static"]
         if static:
             lines.append(f"  coded with static histograms: {', '.join(static)}")
-    lines += [f"  {rel['target']} predicted from {', '.join(rel['inputs'])} ({rel['kind']})"
-              for rel in d["relations"]]
+    lines += [
+        f"  {rel['target']} predicted from {', '.join(rel['inputs'])} ({rel['kind']})"
+        for rel in d["relations"]
+    ]
     honest = d.get("honest")
     if honest:
         stored = ", ".join(sorted(set((d["column_dtypes"] or {}).values()))) or "float64"
-        lines.append(f"  stored as {stored}: {honest['stored_dtype_bytes']} B; the container "
-                     f"holds them in {honest['columns_bytes']} B")
+        lines.append(
+            f"  stored as {stored}: {honest['stored_dtype_bytes']} B; the container "
+            f"holds them in {honest['columns_bytes']} B"
+        )
         lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in honest["ratios"].items()]
-    lines += [f"  {c:<22} bound {p['bound']!s:<28} from {p['pattern']} ({p['origin']})"
-              for c, p in d.get("precision", {}).items()]
-    lines += [f"  {c:<22} kept exactly: {', '.join(f'{v:g}' for v in vals)}"
-              for c, vals in d.get("exact_values", {}).items()]
+    lines += [
+        f"  {c:<22} bound {p['bound']!s:<28} from {p['pattern']} ({p['origin']})"
+        for c, p in d.get("precision", {}).items()
+    ]
+    lines += [
+        f"  {c:<22} kept exactly: {', '.join(f'{v:g}' for v in vals)}"
+        for c, vals in d.get("exact_values", {}).items()
+    ]
     if d.get("discrete_columns"):
         lines.append(f"  discrete columns stored losslessly: {', '.join(d['discrete_columns'])}")
-    lines += [f"  {c:<22} bound {d['bounds'].get(c)!s:<16} max error "
-              f"{st['max_abs_error']:.3g} ({st['max_error_over_bound']:.3f} of the bound), "
-              f"{st['exceptions']} exceptions"
-              for c, st in d["measured_at_compress"].items()]
+    lines += [
+        f"  {c:<22} bound {d['bounds'].get(c)!s:<16} max error "
+        f"{st['max_abs_error']:.3g} ({st['max_error_over_bound']:.3f} of the bound), "
+        f"{st['exceptions']} exceptions"
+        for c, st in d["measured_at_compress"].items()
+    ]
     return "\n".join(lines)
 
 
@@ -235,12 +284,17 @@ def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
         header = reader.header
     name = (header.get("layout") or {}).get("file_name")
     dtypes = header.get("column_dtypes") or {}
-    stored = header["rows"] * sum(np.dtype(dtypes.get(c, "float64")).itemsize
-                                  for c in header["columns"])
+    stored = header["rows"] * sum(
+        np.dtype(dtypes.get(c, "float64")).itemsize for c in header["columns"]
+    )
     if stored > REFERENCE_MAX_BYTES:
-        log.info("%s: %d B of compressed columns; no LZMA-9 references above %d B (run "
-                 "benchmarks/bench_wholefile.py for them)", container.name, stored,
-                 REFERENCE_MAX_BYTES)
+        log.info(
+            "%s: %d B of compressed columns; no LZMA-9 references above %d B (run "
+            "benchmarks/bench_wholefile.py for them)",
+            container.name,
+            stored,
+            REFERENCE_MAX_BYTES,
+        )
         return None
     try:
         matches = [p for p in resolve_inputs(cfg) if p.name == name]
@@ -261,8 +315,10 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
     beside each."""
     containers = sorted(project.dir("compressed").glob(f"*{CONTAINER_SUFFIX}"))
     if not containers:
-        raise ProjectError(f"no compressed files in {project.dir('compressed')}; run "
-                           f"'baler_ext --project {project.name} --mode compress' first")
+        raise ProjectError(
+            f"no compressed files in {project.dir('compressed')}; run "
+            f"'baler_ext --project {project.name} --mode compress' first"
+        )
     beside: list[int | None] = []  # loaded once, only for containers that lack the size
     out = []
     for path in containers:

@@ -24,6 +24,9 @@ def new_project(project: Project) -> Path:
     for sub in OUTPUT_SUBDIRS:
         project.dir(sub).mkdir(parents=True)
     project.config_path.write_text(render_default_config())
-    log.info("created %s; put your input under %s and edit data.input",
-             project.config_path, project.root / "data")
+    log.info(
+        "created %s; put your input under %s and edit data.input",
+        project.config_path,
+        project.root / "data",
+    )
     return project.config_path

@@ -17,16 +17,19 @@ from baler_ext.stages.train import train
 log = logging.getLogger(__name__)
 
 
-def run_all(project: Project, cfg: Config,
-            results: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_all(project: Project, cfg: Config, results: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run train -> compress -> decompress -> evaluate (-> analyse when ``[analysis]`` is set).
 
     Returns each stage's result by name; ``results``, when given, is filled as
     each stage finishes, so a caller keeps the finished stages if a later one fails.
     """
     results = {} if results is None else results
-    stages: list[tuple[str, Any]] = [("train", train), ("compress", compress),
-                                     ("decompress", decompress), ("evaluate", evaluate)]
+    stages: list[tuple[str, Any]] = [
+        ("train", train),
+        ("compress", compress),
+        ("decompress", decompress),
+        ("evaluate", evaluate),
+    ]
     if cfg.analysis is not None:
         stages.append(("analyse", analyse))
     for name, stage in stages:

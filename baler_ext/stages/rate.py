@@ -36,8 +36,7 @@ RATE_HISTORY = "rate_history.csv"
 ORDER_TRIAL_EPOCHS = 10
 
 
-def training_context(cfg: Config, n_rows: int
-                     ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+def training_context(cfg: Config, n_rows: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
     """Event starts and integer columns (one value per row) of the training matrix's rows,
     read chunk by chunk as compress will see them. Events are None when the rows have no
     event structure; both are empty when the matrix was subsampled (``training.max_rows``),
@@ -49,18 +48,24 @@ def training_context(cfg: Config, n_rows: int
     for src in open_sources(cfg):
         for chunk in src.chunks():
             if source == "":
-                source = events.source_of(chunk.counts, chunk.passthrough,
-                                          cfg.compression.event_column)
+                source = events.source_of(
+                    chunk.counts, chunk.passthrough, cfg.compression.event_column
+                )
             n = len(chunk.values)
             total += n
             firsts.append(events.event_starts(source, chunk.counts, chunk.passthrough, n))
             ints.append(events.row_integers(chunk.counts, chunk.passthrough, n))
     if total != n_rows:
-        log.info("the training rows were subsampled (training.max_rows): no event or integer "
-                 "context for the learned probability model")
+        log.info(
+            "the training rows were subsampled (training.max_rows): no event or integer "
+            "context for the learned probability model"
+        )
         return None, {}
-    first = None if source is None or not firsts else np.concatenate(
-        [f for f in firsts if f is not None])
+    first = (
+        None
+        if source is None or not firsts
+        else np.concatenate([f for f in firsts if f is not None])
+    )
     names = set.intersection(*(set(d) for d in ints)) if ints else set()
     integers = {c: np.concatenate([d[c] for d in ints]) for c in sorted(names)}
     if first is not None and first.size != n_rows:
@@ -68,8 +73,9 @@ def training_context(cfg: Config, n_rows: int
     return first, {c: v for c, v in integers.items() if v.size == n_rows}
 
 
-def pick_aux(integers: dict[str, np.ndarray], event_column: str,
-             max_distinct: int = 4096) -> list[str]:
+def pick_aux(
+    integers: dict[str, np.ndarray], event_column: str, max_distinct: int = 4096
+) -> list[str]:
     """Integer columns worth using as context: not the event id, not constant, and with at
     most ``max_distinct`` values (counts, flags, indices rather than identifiers)."""
     out = []
@@ -91,31 +97,59 @@ def static_bits(codes: np.ndarray) -> float:
     return float(-(counts * np.log2(p)).sum())
 
 
-def train_rate_model(cfg: Config, values: np.ndarray, train_idx: np.ndarray,
-                     val_idx: np.ndarray, trained: TrainedModel, out_dir: Path
-                     ) -> lrn.LearnedModel | None:
+def train_rate_model(
+    cfg: Config,
+    values: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    trained: TrainedModel,
+    out_dir: Path,
+) -> lrn.LearnedModel | None:
     """Train the learned probability model for ``cfg``'s bounds on the project's inputs
     (events and integer columns read as compress will see them); write
     ``rate_history.csv``. None when there is nothing to learn."""
     first, integers = training_context(cfg, len(values))
     sources = open_sources(cfg)
     column_dtypes = {c: sources[0].layout.branch(c).dtype for c in trained.normaliser.columns}
-    plan = column_plan(cfg, trained.normaliser.columns, column_dtypes, trained.lossless_columns,
-                       trained.meta.get("exact_values") or {})
+    plan = column_plan(
+        cfg,
+        trained.normaliser.columns,
+        column_dtypes,
+        trained.lossless_columns,
+        trained.meta.get("exact_values") or {},
+    )
     mode = BoundedMode(trained, plan.mode_cfg, cfg.training.device)
-    model = fit_learned(mode, values, train_idx, val_idx, first, integers, cfg.rate,
-                        cfg.training.seed, resolve_device(cfg.training.device), plan.lossless,
-                        plan.sentinels)
+    model = fit_learned(
+        mode,
+        values,
+        train_idx,
+        val_idx,
+        first,
+        integers,
+        cfg.rate,
+        cfg.training.seed,
+        resolve_device(cfg.training.device),
+        plan.lossless,
+        plan.sentinels,
+    )
     if model is not None:
         write_rate_history(out_dir / RATE_HISTORY, model.settings.pop("history"))
     return model
 
 
-def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
-                val_idx: np.ndarray, first: np.ndarray | None,
-                integers: dict[str, np.ndarray], rate: RateConfig, seed: int,
-                device: Any = "cpu", lossless: set[str] | None = None,
-                exact: dict[str, np.ndarray] | None = None) -> lrn.LearnedModel | None:
+def fit_learned(
+    mode: BoundedMode,
+    values: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    first: np.ndarray | None,
+    integers: dict[str, np.ndarray],
+    rate: RateConfig,
+    seed: int,
+    device: Any = "cpu",
+    lossless: set[str] | None = None,
+    exact: dict[str, np.ndarray] | None = None,
+) -> lrn.LearnedModel | None:
     """Fit the learned model of ``mode`` (an unconfigured bounded mode) on ``values``.
 
     The training codes come from :meth:`BoundedMode.learned_codes`, so they are exactly
@@ -140,28 +174,37 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
     rows = values[: rate.max_rows] if rate.max_rows else values
     mode.relations = None
     mode._setup_relations(rows)
-    columns = [c for c in mode.independent()
-               if mode.coders[mode.columns.index(c)].kind != "raw"]
+    columns = [c for c in mode.independent() if mode.coders[mode.columns.index(c)].kind != "raw"]
     found: list[Relation] = list(mode.relations or [])
-    derived = [r.target for r in found
-               if mode.coders[mode.columns.index(r.target)].kind != "raw"
-               and all(c in columns for c in r.inputs)]
+    derived = [
+        r.target
+        for r in found
+        if mode.coders[mode.columns.index(r.target)].kind != "raw"
+        and all(c in columns for c in r.inputs)
+    ]
     mode.relations = [r for r in found if r.target in derived]
     if not columns:
         log.info("no independent column to model: no learned probability model")
         return None
-    bounds = {c: b.to_dict() for c, b in zip(mode.columns, resolve_bounds(comp.bounds,
-                                                                          mode.columns),
-                                            strict=True)}
-    anchors = np.array([float(np.median(values[train_idx, mode.columns.index(c)]))
-                        for c in columns])
-    settings = {"bounds": bounds, "relations": [r.to_dict() for r in mode.relations or []],
-                "order_method": rate.order, "dither": mode.dither}
+    bounds = {
+        c: b.to_dict()
+        for c, b in zip(mode.columns, resolve_bounds(comp.bounds, mode.columns), strict=True)
+    }
+    anchors = np.array(
+        [float(np.median(values[train_idx, mode.columns.index(c)])) for c in columns]
+    )
+    settings = {
+        "bounds": bounds,
+        "relations": [r.to_dict() for r in mode.relations or []],
+        "order_method": rate.order,
+        "dither": mode.dither,
+    }
     n_ind = len(columns)
     columns = columns + derived
     settings["relations"] = [r.to_dict() for r in mode.relations]
-    mode.learned = lrn.LearnedModel.untrained(columns, settings={**settings,
-                                                                  "anchors": anchors.tolist()})
+    mode.learned = lrn.LearnedModel.untrained(
+        columns, settings={**settings, "anchors": anchors.tolist()}
+    )
     codes, _, _ = mode.learned_codes(values)
     u = mode.learned_dither(len(values))
     if rate.event_context != "auto":
@@ -181,8 +224,12 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
         lo = np.quantile(z_tr, 0.001, axis=0)
         hi = np.quantile(z_tr, 0.999, axis=0)
         step = np.where(hi > lo, (hi - lo) / ((1 << rate.latent_bits) - 1), 1.0)
-        latent = {"dims": int(z.shape[1]), "bits": rate.latent_bits, "lo": lo.tolist(),
-                  "step": step.tolist()}
+        latent = {
+            "dims": int(z.shape[1]),
+            "bits": rate.latent_bits,
+            "lo": lo.tolist(),
+            "step": step.tolist(),
+        }
         mode.learned.latent = latent
         zc = mode.latent_codes(values)
     _, prev = lrn.event_phases(first, len(values))
@@ -194,17 +241,28 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
         k = codes[:, full]
         uk = None if u is None else u[:, full]
         offset, exponent = feature_scaling(k[train_idx])
-        probe = lrn.LearnedModel.untrained(cols, offset, exponent, event_context, latent,
-                                           aux=aux)
-        ctx = probe.inputs(len(values), prev, probe.column_features(k, uk), zc,
-                           aux_values)[:, :probe.net.n_ctx]
+        probe = lrn.LearnedModel.untrained(cols, offset, exponent, event_context, latent, aux=aux)
+        ctx = probe.inputs(len(values), prev, probe.column_features(k, uk), zc, aux_values)[
+            :, : probe.net.n_ctx
+        ]
         return fit_rate_model(
-            k[train_idx], cols, ctx[train_idx], (k[val_idx], ctx[val_idx]),
-            event_context=event_context, latent=latent, hidden=list(rate.hidden),
-            epochs=epochs, batch_size=rate.batch_size, learning_rate=rate.learning_rate,
-            seed=seed, patience=rate.patience,
-            dither=None if uk is None else (uk[train_idx], uk[val_idx]), aux=aux, device=device,
-            settings={**settings, "anchors": anchors[order].tolist()})
+            k[train_idx],
+            cols,
+            ctx[train_idx],
+            (k[val_idx], ctx[val_idx]),
+            event_context=event_context,
+            latent=latent,
+            hidden=list(rate.hidden),
+            epochs=epochs,
+            batch_size=rate.batch_size,
+            learning_rate=rate.learning_rate,
+            seed=seed,
+            patience=rate.patience,
+            dither=None if uk is None else (uk[train_idx], uk[val_idx]),
+            aux=aux,
+            device=device,
+            settings={**settings, "anchors": anchors[order].tolist()},
+        )
 
     natural = list(range(n_ind))
     candidates = {"natural": natural}
@@ -215,13 +273,18 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
     if rate.order != "search":
         chosen = rate.order
     else:  # short fits of each candidate, the best on the validation split wins
-        trial = {name: fit(order, min(rate.epochs, ORDER_TRIAL_EPOCHS)).history[-1][
-            "val_bits_per_row"] for name, order in candidates.items()}
+        trial = {
+            name: fit(order, min(rate.epochs, ORDER_TRIAL_EPOCHS)).history[-1]["val_bits_per_row"]
+            for name, order in candidates.items()
+        }
         chosen = min(trial, key=lambda n: trial[n])
         settings["order_trials"] = trial
-        log.info("coding order search (%d epochs each, validation bits/row): %s -> %s",
-                 ORDER_TRIAL_EPOCHS, ", ".join(f"{n} {v:.2f}" for n, v in trial.items()),
-                 chosen)
+        log.info(
+            "coding order search (%d epochs each, validation bits/row): %s -> %s",
+            ORDER_TRIAL_EPOCHS,
+            ", ".join(f"{n} {v:.2f}" for n, v in trial.items()),
+            chosen,
+        )
     order = candidates[chosen]
     settings["order_method"] = f"{rate.order}: {chosen}"
     full = [*order, *range(n_ind, len(columns))]
@@ -229,37 +292,51 @@ def fit_learned(mode: BoundedMode, values: np.ndarray, train_idx: np.ndarray,
     anchors = anchors[order]
     codes = codes[:, full]
     u = None if u is None else u[:, full]
-    z_bits = sum(static_bits(zc[val_idx, j]) for j in range(zc.shape[1])) if zc is not None \
-        else 0.0
-    stat = {c: static_bits(codes[val_idx, j]) / max(len(val_idx), 1)
-            for j, c in enumerate(columns)}
-    log.info("training the learned probability model on %d rows: %d columns (%s), event "
-             "context %s, latent side information %s, integer context %s", len(train_idx),
-             len(columns), ", ".join(columns), "on" if event_context else "off",
-             "on" if latent else "off", ", ".join(names) or "none")
+    z_bits = sum(static_bits(zc[val_idx, j]) for j in range(zc.shape[1])) if zc is not None else 0.0
+    stat = {c: static_bits(codes[val_idx, j]) / max(len(val_idx), 1) for j, c in enumerate(columns)}
+    log.info(
+        "training the learned probability model on %d rows: %d columns (%s), event "
+        "context %s, latent side information %s, integer context %s",
+        len(train_idx),
+        len(columns),
+        ", ".join(columns),
+        "on" if event_context else "off",
+        "on" if latent else "off",
+        ", ".join(names) or "none",
+    )
     result = fit(natural, rate.epochs)
     model = result.model
     learned_bits = lrn.code_bits(model, codes, first, zc, u, aux_values)[val_idx].sum(axis=0)
-    summary = {"val_static_bits_per_row": sum(stat.values()),
-               "val_learned_bits_per_row": result.history[-1]["val_bits_per_row"]
-               if result.history else float("nan"),
-               "val_latent_bits_per_row": z_bits / max(len(val_idx), 1),
-               "static_bits_per_column": stat, "train_seconds": result.seconds,
-               "epochs": len(result.history),
-               "learned_bits_per_column": dict(zip(columns, (learned_bits / max(
-                   len(val_idx), 1)).tolist(), strict=True))}
+    summary = {
+        "val_static_bits_per_row": sum(stat.values()),
+        "val_learned_bits_per_row": result.history[-1]["val_bits_per_row"]
+        if result.history
+        else float("nan"),
+        "val_latent_bits_per_row": z_bits / max(len(val_idx), 1),
+        "static_bits_per_column": stat,
+        "train_seconds": result.seconds,
+        "epochs": len(result.history),
+        "learned_bits_per_column": dict(
+            zip(columns, (learned_bits / max(len(val_idx), 1)).tolist(), strict=True)
+        ),
+    }
     model.settings["summary"] = summary
     model.settings["history"] = result.history
-    log.info("learned probability model: %.2f bits/row on validation (static histograms: "
-             "%.2f) in %.1f s", summary["val_learned_bits_per_row"],
-             summary["val_static_bits_per_row"], result.seconds)
+    log.info(
+        "learned probability model: %.2f bits/row on validation (static histograms: "
+        "%.2f) in %.1f s",
+        summary["val_learned_bits_per_row"],
+        summary["val_static_bits_per_row"],
+        result.seconds,
+    )
     return model
 
 
 def write_rate_history(path: Path, history: list[dict[str, float]]) -> None:
     """``rate_history.csv``: epoch, train and validation bits per row, learning rate."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["epoch", "train_bits_per_row",
-                                                "val_bits_per_row", "lr"])
+        writer = csv.DictWriter(
+            fh, fieldnames=["epoch", "train_bits_per_row", "val_bits_per_row", "lr"]
+        )
         writer.writeheader()
         writer.writerows(history)

@@ -69,8 +69,11 @@ def run_config(cfg: Config, overrides: dict[str, Any]) -> Config:
             if not isinstance(node, dict):
                 raise ConfigError(f"[scan] '{key}': '{part}' is not a table")
         node[last] = value
-    raw = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in raw.items()
-           if v is not None}
+    raw = {
+        k: {kk: vv for kk, vv in v.items() if vv is not None}
+        for k, v in raw.items()
+        if v is not None
+    }
     where = f"{cfg.source or 'config'} {overrides}"
     return config_from_dict(raw, where, source=cfg.source)
 
@@ -94,14 +97,23 @@ class Metric:
 
 #: ``scan.metric`` / ``search.metric`` -> how it is read off a run's row
 METRICS: dict[str, Metric] = {
-    "rms_sigma": Metric("val_rms_sigma", False,
-                        "validation RMS error / column σ, mean over columns (physical units)"),
-    "bounded_ratio": Metric("bounded_ratio", True,
-                            "payload compression ratio vs float64 in bounded mode",
-                            needs_bounded=True),
-    "mass_shift": Metric("abs_mass_shift_sigma", False,
-                         "|Δm|/σ of the [analysis] fit after decompression",
-                         needs_analysis=True),
+    "rms_sigma": Metric(
+        "val_rms_sigma",
+        False,
+        "validation RMS error / column σ, mean over columns (physical units)",
+    ),
+    "bounded_ratio": Metric(
+        "bounded_ratio",
+        True,
+        "payload compression ratio vs float64 in bounded mode",
+        needs_bounded=True,
+    ),
+    "mass_shift": Metric(
+        "abs_mass_shift_sigma",
+        False,
+        "|Δm|/σ of the [analysis] fit after decompression",
+        needs_analysis=True,
+    ),
 }
 
 
@@ -110,13 +122,16 @@ def check_metric(name: str, cfg: Config, where: str) -> Metric:
     try:
         metric = METRICS[name]
     except KeyError:
-        raise ConfigError(f"{where}: unknown metric '{name}'; valid: {', '.join(METRICS)}"
-                          ) from None
+        raise ConfigError(
+            f"{where}: unknown metric '{name}'; valid: {', '.join(METRICS)}"
+        ) from None
     if metric.needs_analysis and cfg.analysis is None:
         raise ConfigError(f"{where}: metric 'mass_shift' needs an [analysis] section")
     if metric.needs_bounded and cfg.compression.mode != "bounded":
-        raise ConfigError(f"{where}: metric 'bounded_ratio' needs compression.mode = "
-                          "\"bounded\" (a ratio without a bound is not comparable)")
+        raise ConfigError(
+            f"{where}: metric 'bounded_ratio' needs compression.mode = "
+            '"bounded" (a ratio without a bound is not comparable)'
+        )
     return metric
 
 
@@ -132,10 +147,13 @@ def evaluate_run(project: Project, cfg: Config, metric: Metric) -> dict[str, Any
     best = next((h for h in hist if h["epoch"] == outcome.result.best_epoch), hist[-1])
     scores = outcome.validation["columns"]
     row: dict[str, Any] = {
-        "status": "ok", "val_rms_sigma": mean_rms_sigma(scores),
+        "status": "ok",
+        "val_rms_sigma": mean_rms_sigma(scores),
         "val_reconstruction": best.get("val_reconstruction", math.nan),
-        "val_loss": outcome.result.best_val_loss, "best_epoch": outcome.result.best_epoch,
-        "epochs": len(hist), "train_time_s": outcome.result.train_time_s,
+        "val_loss": outcome.result.best_val_loss,
+        "best_epoch": outcome.result.best_epoch,
+        "epochs": len(hist),
+        "train_time_s": outcome.result.train_time_s,
     }
     row.update({f"rms_sigma_{c}": s["rms_sigma"] for c, s in scores.items()})
     if cfg.analysis is not None:
@@ -168,6 +186,7 @@ def payload_ratio(project: Project) -> float:
 def rank_rows(rows: list[dict[str, Any]], metric: Metric) -> None:
     """Sort ``rows`` in place, best first by ``metric`` (failed or unmeasured runs last),
     and number them in ``rank``."""
+
     def key(r: dict[str, Any]) -> tuple[bool, float]:
         v = r.get(metric.column)
         if r.get("status") != "ok" or not isinstance(v, float) or math.isnan(v):
@@ -194,8 +213,9 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
         One row per run, ranked best first (failed runs last, with their error).
     """
     if cfg.scan is None or not cfg.scan.grid:
-        raise ConfigError('no [scan] grid in the config; add e.g. [scan] "model.latent_dim" = '
-                          "[4, 8]")
+        raise ConfigError(
+            'no [scan] grid in the config; add e.g. [scan] "model.latent_dim" = [4, 8]'
+        )
     metric = check_metric(cfg.scan.metric, cfg, "scan.metric")
     combos = combinations(cfg.scan.grid)
     out_dir = project.output / SCAN_DIR
@@ -204,8 +224,10 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
     columns: list[str] = []
     for i, overrides in enumerate(combos):
         rid = run_id(i, overrides)
-        row: dict[str, Any] = {"run": rid, **{k: v if isinstance(v, str) else toml_value(v)
-                                              for k, v in overrides.items()}}
+        row: dict[str, Any] = {
+            "run": rid,
+            **{k: v if isinstance(v, str) else toml_value(v) for k, v in overrides.items()},
+        }
         log.info("scan %d/%d: %s", i + 1, len(combos), overrides)
         sub_project = Project(f"{project.name}/{SCAN_DIR}/{rid}", out_dir / rid)
         try:
@@ -221,15 +243,25 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
     return rows
 
 
-def table_names(params: list[str], columns: list[str], metric: Metric,
-                analysis: bool) -> list[str]:
+def table_names(params: list[str], columns: list[str], metric: Metric, analysis: bool) -> list[str]:
     """Column order of the scan/search tables: rank, run, parameters, metric first."""
     shift = ["mass", "mass_shift_sigma", "width", "width_shift_sigma", "chi2_ndf", "fit_quality"]
     lead = ["rank", "run", *params, metric.column]
-    rest = ["val_rms_sigma", "bounded_ratio", "val_reconstruction", "val_loss", "best_epoch",
-            "epochs", "train_time_s", *columns, *(shift if analysis else []), "status"]
-    return lead + [n for n in rest if n not in lead and (n != "bounded_ratio"
-                                                         or metric.needs_bounded)]
+    rest = [
+        "val_rms_sigma",
+        "bounded_ratio",
+        "val_reconstruction",
+        "val_loss",
+        "best_epoch",
+        "epochs",
+        "train_time_s",
+        *columns,
+        *(shift if analysis else []),
+        "status",
+    ]
+    return lead + [
+        n for n in rest if n not in lead and (n != "bounded_ratio" or metric.needs_bounded)
+    ]
 
 
 def mass_shift(project: Project, cfg: Config) -> dict[str, Any]:
@@ -246,13 +278,19 @@ def mass_shift(project: Project, cfg: Config) -> dict[str, Any]:
         log.warning("scan run %s: analysis failed: %s", project.name, exc)
         return {"mass": "fit failed", "width": "fit failed", "fit_quality": "failed"}
     c = result.comparison
-    return {"mass": result.after.mass, "mass_shift_sigma": c.mass_shift_sigma,
-            "width": result.after.width, "width_shift_sigma": c.width_shift_sigma,
-            "chi2_ndf": result.after.chi2_ndf, "fit_quality": result.after.quality}
+    return {
+        "mass": result.after.mass,
+        "mass_shift_sigma": c.mass_shift_sigma,
+        "width": result.after.width,
+        "width_shift_sigma": c.width_shift_sigma,
+        "chi2_ndf": result.after.chi2_ndf,
+        "fit_quality": result.after.quality,
+    }
 
 
-def write_tables(rows: list[dict[str, Any]], names: list[str], out_dir: Path,
-                 stem: str, metric: Metric) -> None:
+def write_tables(
+    rows: list[dict[str, Any]], names: list[str], out_dir: Path, stem: str, metric: Metric
+) -> None:
     """``<stem>.csv`` (all fields) and ``<stem>.md`` (a Markdown table) in ``out_dir``."""
     with atomic_path(out_dir / f"{stem}.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=names, extrasaction="ignore")
@@ -261,13 +299,16 @@ def write_tables(rows: list[dict[str, Any]], names: list[str], out_dir: Path,
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_fmt(r.get(n, "")) for n in names) + " |" for r in rows]
     order = "highest" if metric.higher_is_better else "lowest"
-    text = (f"# {stem.capitalize()}, ranked by {metric.column} ({order} first)\n\n"
-            f"{metric.column}: {metric.description}.\n"
-            "rms_sigma_X: RMS of (reconstructed - original) / σ of column X on the validation "
-            "split, in the column's units. val_reconstruction and val_loss are each run's own "
-            "loss, not comparable across losses or models. fit_quality: good, poor (chi2 "
-            "p-value below analysis.min_p_value) or failed (invalid, at a limit, or a "
-            "collapsed peak); *_shift_sigma: shift in units of its paired-bootstrap error.\n\n"
-            + "\n".join(lines) + "\n")
+    text = (
+        f"# {stem.capitalize()}, ranked by {metric.column} ({order} first)\n\n"
+        f"{metric.column}: {metric.description}.\n"
+        "rms_sigma_X: RMS of (reconstructed - original) / σ of column X on the validation "
+        "split, in the column's units. val_reconstruction and val_loss are each run's own "
+        "loss, not comparable across losses or models. fit_quality: good, poor (chi2 "
+        "p-value below analysis.min_p_value) or failed (invalid, at a limit, or a "
+        "collapsed peak); *_shift_sigma: shift in units of its paired-bootstrap error.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     with atomic_path(out_dir / f"{stem}.md") as tmp:
         tmp.write_text(text)

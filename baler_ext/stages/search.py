@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 
 SEARCH_DIR = "search"
 STORAGE = "search.db"
-INSTALL_HINT = ("--mode search needs optuna: pip install 'baler_ext[search]' "
-                "(optuna and scikit-learn, for the fANOVA importances)")
+INSTALL_HINT = (
+    "--mode search needs optuna: pip install 'baler_ext[search]' "
+    "(optuna and scikit-learn, for the fANOVA importances)"
+)
 RANGE_KEYS = frozenset({"low", "high", "log", "step"})
 
 
@@ -77,8 +79,9 @@ class Dimension:
             return self.choices[labels.index(trial.suggest_categorical(self.key, labels))]
         if self.is_int:
             assert self.low is not None and self.high is not None  # checked when parsed
-            return trial.suggest_int(self.key, int(self.low), int(self.high),
-                                     step=int(self.step or 1), log=self.log)
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
         return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
 
 
@@ -89,37 +92,56 @@ def _number(v: Any) -> bool:
 def parse_space(space: dict[str, Any]) -> list[Dimension]:
     """Validate ``[search.space]`` into dimensions; errors name the key and the fix."""
     if not space:
-        raise ConfigError('no [search.space] in the config; add e.g. [search.space] '
-                          '"training.learning_rate" = {low = 1e-4, high = 1e-2, log = true}')
+        raise ConfigError(
+            "no [search.space] in the config; add e.g. [search.space] "
+            '"training.learning_rate" = {low = 1e-4, high = 1e-2, log = true}'
+        )
     dims = []
     for key, spec in space.items():
         if len(key.split(".")) < 2:
-            raise ConfigError(f"[search.space] key {key!r} must be section.key, e.g. "
-                              "model.latent_dim")
+            raise ConfigError(
+                f"[search.space] key {key!r} must be section.key, e.g. model.latent_dim"
+            )
         if isinstance(spec, list):
             if not spec:
                 raise ConfigError(f"[search.space] '{key}': the list of choices is empty")
             dims.append(Dimension(key, choices=tuple(spec)))
             continue
-        if not isinstance(spec, dict) or not {"low", "high"} <= set(spec) or set(
-                spec) - RANGE_KEYS:
-            raise ConfigError(f"[search.space] '{key}' = {spec!r}: give a list of choices or "
-                              "{low = x, high = y} with optional log = true, step = s")
-        low, high, log_, step = spec["low"], spec["high"], spec.get("log", False), spec.get(
-            "step")
+        if not isinstance(spec, dict) or not {"low", "high"} <= set(spec) or set(spec) - RANGE_KEYS:
+            raise ConfigError(
+                f"[search.space] '{key}' = {spec!r}: give a list of choices or "
+                "{low = x, high = y} with optional log = true, step = s"
+            )
+        low, high, log_, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
         if not (_number(low) and _number(high)) or not low < high:
-            raise ConfigError(f"[search.space] '{key}': low and high must be numbers with "
-                              f"low < high, got {low!r}, {high!r}")
+            raise ConfigError(
+                f"[search.space] '{key}': low and high must be numbers with "
+                f"low < high, got {low!r}, {high!r}"
+            )
         if not isinstance(log_, bool) or (log_ and low <= 0):
-            raise ConfigError(f"[search.space] '{key}': log must be true or false, and a log "
-                              "range needs low > 0")
+            raise ConfigError(
+                f"[search.space] '{key}': log must be true or false, and a log range needs low > 0"
+            )
         if step is not None and (not _number(step) or step <= 0 or log_):
-            raise ConfigError(f"[search.space] '{key}': step must be a positive number and "
-                              "cannot be combined with log")
-        is_int = isinstance(low, int) and isinstance(high, int) and (
-            step is None or isinstance(step, int))
-        dims.append(Dimension(key, float(low), float(high), log_,
-                              float(step) if step is not None else None, is_int))
+            raise ConfigError(
+                f"[search.space] '{key}': step must be a positive number and "
+                "cannot be combined with log"
+            )
+        is_int = (
+            isinstance(low, int)
+            and isinstance(high, int)
+            and (step is None or isinstance(step, int))
+        )
+        dims.append(
+            Dimension(
+                key,
+                float(low),
+                float(high),
+                log_,
+                float(step) if step is not None else None,
+                is_int,
+            )
+        )
     return dims
 
 
@@ -149,24 +171,35 @@ def search(project: Project, cfg: Config) -> list[dict[str, Any]]:
         One row per finished trial, ranked best first.
     """
     if cfg.search is None:
-        raise ConfigError("no [search] section in the config; add [search] and [search.space] "
-                          "(see docs/search.md)")
+        raise ConfigError(
+            "no [search] section in the config; add [search] and [search.space] "
+            "(see docs/search.md)"
+        )
     optuna = _optuna()
     dims = parse_space(cfg.search.space)
     metric = check_metric(cfg.search.metric, cfg, "search.metric")
     out_dir = project.output / SEARCH_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=cfg.search.seed,
-                                         n_startup_trials=cfg.search.startup_trials)
+    sampler = optuna.samplers.TPESampler(
+        seed=cfg.search.seed, n_startup_trials=cfg.search.startup_trials
+    )
     study = optuna.create_study(
-        study_name=cfg.search.study, storage=f"sqlite:///{out_dir / STORAGE}",
-        load_if_exists=True, sampler=sampler,
-        direction="maximize" if metric.higher_is_better else "minimize")
+        study_name=cfg.search.study,
+        storage=f"sqlite:///{out_dir / STORAGE}",
+        load_if_exists=True,
+        sampler=sampler,
+        direction="maximize" if metric.higher_is_better else "minimize",
+    )
     done = [t for t in study.trials if t.state.is_finished()]
     todo = max(0, cfg.search.trials - len(done))
-    log.info("search %s: %d finished trials in %s, %d to run", cfg.search.study, len(done),
-             out_dir / STORAGE, todo)
+    log.info(
+        "search %s: %d finished trials in %s, %d to run",
+        cfg.search.study,
+        len(done),
+        out_dir / STORAGE,
+        todo,
+    )
 
     def objective(trial: Any) -> float:
         overrides = {d.key: d.suggest(trial) for d in dims}
@@ -193,8 +226,13 @@ def search(project: Project, cfg: Config) -> list[dict[str, Any]]:
     write_search_plots(study, metric, out_dir)
     best = rows[0] if rows and rows[0].get("rank") == 1 else None
     if best is not None:
-        log.info("best trial %s: %s = %.4g (%s)", best["run"], metric.column,
-                 best[metric.column], {d.key: best[d.key] for d in dims})
+        log.info(
+            "best trial %s: %s = %.4g (%s)",
+            best["run"],
+            metric.column,
+            best[metric.column],
+            {d.key: best[d.key] for d in dims},
+        )
     return rows
 
 

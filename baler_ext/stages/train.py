@@ -62,14 +62,16 @@ def load_training_matrix(cfg: Config) -> tuple[np.ndarray, list[str]]:
         raise InputDataError(f"{len(values)} rows selected: too few to train on")
     if cfg.training.max_rows is not None and len(values) > cfg.training.max_rows:
         pick = np.random.default_rng(cfg.training.seed).choice(
-            len(values), cfg.training.max_rows, replace=False)
+            len(values), cfg.training.max_rows, replace=False
+        )
         values = values[np.sort(pick)]
     return values, columns
 
 
 @torch.no_grad()
-def reconstruct(model: Autoencoder, normaliser: Normaliser, values: np.ndarray,
-                batch_size: int = 8192) -> np.ndarray:
+def reconstruct(
+    model: Autoencoder, normaliser: Normaliser, values: np.ndarray, batch_size: int = 8192
+) -> np.ndarray:
     """``values`` (raw, all compressed columns) through the model in eval mode, raw units."""
     model.eval()
     p = next(model.parameters())
@@ -135,27 +137,38 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
 
 
 #: training keys that may change between a run and its resumption
-RESUMABLE_KEYS = frozenset({"epochs", "early_stopping_patience", "min_delta", "checkpoint",
-                            "device"})
+RESUMABLE_KEYS = frozenset(
+    {"epochs", "early_stopping_patience", "min_delta", "checkpoint", "device"}
+)
 
 
 def run_fingerprint(cfg: Config, normaliser: Normaliser) -> str:
     """SHA-256 of what a checkpoint is only valid for: the data selection, the fitted
     normaliser, the model and the training settings (bar :data:`RESUMABLE_KEYS`)."""
-    training = {k: v for k, v in dataclasses.asdict(cfg.training).items()
-                if k not in RESUMABLE_KEYS}
-    blob = json.dumps({"data": dataclasses.asdict(cfg.data),
-                       "model": dataclasses.asdict(cfg.model), "training": training,
-                       "normaliser": normaliser.to_dict()}, sort_keys=True, default=str)
+    training = {
+        k: v for k, v in dataclasses.asdict(cfg.training).items() if k not in RESUMABLE_KEYS
+    }
+    blob = json.dumps(
+        {
+            "data": dataclasses.asdict(cfg.data),
+            "model": dataclasses.asdict(cfg.model),
+            "training": training,
+            "normaliser": normaliser.to_dict(),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
-           device: torch.device) -> TrainOutcome:
+def _train(
+    project: Project, cfg: Config, resume: bool, dist_ctx: Any, device: torch.device
+) -> TrainOutcome:
     seed_everything(cfg.training.seed)
     values, columns = load_training_matrix(cfg)
-    train_idx, val_idx = split_indices(len(values), cfg.training.validation_fraction,
-                                       cfg.training.seed)
+    train_idx, val_idx = split_indices(
+        len(values), cfg.training.validation_fraction, cfg.training.seed
+    )
     normaliser = Normaliser.fit(values[train_idx], columns, cfg.data.normalisation)
     n_active = len(normaliser.active)
     if n_active == 0:
@@ -163,20 +176,38 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
     x = normaliser.transform(values)
     model = build_model(cfg.model, n_active, columns=normaliser.active)
     init_weights(model, cfg.training.init)
-    log.info("training %s on %d rows x %d columns (latent %d) on %s, %s",
-             cfg.model.name, len(train_idx), n_active, model.latent_dim, device, cfg.model.dtype)
+    log.info(
+        "training %s on %d rows x %d columns (latent %d) on %s, %s",
+        cfg.model.name,
+        len(train_idx),
+        n_active,
+        model.latent_dim,
+        device,
+        cfg.model.dtype,
+    )
     out_dir = project.dir("model")
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT if cfg.training.checkpoint or resume else None
-    result = fit(model, x[train_idx], x[val_idx], cfg.training, device,
-                 history_path=out_dir / "history.csv", checkpoint_path=checkpoint,
-                 resume=resume, dist_ctx=dist_ctx,
-                 fingerprint=run_fingerprint(cfg, normaliser))
+    result = fit(
+        model,
+        x[train_idx],
+        x[val_idx],
+        cfg.training,
+        device,
+        history_path=out_dir / "history.csv",
+        checkpoint_path=checkpoint,
+        resume=resume,
+        dist_ctx=dist_ctx,
+        fingerprint=run_fingerprint(cfg, normaliser),
+    )
     if dist_ctx is not None and not dist_ctx.is_main:  # rank 0 writes the model
         return TrainOutcome(result, "", len(values), columns)
     restored = reconstruct(model, normaliser, values[val_idx])
-    validation = {"rows": len(val_idx), "best_val_loss": result.best_val_loss,
-                  "columns": column_scores(values[val_idx], restored, columns)}
+    validation = {
+        "rows": len(val_idx),
+        "best_val_loss": result.best_val_loss,
+        "columns": column_scores(values[val_idx], restored, columns),
+    }
     with atomic_path(out_dir / VALIDATION_JSON) as tmp:
         tmp.write_text(json.dumps(validation, indent=1))
     try:
@@ -187,23 +218,56 @@ def _train(project: Project, cfg: Config, resume: bool, dist_ctx: Any,
     model = model.cpu()
     exact_values = detect_exact(values[train_idx], columns)
     if cfg.compression.mode == "bounded" and cfg.rate.enabled:
-        learned = train_rate_model(cfg, values, train_idx, val_idx,
-                                   TrainedModel(model, normaliser, {
-                                       "hash": "", "exact_values": exact_values,
-                                       "lossless_columns": model.lossless_columns}), out_dir)
-    digest = save_model(out_dir, model, cfg.model, normaliser, learned=learned, extra={
-        "columns": columns, "train_rows": len(train_idx), "val_rows": len(val_idx),
-        "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-        "train_time_s": result.train_time_s, "config": to_dict(cfg),
-        "lossless_columns": model.lossless_columns,
-        "lossless_latent_dims": model.lossless_latent_dims,
-        # what a decoder needs besides a file: the autoencoder's decoder (latent mode and
-        # the classical path with a latent) and the learned probability model (learned path)
-        "decoder_bytes": zstd_bytes([v.detach().cpu().numpy() for k, v in
-                                     model.state_dict().items() if not k.startswith("encoder")]),
-        "rate_model_bytes": zstd_bytes(list(learned.to_arrays().values())) if learned else 0,
-        "exact_values": exact_values,
-    })
-    log.info("trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
-             result.train_time_s, result.best_val_loss, result.best_epoch, digest[:12])
+        learned = train_rate_model(
+            cfg,
+            values,
+            train_idx,
+            val_idx,
+            TrainedModel(
+                model,
+                normaliser,
+                {
+                    "hash": "",
+                    "exact_values": exact_values,
+                    "lossless_columns": model.lossless_columns,
+                },
+            ),
+            out_dir,
+        )
+    digest = save_model(
+        out_dir,
+        model,
+        cfg.model,
+        normaliser,
+        learned=learned,
+        extra={
+            "columns": columns,
+            "train_rows": len(train_idx),
+            "val_rows": len(val_idx),
+            "best_epoch": result.best_epoch,
+            "best_val_loss": result.best_val_loss,
+            "train_time_s": result.train_time_s,
+            "config": to_dict(cfg),
+            "lossless_columns": model.lossless_columns,
+            "lossless_latent_dims": model.lossless_latent_dims,
+            # what a decoder needs besides a file: the autoencoder's decoder (latent mode and
+            # the classical path with a latent) and the learned probability model (learned path)
+            "decoder_bytes": zstd_bytes(
+                [
+                    v.detach().cpu().numpy()
+                    for k, v in model.state_dict().items()
+                    if not k.startswith("encoder")
+                ]
+            ),
+            "rate_model_bytes": zstd_bytes(list(learned.to_arrays().values())) if learned else 0,
+            "exact_values": exact_values,
+        },
+    )
+    log.info(
+        "trained in %.1f s: best validation loss %.4g at epoch %d; model %s",
+        result.train_time_s,
+        result.best_val_loss,
+        result.best_epoch,
+        digest[:12],
+    )
     return TrainOutcome(result, digest, len(values), columns, validation)

@@ -78,8 +78,9 @@ def test_paired_sigma_matches_toy_spread_fast() -> None:
     so the pull width std(Δ)/σ_paired is tested at 1 ± 0.3 (about 3 standard
     deviations); the slow test below checks 1 ± 0.1 with ten times more toys.
     """
-    spread, paired, mean = toy_spread_and_paired_sigma(seed=11, n_toys=60, n_boot_toys=3,
-                                                       replicas=40)
+    spread, paired, mean = toy_spread_and_paired_sigma(
+        seed=11, n_toys=60, n_boot_toys=3, replicas=40
+    )
     for name in ("mass", "width"):
         width = spread[name] / paired[name]
         assert 0.7 < width < 1.3, f"{name}: pull width {width:.3f}"
@@ -94,8 +95,9 @@ def test_paired_sigma_matches_toy_spread_fast() -> None:
 @pytest.mark.slow
 def test_paired_sigma_matches_toy_spread() -> None:
     """Pull width std(Δ)/σ_paired = 1 ± 0.1 for mass and width (400 toys, 20 × 100 replicas)."""
-    spread, paired, mean = toy_spread_and_paired_sigma(seed=2026, n_toys=400, n_boot_toys=20,
-                                                       replicas=100)
+    spread, paired, mean = toy_spread_and_paired_sigma(
+        seed=2026, n_toys=400, n_boot_toys=20, replicas=100
+    )
     for name in ("mass", "width"):
         width = spread[name] / paired[name]
         assert 0.9 < width < 1.1, f"{name}: pull width {width:.3f}"
@@ -134,7 +136,11 @@ def test_identical_samples_have_zero_paired_sigma() -> None:
     x, _ = toy(np.random.default_rng(8))
     fit = fit_peak(x, SPEC)
     rows = np.arange(x.size)
-    res = paired_bootstrap([FitShifts(fit, fit, PairedSample(x, rows), PairedSample(x, rows))],
-                           x.size, 20, progress=False)
+    res = paired_bootstrap(
+        [FitShifts(fit, fit, PairedSample(x, rows), PairedSample(x, rows))],
+        x.size,
+        20,
+        progress=False,
+    )
     assert res["mass"].delta == 0.0 and res["mass"].sigma_paired == 0.0
     assert res["mass"].sigma_before > 0.5 * fit.mass_err  # the replicas did fluctuate

@@ -134,15 +134,21 @@ def test_event_combination_default_order_works_on_prefixed_columns(jets: pd.Data
     df = jets.sample(frac=1.0, random_state=3).iloc[:150]
     plain = AnalysisSpec(variable="event_combination", n_objects=3, order_by="pt")
     renamed = df.rename(columns={c: f"Jet_{c}" for c in df.columns if c != "event"})
-    prefixed = AnalysisSpec(variable="event_combination", n_objects=3,
-                            p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"])
+    prefixed = AnalysisSpec(
+        variable="event_combination",
+        n_objects=3,
+        p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"],
+    )
     assert prefixed.order_column == "Jet_pt"
     assert "Jet_pt" in prefixed.required_columns()
-    np.testing.assert_allclose(compute_mass(renamed, prefixed), compute_mass(df, plain),
-                               rtol=1e-12)
+    np.testing.assert_allclose(compute_mass(renamed, prefixed), compute_mass(df, plain), rtol=1e-12)
     # a different explicit order gives other leading jets, so the default mattered
-    by_eta = AnalysisSpec(variable="event_combination", n_objects=3, order_by="Jet_eta",
-                          p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"])
+    by_eta = AnalysisSpec(
+        variable="event_combination",
+        n_objects=3,
+        order_by="Jet_eta",
+        p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"],
+    )
     assert not np.allclose(compute_mass(renamed, by_eta), compute_mass(df, plain))
 
 
@@ -153,8 +159,11 @@ def test_keyed_event_combination_uses_the_default_order_too(jets: pd.DataFrame) 
 
     df = jets.sample(frac=1.0, random_state=3).iloc[:150]
     renamed = df.rename(columns={c: f"Jet_{c}" for c in df.columns if c != "event"})
-    spec = AnalysisSpec(variable="event_combination", n_objects=3,
-                        p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"])
+    spec = AnalysisSpec(
+        variable="event_combination",
+        n_objects=3,
+        p4_columns=["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"],
+    )
     values, keys = analysis_values_and_keys(renamed, spec, np.arange(len(renamed)))
     expected = compute_mass(renamed, spec)
     np.testing.assert_array_equal(values, expected[np.isfinite(expected)])

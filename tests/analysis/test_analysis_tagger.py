@@ -33,16 +33,21 @@ def test_auc_and_efficiency_match_sklearn_with_weights_and_ties() -> None:
 
 def test_tagger_arrays_orient_select_and_check() -> None:
     df = sample(np.random.default_rng(1))
-    spec = AnalysisSpec(tagger_score="tau3/tau2", tagger_truth="matched", tagger_signal="low",
-                        selection=["tau2 > 0.2"])
+    spec = AnalysisSpec(
+        tagger_score="tau3/tau2",
+        tagger_truth="matched",
+        tagger_signal="low",
+        selection=["tau2 > 0.2"],
+    )
     score, truth, keys = tagger_arrays(df, spec, np.arange(len(df)))
     keep = df["tau2"].to_numpy() > 0.2
     assert np.allclose(score, -(df["tau3"] / df["tau2"]).to_numpy()[keep])
     assert keys.tolist() == np.flatnonzero(keep).tolist()
     assert roc_auc_score(truth, score) > 0.8  # low tau32 = signal, oriented upwards
     with pytest.raises(ConfigError, match="tagger_truth"):
-        tagger_arrays(df, AnalysisSpec(tagger_score="tau3", tagger_truth="nope"),
-                      np.arange(len(df)))
+        tagger_arrays(
+            df, AnalysisSpec(tagger_score="tau3", tagger_truth="nope"), np.arange(len(df))
+        )
 
 
 def test_tagger_paired_bootstrap_sees_a_degraded_score() -> None:
@@ -72,7 +77,8 @@ def test_spec_validates_tagger_keys() -> None:
     with pytest.raises(ConfigError, match="go together"):
         AnalysisSpec.from_dict({"tagger_score": "tau3/tau2"})
     with pytest.raises(ConfigError, match="tagger_signal"):
-        AnalysisSpec.from_dict({"tagger_score": "tau3", "tagger_truth": "m",
-                                "tagger_signal": "down"})
+        AnalysisSpec.from_dict(
+            {"tagger_score": "tau3", "tagger_truth": "m", "tagger_signal": "down"}
+        )
     with pytest.raises(ConfigError, match="not allowed"):
         AnalysisSpec.from_dict({"tagger_score": "__import__('os')", "tagger_truth": "m"})

@@ -33,16 +33,25 @@ def tiny_trained(fit_values: np.ndarray, dtype: str = "float64") -> TrainedModel
 
 
 def make_mode(trained: TrainedModel, coder: str = "range", **cfg) -> BoundedMode:
-    mode = BoundedMode(trained, CompressionConfig(mode="bounded", bounds=BOUNDS,
-                                                  entropy_coder=coder, **cfg),
-                       torch.device("cpu"))
+    mode = BoundedMode(
+        trained,
+        CompressionConfig(mode="bounded", bounds=BOUNDS, entropy_coder=coder, **cfg),
+        torch.device("cpu"),
+    )
     mode.configure({"mass": "float32"}, set())
     return mode
 
 
 def check(values: np.ndarray, out: np.ndarray, mass_f32: bool = True) -> None:
-    lim = np.stack([1e-3 * np.abs(values[:, 0]), np.full(len(values), 1e-4),
-                    np.full(len(values), 1e-3), 1e-3 * np.abs(values[:, 3])], axis=1)
+    lim = np.stack(
+        [
+            1e-3 * np.abs(values[:, 0]),
+            np.full(len(values), 1e-4),
+            np.full(len(values), 1e-3),
+            1e-3 * np.abs(values[:, 3]),
+        ],
+        axis=1,
+    )
     assert np.all(np.abs(values - out) <= lim)
 
 
@@ -50,21 +59,34 @@ def jets(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     mass = np.abs(rng.normal(172, 15, n)).astype(np.float32).astype(np.float64)
     mass[::7] = 0.0
-    return np.column_stack([rng.exponential(100, n) + 300, rng.uniform(-2.4, 2.4, n),
-                            rng.uniform(-np.pi, np.pi, n), mass])
+    return np.column_stack(
+        [
+            rng.exponential(100, n) + 300,
+            rng.uniform(-2.4, 2.4, n),
+            rng.uniform(-np.pi, np.pi, n),
+            mass,
+        ]
+    )
 
 
 SPECIAL = [0.0, -0.0, 5e-324, -1e-310, 1e-300, -1e300, 1e300, 1e15, -7.5, 3.0]
-cell = st.one_of(st.sampled_from(SPECIAL), st.floats(-1e3, 1e3),
-                 st.floats(allow_nan=False, allow_infinity=False, width=32))
+cell = st.one_of(
+    st.sampled_from(SPECIAL),
+    st.floats(-1e3, 1e3),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+)
 
 
 @settings(max_examples=40, deadline=None)
-@given(table=hnp.arrays(np.float64, st.tuples(st.integers(1, 40), st.just(4)), elements=cell),
-       coder=st.sampled_from(["range", "zstd"]), constant=st.booleans(),
-       sign=st.sampled_from([-1.0, 1.0]))
-def test_random_tables_meet_every_bound_on_another_device(table, coder, constant, sign,
-                                                         another_device):
+@given(
+    table=hnp.arrays(np.float64, st.tuples(st.integers(1, 40), st.just(4)), elements=cell),
+    coder=st.sampled_from(["range", "zstd"]),
+    constant=st.booleans(),
+    sign=st.sampled_from([-1.0, 1.0]),
+)
+def test_random_tables_meet_every_bound_on_another_device(
+    table, coder, constant, sign, another_device
+):
     table = table.copy()
     with np.errstate(over="ignore"):
         mass = table[:, 3].astype(np.float32).astype(np.float64)
@@ -97,10 +119,14 @@ def test_latent_quantiser_round_trip():
 
 
 def test_cli_bounded_round_trip_on_flat_parquet(cli, make_project, flat_parquet):
-    projects, name = make_project(flat_parquet, model={"hidden": [16], "latent_dim": 3},
-                                  compression={"mode": "bounded", "bounds": {
-                                      "default": {"rel": 1e-3}, "eta": {"abs": 1e-4},
-                                      "px": {"abs": 0.5}}})
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [16], "latent_dim": 3},
+        compression={
+            "mode": "bounded",
+            "bounds": {"default": {"rel": 1e-3}, "eta": {"abs": 1e-4}, "px": {"abs": 0.5}},
+        },
+    )
     assert cli(projects, name, "train", "--set", "training.epochs=1") == 0
     assert cli(projects, name, "compress") == 0
     assert cli(projects, name, "decompress") == 0
@@ -116,17 +142,23 @@ def test_cli_bounded_round_trip_on_flat_parquet(cli, make_project, flat_parquet)
 
 
 def test_unknown_bound_column_fails_before_writing(cli, make_project, flat_parquet, caplog):
-    projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
-                                  compression={"mode": "bounded", "bounds": {
-                                      "default": {"rel": 1e-3}, "ETA2": {"abs": 1e-4}}})
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [8], "latent_dim": 2},
+        compression={
+            "mode": "bounded",
+            "bounds": {"default": {"rel": 1e-3}, "ETA2": {"abs": 1e-4}},
+        },
+    )
     # the learned probability model is trained for the bounds: train already refuses them
-    assert cli(projects, name, "train", "--set", "training.epochs=1") == \
-        ConfigError.exit_code
+    assert cli(projects, name, "train", "--set", "training.epochs=1") == ConfigError.exit_code
     assert "did you mean 'eta'" in caplog.text
     assert not (projects / name / "output" / "model" / "model.json").exists()
     caplog.clear()
-    assert cli(projects, name, "train", "--set", "training.epochs=1",
-                   "--set", "rate.enabled=false") == 0
+    assert (
+        cli(projects, name, "train", "--set", "training.epochs=1", "--set", "rate.enabled=false")
+        == 0
+    )
     assert cli(projects, name, "compress") == ConfigError.exit_code
     assert "did you mean 'eta'" in caplog.text
     assert not list((projects / name / "output" / "compressed").glob("*"))

@@ -29,15 +29,26 @@ def make(cli: Callable[..., int], root: Path, name: str, seed: int) -> Path:
     n = 1500
     data = root / "jets.parquet"
     if not data.exists():
-        pq.write_table(pa.table({"event": pa.array(np.arange(n), pa.int32()),
-                                 "pt": rng.exponential(100, n) + 300,
-                                 "eta": rng.uniform(-2.4, 2.4, n),
-                                 "mass": rng.normal(172, 15, n)}), data)
-    write_config(root / "projects" / name, {
-        "data": {"input": [str(data)], "chunk_size": 500},
-        "model": {"hidden": [8], "latent_dim": 2},
-        "training": {"epochs": 1, "seed": seed, "early_stopping_patience": 0},
-        "compression": {"mode": "bounded"}})
+        pq.write_table(
+            pa.table(
+                {
+                    "event": pa.array(np.arange(n), pa.int32()),
+                    "pt": rng.exponential(100, n) + 300,
+                    "eta": rng.uniform(-2.4, 2.4, n),
+                    "mass": rng.normal(172, 15, n),
+                }
+            ),
+            data,
+        )
+    write_config(
+        root / "projects" / name,
+        {
+            "data": {"input": [str(data)], "chunk_size": 500},
+            "model": {"hidden": [8], "latent_dim": 2},
+            "training": {"epochs": 1, "seed": seed, "early_stopping_patience": 0},
+            "compression": {"mode": "bounded"},
+        },
+    )
     assert cli(root / "projects", name, "train") == 0
     assert cli(root / "projects", name, "compress") == 0
     return root / "projects"

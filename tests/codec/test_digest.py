@@ -32,10 +32,16 @@ def decoded(another_device):
     values = jets(4000)
     torch.manual_seed(0)
     norm = Normaliser.fit(values, COLUMNS, "standard")
-    trained = TrainedModel(build_model(ModelConfig(latent_dim=2, hidden=[8]), 5), norm,
-                           {"hash": "0" * 64, "arch": {"name": "sae", "latent_dim": 2}})
-    mode = BoundedMode(trained, CompressionConfig(mode="bounded", bounds={
-        "default": {"rel": 1e-3}, "eta": {"abs": 1e-4}}), torch.device("cpu"))
+    trained = TrainedModel(
+        build_model(ModelConfig(latent_dim=2, hidden=[8]), 5),
+        norm,
+        {"hash": "0" * 64, "arch": {"name": "sae", "latent_dim": 2}},
+    )
+    mode = BoundedMode(
+        trained,
+        CompressionConfig(mode="bounded", bounds={"default": {"rel": 1e-3}, "eta": {"abs": 1e-4}}),
+        torch.device("cpu"),
+    )
     mode.configure({"mass": "float32"}, set())
     sections = mode.encode(values)
     here = mode.decode(sections, len(values))
@@ -101,10 +107,14 @@ def test_removed_exception_sections_are_refused(decoded):
     values = values[:500].copy()
     values[[3, 77], 0] = [np.nan, 1e300]  # stored as exceptions
     torch.manual_seed(0)
-    norm = Normaliser.fit(values[np.isfinite(values).all(axis=1) & (values[:, 0] < 1e6)],
-                          COLUMNS, "standard")
-    trained = TrainedModel(build_model(ModelConfig(latent_dim=2, hidden=[8]), 5), norm,
-                           {"hash": "0" * 64, "arch": {"name": "sae", "latent_dim": 2}})
+    norm = Normaliser.fit(
+        values[np.isfinite(values).all(axis=1) & (values[:, 0] < 1e6)], COLUMNS, "standard"
+    )
+    trained = TrainedModel(
+        build_model(ModelConfig(latent_dim=2, hidden=[8]), 5),
+        norm,
+        {"hash": "0" * 64, "arch": {"name": "sae", "latent_dim": 2}},
+    )
     mode = BoundedMode(trained, CompressionConfig(mode="bounded"), torch.device("cpu"))
     mode.configure({}, set())
     sections = mode.encode(values)

@@ -12,8 +12,7 @@ from hypothesis.extra import numpy as hnp
 from baler_ext.codec.entropy import CODER_REGISTRY, get_coder, unzigzag, zigzag
 from baler_ext.errors import ConfigError
 
-ints = st.one_of(st.integers(-3, 3), st.integers(-10_000, 10_000),
-                 st.integers(-(2**40), 2**40))
+ints = st.one_of(st.integers(-3, 3), st.integers(-10_000, 10_000), st.integers(-(2**40), 2**40))
 
 
 @pytest.mark.parametrize("name", sorted(CODER_REGISTRY))
@@ -38,23 +37,28 @@ def test_range_coder_is_near_the_entropy_and_beats_zstd():
     prob = counts / counts.sum()
     entropy_bytes = -(counts * np.log2(prob)).sum() / 8
     cctx = zstandard.ZstdCompressor(level=19)
-    sizes = {name: sum(len(cctx.compress(a.tobytes()))
-                       for a in get_coder(name).encode(codes).values())
-             for name in CODER_REGISTRY}
+    sizes = {
+        name: sum(len(cctx.compress(a.tobytes())) for a in get_coder(name).encode(codes).values())
+        for name in CODER_REGISTRY
+    }
     assert sizes["range"] < 1.02 * entropy_bytes + 200
     assert sizes["range"] < sizes["zstd"]
 
 
 def test_unknown_coder():
-    with pytest.raises(ConfigError,
-                       match=r"unknown compression\.entropy_coder 'huffman'; valid: zstd"):
+    with pytest.raises(
+        ConfigError, match=r"unknown compression\.entropy_coder 'huffman'; valid: zstd"
+    ):
         get_coder("huffman")
 
 
-@pytest.mark.parametrize("codes", [
-    np.random.default_rng(1).integers(-30_000, 30_000, 5000),
-    np.r_[np.random.default_rng(2).integers(0, 1 << 20, 3000), -(1 << 30)],
-])
+@pytest.mark.parametrize(
+    "codes",
+    [
+        np.random.default_rng(1).integers(-30_000, 30_000, 5000),
+        np.r_[np.random.default_rng(2).integers(0, 1 << 20, 3000), -(1 << 30)],
+    ],
+)
 def test_wide_flat_streams_are_split_not_escaped(codes):
     coder = get_coder("range")
     arrays = coder.encode(codes)

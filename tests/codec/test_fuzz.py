@@ -32,12 +32,28 @@ def fuzz_results(tmp_path_factory) -> list[dict]:
     (float32 column, passthrough, embedded decoder) and latent mode on a jagged ROOT
     collection (counts, events without jets)."""
     out = tmp_path_factory.mktemp("fuzz") / "fuzz.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.fuzz_containers", "--variants",
-                           "bounded", "latent-jagged", "--cases", str(CASES), "--seed", "0",
-                           "--out", str(out)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.fuzz_containers",
+            "--variants",
+            "bounded",
+            "latent-jagged",
+            "--cases",
+            str(CASES),
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.is_file(), proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert [r["variant"] for r in results] == ["bounded", "latent-jagged"]

@@ -10,12 +10,17 @@ from baler_ext.errors import ProjectError
 
 
 def test_info_reports_sections_ratios_and_bounds(cli, make_project, flat_parquet):
-    projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
-                                  compression={"mode": "bounded", "embed_decoder": True,
-                                               "latent_policy": "always",
-                                               "probability_model": "static",
-                                               "bounds": {"default": {"rel": 1e-3},
-                                                          "eta": {"abs": 1e-4}}})
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [8], "latent_dim": 2},
+        compression={
+            "mode": "bounded",
+            "embed_decoder": True,
+            "latent_policy": "always",
+            "probability_model": "static",
+            "bounds": {"default": {"rel": 1e-3}, "eta": {"abs": 1e-4}},
+        },
+    )
     assert cli(projects, name, "info") == ProjectError.exit_code  # nothing compressed yet
     assert cli(projects, name, "train", "--set", "training.epochs=1") == 0
     assert cli(projects, name, "compress") == 0
@@ -26,8 +31,11 @@ def test_info_reports_sections_ratios_and_bounds(cli, make_project, flat_parquet
     assert d["raw_float32_bytes"] == d["raw_float64_bytes"] // 2
     groups = d["bytes_by_section"]
     assert {"header", "latent", "residuals", "passthrough", "decoder"} <= set(groups)
-    assert sum(groups.values()) == d["compressed_bytes"] == (
-        projects / name / "output" / "compressed" / "jets.baler").stat().st_size
+    assert (
+        sum(groups.values())
+        == d["compressed_bytes"]
+        == (projects / name / "output" / "compressed" / "jets.baler").stat().st_size
+    )
     assert d["decoder_embedded"] and d["decoder_bytes"] == groups["decoder"]
     r = d["ratios"]
     assert r["payload_with_decoder_vs_float64"] < r["payload_vs_float64"]
@@ -37,12 +45,12 @@ def test_info_reports_sections_ratios_and_bounds(cli, make_project, flat_parquet
     # file was coded with, exactly as its header stores them
     assert d["relations"], "px/py are exact functions of pt/phi: a relation was expected"
     cartesian = {"pt", "phi", "px", "py"}
-    assert any(r["target"] in cartesian and set(r["inputs"]) <= cartesian
-               for r in d["relations"])
+    assert any(r["target"] in cartesian and set(r["inputs"]) <= cartesian for r in d["relations"])
     with ContainerReader(projects / name / "output" / "compressed" / "jets.baler") as reader:
         stored = reader.header["mode_settings"]["relations"]
-    assert [(r["kind"], r["target"], r["inputs"]) for r in d["relations"]] == \
-        [(r["kind"], r["target"], list(r["inputs"])) for r in stored]
+    assert [(r["kind"], r["target"], r["inputs"]) for r in d["relations"]] == [
+        (r["kind"], r["target"], list(r["inputs"])) for r in stored
+    ]
     for stats in d["measured_at_compress"].values():
         assert 0 < stats["max_error_over_bound"] <= 1.0
     # an embedded decoder does not change what decompress restores
@@ -53,8 +61,10 @@ def test_compressed_columns_stored_exactly_count_in_the_payload(make_project, fl
     """A cvae's condition columns are stored losslessly: they are payload, not passthrough."""
     from baler_ext.stages.info import describe
 
-    projects, name = make_project(flat_parquet, model={
-        "name": "cvae", "latent_dim": 2, "hidden": [16], "options": {"conditions": ["pt"]}})
+    projects, name = make_project(
+        flat_parquet,
+        model={"name": "cvae", "latent_dim": 2, "hidden": [16], "options": {"conditions": ["pt"]}},
+    )
     for mode in ("train", "compress"):
         assert main(["-q", "--projects-dir", str(projects), "-p", name, "--mode", mode]) == 0
     info = describe(projects / name / "output" / "compressed" / "jets.baler")

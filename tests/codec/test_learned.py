@@ -52,14 +52,17 @@ def test_quantised_training_network_equals_the_integer_network():
         torch.set_num_threads(threads)
         with torch.no_grad():
             tl, ts = qm(torch.as_tensor(x))
-        assert np.array_equal(tl.numpy() * 1024, loc) and np.array_equal(ts.numpy() * 1024,
-                                                                          scale)
+        assert np.array_equal(tl.numpy() * 1024, loc) and np.array_equal(ts.numpy() * 1024, scale)
     torch.set_num_threads(1)
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), n_ctx=st.integers(0, 4), n_cols=st.integers(1, 6),
-       hidden=st.sampled_from([(8,), (16, 8), (5, 7, 3)]))
+@given(
+    seed=st.integers(0, 10_000),
+    n_ctx=st.integers(0, 4),
+    n_cols=st.integers(1, 6),
+    hidden=st.sampled_from([(8,), (16, 8), (5, 7, 3)]),
+)
 def test_integer_network_is_exact_under_any_summation_order(seed, n_ctx, n_cols, hidden):
     """Full GEMM, row blocks of any size, permuted inputs (another summation order), a
     reversed accumulation loop and the decoder's one-column-at-a-time evaluation all give
@@ -68,7 +71,7 @@ def test_integer_network_is_exact_under_any_summation_order(seed, n_ctx, n_cols,
     x = inputs(97, net.n_in, seed)
     loc, scale = net.forward(x)
     # batch splits
-    parts = [net.forward(x[a:a + 13]) for a in range(0, len(x), 13)]
+    parts = [net.forward(x[a : a + 13]) for a in range(0, len(x), 13)]
     assert np.array_equal(np.concatenate([p[0] for p in parts]), loc)
     # another summation order: inputs permuted with the weights
     perm = np.random.default_rng(seed).permutation(net.n_in)
@@ -77,14 +80,14 @@ def test_integer_network_is_exact_under_any_summation_order(seed, n_ctx, n_cols,
         wp = w[:, perm] if i == 0 else w
         z = np.zeros((len(x), w.shape[0]))
         for j in reversed(range(wp.shape[1])):  # a scalar loop, last term first
-            z += a[:, j:j + 1] * wp[:, j]
+            z += a[:, j : j + 1] * wp[:, j]
         z += b
         a = np.clip(np.floor(z * 2.0**-10), 0.0, A_MAX) if i < len(net.weights) - 1 else z
     assert np.array_equal(a[:, 0::2].astype(np.int64), loc)
     assert np.array_equal(a[:, 1::2].astype(np.int64), scale)
     # the decoder's incremental evaluation (column block filled step by step)
     xi = x.copy()
-    xi[:, net.n_ctx:] = 0.0
+    xi[:, net.n_ctx :] = 0.0
     inc = Incremental(net, xi)
     for i in range(n_cols):
         li, si = inc.outputs(i)
@@ -101,8 +104,8 @@ def test_outputs_depend_only_on_earlier_columns():
         y = x.copy()
         y[:, net.n_ctx + j] += 777
         l2, s2 = net.forward(y)
-        assert np.array_equal(l2[:, :j + 1], loc[:, :j + 1])
-        assert np.array_equal(s2[:, :j + 1], scale[:, :j + 1])
+        assert np.array_equal(l2[:, : j + 1], loc[:, : j + 1])
+        assert np.array_equal(s2[:, : j + 1], scale[:, : j + 1])
 
 
 def test_networks_that_could_be_inexact_are_refused():
@@ -122,8 +125,13 @@ def test_networks_that_could_be_inexact_are_refused():
     # a layer so wide that its sums could pass 2**53 is refused even with legal weights
     wide = 1 << 15
     with pytest.raises(ContainerError, match="exact integer range"):
-        IntMade(wide, 1, [np.full((2, wide + 1), float(1 << 24)) * np.r_[np.ones(wide), 0]],
-                [np.zeros(2)], [])
+        IntMade(
+            wide,
+            1,
+            [np.full((2, wide + 1), float(1 << 24)) * np.r_[np.ones(wide), 0]],
+            [np.zeros(2)],
+            [],
+        )
     check_exact(net)  # the untouched network passes
 
 
@@ -198,11 +206,21 @@ def trained_model() -> lrn.LearnedModel:
 
     model0.offset, model0.exponent = feature_scaling(codes[:3000])
     ctx = model0.inputs(len(codes), prev, model0.column_features(codes, u), None)
-    ctx = ctx[:, :model0.net.n_ctx]
-    return fit_rate_model(codes[:3000], list("abcd"), ctx[:3000], (codes[3000:], ctx[3000:]),
-                          event_context=True, latent=None, hidden=[32, 32], epochs=40,
-                          batch_size=256, learning_rate=3e-3, seed=0,
-                          dither=(u[:3000], u[3000:])).model
+    ctx = ctx[:, : model0.net.n_ctx]
+    return fit_rate_model(
+        codes[:3000],
+        list("abcd"),
+        ctx[:3000],
+        (codes[3000:], ctx[3000:]),
+        event_context=True,
+        latent=None,
+        hidden=[32, 32],
+        epochs=40,
+        batch_size=256,
+        learning_rate=3e-3,
+        seed=0,
+        dither=(u[:3000], u[3000:]),
+    ).model
 
 
 def test_learned_model_learns_dependences_and_beats_static_histograms(trained_model):
@@ -233,21 +251,21 @@ def test_encoded_chunks_decode_identically_whatever_the_batching(trained_model, 
     _, prev = lrn.event_phases(first, len(codes))
     feats = trained_model.column_features(codes, u)
     x = trained_model.inputs(len(codes), prev, feats, None)
-    x[:, trained_model.net.n_ctx:] = feats
-    blocks = [trained_model.net.forward(x[a:a + split]) for a in range(0, len(x), split)]
+    x[:, trained_model.net.n_ctx :] = feats
+    blocks = [trained_model.net.forward(x[a : a + split]) for a in range(0, len(x), split)]
     loc = np.concatenate([b[0] for b in blocks])
     full, _ = trained_model.net.forward(x)
     assert np.array_equal(loc, full)
     out = lrn.decode_codes(trained_model, streams, len(codes), first, None, u=u)
     assert np.array_equal(out, codes)
     # the same with column 2 coded elsewhere (a static fallback)
-    out = lrn.decode_codes(trained_model, streams, len(codes), first, None,
-                           known={2: codes[:, 2]}, u=u)
+    out = lrn.decode_codes(
+        trained_model, streams, len(codes), first, None, known={2: codes[:, 2]}, u=u
+    )
     assert np.array_equal(out, codes)
     # decoding with other dither offsets does not give the codes (they are part of the file)
     try:
-        bad = lrn.decode_codes(trained_model, streams, len(codes), first, None,
-                               u=u[::-1].copy())
+        bad = lrn.decode_codes(trained_model, streams, len(codes), first, None, u=u[::-1].copy())
     except ContainerError:
         pass
     else:
@@ -262,7 +280,8 @@ def test_loss_is_the_code_length_of_the_tables():
         k = np.rint(rng.logistic(0.3, s, 5000))
         loss = logistic_bits(torch.as_tensor(k), torch.tensor(0.3), torch.tensor(float(ell)))
         frac = int(0.3 * tables.N_FRAC)
-        cnt = tables.tables()[ell, frac, np.clip(k, -tables.WINDOW, tables.WINDOW).astype(int)
-                                   + tables.WINDOW]
+        cnt = tables.tables()[
+            ell, frac, np.clip(k, -tables.WINDOW, tables.WINDOW).astype(int) + tables.WINDOW
+        ]
         table_bits = np.log2(tables.TOTAL) - np.log2(cnt)
         assert abs(float(loss.mean()) - table_bits.mean()) < 0.03

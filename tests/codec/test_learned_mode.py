@@ -34,8 +34,16 @@ def learned_mode(x: np.ndarray, **cfg):
     ints = {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64), "event": np.arange(n) // 2}
     mode = mode_for(x, **cfg)
     idx = np.arange(n)
-    model = fit_learned(mode, x, idx[: n * 3 // 4], idx[n * 3 // 4:], events_of(n), ints,
-                        RateConfig(hidden=[16], epochs=3, order="natural"), seed=0)
+    model = fit_learned(
+        mode,
+        x,
+        idx[: n * 3 // 4],
+        idx[n * 3 // 4 :],
+        events_of(n),
+        ints,
+        RateConfig(hidden=[16], epochs=3, order="natural"),
+        seed=0,
+    )
     mode.learned = model
     mode.configure({}, set())
     return mode, ChunkContext(events_of(n), ints)
@@ -64,11 +72,16 @@ def test_learned_path_round_trip_and_context(fitted):
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.sampled_from([1, 2, 5, 64, 300]),
-       sign=st.sampled_from([-1.0, 1.0]), rel_sign=st.sampled_from([-1.0, 0.0, 1.0]),
-       outliers=st.booleans())
-def test_learned_path_meets_every_bound_on_another_device(fitted, another_device, seed, n,
-                                                           sign, rel_sign, outliers):
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.sampled_from([1, 2, 5, 64, 300]),
+    sign=st.sampled_from([-1.0, 1.0]),
+    rel_sign=st.sampled_from([-1.0, 0.0, 1.0]),
+    outliers=st.booleans(),
+)
+def test_learned_path_meets_every_bound_on_another_device(
+    fitted, another_device, seed, n, sign, rel_sign, outliers
+):
     """Values the model never saw (outliers, zeros, negative zeros) and the worst drift of
     every floating-point prediction: the codes decode exactly, every bound holds."""
     mode, _ = fitted
@@ -106,18 +119,22 @@ def test_learned_codes_do_not_depend_on_floating_point_drift(fitted, another_dev
 
 def test_cli_learned_model_end_to_end(make_project, flat_parquet, capsys):
     projects, name = make_project(
-        flat_parquet, model={"hidden": [16], "latent_dim": 3},
-        compression={"mode": "bounded", "bounds": {"default": {"rel": 1e-3},
-                                                   "eta": {"abs": 1e-4}}},
-        rate={"epochs": 3, "hidden": [16], "order": "search"})
+        flat_parquet,
+        model={"hidden": [16], "latent_dim": 3},
+        compression={"mode": "bounded", "bounds": {"default": {"rel": 1e-3}, "eta": {"abs": 1e-4}}},
+        rate={"epochs": 3, "hidden": [16], "order": "search"},
+    )
     assert main(["--projects-dir", str(projects), "-p", name, "--mode", "train", "-q"]) == 0
     # compress and decompress with the learned model run without importing torch
-    code = ("import sys; from baler_ext.cli import main; "
-            f"rcs = [main(['--projects-dir', {str(projects)!r}, '-p', {name!r}, '--mode', m, "
-            "'-q']) for m in ('compress', 'decompress')]; "
-            "print(rcs, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import sys; from baler_ext.cli import main; "
+        f"rcs = [main(['--projects-dir', {str(projects)!r}, '-p', {name!r}, '--mode', m, "
+        "'-q']) for m in ('compress', 'decompress')]; "
+        "print(rcs, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out[-3:] == ["[0,", "0]", "False"], out
     assert main(["--projects-dir", str(projects), "-p", name, "--mode", "info", "-q"]) == 0
     out = projects / name / "output"
@@ -130,8 +147,10 @@ def test_cli_learned_model_end_to_end(make_project, flat_parquet, capsys):
     info = json.loads((out / "compressed" / "jets.info.json").read_text())
     assert info["learned"]["order"] == meta["columns"] and info["dither"]
     assert info["streams"]["pt"] in ("learned", "static")
-    original, restored = pq.read_table(flat_parquet), pq.read_table(
-        out / "decompressed" / "jets.parquet")
+    original, restored = (
+        pq.read_table(flat_parquet),
+        pq.read_table(out / "decompressed" / "jets.parquet"),
+    )
     for col in ("pt", "eta", "phi", "mass", "px", "py"):
         x = original.column(col).to_numpy().astype(np.float64)
         y = restored.column(col).to_numpy().astype(np.float64)

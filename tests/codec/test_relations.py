@@ -20,9 +20,16 @@ from baler_ext.models.base import build_model
 from baler_ext.normalise import Normaliser
 
 COLS = ["pt", "eta", "phi", "mass", "energy", "px", "py", "pz", "fa", "fb", "fc", "other"]
-BOUNDS = {"default": {"abs": 1e-3}, "pt": {"rel": 1e-2}, "mass": {"rel": 1e-2},
-          "energy": {"rel": 1e-3}, "px": {"abs": 0.1}, "py": {"abs": 0.1}, "pz": {"abs": 0.1},
-          "phi": {"abs": 1e-4}}
+BOUNDS = {
+    "default": {"abs": 1e-3},
+    "pt": {"rel": 1e-2},
+    "mass": {"rel": 1e-2},
+    "energy": {"rel": 1e-3},
+    "px": {"abs": 0.1},
+    "py": {"abs": 0.1},
+    "pz": {"abs": 0.1},
+    "phi": {"abs": 1e-4},
+}
 
 
 def table(n: int, seed: int = 0, eta_max: float = 2.5) -> np.ndarray:
@@ -35,22 +42,36 @@ def table(n: int, seed: int = 0, eta_max: float = 2.5) -> np.ndarray:
     energy = np.sqrt(mass**2 + (pt * np.cosh(eta)) ** 2)
     fa, fb = rng.uniform(0, 0.5, n), rng.uniform(0, 0.5, n)
     fc = 1 - fa - fb
-    return np.column_stack([pt, eta, phi, mass, energy, pt * np.cos(phi), pt * np.sin(phi),
-                            pt * np.sinh(eta), fa, fb, fc, rng.normal(size=n)])
+    return np.column_stack(
+        [
+            pt,
+            eta,
+            phi,
+            mass,
+            energy,
+            pt * np.cos(phi),
+            pt * np.sin(phi),
+            pt * np.sinh(eta),
+            fa,
+            fb,
+            fc,
+            rng.normal(size=n),
+        ]
+    )
 
 
 def trained_for(values: np.ndarray, columns: list[str]) -> TrainedModel:
     torch.manual_seed(0)
     norm = Normaliser.fit(values, columns, "standard")
     model = build_model(ModelConfig(latent_dim=2, hidden=[8]), len(norm.active))
-    return TrainedModel(model, norm, {"hash": "0" * 64, "arch": {"name": "sae",
-                                                                  "latent_dim": 2}})
+    return TrainedModel(model, norm, {"hash": "0" * 64, "arch": {"name": "sae", "latent_dim": 2}})
 
 
 def mode_for(values: np.ndarray, columns: list[str] = COLS, **cfg) -> BoundedMode:
     cfg.setdefault("bounds", BOUNDS)
-    mode = BoundedMode(trained_for(values, columns),
-                       CompressionConfig(mode="bounded", **cfg), torch.device("cpu"))
+    mode = BoundedMode(
+        trained_for(values, columns), CompressionConfig(mode="bounded", **cfg), torch.device("cpu")
+    )
     mode.configure({}, set())
     return mode
 
@@ -66,16 +87,23 @@ def limits(values: np.ndarray, columns: list[str]) -> np.ndarray:
 def test_detects_kinematic_and_sum_relations():
     rels = relations.detect(table(500), COLS, set(COLS), preference="polar")
     got = {(r.kind, r.target, r.inputs) for r in rels}
-    assert got == {("px", "px", ("pt", "phi")), ("py", "py", ("pt", "phi")),
-                   ("pz", "pz", ("pt", "eta")), ("energy", "energy", ("pt", "eta", "mass")),
-                   ("sum", "fc", ("fa", "fb"))}
+    assert got == {
+        ("px", "px", ("pt", "phi")),
+        ("py", "py", ("pt", "phi")),
+        ("pz", "pz", ("pt", "eta")),
+        ("energy", "energy", ("pt", "eta", "mass")),
+        ("sum", "fc", ("fa", "fb")),
+    }
     # auto prefers the Cartesian direction: pt, phi, eta, energy from px, py, pz, mass
     rels = relations.detect(table(500), COLS, set(COLS))
     got = {(r.kind, r.target, r.inputs) for r in rels}
-    assert got == {("pt_xy", "pt", ("px", "py")), ("phi_xy", "phi", ("px", "py")),
-                   ("eta_xyz", "eta", ("px", "py", "pz")),
-                   ("energy_xyzm", "energy", ("px", "py", "pz", "mass")),
-                   ("sum", "fc", ("fa", "fb"))}
+    assert got == {
+        ("pt_xy", "pt", ("px", "py")),
+        ("phi_xy", "phi", ("px", "py")),
+        ("eta_xyz", "eta", ("px", "py", "pz")),
+        ("energy_xyzm", "energy", ("px", "py", "pz", "mass")),
+        ("sum", "fc", ("fa", "fb")),
+    }
 
 
 def test_nanoaod_prefixes_roles_and_relations_that_do_not_hold():
@@ -103,14 +131,16 @@ def test_relations_none_and_header_round_trip(tmp_path):
     head = mode.header()
     assert {r["target"] for r in head["relations"]} == {"pt", "phi", "eta", "energy", "fc"}
     # the decoder restores the relations from the header alone
-    other = BoundedMode(mode.trained, CompressionConfig(mode="bounded", relations="none"),
-                        torch.device("cpu"))
+    other = BoundedMode(
+        mode.trained, CompressionConfig(mode="bounded", relations="none"), torch.device("cpu")
+    )
     other.load_header(head)
     out = other.decode(sections, len(x))
     assert np.all(np.abs(out - x) <= limits(x, COLS))
     # derived columns cost far less than independent ones
-    size = {c: sum(v.nbytes for k, v in sections.items() if k.startswith(f"res/{c}/"))
-            for c in COLS}
+    size = {
+        c: sum(v.nbytes for k, v in sections.items() if k.startswith(f"res/{c}/")) for c in COLS
+    }
     assert size["pt"] < size["px"] and size["eta"] < size["pz"] and size["fc"] < size["fa"]
 
 
@@ -119,16 +149,18 @@ def test_header_without_relations_still_loads_and_bad_ones_are_rejected():
     mode = mode_for(x)
     mode.encode(x)
     head = mode.header()
-    old = {k: v for k, v in head.items() if k not in ("relations", "latent_policy",
-                                                      "latent_chunks")}
+    old = {
+        k: v for k, v in head.items() if k not in ("relations", "latent_policy", "latent_chunks")
+    }
     mode.load_header(old)
     assert mode.relations == []
     bad = dict(head, relations=[{"kind": "px", "target": "px", "inputs": ["pt", "nope"]}])
     with pytest.raises(ContainerError, match="unknown columns"):
         mode.load_header(bad)
     with pytest.raises(ContainerError, match="upgrade"):
-        mode.load_header(dict(head, relations=[{"kind": "boost", "target": "px",
-                                                "inputs": ["pt"]}]))
+        mode.load_header(
+            dict(head, relations=[{"kind": "boost", "target": "px", "inputs": ["pt"]}])
+        )
 
 
 @pytest.mark.parametrize("policy", ["always", "never", "auto"])
@@ -138,8 +170,10 @@ def test_latent_policies_round_trip(policy):
     mode = mode_for(x, latent_policy=policy, relations="polar")  # eta decoded before other
     sections = mode.encode(x)
     if "lin/other" in sections:  # the linear stack finds it: almost no residual bits
-        assert sum(v.nbytes for k, v in sections.items() if k.startswith("res/other/")) < \
-            sum(v.nbytes for k, v in sections.items() if k.startswith("res/fa/")) / 4
+        assert (
+            sum(v.nbytes for k, v in sections.items() if k.startswith("res/other/"))
+            < sum(v.nbytes for k, v in sections.items() if k.startswith("res/fa/")) / 4
+        )
     assert ("lin/other" in sections) == (policy != "always" and "latent/lo" not in sections)
     assert ("latent/lo" in sections) == (policy == "always" or mode.latent_chunks == 1)
     assert ("pred/centre" in sections) != ("latent/lo" in sections)
@@ -147,19 +181,27 @@ def test_latent_policies_round_trip(policy):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.sampled_from([1, 2, 7, 60, 400]),
-       sign=st.sampled_from([-1.0, 1.0]),
-       policy=st.sampled_from(["always", "never"]), eta_max=st.sampled_from([1.0, 6.0, 30.0]),
-       rel_sign=st.sampled_from([-1.0, 0.0, 1.0]))
-def test_bound_holds_under_drift_of_inputs_and_relations(seed, n, sign, policy, eta_max,
-                                                         rel_sign, another_device):
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.sampled_from([1, 2, 7, 60, 400]),
+    sign=st.sampled_from([-1.0, 1.0]),
+    policy=st.sampled_from(["always", "never"]),
+    eta_max=st.sampled_from([1.0, 6.0, 30.0]),
+    rel_sign=st.sampled_from([-1.0, 0.0, 1.0]),
+)
+def test_bound_holds_under_drift_of_inputs_and_relations(
+    seed, n, sign, policy, eta_max, rel_sign, another_device
+):
     """Perturb the model prediction by the full assumed device drift (so every decoded
     input drifts), and each relation or linear prediction by its own rounding allowance:
     every value still meets its bound."""
     x = table(n, seed, eta_max)
     fit = table(200, 1)
-    mode = BoundedMode(trained_for(fit, COLS), CompressionConfig(
-        mode="bounded", bounds=BOUNDS, latent_policy=policy), torch.device("cpu"))
+    mode = BoundedMode(
+        trained_for(fit, COLS),
+        CompressionConfig(mode="bounded", bounds=BOUNDS, latent_policy=policy),
+        torch.device("cpu"),
+    )
     mode.configure({"mass": "float32"}, set())
     x[:, 3] = x[:, 3].astype(np.float32)
     sections = mode.encode(x)

@@ -15,11 +15,28 @@ from hypothesis.extra import numpy as hnp
 from baler_ext.codec.residuals import EPS_PRED, Bound, ColumnCoder, resolve_bounds
 from baler_ext.errors import ConfigError
 
-SPECIAL = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-300, -1e-300, 1e300,
-           -1e300, 1.7976931348623157e308, -1.7976931348623157e308, 1.0, -1.0, 3.0]
-values_st = st.one_of(st.sampled_from(SPECIAL),
-                      st.floats(allow_nan=False, allow_infinity=False),
-                      st.floats(-1e4, 1e4), st.floats(1e-3, 1e3))
+SPECIAL = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    2.2250738585072014e-308,
+    1e-300,
+    -1e-300,
+    1e300,
+    -1e300,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    1.0,
+    -1.0,
+    3.0,
+]
+values_st = st.one_of(
+    st.sampled_from(SPECIAL),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-1e4, 1e4),
+    st.floats(1e-3, 1e3),
+)
 bound_st = st.one_of(
     st.builds(Bound, st.just("abs"), st.sampled_from([1e-6, 1e-4, 1e-3, 0.1, 1.0, 1e3])),
     st.builds(Bound, st.just("rel"), st.sampled_from([1e-6, 1e-4, 1e-3, 1e-2, 0.3])),
@@ -40,10 +57,14 @@ def perturbations(p: np.ndarray, coder: ColumnCoder, rng: np.random.Generator) -
 
 
 @settings(max_examples=150, deadline=None)
-@given(x=hnp.arrays(np.float64, st.integers(1, 60), elements=values_st), bound=bound_st,
-       magnitude=st.sampled_from([1e-3, 1.0, 500.0, 1e6]),
-       noise=st.sampled_from([0.0, 1e-6, 1e-2, 1.0, 100.0]), float32=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    x=hnp.arrays(np.float64, st.integers(1, 60), elements=values_st),
+    bound=bound_st,
+    magnitude=st.sampled_from([1e-3, 1.0, 500.0, 1e6]),
+    noise=st.sampled_from([0.0, 1e-6, 1e-2, 1.0, 100.0]),
+    float32=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_bound_holds_for_every_value(x, bound, magnitude, noise, float32, seed):
     rng = np.random.default_rng(seed)
     if float32:
@@ -119,8 +140,9 @@ def test_dither_offsets_are_fixed_numbers():
     from baler_ext.codec import dither
 
     a = dither.offsets(1000, 2)
-    assert np.array_equal(a, dither.offsets(1000, 2)) and np.array_equal(a[:10],
-                                                                         dither.offsets(10, 2))
+    assert np.array_equal(a, dither.offsets(1000, 2)) and np.array_equal(
+        a[:10], dither.offsets(10, 2)
+    )
     assert a.min() >= -0.5 and a.max() < 0.5 and abs(a.mean()) < 0.05
     assert not np.array_equal(a, dither.offsets(1000, 3))
     # SplitMix64 reference value (Steele, Lea & Flood): splitmix64(0) = 0xE220A8397B1DCDAF

@@ -86,13 +86,21 @@ def test_paired_bin_sigma_counts_migrations() -> None:
     decompressed = np.array([0.5, 1.2, 1.5, 2.5, 3.5, 2.9])
     # bin 0: one out; bin 1: one in; bin 2: one out (to overflow), one in (from overflow)
     assert paired_bin_sigma(original, decompressed, edges).tolist() == pytest.approx(
-        [1.0, 1.0, np.sqrt(2.0)])
+        [1.0, 1.0, np.sqrt(2.0)]
+    )
     assert np.all(paired_bin_sigma(original, original, edges) == 0)
 
 
 def test_loss_columns_leave_out_wall_time() -> None:
-    df = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6],
-                       "lr": [1e-3, 1e-3], "epoch_time_s": [0.2, 0.2]})
+    df = pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "train_loss": [1.0, 0.5],
+            "val_loss": [1.1, 0.6],
+            "lr": [1e-3, 1e-3],
+            "epoch_time_s": [0.2, 0.2],
+        }
+    )
     assert loss_columns(df, "epoch", ["lr"]) == ["train_loss", "val_loss"]
 
 

@@ -28,17 +28,24 @@ def two_clusters(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
     return base @ rng.normal(size=(2, len(COLUMNS))) + 100.0, label
 
 
-def trained(name: str = "sae", latent: int = 2, **options) -> tuple[TrainedModel, np.ndarray,
-                                                                      np.ndarray]:
+def trained(
+    name: str = "sae", latent: int = 2, **options
+) -> tuple[TrainedModel, np.ndarray, np.ndarray]:
     values, label = two_clusters()
     seed_everything(0)
     kw = {"columns": COLUMNS} if name == "cvae" else {}
-    model = build_model(ModelConfig(name=name, latent_dim=latent, hidden=[16],
-                                    options=options), len(COLUMNS), **kw)
+    model = build_model(
+        ModelConfig(name=name, latent_dim=latent, hidden=[16], options=options), len(COLUMNS), **kw
+    )
     norm = Normaliser.fit(values, COLUMNS, "standard")
     x = norm.transform(values)
-    fit(model, x[:500], x[500:], TrainingConfig(epochs=3, batch_size=100, lr_patience=0),
-        torch.device("cpu"))
+    fit(
+        model,
+        x[:500],
+        x[500:],
+        TrainingConfig(epochs=3, batch_size=100, lr_patience=0),
+        torch.device("cpu"),
+    )
     return TrainedModel(model, norm, {"hash": "test"}), values, label
 
 
@@ -46,8 +53,16 @@ def test_traversal_shows_which_dimension_the_decoder_uses(tmp_path) -> None:
     tm, values, label = trained()
     with torch.no_grad():  # make the decoder blind to latent dimension 1
         tm.model.decoder[0].weight[:, 1] = 0.0
-    res = write_probing_plots(tm, values, tmp_path, color=label.astype(float),
-                              color_label="cluster", n_steps=5, n_samples=400, tsne_rows=100)
+    res = write_probing_plots(
+        tm,
+        values,
+        tmp_path,
+        color=label.astype(float),
+        color_label="cluster",
+        n_steps=5,
+        n_samples=400,
+        tsne_rows=100,
+    )
     assert res.traversal.shape == (2, 5, len(COLUMNS)) and res.traversal_grid.shape == (2, 5)
     assert np.all(np.diff(res.traversal_grid, axis=1) > 0)  # each sweep increases z_j
     assert np.ptp(res.traversal[0], axis=0).max() > 1e-3  # dimension 0 moves the output
@@ -58,14 +73,16 @@ def test_traversal_shows_which_dimension_the_decoder_uses(tmp_path) -> None:
 
 def test_prior_and_pca_samples_and_tsne_content(tmp_path) -> None:
     tm, values, label = trained(latent=3)
-    res = write_probing_plots(tm, values, tmp_path, color=label.astype(float),
-                              n_samples=3000, tsne_rows=200, seed=1)
+    res = write_probing_plots(
+        tm, values, tmp_path, color=label.astype(float), n_samples=3000, tsne_rows=200, seed=1
+    )
     with torch.no_grad():
         z = tm.model.encode(torch.as_tensor(tm.normaliser.transform(values))).numpy()
     # not a VAE: the prior is the Gaussian fitted to the encoded rows
     assert res.prior_kind == "fitted"
-    np.testing.assert_allclose(res.prior_latent.mean(axis=0), z.mean(axis=0),
-                               atol=0.1 * z.std(axis=0).max())
+    np.testing.assert_allclose(
+        res.prior_latent.mean(axis=0), z.mean(axis=0), atol=0.1 * z.std(axis=0).max()
+    )
     # PCA samples span exactly the 2 leading directions of the 3-D latent
     sv = np.linalg.svd(res.pca_latent - res.pca_latent.mean(axis=0), compute_uv=False)
     assert sv[2] < 1e-8 * sv[0] and sv[1] > 1e-3 * sv[0]
@@ -92,10 +109,16 @@ def test_vae_prior_is_standard_normal_and_cvae_conditions_come_from_data(tmp_pat
 
 
 def test_evaluate_writes_probing_plots_when_asked(make_project, flat_parquet) -> None:
-    projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 3},
-                                  evaluation={"latent_probing": True, "tsne_rows": 100})
-    assert main(["--projects-dir", str(projects), "--project", name, "--mode", "all",
-                 "-q"]) == 0
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [8], "latent_dim": 3},
+        evaluation={"latent_probing": True, "tsne_rows": 100},
+    )
+    assert main(["--projects-dir", str(projects), "--project", name, "--mode", "all", "-q"]) == 0
     probing = projects / name / "output" / "evaluation" / "probing"
     assert sorted(p.name for p in probing.glob("*.png")) == [
-        "pca_samples.png", "prior_samples.png", "traversal.png", "tsne.png"]
+        "pca_samples.png",
+        "prior_samples.png",
+        "traversal.png",
+        "tsne.png",
+    ]

@@ -26,14 +26,21 @@ def events(n: int = 300, seed: int = 1) -> ak.Array:
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, 4, n)
     total = int(counts.sum())
-    return ak.Array({
-        "event": np.arange(n, dtype=np.int64),
-        "Jet": ak.unflatten(ak.zip({
-            "pt": rng.exponential(50, total).astype(np.float32) + 20,
-            "eta": rng.uniform(-2.5, 2.5, total).astype(np.float32),
-            "id": rng.integers(0, 3, total).astype(np.int32),
-        }), counts),
-    })
+    return ak.Array(
+        {
+            "event": np.arange(n, dtype=np.int64),
+            "Jet": ak.unflatten(
+                ak.zip(
+                    {
+                        "pt": rng.exponential(50, total).astype(np.float32) + 20,
+                        "eta": rng.uniform(-2.5, 2.5, total).astype(np.float32),
+                        "id": rng.integers(0, 3, total).astype(np.int32),
+                    }
+                ),
+                counts,
+            ),
+        }
+    )
 
 
 @pytest.fixture
@@ -52,8 +59,10 @@ def ttree_file(tmp_path: Path) -> Path:
     data = {"event": ev["event"], "MET_pt": np.linspace(1, 2, len(ev)), "Jet": ev["Jet"]}
     with uproot.recreate(path, compression=uproot.LZMA(3)) as f:
         # mktree: assigning a dict (f["Events"] = ...) makes an RNTuple in uproot >= 5.7
-        f.mktree("Events", {k: (v.type.content if isinstance(v, ak.Array) else v.dtype)
-                            for k, v in data.items()})
+        f.mktree(
+            "Events",
+            {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()},
+        )
         f["Events"].extend(data)
     return path
 
@@ -80,10 +89,13 @@ def test_rntuple_source_layout_and_chunks(rntuple_file):
     chunks = list(src.chunks())
     assert sum(c.entries for c in chunks) == 300
     ev = events()
-    np.testing.assert_array_equal(np.concatenate([c.counts for c in chunks]),
-                                  ak.to_numpy(ak.num(ev["Jet"])))
-    np.testing.assert_array_equal(np.concatenate([c.values[:, 0] for c in chunks]),
-                                  ak.to_numpy(ak.flatten(ev["Jet", "pt"])).astype(np.float64))
+    np.testing.assert_array_equal(
+        np.concatenate([c.counts for c in chunks]), ak.to_numpy(ak.num(ev["Jet"]))
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([c.values[:, 0] for c in chunks]),
+        ak.to_numpy(ak.flatten(ev["Jet", "pt"])).astype(np.float64),
+    )
 
 
 def test_rntuple_written_back_with_fields_dtypes_and_values(rntuple_file, tmp_path):
@@ -120,8 +132,9 @@ def test_ttree_output_uses_the_input_compression_and_keeps_branch_order(ttree_fi
 
 def test_parquet_output_uses_the_input_codec(tmp_path):
     path = tmp_path / "in.parquet"
-    pq.write_table(pa.table({"x": np.linspace(0, 1, 500), "k": np.arange(500)}), path,
-                   compression="gzip")
+    pq.write_table(
+        pa.table({"x": np.linspace(0, 1, 500), "k": np.arange(500)}), path, compression="gzip"
+    )
     src = Source(path, DataConfig(columns=["x"]))
     assert src.layout.compression == {"codec": "gzip"}
     out = tmp_path / "out.parquet"
@@ -134,11 +147,13 @@ def test_parquet_output_uses_the_input_codec(tmp_path):
 
 
 def test_read_columns_takes_entries_as_events_in_jagged_files(ttree_file):
-    df = read_columns(ttree_file, "auto", None, ["Jet_pt", "event_number"],
-                      entry_column="event_number")
+    df = read_columns(
+        ttree_file, "auto", None, ["Jet_pt", "event_number"], entry_column="event_number"
+    )
     counts = ak.to_numpy(ak.num(events()["Jet"]))
-    np.testing.assert_array_equal(df["event_number"].to_numpy(),
-                                  np.repeat(np.arange(len(counts)), counts))
+    np.testing.assert_array_equal(
+        df["event_number"].to_numpy(), np.repeat(np.arange(len(counts)), counts)
+    )
     with pytest.raises(InputDataError, match="no column 'nope'"):
         read_columns(ttree_file, "auto", None, ["Jet_pt", "nope"], entry_column="event_number")
 

@@ -17,13 +17,30 @@ from baler_ext.precision import (
     round_mantissa,
 )
 
-NANO = ["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepB", "Jet_chHEF", "Muon_pt",
-        "Muon_eta", "Electron_pfRelIso04_all", "MET_sumEt", "Jet_Px", "Muon_E"]
+NANO = [
+    "Jet_pt",
+    "Jet_eta",
+    "Jet_phi",
+    "Jet_mass",
+    "Jet_btagDeepB",
+    "Jet_chHEF",
+    "Muon_pt",
+    "Muon_eta",
+    "Electron_pfRelIso04_all",
+    "MET_sumEt",
+    "Jet_Px",
+    "Muon_E",
+]
 
 
 def test_most_specific_pattern_wins_and_exact_names_beat_globs():
-    bounds = {"default": {"rel": 1e-2}, "*_pt": {"rel": 1e-3}, "Jet_*": {"abs": 0.5},
-              "Jet_pt": {"rel": 1e-4}, "*_e?a": {"abs": 1e-3}}
+    bounds = {
+        "default": {"rel": 1e-2},
+        "*_pt": {"rel": 1e-3},
+        "Jet_*": {"abs": 0.5},
+        "Jet_pt": {"rel": 1e-4},
+        "*_e?a": {"abs": 1e-3},
+    }
     got = resolve_precision("none", bounds, ["Jet_pt", "Muon_pt", "Jet_eta", "Muon_eta", "x"])
     assert got["Jet_pt"].bound == {"rel": 1e-4} and got["Jet_pt"].pattern == "Jet_pt"
     assert got["Muon_pt"].bound == {"rel": 1e-3}
@@ -61,8 +78,7 @@ def test_nanoaod_policy_follows_nanoaod_precisions():
 
 def test_unknown_names_and_policies_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"no compressed column 'Jet_tp'.*did you mean"):
-        resolve_precision("none", {"default": {"rel": 1e-3}, "Jet_tp": {"rel": 1e-3}},
-                          ["Jet_pt"])
+        resolve_precision("none", {"default": {"rel": 1e-3}, "Jet_tp": {"rel": 1e-3}}, ["Jet_pt"])
     with pytest.raises(ConfigError, match=r"unknown compression\.policy"):
         resolve_precision("nanoAOD-v9", {"default": {"rel": 1e-3}}, ["x"])
 
@@ -88,8 +104,9 @@ def test_mantissa_rounding_error_is_within_the_relative_bound(bits):
 
 
 def test_config_accepts_bits_and_the_policy_and_defaults_to_bounded():
-    cfg = config_from_dict({"compression": {"policy": "nanoaod",
-                                            "bounds": {"*_pt": {"bits": 10}}}}, "t")
+    cfg = config_from_dict(
+        {"compression": {"policy": "nanoaod", "bounds": {"*_pt": {"bits": 10}}}}, "t"
+    )
     assert cfg.compression.mode == "bounded"
     with pytest.raises(ConfigError, match="bits' must be an integer in 1-23"):
         config_from_dict({"compression": {"bounds": {"default": {"bits": 30}}}}, "t")

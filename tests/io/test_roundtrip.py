@@ -32,8 +32,12 @@ def model_reconstruction(projects: Path, name: str, values: np.ndarray) -> np.nd
     trained = load_model(projects / name / "output" / "model")
     norm, model = trained.normaliser, trained.model
     dtype = next(model.parameters()).dtype
-    x = run_batched(lambda t: model.decode(model.encode(t)), norm.transform(values), dtype,
-                    next(model.parameters()).device)
+    x = run_batched(
+        lambda t: model.decode(model.encode(t)),
+        norm.transform(values),
+        dtype,
+        next(model.parameters()).device,
+    )
     return norm.inverse(x)
 
 
@@ -51,23 +55,29 @@ def check_floats(projects: Path, name: str, restored: np.ndarray, columns: list[
     # they were; every other value is the model's reconstruction
     found = load_model(projects / name / "output" / "model").meta["exact_values"]
     for j, c in enumerate(columns):
-        keep = (np.ones(len(values), bool) if c in found["discrete"]
-                else np.isin(values[:, j], found["sentinels"].get(c, [])))
+        keep = (
+            np.ones(len(values), bool)
+            if c in found["discrete"]
+            else np.isin(values[:, j], found["sentinels"].get(c, []))
+        )
         np.testing.assert_array_equal(restored[keep, j], values[keep, j])
         expected[keep, j] = values[keep, j]
     scale = np.abs(values).max(axis=0) + 1e-300
     np.testing.assert_allclose(restored / scale, expected / scale, rtol=0, atol=1e-6)
     # the model learned something: error well below the spread of each column
     rms = np.sqrt(np.mean((restored - values) ** 2, axis=0))
-    assert np.all(rms < values.std(axis=0)), dict(zip(columns, rms / values.std(axis=0),
-                                                      strict=True))
+    assert np.all(rms < values.std(axis=0)), dict(
+        zip(columns, rms / values.std(axis=0), strict=True)
+    )
 
 
 def test_parquet_roundtrip(make_project, jets_parquet):
     projects, name = make_project(
-        jets_parquet, data={"chunk_size": 20000},
+        jets_parquet,
+        data={"chunk_size": 20000},
         compression={"latent_dtype": "float64"},
-        training={"epochs": 3, "max_rows": 20000})
+        training={"epochs": 3, "max_rows": 20000},
+    )
     run_all(projects, name)
     out = projects / name / "output" / "decompressed" / "ttbar_boosted_jets.parquet"
     original, restored = pq.read_table(jets_parquet), pq.read_table(out)
@@ -98,14 +108,19 @@ def compare_trees(src: Path, out: Path, tree: str, compressed: list[str]) -> np.
 
 @pytest.mark.parametrize(
     ("relpath", "tree", "columns"),
-    [("pythia_ttbar/ttbar_boosted_events.root", "Events", ["*"]),
-     ("cms_hep_tutorial/single_top.root", "events", ["Jet_*"])],
+    [
+        ("pythia_ttbar/ttbar_boosted_events.root", "Events", ["*"]),
+        ("cms_hep_tutorial/single_top.root", "events", ["Jet_*"]),
+    ],
 )
 def test_jagged_root_roundtrip(make_project, shared_data, relpath, tree, columns):
     src = shared_data / relpath
-    projects, name = make_project(src, data={"columns": columns, "chunk_size": 2000},
-                                  compression={"latent_dtype": "float64"},
-                                  training={"epochs": 3})
+    projects, name = make_project(
+        src,
+        data={"columns": columns, "chunk_size": 2000},
+        compression={"latent_dtype": "float64"},
+        training={"epochs": 3},
+    )
     run_all(projects, name)
     out = projects / name / "output" / "decompressed" / src.name
     compressed = load_model(projects / name / "output" / "model").normaliser.columns
@@ -116,15 +131,16 @@ def test_jagged_root_roundtrip(make_project, shared_data, relpath, tree, columns
 
 def test_flat_root_roundtrip_and_format_change(make_project, shared_data):
     src = shared_data / "pythia_ttbar" / "ttbar_boosted_jets.root"
-    projects, name = make_project(src, data={"columns": ["pt", "eta", "phi", "mass"]},
-                                  training={"epochs": 2})
+    projects, name = make_project(
+        src, data={"columns": ["pt", "eta", "phi", "mass"]}, training={"epochs": 2}
+    )
     run_all(projects, name, "--set", 'output.format="parquet"')
     out = projects / name / "output" / "decompressed" / "ttbar_boosted_jets.parquet"
     table = pq.read_table(out)
     tree = uproot.open(src)["jets"]
     assert table.column_names == tree.keys()
     assert table.num_rows == tree.num_entries
-    np.testing.assert_array_equal(table.column("event").to_numpy(), tree["event"].array(
-        library="np"))
-    np.testing.assert_array_equal(table.column("tau2").to_numpy(), tree["tau2"].array(
-        library="np"))
+    np.testing.assert_array_equal(
+        table.column("event").to_numpy(), tree["event"].array(library="np")
+    )
+    np.testing.assert_array_equal(table.column("tau2").to_numpy(), tree["tau2"].array(library="np"))

@@ -17,19 +17,31 @@ COLUMNS = ["pt", *(f"c{i}" for i in range(N_FEATURES - 1))]
 SMALL = [32, 16]
 
 
-def make(name: str, dtype: str = "float64", hidden: list[int] | None = None,
-         latent: int = 8, **options) -> torch.nn.Module:
+def make(
+    name: str, dtype: str = "float64", hidden: list[int] | None = None, latent: int = 8, **options
+) -> torch.nn.Module:
     seed_everything(0)
-    cfg = ModelConfig(name=name, latent_dim=latent, dtype=dtype, hidden=hidden or SMALL,
-                      options=options)
+    cfg = ModelConfig(
+        name=name, latent_dim=latent, dtype=dtype, hidden=hidden or SMALL, options=options
+    )
     model = build_model(cfg, N_FEATURES, columns=COLUMNS)
     init_weights(model, "he")
     return model
 
 
 def test_every_family_is_registered() -> None:
-    assert set(MODELS) == {"sae", "sae_bn", "sae_dropout", "sae_dropout_bn", "wae", "swae",
-                           "aae", "vae", "cvae", "vqvae"}
+    assert set(MODELS) == {
+        "sae",
+        "sae_bn",
+        "sae_dropout",
+        "sae_dropout_bn",
+        "wae",
+        "swae",
+        "aae",
+        "vae",
+        "cvae",
+        "vqvae",
+    }
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -73,8 +85,14 @@ def test_loss_falls_on_real_jets(name: str, jets_matrix) -> None:
     cfg = ModelConfig(name=name, latent_dim=8, hidden=SMALL)
     model = build_model(cfg, x.shape[1], columns=cols)
     init_weights(model, "he")
-    tcfg = TrainingConfig(epochs=3, batch_size=128, learning_rate=3e-3, seed=1, lr_patience=0,
-                          early_stopping_patience=0)
+    tcfg = TrainingConfig(
+        epochs=3,
+        batch_size=128,
+        learning_rate=3e-3,
+        seed=1,
+        lr_patience=0,
+        early_stopping_patience=0,
+    )
     xv = torch.as_tensor(x[1600:])
     before = evaluate_terms(model, xv, tcfg)
     result = fit(model, x[:1600], x[1600:], tcfg, torch.device("cpu"))
@@ -92,8 +110,13 @@ def test_save_load_reproduces_outputs_exactly(name: str, tmp_path, jets_matrix) 
     cfg = ModelConfig(name=name, latent_dim=8, hidden=SMALL)
     seed_everything(2)
     model = build_model(cfg, x.shape[1], columns=cols)
-    fit(model, x[:500], x[500:], TrainingConfig(epochs=1, batch_size=100, lr_patience=0),
-        torch.device("cpu"))
+    fit(
+        model,
+        x[:500],
+        x[500:],
+        TrainingConfig(epochs=1, batch_size=100, lr_patience=0),
+        torch.device("cpu"),
+    )
     norm = Normaliser.fit(x, cols, "standard")
     save_model(tmp_path, model, cfg, norm)
     loaded = load_model(tmp_path).model
@@ -107,10 +130,12 @@ def test_save_load_reproduces_outputs_exactly(name: str, tmp_path, jets_matrix) 
 
 def test_hidden_widths_and_activation_are_configurable() -> None:
     for name in MODELS:
-        model = build_model(ModelConfig(name=name, latent_dim=4, hidden=[24, 12],
-                                        activation="elu"), N_FEATURES, columns=COLUMNS)
-        widths = [m.out_features for m in model.encoder.modules()
-                  if isinstance(m, torch.nn.Linear)]
+        model = build_model(
+            ModelConfig(name=name, latent_dim=4, hidden=[24, 12], activation="elu"),
+            N_FEATURES,
+            columns=COLUMNS,
+        )
+        widths = [m.out_features for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)]
         assert widths[:2] == [24, 12], name
         assert any(isinstance(m, torch.nn.ELU) for m in model.encoder.modules())
         assert not any(isinstance(m, torch.nn.LeakyReLU) for m in model.encoder.modules())

@@ -40,10 +40,19 @@ def test_mmd_matches_the_unbiased_estimator() -> None:
 
 def test_mmd_is_unbiased_and_separates() -> None:
     torch.manual_seed(0)
-    same = [float(mmd_imq(torch.randn(64, 4, dtype=torch.float64),
-                          torch.randn(64, 4, dtype=torch.float64))) for _ in range(50)]
-    diff = float(mmd_imq(torch.randn(64, 4, dtype=torch.float64) + 1.0,
-                         torch.randn(64, 4, dtype=torch.float64)))
+    same = [
+        float(
+            mmd_imq(
+                torch.randn(64, 4, dtype=torch.float64), torch.randn(64, 4, dtype=torch.float64)
+            )
+        )
+        for _ in range(50)
+    ]
+    diff = float(
+        mmd_imq(
+            torch.randn(64, 4, dtype=torch.float64) + 1.0, torch.randn(64, 4, dtype=torch.float64)
+        )
+    )
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(50)  # zero mean: unbiased
     assert min(same) < 0 < diff and diff > 10 * np.std(same)
 
@@ -79,16 +88,16 @@ def test_gaussian_kl_matches_torch_distributions() -> None:
     assert float(gaussian_kl(torch.zeros(3, 2), torch.zeros(3, 2))) == 0.0
 
 
-@pytest.mark.parametrize(("name", "term"), [("wae", "mmd"), ("swae", "sw"), ("vae", "kl"),
-                                            ("aae", "adversarial")])
+@pytest.mark.parametrize(
+    ("name", "term"), [("wae", "mmd"), ("swae", "sw"), ("vae", "kl"), ("aae", "adversarial")]
+)
 def test_regulariser_weight_scales_the_term(name: str, term: str) -> None:
     key = "beta" if name == "vae" else "weight"
     x = torch.randn(64, 5, dtype=torch.float64)
     values = []
     for w in (1.0, 3.0):
         torch.manual_seed(0)
-        model = build_model(ModelConfig(name=name, latent_dim=2, hidden=[8],
-                                        options={key: w}), 5)
+        model = build_model(ModelConfig(name=name, latent_dim=2, hidden=[8], options={key: w}), 5)
         model.eval()
         torch.manual_seed(1)
         with torch.no_grad():
@@ -97,8 +106,12 @@ def test_regulariser_weight_scales_the_term(name: str, term: str) -> None:
 
 
 def test_swae_uniform_prior_and_options() -> None:
-    model = build_model(ModelConfig(name="swae", latent_dim=3, hidden=[8],
-                                    options={"prior": "uniform", "n_projections": 7}), 5)
+    model = build_model(
+        ModelConfig(
+            name="swae", latent_dim=3, hidden=[8], options={"prior": "uniform", "n_projections": 7}
+        ),
+        5,
+    )
     assert model.options.n_projections == 7
     x = torch.randn(32, 5, dtype=torch.float64)
     assert model.regularisers(x, model(x))["sw"].dtype == torch.float64
@@ -121,8 +134,11 @@ def test_vae_samples_in_training_and_uses_the_mean_in_eval() -> None:
 
 def test_cvae_conditions_are_seen_and_restored_exactly() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="cvae", latent_dim=2, hidden=[8],
-                                    options={"conditions": ["pt", "mass"]}), 5, columns=COLUMNS)
+    model = build_model(
+        ModelConfig(name="cvae", latent_dim=2, hidden=[8], options={"conditions": ["pt", "mass"]}),
+        5,
+        columns=COLUMNS,
+    )
     assert model.lossless_columns == ["pt", "mass"]
     assert model.latent_dim == 4 and model.lossless_latent_dims == [2, 3]
     x = torch.randn(16, 5, dtype=torch.float64)
@@ -135,16 +151,21 @@ def test_cvae_conditions_are_seen_and_restored_exactly() -> None:
     z2[:, 2] += 1.0  # the decoder sees the condition
     assert not torch.allclose(model.decode(z2)[:, [0, 2, 4]], x_hat[:, [0, 2, 4]])
     with pytest.raises(Exception, match="conditions"):
-        build_model(ModelConfig(name="cvae", options={"conditions": ["nope"]}), 5,
-                    columns=COLUMNS)
+        build_model(ModelConfig(name="cvae", options={"conditions": ["nope"]}), 5, columns=COLUMNS)
 
 
 @pytest.mark.parametrize("update", ["ema", "loss"])
 def test_vqvae_indices_straight_through_and_codebook_updates(update: str) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="vqvae", latent_dim=4, hidden=[8],
-                                    options={"codebook_size": 16, "code_dim": 2,
-                                             "codebook_update": update}), 5)
+    model = build_model(
+        ModelConfig(
+            name="vqvae",
+            latent_dim=4,
+            hidden=[8],
+            options={"codebook_size": 16, "code_dim": 2, "codebook_update": update},
+        ),
+        5,
+    )
     assert model.n_slots == 2
     x = torch.randn(64, 5, dtype=torch.float64)
     model.eval()
@@ -164,28 +185,37 @@ def test_vqvae_indices_straight_through_and_codebook_updates(update: str) -> Non
     assert first.weight.grad.abs().sum() > 0  # straight-through gradient reaches the encoder
     if update == "ema":
         assert not torch.equal(model.codebook, before) and "codebook" not in model.regularisers(
-            x, out)
+            x, out
+        )
     else:
         assert model.codebook.grad is not None and model.codebook.grad.abs().sum() > 0
 
 
 def test_aae_discriminator_has_its_own_optimiser_and_ratio(monkeypatch) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="aae", latent_dim=2, hidden=[8],
-                                    options={"d_steps": 3, "d_hidden": [8]}), 5)
+    model = build_model(
+        ModelConfig(name="aae", latent_dim=2, hidden=[8], options={"d_steps": 3, "d_hidden": [8]}),
+        5,
+    )
     disc = {id(p) for p in model.discriminator.parameters()}
     assert disc == {id(p) for p in model.auxiliary_parameters()}
     assert not disc & {id(p) for p in model.main_parameters()}
     calls = []
     original = model.auxiliary_loss
-    monkeypatch.setattr(model, "auxiliary_loss",
-                        lambda x, out: calls.append(1) or original(x, out))
+    monkeypatch.setattr(model, "auxiliary_loss", lambda x, out: calls.append(1) or original(x, out))
     d_before = [p.detach().clone() for p in model.discriminator.parameters()]
     x = np.random.default_rng(0).normal(size=(200, 5))
-    result = fit(model, x[:100], x[100:], TrainingConfig(epochs=1, batch_size=50,
-                                                         lr_patience=0), torch.device("cpu"))
+    result = fit(
+        model,
+        x[:100],
+        x[100:],
+        TrainingConfig(epochs=1, batch_size=50, lr_patience=0),
+        torch.device("cpu"),
+    )
     assert len(calls) == 2 * 3  # two batches, three discriminator steps each
     assert "train_discriminator" in result.history[0]
     assert "train_adversarial" in result.history[0]
-    assert any(not torch.equal(a, b) for a, b in zip(d_before, model.discriminator.parameters(),
-                                                      strict=True))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(d_before, model.discriminator.parameters(), strict=True)
+    )

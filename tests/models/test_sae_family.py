@@ -20,7 +20,10 @@ def test_bn_order_is_linear_activation_batchnorm() -> None:
     model = build_model(ModelConfig(name="sae_bn", latent_dim=8), 17)
     assert layer_types(model.encoder) == ["Linear", "LeakyReLU", "BatchNorm1d"] * 3 + ["Linear"]
     assert [m.num_features for m in model.encoder if isinstance(m, nn.BatchNorm1d)] == [
-        200, 100, 50]
+        200,
+        100,
+        50,
+    ]
     assert not any(isinstance(m, nn.Dropout) for m in model.modules())
 
 

@@ -22,18 +22,29 @@ def peak_parquet(tmp_path):
     pt = 400 + rng.exponential(80.0, mass.size)
     eta = rng.uniform(-2, 2, mass.size)
     path = tmp_path / "peak.parquet"
-    pq.write_table(pa.table({"mass": mass, "pt": pt, "eta": eta,
-                             "event": np.arange(mass.size, dtype=np.int32)}), path)
+    pq.write_table(
+        pa.table(
+            {"mass": mass, "pt": pt, "eta": eta, "event": np.arange(mass.size, dtype=np.int32)}
+        ),
+        path,
+    )
     return path
 
 
-ANALYSIS = {"variable": "column", "column": "mass", "fit_range": [120.0, 230.0], "bins": 44,
-            "peak": "gauss", "background": "exp"}
+ANALYSIS = {
+    "variable": "column",
+    "column": "mass",
+    "fit_range": [120.0, 230.0],
+    "bins": 44,
+    "peak": "gauss",
+    "background": "exp",
+}
 
 
 def test_all_ends_with_the_fit_comparison(cli, make_project, peak_parquet):
-    projects, name = make_project(peak_parquet, analysis=ANALYSIS,
-                                  training={"epochs": 8, "max_rows": 9000})
+    projects, name = make_project(
+        peak_parquet, analysis=ANALYSIS, training={"epochs": 8, "max_rows": 9000}
+    )
     assert cli(projects, name, "all") == 0
     out = projects / name / "output" / "analysis"
     report = json.loads((out / "analysis.json").read_text())
@@ -46,8 +57,7 @@ def test_all_ends_with_the_fit_comparison(cli, make_project, peak_parquet):
 
 def test_lossless_restoration_gives_zero_shift(cli, make_project, peak_parquet):
     # mass passed through losslessly: the two fits must agree exactly
-    projects, name = make_project(peak_parquet, analysis=ANALYSIS,
-                                  data={"passthrough": ["mass"]})
+    projects, name = make_project(peak_parquet, analysis=ANALYSIS, data={"passthrough": ["mass"]})
     assert cli(projects, name, "all") == 0
     report = json.loads((projects / name / "output" / "analysis" / "analysis.json").read_text())
     assert report["before"]["mass"] == report["after"]["mass"]
@@ -55,8 +65,7 @@ def test_lossless_restoration_gives_zero_shift(cli, make_project, peak_parquet):
 
 
 def test_destroyed_peak_is_reported_as_a_failure(cli, make_project, peak_parquet, caplog):
-    projects, name = make_project(peak_parquet, analysis=ANALYSIS,
-                                  data={"passthrough": ["mass"]})
+    projects, name = make_project(peak_parquet, analysis=ANALYSIS, data={"passthrough": ["mass"]})
     assert cli(projects, name, "all") == 0
     restored = projects / name / "output" / "decompressed" / "peak.parquet"
     table = pq.read_table(restored)
@@ -90,16 +99,32 @@ def test_paired_errors_quality_and_tagger_end_to_end(cli, make_project, tmp_path
     tau2 = rng.uniform(0.1, 0.4, n)
     tau32 = np.where(matched, rng.beta(3, 5, n), rng.beta(5, 3, n))
     path = tmp_path / "jets.parquet"
-    pq.write_table(pa.table({"mass": mass, "tau2": tau2, "tau3": tau32 * tau2,
-                             "pt": 400 + rng.exponential(80.0, n),
-                             "event": np.repeat(np.arange(n // 2), 2).astype(np.int32),
-                             "matched": matched.astype(np.int32)}), path)
-    analysis = {**ANALYSIS, "bootstrap_replicas": 40, "tagger_score": "tau3/tau2",
-                "tagger_truth": "matched", "tagger_signal": "low"}
-    projects, name = make_project(path, analysis=analysis,
-                                  compression={"mode": "bounded",
-                                               "bounds": {"default": {"rel": 1e-2}}},
-                                  training={"epochs": 1})
+    pq.write_table(
+        pa.table(
+            {
+                "mass": mass,
+                "tau2": tau2,
+                "tau3": tau32 * tau2,
+                "pt": 400 + rng.exponential(80.0, n),
+                "event": np.repeat(np.arange(n // 2), 2).astype(np.int32),
+                "matched": matched.astype(np.int32),
+            }
+        ),
+        path,
+    )
+    analysis = {
+        **ANALYSIS,
+        "bootstrap_replicas": 40,
+        "tagger_score": "tau3/tau2",
+        "tagger_truth": "matched",
+        "tagger_signal": "low",
+    }
+    projects, name = make_project(
+        path,
+        analysis=analysis,
+        compression={"mode": "bounded", "bounds": {"default": {"rel": 1e-2}}},
+        training={"epochs": 1},
+    )
     for mode in ("train", "compress", "decompress", "analyse"):
         assert cli(projects, name, mode) == 0, mode
     out = projects / name / "output" / "analysis"

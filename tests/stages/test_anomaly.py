@@ -66,10 +66,11 @@ def test_anomaly_mode_separates_corrupted_rows(tmp_path, make_project) -> None:
     _write(tmp_path / "ref.parquet", ref, np.zeros(3000))
     _write(tmp_path / "test.parquet", test, bad)
     projects, name = make_project(
-        tmp_path / "ref.parquet", model={"latent_dim": 2, "hidden": [32, 16]},
+        tmp_path / "ref.parquet",
+        model={"latent_dim": 2, "hidden": [32, 16]},
         training={"epochs": 15, "learning_rate": 3e-3},
-        anomaly={"test": [str(tmp_path / "test.parquet")], "truth": "is_corrupted",
-                 "top_k": 5})
+        anomaly={"test": [str(tmp_path / "test.parquet")], "truth": "is_corrupted", "top_k": 5},
+    )
     argv = ["--project", name, "--projects-dir", str(projects), "-q"]
     assert main([*argv, "--mode", "train"]) == 0
     assert main([*argv, "--mode", "anomaly"]) == 0

@@ -12,8 +12,12 @@ from baler_ext.stages.info import describe
 
 
 def test_passthrough_level_changes_only_the_passthrough(make_project, flat_parquet):
-    projects, name = make_project(flat_parquet, model={"hidden": [8], "latent_dim": 2},
-                                  training={"epochs": 1}, compression={"mode": "bounded"})
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [8], "latent_dim": 2},
+        training={"epochs": 1},
+        compression={"mode": "bounded"},
+    )
     assert main(["-q", "--projects-dir", str(projects), "-p", name, "-m", "train"]) == 0
     project = Project.locate(name, projects)
     groups = {}

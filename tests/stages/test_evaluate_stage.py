@@ -46,8 +46,14 @@ def assert_plots(out: Path, columns: list[str]) -> None:
     assert pdf.stat().st_size > 10_000
 
 
-def perturb(original: Path, target: Path, offsets: dict[str, float], sigmas: dict[str, float],
-            seed: int = 3, outlier_row: int | None = None) -> pa.Table:
+def perturb(
+    original: Path,
+    target: Path,
+    offsets: dict[str, float],
+    sigmas: dict[str, float],
+    seed: int = 3,
+    outlier_row: int | None = None,
+) -> pa.Table:
     """Write x + offset + N(0, sigma^2) per column into ``target``, in the original schema."""
     table = pq.read_table(original)
     rng = np.random.default_rng(seed)
@@ -127,14 +133,17 @@ def test_evaluate_names_the_stage_to_run_first(cli, make_project, flat_parquet, 
 
 
 def test_all_runs_evaluate_and_colour_by_is_checked(cli, make_project, flat_parquet, caplog):
-    projects, name = make_project(flat_parquet, data={"columns": ["pt", "mass"]},
-                                  evaluation={"colour_by": "pt", "top_k": 3, "plots": "all"})
+    projects, name = make_project(
+        flat_parquet,
+        data={"columns": ["pt", "mass"]},
+        evaluation={"colour_by": "pt", "top_k": 3, "plots": "all"},
+    )
     assert cli(projects, name, "all", "--set", "training.epochs=1") == 0
     metrics = json.loads((eval_dir(projects, name) / METRICS_NAME).read_text())
     assert metrics["latent"]["colour_by"] == "pt"
     assert len(metrics["top_anomalies"]) == 3
     with caplog.at_level(logging.ERROR):
-        code = cli(projects, name, "evaluate", "--set", "evaluation.colour_by=\"mas\"")
+        code = cli(projects, name, "evaluate", "--set", 'evaluation.colour_by="mas"')
     assert code == ConfigError.exit_code
     assert "did you mean 'mass'" in caplog.text
 
@@ -142,9 +151,12 @@ def test_all_runs_evaluate_and_colour_by_is_checked(cli, make_project, flat_parq
 def test_bounded_mode_passes_and_a_broken_bound_fails(cli, make_project, flat_parquet):
     bounds = {"default": {"rel": 1e-3}, "eta": {"abs": 1e-3}}
     cols = ["pt", "eta", "mass"]
-    projects, name = make_project(flat_parquet, data={"columns": cols},
-                                  compression={"mode": "bounded", "bounds": bounds},
-                                  evaluation={"plots": "all"})
+    projects, name = make_project(
+        flat_parquet,
+        data={"columns": cols},
+        compression={"mode": "bounded", "bounds": bounds},
+        evaluation={"plots": "all"},
+    )
     for mode in ("train", "compress", "decompress", "evaluate"):
         assert cli(projects, name, mode) == 0, mode
     out = eval_dir(projects, name)
@@ -181,28 +193,36 @@ def test_write_evaluation_with_explicit_bounds(tmp_path):
     xh = x.copy()
     xh["a"] += rng.uniform(-0.01, 0.01, 500)
     xh["b"] *= 1 + rng.uniform(-1e-3, 1e-3, 500)
-    ok = write_evaluation(x, xh, ["a", "b"], tmp_path / "ok",
-                          bounds={"a": ("abs", 0.01), "b": ("rel", 1e-3)}, top_k=2)
+    ok = write_evaluation(
+        x, xh, ["a", "b"], tmp_path / "ok", bounds={"a": ("abs", 0.01), "b": ("rel", 1e-3)}, top_k=2
+    )
     assert ok.metrics["bounds"]["max_bound_use"] <= 1
     assert ok.metrics_path.is_file() and ok.pdf.is_file()
     xh.loc[3, "b"] = x.loc[3, "b"] * 1.01
     with pytest.raises(BoundViolationError, match="'b'"):
-        write_evaluation(x, xh, ["a", "b"], tmp_path / "bad",
-                         bounds={"a": ("abs", 0.01), "b": ("rel", 1e-3)})
+        write_evaluation(
+            x, xh, ["a", "b"], tmp_path / "bad", bounds={"a": ("abs", 0.01), "b": ("rel", 1e-3)}
+        )
     assert (tmp_path / "bad" / METRICS_NAME).is_file()
     assert (tmp_path / "bad" / PDF_NAME).stat().st_size > 0
 
 
 def test_header_bounds_are_read_defensively():
     cols = ["pt", "eta"]
-    settings = {"columns": {"pt": {"bound": {"rel": 1e-3}, "kind": "rel"},
-                            "eta": {"bound": {"abs": 0.01}, "kind": "abs"}},
-                "stats": {"pt": {"max_abs_error": 0.1}, "eta": {"max_abs_error": 0.005}}}
+    settings = {
+        "columns": {
+            "pt": {"bound": {"rel": 1e-3}, "kind": "rel"},
+            "eta": {"bound": {"abs": 0.01}, "kind": "abs"},
+        },
+        "stats": {"pt": {"max_abs_error": 0.1}, "eta": {"max_abs_error": 0.005}},
+    }
     header = {"columns": cols, "mode": "bounded", "mode_settings": settings}
     assert header_bounds(header) == {"pt": ("rel", 1e-3), "eta": ("abs", 0.01)}
     assert header_max_errors(header) == {"pt": 0.1, "eta": 0.005}
     assert header_bounds({"columns": cols, "bounds": [["rel", 1e-2], ["abs", 1.0]]}) == {
-        "pt": ("rel", 1e-2), "eta": ("abs", 1.0)}
+        "pt": ("rel", 1e-2),
+        "eta": ("abs", 1.0),
+    }
     assert header_bounds({"columns": cols, "mode_settings": {"latent_dtype": "float32"}}) == {}
 
 
@@ -210,8 +230,7 @@ def test_jagged_root_collection(cli, make_project, shared_data):
     path = shared_data / "cms_hep_tutorial" / "single_top.root"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
-    projects, name = make_project(path, data={"columns": ["Jet_*"]},
-                                  evaluation={"plots": "all"})
+    projects, name = make_project(path, data={"columns": ["Jet_*"]}, evaluation={"plots": "all"})
     for mode in ("train", "compress", "decompress", "evaluate"):
         assert cli(projects, name, mode) == 0, mode
     out = eval_dir(projects, name)
@@ -232,9 +251,12 @@ def test_summary_plots_flag_a_comb_and_count_a_cut(cli, make_project, flat_parqu
     """
     bounds = {"default": {"abs": 1e-3}, "pt": {"rel": 1e-2}, "mass": {"rel": 1e-2}}
     cols = ["pt", "eta", "mass"]
-    projects, name = make_project(flat_parquet, data={"columns": cols},
-                                  compression={"mode": "bounded", "bounds": bounds},
-                                  evaluation={"cuts": ["pt > 350", "abs(eta) < 1"]})
+    projects, name = make_project(
+        flat_parquet,
+        data={"columns": cols},
+        compression={"mode": "bounded", "bounds": bounds},
+        evaluation={"cuts": ["pt > 350", "abs(eta) < 1"]},
+    )
     for mode in ("train", "compress", "decompress"):
         assert cli(projects, name, mode) == 0, mode
     (restored,) = sorted((projects / name / "output" / "decompressed").glob("*.parquet"))
@@ -261,6 +283,7 @@ def test_summary_plots_flag_a_comb_and_count_a_cut(cli, make_project, flat_parqu
     assert moved["sigma_paired"] == pytest.approx(np.sqrt(moved["lost"] + moved["gained"]))
     names = sorted(p.name for p in out.glob("*.png"))
     detail = [f"{kind}_{c}.png" for c in flagged for kind in ("hist", "residual")]
-    assert names == sorted(["compression.png", "overview.png", "summary.png",
-                            "training_history.png", *detail])
+    assert names == sorted(
+        ["compression.png", "overview.png", "summary.png", "training_history.png", *detail]
+    )
     assert (out / PDF_NAME).read_bytes()[:5] == b"%PDF-"

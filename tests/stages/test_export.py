@@ -19,8 +19,9 @@ from baler_ext.project import Project
 
 @pytest.mark.parametrize("model", ["sae", "sae_bn", "vae", "aae", "vqvae"])
 def test_exported_files_reproduce_latent_and_reconstruction(make_project, flat_parquet, model):
-    projects, name = make_project(flat_parquet, model={"name": model},
-                                  training={"epochs": 1, "max_rows": 1500})
+    projects, name = make_project(
+        flat_parquet, model={"name": model}, training={"epochs": 1, "max_rows": 1500}
+    )
     assert main(["-q", "--projects-dir", str(projects), "-p", name, "--mode", "train"]) == 0
     assert main(["-q", "--projects-dir", str(projects), "-p", name, "--mode", "export"]) == 0
     project = Project(name, projects / name)
@@ -45,8 +46,9 @@ def test_exported_files_reproduce_latent_and_reconstruction(make_project, flat_p
     np.testing.assert_allclose(x_hat, x_ref, rtol=1e-12, atol=1e-9)
     # a batch size other than the traced one
     with torch.no_grad():
-        np.testing.assert_allclose(encoder(torch.from_numpy(values[:3])).numpy(), z_ref[:3],
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            encoder(torch.from_numpy(values[:3])).numpy(), z_ref[:3], rtol=1e-12, atol=1e-12
+        )
 
 
 def test_export_without_model_says_what_to_run(make_project, flat_parquet, capsys):

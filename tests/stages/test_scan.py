@@ -15,10 +15,12 @@ from baler_ext.stages.scan import METRICS, check_metric, combinations, rank_rows
 
 def test_grid_combinations_and_validation() -> None:
     combos = combinations({"model.latent_dim": [2, 4], "model.name": ["sae", "wae"]})
-    assert combos == [{"model.latent_dim": 2, "model.name": "sae"},
-                      {"model.latent_dim": 2, "model.name": "wae"},
-                      {"model.latent_dim": 4, "model.name": "sae"},
-                      {"model.latent_dim": 4, "model.name": "wae"}]
+    assert combos == [
+        {"model.latent_dim": 2, "model.name": "sae"},
+        {"model.latent_dim": 2, "model.name": "wae"},
+        {"model.latent_dim": 4, "model.name": "sae"},
+        {"model.latent_dim": 4, "model.name": "wae"},
+    ]
     with pytest.raises(ConfigError, match=r"section\.key"):
         combinations({"latent_dim": [2]})
     with pytest.raises(ConfigError, match="non-empty"):
@@ -38,8 +40,7 @@ def test_scan_trains_each_combination_and_ranks(jets_parquet, make_project) -> N
         model={"hidden": [16, 8]},
         scan={"model.latent_dim": [1, 6], "model.name": ["sae", "vqvae"]},
     )
-    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan",
-                 "-q"]) == 0
+    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan", "-q"]) == 0
     out = projects / name / "output" / "scan"
     rows = list(csv.DictReader((out / "scan.csv").open()))
     assert len(rows) == 4
@@ -62,20 +63,25 @@ def test_scan_trains_each_combination_and_ranks(jets_parquet, make_project) -> N
 
 def test_scan_without_grid_is_an_error(jets_parquet, make_project) -> None:
     projects, name = make_project(jets_parquet)
-    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan",
-                 "-q"]) != 0
+    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan", "-q"]) != 0
 
 
-def test_scan_reports_the_mass_shift_when_analysis_is_configured(flat_parquet,
-                                                                  make_project) -> None:
+def test_scan_reports_the_mass_shift_when_analysis_is_configured(
+    flat_parquet, make_project
+) -> None:
     projects, name = make_project(
-        flat_parquet, model={"hidden": [16, 8]},
-        analysis={"column": "mass", "fit_range": [120.0, 230.0], "bins": 30,
-                  "peak": "gauss", "background": "poly0"},
+        flat_parquet,
+        model={"hidden": [16, 8]},
+        analysis={
+            "column": "mass",
+            "fit_range": [120.0, 230.0],
+            "bins": 30,
+            "peak": "gauss",
+            "background": "poly0",
+        },
         scan={"data.passthrough": [["mass"], ["frac"]]},
     )
-    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan",
-                 "-q"]) == 0
+    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "scan", "-q"]) == 0
     rows = list(csv.DictReader((projects / name / "output" / "scan" / "scan.csv").open()))
     by_pass = {r["data.passthrough"]: r for r in rows}
     lossless = by_pass['["mass"]']
@@ -92,10 +98,14 @@ def test_scan_reports_the_mass_shift_when_analysis_is_configured(flat_parquet,
 def test_ranking_follows_the_configured_metric_not_the_loss() -> None:
     rows = [
         # an l1_sum run: its own loss is ~n times larger, its σ-normalised error smaller
-        {"run": "l1_sum", "status": "ok", "val_loss": 5.0, "val_rms_sigma": 0.2,
-         "bounded_ratio": 3.0},
-        {"run": "mse", "status": "ok", "val_loss": 0.1, "val_rms_sigma": 0.3,
-         "bounded_ratio": 4.0},
+        {
+            "run": "l1_sum",
+            "status": "ok",
+            "val_loss": 5.0,
+            "val_rms_sigma": 0.2,
+            "bounded_ratio": 3.0,
+        },
+        {"run": "mse", "status": "ok", "val_loss": 0.1, "val_rms_sigma": 0.3, "bounded_ratio": 4.0},
         {"run": "broken", "status": "failed: x"},
         {"run": "nan", "status": "ok", "val_loss": 0.1, "val_rms_sigma": float("nan")},
     ]

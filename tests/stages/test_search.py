@@ -24,28 +24,37 @@ SPACE = {
 
 def test_space_is_parsed_like_the_scan_grid(tmp_path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text('[search]\ntrials = 3\n[search.space]\n'
-                    '"model.latent_dim" = {low = 2, high = 8}\n'
-                    'training.learning_rate = {low = 1e-4, high = 1e-2, log = true}\n'
-                    '"model.hidden" = [[16], [32, 16]]\n')
+    path.write_text(
+        "[search]\ntrials = 3\n[search.space]\n"
+        '"model.latent_dim" = {low = 2, high = 8}\n'
+        "training.learning_rate = {low = 1e-4, high = 1e-2, log = true}\n"
+        '"model.hidden" = [[16], [32, 16]]\n'
+    )
     cfg = load_config(path)
     dims = {d.key: d for d in parse_space(cfg.search.space)}
     assert dims["model.latent_dim"].is_int and not dims["model.latent_dim"].log
     lr = dims["training.learning_rate"]
     assert lr.log and not lr.is_int and (lr.low, lr.high) == (1e-4, 1e-2)
     assert dims["model.hidden"].choices == ([16], [32, 16])
-    for bad, match in [({"x": [1]}, "section.key"), ({"a.b": []}, "empty"),
-                       ({"a.b": {"low": 2, "high": 1}}, "low < high"),
-                       ({"a.b": {"low": 0, "high": 1, "log": True}}, "low > 0"),
-                       ({"a.b": {"low": 0, "hi": 1}}, "list of choices"), ({}, "no \\[search")]:
+    for bad, match in [
+        ({"x": [1]}, "section.key"),
+        ({"a.b": []}, "empty"),
+        ({"a.b": {"low": 2, "high": 1}}, "low < high"),
+        ({"a.b": {"low": 0, "high": 1, "log": True}}, "low > 0"),
+        ({"a.b": {"low": 0, "hi": 1}}, "list of choices"),
+        ({}, "no \\[search"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             parse_space(bad)
 
 
 def test_search_ranks_trials_and_resumes_from_its_storage(flat_parquet, make_project) -> None:
     projects, name = make_project(
-        flat_parquet, model={"hidden": [8]}, training={"epochs": 2, "max_rows": 1000},
-        search={"trials": 4, "startup_trials": 2, "space": SPACE})
+        flat_parquet,
+        model={"hidden": [8]},
+        training={"epochs": 2, "max_rows": 1000},
+        search={"trials": 4, "startup_trials": 2, "space": SPACE},
+    )
     argv = ["--project", name, "--projects-dir", str(projects), "--mode", "search", "-q"]
     assert main(argv) == 0
     out = projects / name / "output" / "search"
@@ -68,10 +77,13 @@ def test_search_ranks_trials_and_resumes_from_its_storage(flat_parquet, make_pro
     assert len(list(csv.DictReader((out / "search.csv").open()))) == 6
 
 
-def test_search_without_optuna_says_how_to_install(flat_parquet, make_project, monkeypatch,
-                                                   caplog) -> None:
+def test_search_without_optuna_says_how_to_install(
+    flat_parquet, make_project, monkeypatch, caplog
+) -> None:
     projects, name = make_project(flat_parquet, search={"space": SPACE})
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed
-    assert main(["--project", name, "--projects-dir", str(projects), "--mode", "search"]) \
+    assert (
+        main(["--project", name, "--projects-dir", str(projects), "--mode", "search"])
         == ConfigError.exit_code
+    )
     assert "pip install 'baler_ext[search]'" in caplog.text

@@ -45,8 +45,7 @@ class ChunkState:
     drift: dict[str, np.ndarray] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
 
-    def add(self, column: str, values: np.ndarray | None,
-            drift: np.ndarray | None = None) -> None:
+    def add(self, column: str, values: np.ndarray | None, drift: np.ndarray | None = None) -> None:
         if values is None:
             raise ValueError(f"column '{column}' has no decoded values")
         self.decoded[column] = values
@@ -66,15 +65,15 @@ class Predictor:
         """Encoder only: side information for predicting ``x`` (default: none)."""
         return {}
 
-    def predict(self, column: str, side: dict[str, np.ndarray], state: ChunkState,
-                with_drift: bool = True) -> Prediction:
+    def predict(
+        self, column: str, side: dict[str, np.ndarray], state: ChunkState, with_drift: bool = True
+    ) -> Prediction:
         """The prediction of ``column`` and its drift bound (``with_drift=False``: the
         decoder, which needs no drift, may skip computing it)."""
         raise NotImplementedError
 
 
-PREDICTOR_REGISTRY: Registry[type[Predictor]] = Registry("compression.predictor",
-                                                         name_attr="name")
+PREDICTOR_REGISTRY: Registry[type[Predictor]] = Registry("compression.predictor", name_attr="name")
 
 
 def register_predictor(name: str) -> Callable[[type[Predictor]], type[Predictor]]:

@@ -20,8 +20,9 @@ from baler_ext.codec.predictors import Predictor, register_predictor
 from baler_ext.devices import resolve_device
 
 
-def run_batched(fn: Callable[[Any], Any], x: np.ndarray, dtype: Any, device: Any,
-                batch_size: int = 65536) -> np.ndarray:
+def run_batched(
+    fn: Callable[[Any], Any], x: np.ndarray, dtype: Any, device: Any, batch_size: int = 65536
+) -> np.ndarray:
     """Apply ``fn`` to ``x`` in batches on ``device`` without gradients; float64 numpy."""
     import torch
 

@@ -31,10 +31,12 @@ class CentrePredictor(Predictor):
         c = self.anchor if self.anchor is not None else median_of_finite(x)
         return {"centre": np.array([c])}
 
-    def predict(self, column: str, side: dict[str, np.ndarray], state: ChunkState,
-                with_drift: bool = True) -> Prediction:
+    def predict(
+        self, column: str, side: dict[str, np.ndarray], state: ChunkState, with_drift: bool = True
+    ) -> Prediction:
         c = side.get("centre")
         if c is None or c.shape != (1,):
-            raise ContainerError(f"the centre of column '{column}' is missing or malformed; "
-                                 "the file is damaged")
+            raise ContainerError(
+                f"the centre of column '{column}' is missing or malformed; the file is damaged"
+            )
         return np.full(state.n_rows, float(c[0])), None

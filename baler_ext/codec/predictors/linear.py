@@ -38,8 +38,9 @@ class LinearPredictor(Predictor):
         """Whether a chunk has enough rows to fit on ``n_previous`` columns."""
         return n_previous > 0 and n_rows >= MIN_ROWS_PER_FEATURE * (1 + 2 * n_previous)
 
-    def _features(self, state: ChunkState, with_drift: bool, rows: slice = slice(None)
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _features(
+        self, state: ChunkState, with_drift: bool, rows: slice = slice(None)
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         previous = state.order
         n = len(state.decoded[previous[0]][rows])
         cols, dcols = [np.ones(n)], [np.zeros(n)]
@@ -77,17 +78,20 @@ class LinearPredictor(Predictor):
                 beta = sol
         return {"beta": beta}
 
-    def predict(self, column: str, side: dict[str, np.ndarray], state: ChunkState,
-                with_drift: bool = True) -> Prediction:
+    def predict(
+        self, column: str, side: dict[str, np.ndarray], state: ChunkState, with_drift: bool = True
+    ) -> Prediction:
         beta = side["beta"]
         a, da = self._features(state, with_drift)
         if beta.shape != (a.shape[1],):
-            raise ContainerError("a linear predictor has the wrong number of coefficients; "
-                                 "the file is damaged")
+            raise ContainerError(
+                "a linear predictor has the wrong number of coefficients; the file is damaged"
+            )
         with np.errstate(all="ignore"):
             p = np.einsum("ij,j->i", a, beta)
             if da is None:
                 return p, None
             d = 2 * np.einsum("ij,j->i", da, np.abs(beta)) + 1e-15 * a.shape[1] * np.einsum(
-                "ij,j->i", np.abs(a), np.abs(beta))
+                "ij,j->i", np.abs(a), np.abs(beta)
+            )
         return p, d

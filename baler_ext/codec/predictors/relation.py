@@ -22,10 +22,14 @@ class RelationPredictor(Predictor):
     def __init__(self, relation: Relation) -> None:
         self.relation = relation
 
-    def predict(self, column: str, side: dict[str, np.ndarray], state: ChunkState,
-                with_drift: bool = True) -> Prediction:
+    def predict(
+        self, column: str, side: dict[str, np.ndarray], state: ChunkState, with_drift: bool = True
+    ) -> Prediction:
         v = {c: state.decoded[c] for c in self.relation.inputs}
-        drift = ({c: state.drift[c] for c in self.relation.inputs} if with_drift
-                 else {c: np.zeros(state.n_rows) for c in v})
+        drift = (
+            {c: state.drift[c] for c in self.relation.inputs}
+            if with_drift
+            else {c: np.zeros(state.n_rows) for c in v}
+        )
         p, d = relations.predict(self.relation, v, drift)
         return p, d

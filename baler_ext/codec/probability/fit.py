@@ -128,8 +128,9 @@ class QuantMade(nn.Module):
         self.degrees = [hidden_degrees(h, n_cols) for h in hidden]
         masks = made_masks(n_ctx, n_cols, self.degrees)
         sizes = [n_ctx + n_cols, *hidden, 2 * n_cols]
-        self.layers = nn.ModuleList(nn.Linear(a, b, dtype=torch.float64)
-                                    for a, b in itertools.pairwise(sizes))
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b, dtype=torch.float64) for a, b in itertools.pairwise(sizes)
+        )
         for i, m in enumerate(masks):
             self.register_buffer(f"mask{i}", torch.as_tensor(m))
         with torch.no_grad():  # start near the marginal (the output bias, set by the caller)
@@ -181,14 +182,25 @@ def logistic_bits(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch
     return -torch.clamp(delta, min=floor) / math.log(2.0)
 
 
-def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
-                   val: tuple[np.ndarray, np.ndarray], *, event_context: bool,
-                   latent: dict | None, hidden: list[int], epochs: int, batch_size: int,
-                   learning_rate: float, seed: int,
-                   dither: tuple[np.ndarray, np.ndarray] | None = None,
-                   settings: dict | None = None, patience: int = 8,
-                   aux: dict | None = None, device: str | torch.device = "cpu"
-                   ) -> RateFitResult:
+def fit_rate_model(
+    codes: np.ndarray,
+    names: list[str],
+    context: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    event_context: bool,
+    latent: dict | None,
+    hidden: list[int],
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    dither: tuple[np.ndarray, np.ndarray] | None = None,
+    settings: dict | None = None,
+    patience: int = 8,
+    aux: dict | None = None,
+    device: str | torch.device = "cpu",
+) -> RateFitResult:
     """Train the learned probability model on the training codes.
 
     Parameters
@@ -209,14 +221,16 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
     offset, exponent = feature_scaling(codes)
     d = codes.shape[1]
     n_ctx = context.shape[1]
-    skeleton = LearnedModel.untrained(list(names), offset, exponent, event_context, latent,
-                                      settings, aux)
+    skeleton = LearnedModel.untrained(
+        list(names), offset, exponent, event_context, latent, settings, aux
+    )
     if skeleton.net.n_ctx != n_ctx:
-        raise ValueError(f"{n_ctx} context features given, the model takes "
-                         f"{skeleton.net.n_ctx}")
+        raise ValueError(f"{n_ctx} context features given, the model takes {skeleton.net.n_ctx}")
     u_tr, u_va = dither if dither is not None else (None, None)
-    xs = [np.column_stack([context, skeleton.column_features(codes, u_tr)]),
-          np.column_stack([val[1], skeleton.column_features(val[0], u_va)])]
+    xs = [
+        np.column_stack([context, skeleton.column_features(codes, u_tr)]),
+        np.column_stack([val[1], skeleton.column_features(val[0], u_va)]),
+    ]
     net = QuantMade(n_ctx, d, hidden).to(device)
     # start at the marginal: location = offset, scale index from the feature spread
     with torch.no_grad():
@@ -237,10 +251,12 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
 
     x_tr, x_va = (torch.as_tensor(a, device=device) for a in xs)
     # the undithered positions: P(k | mu - u) = P(k + u | mu)
-    k_tr = torch.as_tensor(codes + (0.0 if u_tr is None else u_tr), dtype=torch.float64,
-                           device=device)
-    k_va = torch.as_tensor(val[0] + (0.0 if u_va is None else u_va), dtype=torch.float64,
-                           device=device)
+    k_tr = torch.as_tensor(
+        codes + (0.0 if u_tr is None else u_tr), dtype=torch.float64, device=device
+    )
+    k_va = torch.as_tensor(
+        val[0] + (0.0 if u_va is None else u_va), dtype=torch.float64, device=device
+    )
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
     gen = torch.Generator().manual_seed(seed)
@@ -251,7 +267,7 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
         perm = torch.randperm(len(x_tr), generator=gen).to(device)
         total = 0.0
         for start in range(0, len(perm), batch_size):
-            idx = perm[start:start + batch_size]
+            idx = perm[start : start + batch_size]
             loss = bits(x_tr[idx], k_tr[idx]).mean()
             opt.zero_grad()
             loss.backward()
@@ -261,10 +277,20 @@ def fit_rate_model(codes: np.ndarray, names: list[str], context: np.ndarray,
         with torch.no_grad():
             v = float(bits(x_va, k_va).mean()) if len(x_va) else float("nan")
         sched.step(v)
-        history.append({"epoch": epoch, "train_bits_per_row": total / max(len(x_tr), 1),
-                        "val_bits_per_row": v, "lr": opt.param_groups[0]["lr"]})
-        log.info("rate model epoch %d: %.2f bits/row train, %.2f validation", epoch,
-                 history[-1]["train_bits_per_row"], v)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_bits_per_row": total / max(len(x_tr), 1),
+                "val_bits_per_row": v,
+                "lr": opt.param_groups[0]["lr"],
+            }
+        )
+        log.info(
+            "rate model epoch %d: %.2f bits/row train, %.2f validation",
+            epoch,
+            history[-1]["train_bits_per_row"],
+            v,
+        )
         if v < best - 1e-3:
             best, bad = v, 0
             best_state = {k: t.clone() for k, t in net.state_dict().items()}

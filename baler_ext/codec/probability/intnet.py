@@ -109,8 +109,9 @@ class IntMade:
             biases = [np.asarray(d[f"b{i}"], np.float64) for i in range(n_layers)]
             degrees = [np.asarray(d[f"deg{i}"], np.int64) for i in range(n_layers - 1)]
         except (KeyError, ValueError, TypeError) as exc:
-            raise ContainerError(f"the learned probability model is incomplete ({exc!r}); "
-                                 "retrain with --mode train") from None
+            raise ContainerError(
+                f"the learned probability model is incomplete ({exc!r}); retrain with --mode train"
+            ) from None
         return cls(n_ctx, n_cols, weights, biases, degrees)
 
 
@@ -152,8 +153,10 @@ def check_exact(net: IntMade) -> None:
     for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
         units = 2 * net.n_cols if i == len(net.weights) - 1 else len(net.degrees[i])
         if w.shape != (units, prev_units) or b.shape != (units,):
-            raise ContainerError(f"layer {i} of the learned probability model has shape "
-                                 f"{w.shape}, expected {(units, prev_units)}")
+            raise ContainerError(
+                f"layer {i} of the learned probability model has shape "
+                f"{w.shape}, expected {(units, prev_units)}"
+            )
         if i < len(net.degrees) and np.any(np.diff(net.degrees[i]) < 0):
             raise ContainerError("the learned probability model's degrees are not sorted")
         if not (np.all(np.isfinite(w)) and np.all(w == np.rint(w)) and np.all(b == np.rint(b))):
@@ -164,8 +167,9 @@ def check_exact(net: IntMade) -> None:
             raise ContainerError("the learned probability model violates its masks")
         worst = np.abs(w).sum(axis=1) * bound + np.abs(b)
         if np.any(worst >= _EXACT):
-            raise ContainerError("the learned probability model could leave float64's exact "
-                                 "integer range")
+            raise ContainerError(
+                "the learned probability model could leave float64's exact integer range"
+            )
         prev_units, bound = units, float(A_MAX)
 
 
@@ -187,8 +191,7 @@ class Incremental:
         # a prefix, so every product below works on views of contiguous blocks
         prev = [net._in_degree, *net.degrees]
         self._known = [np.searchsorted(d, np.arange(net.n_cols), side="right") for d in prev]
-        self._lo = [np.searchsorted(d, np.arange(net.n_cols), side="left")
-                    for d in net.degrees]
+        self._lo = [np.searchsorted(d, np.arange(net.n_cols), side="left") for d in net.degrees]
 
     def outputs(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Integer (loc, scale) of column ``i``; ``x``'s columns of degree <= i must be set."""
@@ -199,10 +202,10 @@ class Incremental:
             k = self._known[layer][i]
             if b > a:
                 self.hidden[layer][:, a:b] = activation(
-                    inputs[:, :k] @ net.weights[layer][a:b, :k].T + net.biases[layer][a:b])
+                    inputs[:, :k] @ net.weights[layer][a:b, :k].T + net.biases[layer][a:b]
+                )
             inputs = self.hidden[layer]
         k = self._known[-1][i]
         rows = slice(2 * i, 2 * i + 2)
-        out = (inputs[:, :k] @ net.weights[-1][rows, :k].T + net.biases[-1][rows]).astype(
-            np.int64)
+        out = (inputs[:, :k] @ net.weights[-1][rows, :k].T + net.biases[-1][rows]).astype(np.int64)
         return out[:, 0], out[:, 1]

@@ -102,34 +102,56 @@ class LearnedModel:
         return (n_cols + 1 if event_context else 0) + n_latent + n_aux
 
     @classmethod
-    def untrained(cls, columns: list[str], offset: np.ndarray | None = None,
-                  exponent: np.ndarray | None = None, event_context: bool = False,
-                  latent: dict[str, Any] | None = None,
-                  settings: dict[str, Any] | None = None,
-                  aux: dict[str, Any] | None = None) -> LearnedModel:
+    def untrained(
+        cls,
+        columns: list[str],
+        offset: np.ndarray | None = None,
+        exponent: np.ndarray | None = None,
+        event_context: bool = False,
+        latent: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        aux: dict[str, Any] | None = None,
+    ) -> LearnedModel:
         """A model whose network outputs 0 (its shapes right): for computing features."""
         d = len(columns)
-        n_ctx = cls.n_context(d, event_context, int(latent["dims"]) if latent else 0,
-                              len(aux["names"]) if aux else 0)
+        n_ctx = cls.n_context(
+            d, event_context, int(latent["dims"]) if latent else 0, len(aux["names"]) if aux else 0
+        )
         net = IntMade(n_ctx, d, [np.zeros((2 * d, n_ctx + d))], [np.zeros(2 * d)], [])
         zeros = np.zeros(d, np.int64)
-        return cls(list(columns), zeros if offset is None else offset,
-                   zeros if exponent is None else exponent, net, event_context, latent,
-                   dict(settings or {}), aux)
+        return cls(
+            list(columns),
+            zeros if offset is None else offset,
+            zeros if exponent is None else exponent,
+            net,
+            event_context,
+            latent,
+            dict(settings or {}),
+            aux,
+        )
 
     # -- features ---------------------------------------------------------------------
     def column_features(self, codes: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
         """Features of codes (rows, D) in coding order with their dither offsets ``u``
         (rows, D; None: no dither), float64 integers."""
-        return np.stack([_feature(self, codes[:, i], i, None if u is None else u[:, i])
-                         for i in range(codes.shape[1])], axis=1) if codes.size \
+        return (
+            np.stack(
+                [
+                    _feature(self, codes[:, i], i, None if u is None else u[:, i])
+                    for i in range(codes.shape[1])
+                ],
+                axis=1,
+            )
+            if codes.size
             else np.zeros(codes.shape)
+        )
 
     def latent_features(self, zcodes: np.ndarray) -> np.ndarray:
         """Features of latent codes in [0, 2^bits): centred, scaled to about ±256."""
         bits = int(self.latent["bits"]) if self.latent else 8
         return ((zcodes.astype(np.int64) - (1 << (bits - 1))) << max(0, 9 - bits)).astype(
-            np.float64)
+            np.float64
+        )
 
     def aux_features(self, aux: np.ndarray) -> np.ndarray:
         """Features of the auxiliary integer columns (rows, A), scaled like the codes."""
@@ -138,8 +160,14 @@ class LearnedModel:
         f = np.floor(t.astype(np.float64) * 2.0 ** np.asarray(self.aux["exponent"], np.float64))
         return np.clip(f, -F_MAX, F_MAX)
 
-    def inputs(self, n: int, prev: np.ndarray | None, prev_features: np.ndarray | None,
-               zcodes: np.ndarray | None, aux: np.ndarray | None = None) -> np.ndarray:
+    def inputs(
+        self,
+        n: int,
+        prev: np.ndarray | None,
+        prev_features: np.ndarray | None,
+        zcodes: np.ndarray | None,
+        aux: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The input matrix with its context filled and the column block zero."""
         d = len(self.columns)
         x = np.zeros((n, self.net.n_in))
@@ -152,20 +180,25 @@ class LearnedModel:
             at = d + 1
         if self.latent:
             if zcodes is None:
-                raise ContainerError("the chunk lacks the latent side information its model "
-                                     "needs; the file is damaged")
-            x[:, at:at + self.n_latent] = self.latent_features(zcodes)
+                raise ContainerError(
+                    "the chunk lacks the latent side information its model "
+                    "needs; the file is damaged"
+                )
+            x[:, at : at + self.n_latent] = self.latent_features(zcodes)
             at += self.n_latent
         if self.aux:
             if aux is None or aux.shape != (n, len(self.aux["names"])):
-                raise ContainerError(f"the chunk lacks the columns {self.aux['names']} its "
-                                     "learned model takes as context; the file is damaged")
-            x[:, at:at + aux.shape[1]] = self.aux_features(aux)
+                raise ContainerError(
+                    f"the chunk lacks the columns {self.aux['names']} its "
+                    "learned model takes as context; the file is damaged"
+                )
+            x[:, at : at + aux.shape[1]] = self.aux_features(aux)
         return x
 
     # -- network outputs -> coding parameters -------------------------------------------
-    def params(self, i: int, loc: np.ndarray, scale: np.ndarray,
-               u: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def params(
+        self, i: int, loc: np.ndarray, scale: np.ndarray, u: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Fixed-point location (code units, :data:`P` fraction bits) and scale index of
         column ``i`` from the network's integer outputs.
 
@@ -187,23 +220,37 @@ class LearnedModel:
         return d
 
     def meta(self) -> dict[str, Any]:
-        return {"columns": self.columns, "event_context": self.event_context,
-                "latent": self.latent, "aux": self.aux, "settings": self.settings,
-                "tables": tables.table_digest()}
+        return {
+            "columns": self.columns,
+            "event_context": self.event_context,
+            "latent": self.latent,
+            "aux": self.aux,
+            "settings": self.settings,
+            "tables": tables.table_digest(),
+        }
 
     @classmethod
     def from_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LearnedModel:
         if meta.get("tables") != tables.table_digest():
-            raise ContainerError("this machine builds different probability tables than the "
-                                 "one that trained the learned model; decoding would be wrong, "
-                                 "so it is refused (report this platform as a bug)")
+            raise ContainerError(
+                "this machine builds different probability tables than the "
+                "one that trained the learned model; decoding would be wrong, "
+                "so it is refused (report this platform as a bug)"
+            )
         net = IntMade.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
-        model = cls(list(meta["columns"]), np.asarray(arrays["offset"], np.int64),
-                    np.asarray(arrays["exponent"], np.int64), net,
-                    bool(meta.get("event_context")), meta.get("latent"),
-                    dict(meta.get("settings", {})), meta.get("aux"))
-        expected = cls.n_context(len(model.columns), model.event_context, model.n_latent,
-                                 len(model.aux_names))
+        model = cls(
+            list(meta["columns"]),
+            np.asarray(arrays["offset"], np.int64),
+            np.asarray(arrays["exponent"], np.int64),
+            net,
+            bool(meta.get("event_context")),
+            meta.get("latent"),
+            dict(meta.get("settings", {})),
+            meta.get("aux"),
+        )
+        expected = cls.n_context(
+            len(model.columns), model.event_context, model.n_latent, len(model.aux_names)
+        )
         if net.n_cols != len(model.columns) or net.n_ctx != expected:
             raise ContainerError("the learned probability model does not match its columns")
         return model
@@ -229,12 +276,12 @@ def event_phases(first: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarr
 # -- stream coding ----------------------------------------------------------------------
 @dataclass
 class _Plan:
-    order: np.ndarray       # rows in coding order (stable by table key)
-    bounds: np.ndarray      # group starts in ``order`` (+ end)
-    ell: np.ndarray         # per group: table scale index
-    frac: np.ndarray        # per group: table fraction
-    shift: np.ndarray       # per row (sorted): low bits
-    base: np.ndarray        # per row (sorted): floor(mu / 2^s)
+    order: np.ndarray  # rows in coding order (stable by table key)
+    bounds: np.ndarray  # group starts in ``order`` (+ end)
+    ell: np.ndarray  # per group: table scale index
+    frac: np.ndarray  # per group: table fraction
+    shift: np.ndarray  # per row (sorted): low bits
+    base: np.ndarray  # per row (sorted): floor(mu / 2^s)
 
 
 def _plan(mu: np.ndarray, ell: np.ndarray) -> _Plan:
@@ -279,8 +326,9 @@ class StreamEncoder:
         sym[escaped] = tables.ESCAPE
         for gi in range(len(plan.ell)):
             a, b = plan.bounds[gi], plan.bounds[gi + 1]
-            self.enc.encode(sym[a:b].astype(np.int32),
-                            tables.categorical(int(plan.ell[gi]), int(plan.frac[gi])))
+            self.enc.encode(
+                sym[a:b].astype(np.int32), tables.categorical(int(plan.ell[gi]), int(plan.frac[gi]))
+            )
         self.esc.append(ks[escaped])
         low = kh & ((np.int64(1) << plan.shift) - 1)
         self._encode_low(low, plan.shift, escaped)
@@ -290,8 +338,10 @@ class StreamEncoder:
         for s in np.unique(shift[use]):
             rows = use & (shift == s)
             for off, width in _uniform_pieces(int(s)):
-                self.enc.encode(((low[rows] >> off) & ((1 << width) - 1)).astype(np.int32),
-                                self._cs.stream.model.Uniform(1 << width))
+                self.enc.encode(
+                    ((low[rows] >> off) & ((1 << width) - 1)).astype(np.int32),
+                    self._cs.stream.model.Uniform(1 << width),
+                )
 
     def finish(self) -> dict[str, np.ndarray]:
         esc = np.concatenate(self.esc) if self.esc else np.zeros(0, np.int64)
@@ -320,8 +370,10 @@ class StreamDecoder:
             return self._take(mu, ell)
         except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:
             # constriction refuses bits that its model cannot have produced
-            raise ContainerError(f"a learned code stream does not decode ({exc}); the file "
-                                 "is damaged or its model differs") from None
+            raise ContainerError(
+                f"a learned code stream does not decode ({exc}); the file "
+                "is damaged or its model differs"
+            ) from None
 
     def _take(self, mu: np.ndarray, ell: np.ndarray) -> np.ndarray:
         n = mu.size
@@ -331,23 +383,29 @@ class StreamDecoder:
         sym = np.empty(n, np.int64)
         for gi in range(len(plan.ell)):
             a, b = plan.bounds[gi], plan.bounds[gi + 1]
-            sym[a:b] = self.dec.decode(tables.categorical(int(plan.ell[gi]),
-                                                          int(plan.frac[gi])), int(b - a))
+            sym[a:b] = self.dec.decode(
+                tables.categorical(int(plan.ell[gi]), int(plan.frac[gi])), int(b - a)
+            )
         escaped = sym == tables.ESCAPE
         n_esc = int(escaped.sum())
         if self.esc_at + n_esc > self.esc.size:
-            raise ContainerError("a learned code stream's escapes do not match; the file is "
-                                 "damaged")
+            raise ContainerError(
+                "a learned code stream's escapes do not match; the file is damaged"
+            )
         low = np.zeros(n, np.int64)
         use = (plan.shift > 0) & ~escaped
         for s in np.unique(plan.shift[use]):
             rows = use & (plan.shift == s)
             for off, width in _uniform_pieces(int(s)):
-                low[rows] |= self.dec.decode(self._cs.stream.model.Uniform(1 << width),
-                                             int(rows.sum())).astype(np.int64) << off
+                low[rows] |= (
+                    self.dec.decode(
+                        self._cs.stream.model.Uniform(1 << width), int(rows.sum())
+                    ).astype(np.int64)
+                    << off
+                )
         half = (np.int64(1) << plan.shift) >> 1
         ks = ((sym - tables.WINDOW + plan.base) << plan.shift) + low - half
-        ks[escaped] = self.esc[self.esc_at:self.esc_at + n_esc]
+        ks[escaped] = self.esc[self.esc_at : self.esc_at + n_esc]
         self.esc_at += n_esc
         out = np.empty(n, np.int64)
         out[plan.order] = ks
@@ -355,8 +413,7 @@ class StreamDecoder:
 
     def check_done(self) -> None:
         if self.esc_at != self.esc.size:
-            raise ContainerError("a learned code stream has unused escapes; the file is "
-                                 "damaged")
+            raise ContainerError("a learned code stream has unused escapes; the file is damaged")
 
 
 # -- whole chunks ---------------------------------------------------------------------------
@@ -364,21 +421,31 @@ def _col(u: np.ndarray | None, rows: np.ndarray | slice, i: int) -> np.ndarray |
     return None if u is None else u[rows, i]
 
 
-def _outputs(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
-             zcodes: np.ndarray | None, u: np.ndarray | None, aux: np.ndarray | None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _outputs(
+    model: LearnedModel,
+    codes: np.ndarray,
+    first: np.ndarray | None,
+    zcodes: np.ndarray | None,
+    u: np.ndarray | None,
+    aux: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = codes.shape[0]
     pos, prev = event_phases(first if model.event_context else None, n)
     feats = model.column_features(codes, u)
     x = model.inputs(n, prev, feats, zcodes, aux)
-    x[:, model.net.n_ctx:] = feats
+    x[:, model.net.n_ctx :] = feats
     loc, scale = model.net.forward(x)
     return pos, loc, scale
 
 
-def encode_codes(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
-                 zcodes: np.ndarray | None, u: np.ndarray | None = None,
-                 aux: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+def encode_codes(
+    model: LearnedModel,
+    codes: np.ndarray,
+    first: np.ndarray | None,
+    zcodes: np.ndarray | None,
+    u: np.ndarray | None = None,
+    aux: np.ndarray | None = None,
+) -> list[dict[str, np.ndarray]]:
     """Code the (rows, D) codes (coding order) with their dither offsets ``u`` (rows, D);
     one section dict per column. Rows are coded phase by phase (the i-th object of every
     event in phase i), so the decoder knows each row's previous object."""
@@ -393,10 +460,16 @@ def encode_codes(model: LearnedModel, codes: np.ndarray, first: np.ndarray | Non
     return [e.finish() for e in encoders]
 
 
-def decode_codes(model: LearnedModel, streams: list[dict[str, np.ndarray]], n: int,
-                 first: np.ndarray | None, zcodes: np.ndarray | None,
-                 known: dict[int, np.ndarray] | None = None,
-                 u: np.ndarray | None = None, aux: np.ndarray | None = None) -> np.ndarray:
+def decode_codes(
+    model: LearnedModel,
+    streams: list[dict[str, np.ndarray]],
+    n: int,
+    first: np.ndarray | None,
+    zcodes: np.ndarray | None,
+    known: dict[int, np.ndarray] | None = None,
+    u: np.ndarray | None = None,
+    aux: np.ndarray | None = None,
+) -> np.ndarray:
     """Inverse of :func:`encode_codes`. ``known`` holds columns (by position) coded
     elsewhere (their stream is not read; their codes still feed the context)."""
     d = len(model.columns)
@@ -410,8 +483,13 @@ def decode_codes(model: LearnedModel, streams: list[dict[str, np.ndarray]], n: i
     for phase in range(int(pos.max()) + 1 if n else 0):
         rows = np.flatnonzero(pos == phase)
         prev_rows = prev[rows]
-        x = model.inputs(len(rows), prev_rows, feats, None if zcodes is None else zcodes[rows],
-                         None if aux is None else aux[rows])
+        x = model.inputs(
+            len(rows),
+            prev_rows,
+            feats,
+            None if zcodes is None else zcodes[rows],
+            None if aux is None else aux[rows],
+        )
         inc = Incremental(model.net, x)
         for i in range(d):
             # every step computes the hidden units of degree i, known column or not
@@ -420,14 +498,13 @@ def decode_codes(model: LearnedModel, streams: list[dict[str, np.ndarray]], n: i
                 mu, ell = model.params(i, loc, scale, _col(u, rows, i))
                 codes[rows, i] = decoders[i].take(mu, ell)
             x[:, model.net.n_ctx + i] = _feature(model, codes[rows, i], i, _col(u, rows, i))
-        feats[rows] = x[:, model.net.n_ctx:]
+        feats[rows] = x[:, model.net.n_ctx :]
     for dec in decoders.values():
         dec.check_done()
     return codes
 
 
-def _feature(model: LearnedModel, k: np.ndarray, i: int, u: np.ndarray | None = None
-             ) -> np.ndarray:
+def _feature(model: LearnedModel, k: np.ndarray, i: int, u: np.ndarray | None = None) -> np.ndarray:
     """:math:`f = \\mathrm{clip}(\\lfloor (k - o + u) 2^{e} \\rfloor, \\pm F_{max})`:
     the dithered position in steps, relative and scaled (exact float64 operations)."""
     t = (k.astype(np.int64) - int(model.offset[i])).astype(np.float64)
@@ -437,9 +514,14 @@ def _feature(model: LearnedModel, k: np.ndarray, i: int, u: np.ndarray | None = 
     return np.clip(f, -F_MAX, F_MAX)
 
 
-def code_bits(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
-              zcodes: np.ndarray | None, u: np.ndarray | None = None,
-              aux: np.ndarray | None = None) -> np.ndarray:
+def code_bits(
+    model: LearnedModel,
+    codes: np.ndarray,
+    first: np.ndarray | None,
+    zcodes: np.ndarray | None,
+    u: np.ndarray | None = None,
+    aux: np.ndarray | None = None,
+) -> np.ndarray:
     """Ideal code length (bits) of each code under the tables, (rows, D), without coding
     (escapes counted as 64 bits, split low bits as their count)."""
     n, d = codes.shape
@@ -456,6 +538,5 @@ def code_bits(model: LearnedModel, codes: np.ndarray, first: np.ndarray | None,
         sym[esc] = tables.ESCAPE
         group = np.repeat(np.arange(len(plan.ell)), np.diff(plan.bounds))
         cnt = t[plan.ell[group], plan.frac[group], sym]
-        out[plan.order, i] = (np.log2(tables.TOTAL) - np.log2(cnt)
-                              + np.where(esc, 64.0, plan.shift))
+        out[plan.order, i] = np.log2(tables.TOTAL) - np.log2(cnt) + np.where(esc, 64.0, plan.shift)
     return out

@@ -117,4 +117,5 @@ def categorical(scale: int, frac: int) -> object:
     import constriction
 
     return constriction.stream.model.Categorical(
-        tables()[scale, frac].astype(np.float64) / TOTAL, perfect=False)
+        tables()[scale, frac].astype(np.float64) / TOTAL, perfect=False
+    )
