@@ -28,7 +28,7 @@ from baler_ext.codec.predictors.centre import CentrePredictor, median_of_finite
 from baler_ext.codec.predictors.linear import LinearPredictor
 from baler_ext.codec.predictors.relation import RelationPredictor
 from baler_ext.codec.probability import learned as lrn
-from baler_ext.codec.probability.static import StaticModel
+from baler_ext.codec.probability.static import StaticModel, sections_under
 from baler_ext.codec.relations import Relation
 from baler_ext.codec.residuals import EPS_PRED, ColumnCoder, ColumnCodes, resolve_bounds
 from baler_ext.config import CompressionConfig
@@ -522,9 +522,7 @@ class BoundedMode(CompressionMode):
             ae = self.autoencoder
             codes, lo, step = quantise_latent(ae.latent(values), self.bits)
             out.update({"latent/lo": lo, "latent/step": step})
-            for j in range(codes.shape[1]):
-                for key, arr in static.encode(codes[:, j]).items():
-                    out[f"latent/{j}/{key}"] = arr
+            out.update(static.encode_columns(codes, "latent"))
             pred_all = ae.predict_all(dequantise_latent(codes, lo, step))
         else:
             out["pred/centre"] = np.array(
@@ -639,9 +637,7 @@ class BoundedMode(CompressionMode):
         out["pred/centre"] = centre
         zc = self.latent_codes(values)
         if zc is not None:
-            for j in range(zc.shape[1]):
-                for key, arr in static.encode(zc[:, j]).items():
-                    out[f"ctx/z/{j}/{key}"] = arr
+            out.update(static.encode_columns(zc, "ctx/z"))
         first = context.first if context is not None else None
         streams = lrn.encode_codes(
             model,
@@ -699,9 +695,7 @@ class BoundedMode(CompressionMode):
         return chosen.sections
 
     # -- decode ----------------------------------------------------------------------------
-    @staticmethod
-    def _group(sections: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix) :]: v for k, v in sections.items() if k.startswith(prefix)}
+    _group = staticmethod(sections_under)
 
     def _restore(
         self, sections: dict[str, np.ndarray], c: str, k: np.ndarray, p: np.ndarray, n_rows: int
@@ -729,17 +723,7 @@ class BoundedMode(CompressionMode):
             centre = None
             if "latent/lo" in sections:
                 lo, step = sections["latent/lo"], sections["latent/step"]
-                codes = (
-                    np.stack(
-                        [
-                            static.decode(self._group(sections, f"latent/{j}/"), n_rows)
-                            for j in range(lo.size)
-                        ],
-                        axis=1,
-                    )
-                    if n_rows
-                    else np.zeros((0, lo.size), np.int64)
-                )
+                codes = static.decode_columns(sections, "latent", lo.size, n_rows)
                 pred_all = self.autoencoder.predict_all(dequantise_latent(codes, lo, step))
             else:
                 centre = sections["pred/centre"]
@@ -793,17 +777,7 @@ class BoundedMode(CompressionMode):
         static = StaticModel(self.coder_name)
         zc = None
         if model.latent:
-            zc = (
-                np.stack(
-                    [
-                        static.decode(self._group(sections, f"ctx/z/{j}/"), n_rows)
-                        for j in range(model.n_latent)
-                    ],
-                    axis=1,
-                )
-                if n_rows
-                else np.zeros((0, model.n_latent), np.int64)
-            )
+            zc = static.decode_columns(sections, "ctx/z", model.n_latent, n_rows)
         known: dict[int, np.ndarray] = {}
         streams: list[dict[str, np.ndarray]] = []
         for j, c in enumerate(model.columns):

@@ -31,7 +31,7 @@ from baler_ext.io.formats import (
     register_format,
 )
 from baler_ext.io.layout import BranchInfo, SourceLayout
-from baler_ext.io.root import _open, compression_of, uproot_compression
+from baler_ext.io.root import _open, classnames, compression_of, uproot_compression
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class RNTupleFormat(FileFormat):
 
     def recognises(self, path: Path, tree: str | None) -> bool:
         try:
-            classes = {k.split(";")[0]: v for k, v in _open(path).classnames().items()}
+            classes = classnames(path)
         except InputDataError:
             return False
         if tree is not None:

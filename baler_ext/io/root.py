@@ -37,6 +37,11 @@ from baler_ext.io.layout import BranchInfo, SourceLayout
 log = logging.getLogger(__name__)
 
 
+def classnames(path: Path) -> dict[str, str]:
+    """Object name (without its ``;cycle``) -> ROOT class, of every key in the file."""
+    return {k.split(";")[0]: v for k, v in _open(path).classnames().items()}
+
+
 def _open(path: Path) -> Any:
     import uproot
 
@@ -225,7 +230,7 @@ class TTreeFormat(FileFormat):
 
     def recognises(self, path: Path, tree: str | None) -> bool:
         try:
-            classes = {k.split(";")[0]: v for k, v in _open(path).classnames().items()}
+            classes = classnames(path)
         except InputDataError:
             return True  # let open() report it
         if tree is not None:

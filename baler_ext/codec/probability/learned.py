@@ -283,6 +283,16 @@ class _Plan:
     shift: np.ndarray  # per row (sorted): low bits
     base: np.ndarray  # per row (sorted): floor(mu / 2^s)
 
+    def symbols(self, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Table symbols, escape mask and low bits of the codes ``ks`` (coding order):
+        :math:`h = \\lfloor (k + 2^{s-1}) / 2^s \\rfloor`, symbol :math:`h - base + W`
+        (the escape symbol outside the window), low bits :math:`(k + 2^{s-1}) \\bmod 2^s`."""
+        kh = ks + ((np.int64(1) << self.shift) >> 1)
+        sym = (kh >> self.shift) - self.base + tables.WINDOW
+        escaped = (sym < 0) | (sym > 2 * tables.WINDOW)
+        sym[escaped] = tables.ESCAPE
+        return sym, escaped, kh & ((np.int64(1) << self.shift) - 1)
+
 
 def _plan(mu: np.ndarray, ell: np.ndarray) -> _Plan:
     s = np.maximum(0, -((-(ell - (tables.N_SCALES - 1))) // 4))
@@ -318,19 +328,13 @@ class StreamEncoder:
             return
         plan = _plan(mu, ell)
         ks = k[plan.order]
-        half = (np.int64(1) << plan.shift) >> 1
-        kh = ks + half
-        high = kh >> plan.shift
-        sym = high - plan.base + tables.WINDOW
-        escaped = (sym < 0) | (sym > 2 * tables.WINDOW)
-        sym[escaped] = tables.ESCAPE
+        sym, escaped, low = plan.symbols(ks)
         for gi in range(len(plan.ell)):
             a, b = plan.bounds[gi], plan.bounds[gi + 1]
             self.enc.encode(
                 sym[a:b].astype(np.int32), tables.categorical(int(plan.ell[gi]), int(plan.frac[gi]))
             )
         self.esc.append(ks[escaped])
-        low = kh & ((np.int64(1) << plan.shift) - 1)
         self._encode_low(low, plan.shift, escaped)
 
     def _encode_low(self, low: np.ndarray, shift: np.ndarray, escaped: np.ndarray) -> None:
@@ -531,11 +535,7 @@ def code_bits(
     for i in range(d):
         mu, ell = model.params(i, loc[:, i], scale[:, i], _col(u, slice(None), i))
         plan = _plan(mu, ell)
-        ks = codes[plan.order, i]
-        half = (np.int64(1) << plan.shift) >> 1
-        sym = ((ks + half) >> plan.shift) - plan.base + tables.WINDOW
-        esc = (sym < 0) | (sym > 2 * tables.WINDOW)
-        sym[esc] = tables.ESCAPE
+        sym, esc, _ = plan.symbols(codes[plan.order, i])
         group = np.repeat(np.arange(len(plan.ell)), np.diff(plan.bounds))
         cnt = t[plan.ell[group], plan.frac[group], sym]
         out[plan.order, i] = np.log2(tables.TOTAL) - np.log2(cnt) + np.where(esc, 64.0, plan.shift)
