@@ -578,6 +578,13 @@ class RateConfig:
     latent_bits: int = field(
         default=4, metadata=doc("bits per latent dimension of that side information")
     )
+    mixture: int = field(
+        default=4,
+        metadata=doc(
+            "logistics per code: 1 (one discretised logistic, fixed tables) or 2-8 (a "
+            "mixture of discretised logistics, for skewed and multimodal conditionals)"
+        ),
+    )
     max_rows: int | None = field(
         default=200000, metadata=doc("train on at most this many rows (the first ones)")
     )
@@ -587,6 +594,8 @@ class RateConfig:
             raise ConfigError("'rate.hidden' needs at least one layer of >= 1 units")
         if not 1 <= self.latent_bits <= 12:
             raise ConfigError(f"'rate.latent_bits' must be in 1-12, got {self.latent_bits}")
+        if not 1 <= self.mixture <= 8:
+            raise ConfigError(f"'rate.mixture' must be in 1-8, got {self.mixture}")
 
 
 @dataclass

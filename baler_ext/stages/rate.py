@@ -262,6 +262,8 @@ def fit_learned(
             aux=aux,
             device=device,
             settings={**settings, "anchors": anchors[order].tolist()},
+            mixture=rate.mixture,
+            mixed=n_ind,
         )
 
     natural = list(range(n_ind))

@@ -10,7 +10,13 @@ The loss is the ideal code length of the bounded codes in bits per row,
 
 a discretised logistic (Salimans et al., PixelCNN++, ICLR 2017) whose location
 :math:`\\mu` and scale :math:`s = 2^{(\\ell - 16)/4}` come from a MADE (Germain et al.,
-ICML 2015). Training is *quantisation-aware*: the forward pass rounds weights and biases
+ICML 2015) — or a mixture of :math:`K` such logistics,
+:math:`P(k) = \\sum_j \\pi_j P_j(k)`, :math:`\\pi = \\mathrm{softmax}(\\lambda \\ln 2 / 8)`
+for integer logits :math:`\\lambda` in eighths of a bit (the coder's integer weights,
+:func:`~baler_ext.codec.probability.tables.mixture_weights`, follow
+:math:`2^{-\\Delta\\lambda/8}` to within their rounding).
+
+Training is *quantisation-aware*: the forward pass rounds weights and biases
 to multiples of :math:`2^{-Q}`, floors activations and the scale index exactly as
 :class:`~baler_ext.codec.probability.intnet.IntMade` does (straight-through gradients,
 Bengio et al. 2013), in float64, where all these numbers are exact — so the network
@@ -122,12 +128,12 @@ def hidden_degrees(units: int, n_cols: int) -> np.ndarray:
 class QuantMade(nn.Module):
     """The float64 twin of :class:`IntMade` used for quantisation-aware training."""
 
-    def __init__(self, n_ctx: int, n_cols: int, hidden: list[int]) -> None:
+    def __init__(self, n_ctx: int, n_cols: int, hidden: list[int], n_out: int = 2) -> None:
         super().__init__()
-        self.n_ctx, self.n_cols = n_ctx, n_cols
+        self.n_ctx, self.n_cols, self.n_out = n_ctx, n_cols, n_out
         self.degrees = [hidden_degrees(h, n_cols) for h in hidden]
-        masks = made_masks(n_ctx, n_cols, self.degrees)
-        sizes = [n_ctx + n_cols, *hidden, 2 * n_cols]
+        masks = made_masks(n_ctx, n_cols, self.degrees, n_out)
+        sizes = [n_ctx + n_cols, *hidden, n_out * n_cols]
         self.layers = nn.ModuleList(
             nn.Linear(a, b, dtype=torch.float64) for a, b in itertools.pairwise(sizes)
         )
@@ -147,14 +153,15 @@ class QuantMade(nn.Module):
         b = ste_round(lin.bias * scale) / scale
         return w, b
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The ``n_out`` outputs of every column, each (rows, D)."""
         a = x
         for i in range(len(self.layers) - 1):
             w, b = self.quantised(i)
             a = torch.clamp(ste_floor(a @ w.T + b), 0.0, float(A_MAX))
         w, b = self.quantised(len(self.layers) - 1)
         out = a @ w.T + b
-        return out[:, 0::2], out[:, 1::2]
+        return tuple(out[:, j :: self.n_out] for j in range(self.n_out))
 
     def to_int(self) -> IntMade:
         scale = float(1 << Q)
@@ -165,21 +172,37 @@ class QuantMade(nn.Module):
                 mask = getattr(self, f"mask{i}").numpy()
                 weights.append(np.rint(lin.weight.numpy() * scale) * mask)
                 biases.append(np.rint(lin.bias.numpy() * scale))
-        return IntMade(self.n_ctx, self.n_cols, weights, biases, self.degrees)
+        return IntMade(self.n_ctx, self.n_cols, weights, biases, self.degrees, self.n_out)
 
 
-def logistic_bits(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch.Tensor:
-    """:math:`-\\log_2 P(k)` under the discretised logistic (location ``mu``, scale index
-    ``ell``), floored at the tables' smallest probability."""
+def _log_prob(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch.Tensor:
+    """:math:`\\ln P(k)` of the discretised logistic (location ``mu``, scale index ``ell``)."""
     s = torch.pow(2.0, (ell - tables.LADDER_ZERO) / 4.0)
     plus = (k - mu + 0.5) / s
     minus = (k - mu - 0.5) / s
     # log(F(plus) - F(minus)) stably: both tails via logsigmoid
     lp = torch.nn.functional.logsigmoid(plus)
     lm = torch.nn.functional.logsigmoid(minus)
-    delta = lp + torch.log1p(-torch.exp(torch.clamp(lm - lp, max=-1e-12)))
+    return lp + torch.log1p(-torch.exp(torch.clamp(lm - lp, max=-1e-12)))
+
+
+def logistic_bits(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch.Tensor:
+    """:math:`-\\log_2 P(k)` under the discretised logistic (location ``mu``, scale index
+    ``ell``), floored at the tables' smallest probability."""
     floor = math.log(1.0 / tables.TOTAL)
-    return -torch.clamp(delta, min=floor) / math.log(2.0)
+    return -torch.clamp(_log_prob(k, mu, ell), min=floor) / math.log(2.0)
+
+
+def mixture_bits(
+    k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor, lam: torch.Tensor
+) -> torch.Tensor:
+    """:math:`-\\log_2 \\sum_j \\pi_j P_j(k)` for components along the last axis of
+    ``mu``, ``ell`` and the integer logits ``lam`` (eighths of a bit), floored like
+    :func:`logistic_bits`."""
+    log_pi = torch.log_softmax(lam * (math.log(2.0) / 8.0), dim=-1)
+    lp = torch.logsumexp(log_pi + _log_prob(k.unsqueeze(-1), mu, ell), dim=-1)
+    floor = math.log(1.0 / tables.TOTAL)
+    return -torch.clamp(lp, min=floor) / math.log(2.0)
 
 
 def fit_rate_model(
@@ -200,6 +223,8 @@ def fit_rate_model(
     patience: int = 8,
     aux: dict | None = None,
     device: str | torch.device = "cpu",
+    mixture: int = 1,
+    mixed: int | None = None,
 ) -> RateFitResult:
     """Train the learned probability model on the training codes.
 
@@ -215,6 +240,12 @@ def fit_rate_model(
         The dither offsets of the training and validation codes (None: no dither). The
         loss then scores :math:`k + u` against the network's :math:`\\mu`, which is
         :math:`k` against :math:`\\mu - u` (see :meth:`LearnedModel.params`).
+    mixture
+        Logistics per code (1: one; more: a mixture, initialised with its locations
+        spread over the column's feature spread).
+    mixed
+        With a mixture, how many leading columns use it (None: all); the others are
+        trained and coded with its first component alone.
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -222,7 +253,7 @@ def fit_rate_model(
     d = codes.shape[1]
     n_ctx = context.shape[1]
     skeleton = LearnedModel.untrained(
-        list(names), offset, exponent, event_context, latent, settings, aux
+        list(names), offset, exponent, event_context, latent, settings, aux, mixture, mixed
     )
     if skeleton.net.n_ctx != n_ctx:
         raise ValueError(f"{n_ctx} context features given, the model takes {skeleton.net.n_ctx}")
@@ -231,23 +262,42 @@ def fit_rate_model(
         np.column_stack([context, skeleton.column_features(codes, u_tr)]),
         np.column_stack([val[1], skeleton.column_features(val[0], u_va)]),
     ]
-    net = QuantMade(n_ctx, d, hidden).to(device)
-    # start at the marginal: location = offset, scale index from the feature spread
+    n_out = skeleton.net.n_out
+    net = QuantMade(n_ctx, d, hidden, n_out).to(device)
+    # start at the marginal: location = offset, scale index from the feature spread; a
+    # mixture's components spread over +-1 feature standard deviation, equal weights
     with torch.no_grad():
         feat = xs[0][:, n_ctx:]
         std = np.maximum(feat.std(axis=0), 0.5)
         ell0 = tables.LADDER_ZERO + 4 * np.log2(0.55 * std)
         bias = net.linear(-1).bias
-        bias[0::2] = torch.as_tensor(np.median(feat, axis=0), device=device)
-        bias[1::2] = torch.as_tensor(ell0, device=device)
+        med = np.median(feat, axis=0)
+        for j in range(mixture):
+            spread = (2.0 * j / (mixture - 1) - 1.0) if mixture > 1 else 0.0
+            bias[j::n_out] = torch.as_tensor(med + spread * std, device=device)
+            bias[mixture + j :: n_out] = torch.as_tensor(ell0, device=device)
+            if mixture > 1:
+                bias[2 * mixture + j :: n_out] = 0.0
     e_t = torch.as_tensor(exponent, dtype=torch.float64, device=device)
     o_t = torch.as_tensor(offset, dtype=torch.float64, device=device)
 
     def bits(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        loc, scale = net(x)
-        mu = o_t + loc * torch.pow(2.0, -e_t)
-        ell = torch.clamp(ste_floor(scale) - 4 * e_t, 0.0, float(MAX_SCALE))
-        return logistic_bits(k, mu, ell).sum(dim=1)
+        outs = net(x)
+        if mixture == 1:
+            loc, scale = outs
+            mu = o_t + loc * torch.pow(2.0, -e_t)
+            ell = torch.clamp(ste_floor(scale) - 4 * e_t, 0.0, float(MAX_SCALE))
+            return logistic_bits(k, mu, ell).sum(dim=1)
+        m = d if mixed is None else mixed
+        loc = torch.stack(outs[:mixture], dim=-1)
+        scale = torch.stack(outs[mixture : 2 * mixture], dim=-1)
+        lam = ste_floor(torch.stack(outs[2 * mixture :], dim=-1))
+        mu = o_t[:, None] + loc * torch.pow(2.0, -e_t)[:, None]
+        ell = torch.clamp(ste_floor(scale) - 4 * e_t[:, None], 0.0, float(MAX_SCALE))
+        total = mixture_bits(k[:, :m], mu[:, :m], ell[:, :m], lam[:, :m]).sum(dim=1)
+        if m < d:  # the first component alone
+            total = total + logistic_bits(k[:, m:], mu[:, m:, 0], ell[:, m:, 0]).sum(dim=1)
+        return total
 
     x_tr, x_va = (torch.as_tensor(a, device=device) for a in xs)
     # the undithered positions: P(k | mu - u) = P(k + u | mu)

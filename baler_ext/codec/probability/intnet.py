@@ -53,13 +53,16 @@ class IntMade:
     n_ctx
         Number of context inputs (degree 0).
     n_cols
-        :math:`D`, the coded columns (inputs of degrees 1..D, two outputs each:
-        location then scale).
+        :math:`D`, the coded columns (inputs of degrees 1..D, ``n_out`` outputs each:
+        location then scale for one logistic; for a mixture of :math:`K` the
+        :math:`K` locations, the :math:`K` scales, then the :math:`K` weight logits).
     weights, biases
         Integer-valued float64 arrays; ``weights[l]`` has shape (units, inputs); masked
         entries are 0.
     degrees
         The degree of each hidden unit, per hidden layer (non-decreasing).
+    n_out
+        Outputs per column (2 for one logistic, :math:`3K` for a mixture of :math:`K`).
     """
 
     n_ctx: int
@@ -67,6 +70,7 @@ class IntMade:
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     degrees: list[np.ndarray]
+    n_out: int = 2
     _in_degree: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,22 +81,24 @@ class IntMade:
     def n_in(self) -> int:
         return self.n_ctx + self.n_cols
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """All outputs at once (encoder): integer ``(loc, scale)``, each (rows, D) int64."""
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """All outputs at once (encoder): the ``n_out`` integer outputs of every column
+        (e.g. ``(loc, scale)``), each (rows, D) int64."""
         a = np.asarray(x, np.float64)
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             a = activation(a @ w.T + b)
         out = a @ self.weights[-1].T + self.biases[-1]
         out = out.astype(np.int64)
-        return out[:, 0::2], out[:, 1::2]
+        return tuple(out[:, j :: self.n_out] for j in range(self.n_out))
 
     def masks(self) -> list[np.ndarray]:
         """The MADE masks implied by the degrees (1 where a weight may be non-zero)."""
-        return made_masks(self.n_ctx, self.n_cols, self.degrees)
+        return made_masks(self.n_ctx, self.n_cols, self.degrees, self.n_out)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for storage (no pickle)."""
-        d: dict[str, np.ndarray] = {"shape": np.array([self.n_ctx, self.n_cols], np.int64)}
+        shape = [self.n_ctx, self.n_cols] + ([self.n_out] if self.n_out != 2 else [])
+        d: dict[str, np.ndarray] = {"shape": np.array(shape, np.int64)}
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             d[f"w{i}"] = w.astype(np.int64)
             d[f"b{i}"] = b.astype(np.int64)
@@ -103,7 +109,11 @@ class IntMade:
     @classmethod
     def from_arrays(cls, d: dict[str, np.ndarray]) -> IntMade:
         try:
-            n_ctx, n_cols = (int(v) for v in d["shape"])
+            shape = [int(v) for v in d["shape"]]
+            if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] < 2):
+                raise ValueError(f"shape {shape}")
+            n_ctx, n_cols = shape[:2]
+            n_out = shape[2] if len(shape) == 3 else 2
             n_layers = sum(1 for k in d if k.startswith("w"))
             weights = [np.asarray(d[f"w{i}"], np.float64) for i in range(n_layers)]
             biases = [np.asarray(d[f"b{i}"], np.float64) for i in range(n_layers)]
@@ -112,7 +122,7 @@ class IntMade:
             raise ContainerError(
                 f"the learned probability model is incomplete ({exc!r}); retrain with --mode train"
             ) from None
-        return cls(n_ctx, n_cols, weights, biases, degrees)
+        return cls(n_ctx, n_cols, weights, biases, degrees, n_out)
 
 
 def input_degrees(n_ctx: int, n_cols: int) -> np.ndarray:
@@ -120,23 +130,28 @@ def input_degrees(n_ctx: int, n_cols: int) -> np.ndarray:
     return np.concatenate([np.zeros(n_ctx, np.int64), np.arange(1, n_cols + 1)])
 
 
-def made_masks(n_ctx: int, n_cols: int, degrees: list[np.ndarray]) -> list[np.ndarray]:
+def made_masks(
+    n_ctx: int, n_cols: int, degrees: list[np.ndarray], n_out: int = 2
+) -> list[np.ndarray]:
     """MADE masks: a hidden unit of degree :math:`m` sees units of degree :math:`\\le m`;
-    the two outputs of column :math:`i` see hidden units of degree :math:`\\le i`."""
+    the ``n_out`` outputs of column :math:`i` see hidden units of degree :math:`\\le i`."""
     prev = input_degrees(n_ctx, n_cols)
     out = []
     for deg in degrees:
         out.append((deg[:, None] >= prev[None, :]).astype(np.float64))
         prev = deg
-    out_deg = np.repeat(np.arange(n_cols), 2)
+    out_deg = np.repeat(np.arange(n_cols), n_out)
     out.append((out_deg[:, None] >= prev[None, :]).astype(np.float64))
     return out
 
 
 def activation(z: np.ndarray) -> np.ndarray:
     """:math:`\\min(\\max(\\lfloor z / 2^Q \\rfloor, 0), A_{max})` (exact: a power-of-two
-    scaling of an integer)."""
-    return np.clip(np.floor(z * 2.0**-Q), 0.0, A_MAX)
+    scaling of an integer). Works in place on ``z``, a fresh product."""
+    z *= 2.0**-Q
+    np.floor(z, out=z)
+    np.maximum(z, 0.0, out=z)
+    return np.minimum(z, A_MAX, out=z)
 
 
 def check_exact(net: IntMade) -> None:
@@ -151,7 +166,7 @@ def check_exact(net: IntMade) -> None:
         raise ContainerError("the learned probability model's layers are inconsistent")
     masks = net.masks()
     for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        units = 2 * net.n_cols if i == len(net.weights) - 1 else len(net.degrees[i])
+        units = net.n_out * net.n_cols if i == len(net.weights) - 1 else len(net.degrees[i])
         if w.shape != (units, prev_units) or b.shape != (units,):
             raise ContainerError(
                 f"layer {i} of the learned probability model has shape "
@@ -186,15 +201,18 @@ class Incremental:
     def __init__(self, net: IntMade, x: np.ndarray) -> None:
         self.net = net
         self.x = x
-        self.hidden = [np.zeros((len(x), len(d))) for d in net.degrees]
+        # column-major: the prefix of known units is one contiguous block for the GEMM
+        self.hidden = [np.zeros((len(x), len(d)), order="F") for d in net.degrees]
         # degrees are sorted: the units of degree i are a slice, the units of degree <= i
-        # a prefix, so every product below works on views of contiguous blocks
+        # a prefix, so every product below works on views of contiguous blocks (``x`` is
+        # best column-major too)
         prev = [net._in_degree, *net.degrees]
         self._known = [np.searchsorted(d, np.arange(net.n_cols), side="right") for d in prev]
         self._lo = [np.searchsorted(d, np.arange(net.n_cols), side="left") for d in net.degrees]
 
-    def outputs(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Integer (loc, scale) of column ``i``; ``x``'s columns of degree <= i must be set."""
+    def outputs(self, i: int) -> tuple[np.ndarray, ...]:
+        """The integer outputs of column ``i`` (e.g. ``(loc, scale)``); ``x``'s columns of
+        degree <= i must be set."""
         net = self.net
         inputs = self.x
         for layer in range(len(net.degrees)):
@@ -206,6 +224,6 @@ class Incremental:
                 )
             inputs = self.hidden[layer]
         k = self._known[-1][i]
-        rows = slice(2 * i, 2 * i + 2)
+        rows = slice(net.n_out * i, net.n_out * (i + 1))
         out = (inputs[:, :k] @ net.weights[-1][rows, :k].T + net.biases[-1][rows]).astype(np.int64)
-        return out[:, 0], out[:, 1]
+        return tuple(out[:, j] for j in range(net.n_out))

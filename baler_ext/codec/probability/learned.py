@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from baler_ext.codec.probability import mixture as mix
 from baler_ext.codec.probability import tables
 from baler_ext.codec.probability.intnet import F_MAX, Incremental, IntMade, Q
 from baler_ext.errors import ContainerError
@@ -44,6 +45,8 @@ from baler_ext.errors import ContainerError
 P = 16
 #: largest scale index the coder accepts
 MAX_SCALE = 4 * 40
+#: most mixture components
+MAX_MIXTURE = 8
 _FRAC_SHIFT = P - int(np.log2(tables.N_FRAC))
 
 
@@ -76,6 +79,13 @@ class LearnedModel:
         quantised on a fixed grid, as side information.
     settings
         Training facts stored beside (bounds, anchors, relations, order method, rates).
+    mixture
+        :math:`K`, the logistics per code (1: one discretised logistic coded with the
+        fixed tables; more: a mixture, :mod:`~baler_ext.codec.probability.mixture`).
+    mixed
+        With a mixture: how many leading columns (in coding order) use it; the others
+        (the residuals of exact relations, unimodal and nearly free) use its first
+        component alone, coded like one logistic. None: every column.
     """
 
     columns: list[str]
@@ -86,6 +96,12 @@ class LearnedModel:
     latent: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     aux: dict[str, Any] | None = None
+    mixture: int = 1
+    mixed: int | None = None
+
+    def uses_mixture(self, i: int) -> bool:
+        """Whether column ``i`` (coding order) is coded with the mixture."""
+        return self.mixture > 1 and (self.mixed is None or i < self.mixed)
 
     @property
     def n_latent(self) -> int:
@@ -94,6 +110,12 @@ class LearnedModel:
     @property
     def aux_names(self) -> list[str]:
         return list(self.aux["names"]) if self.aux else []
+
+    @staticmethod
+    def n_outputs(mixture: int) -> int:
+        """Network outputs per column: (location, scale), or K locations, K scales and
+        K weight logits."""
+        return 2 if mixture == 1 else 3 * mixture
 
     @staticmethod
     def n_context(n_cols: int, event_context: bool, n_latent: int, n_aux: int = 0) -> int:
@@ -111,13 +133,18 @@ class LearnedModel:
         latent: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
         aux: dict[str, Any] | None = None,
+        mixture: int = 1,
+        mixed: int | None = None,
     ) -> LearnedModel:
         """A model whose network outputs 0 (its shapes right): for computing features."""
         d = len(columns)
         n_ctx = cls.n_context(
             d, event_context, int(latent["dims"]) if latent else 0, len(aux["names"]) if aux else 0
         )
-        net = IntMade(n_ctx, d, [np.zeros((2 * d, n_ctx + d))], [np.zeros(2 * d)], [])
+        n_out = cls.n_outputs(mixture)
+        net = IntMade(
+            n_ctx, d, [np.zeros((n_out * d, n_ctx + d))], [np.zeros(n_out * d)], [], n_out
+        )
         zeros = np.zeros(d, np.int64)
         return cls(
             list(columns),
@@ -128,6 +155,8 @@ class LearnedModel:
             latent,
             dict(settings or {}),
             aux,
+            mixture,
+            mixed,
         )
 
     # -- features ---------------------------------------------------------------------
@@ -213,6 +242,21 @@ class LearnedModel:
         ell = np.clip((scale >> Q) - 4 * e, 0, MAX_SCALE)
         return mu, ell
 
+    def coding(
+        self, i: int, outs: tuple[np.ndarray, ...], u: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | mix.MixPlan:
+        """What codes column ``i`` from the network's outputs for it: ``(mu, ell)`` of one
+        logistic, or the mixture's :class:`~baler_ext.codec.probability.mixture.MixPlan`
+        (each component's location and scale as in :meth:`params`)."""
+        k = self.mixture
+        if not self.uses_mixture(i):
+            return self.params(i, outs[0], outs[1 if k == 1 else k], u)
+        comp = [self.params(i, outs[j], outs[k + j], u) for j in range(k)]
+        mu = np.stack([c[0] for c in comp], axis=1)
+        ell = np.stack([c[1] for c in comp], axis=1)
+        w = mix.weights(np.stack(outs[2 * k : 3 * k], axis=1), Q)
+        return mix.plan(mu, ell, w, P)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         d = {f"net/{k}": v for k, v in self.net.arrays().items()}
         d["offset"] = self.offset.astype(np.int64)
@@ -220,7 +264,7 @@ class LearnedModel:
         return d
 
     def meta(self) -> dict[str, Any]:
-        return {
+        out = {
             "columns": self.columns,
             "event_context": self.event_context,
             "latent": self.latent,
@@ -228,6 +272,12 @@ class LearnedModel:
             "settings": self.settings,
             "tables": tables.table_digest(),
         }
+        if self.mixture != 1:  # absent for one logistic: such models keep their hash
+            out["mixture"] = self.mixture
+            out["mixture_tables"] = tables.mixture_digest()
+            if self.mixed is not None:
+                out["mixed"] = self.mixed
+        return out
 
     @classmethod
     def from_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LearnedModel:
@@ -236,6 +286,22 @@ class LearnedModel:
                 "this machine builds different probability tables than the "
                 "one that trained the learned model; decoding would be wrong, "
                 "so it is refused (report this platform as a bug)"
+            )
+        mixture = meta.get("mixture", 1)
+        if not isinstance(mixture, int) or not 1 <= mixture <= MAX_MIXTURE:
+            raise ContainerError(
+                f"the learned probability model's mixture size {mixture!r} is not 1-{MAX_MIXTURE}"
+            )
+        if mixture != 1 and meta.get("mixture_tables") != tables.mixture_digest():
+            raise ContainerError(
+                "this machine builds different mixture weights than the one that "
+                "trained the learned model; decoding would be wrong, so it is refused "
+                "(report this platform as a bug)"
+            )
+        mixed = meta.get("mixed")
+        if mixed is not None and (not isinstance(mixed, int) or mixed < 0):
+            raise ContainerError(
+                f"the learned probability model's mixed count {mixed!r} is invalid"
             )
         net = IntMade.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
         model = cls(
@@ -247,11 +313,17 @@ class LearnedModel:
             meta.get("latent"),
             dict(meta.get("settings", {})),
             meta.get("aux"),
+            mixture,
+            mixed,
         )
         expected = cls.n_context(
             len(model.columns), model.event_context, model.n_latent, len(model.aux_names)
         )
-        if net.n_cols != len(model.columns) or net.n_ctx != expected:
+        if (
+            net.n_cols != len(model.columns)
+            or net.n_ctx != expected
+            or net.n_out != cls.n_outputs(mixture)
+        ):
             raise ContainerError("the learned probability model does not match its columns")
         return model
 
@@ -337,6 +409,18 @@ class StreamEncoder:
         self.esc.append(ks[escaped])
         self._encode_low(low, plan.shift, escaped)
 
+    def add_mix(self, k: np.ndarray, plan: mix.MixPlan) -> None:
+        """Code the int64 codes ``k`` under their mixtures (:mod:`.mixture`)."""
+        if k.size:
+            self.esc.append(mix.encode(self.enc, k, plan))
+
+    def put(self, k: np.ndarray, coding: tuple[np.ndarray, np.ndarray] | mix.MixPlan) -> None:
+        """:meth:`add` or :meth:`add_mix`, as :meth:`LearnedModel.coding` decided."""
+        if isinstance(coding, mix.MixPlan):
+            self.add_mix(k, coding)
+        else:
+            self.add(k, *coding)
+
     def _encode_low(self, low: np.ndarray, shift: np.ndarray, escaped: np.ndarray) -> None:
         use = (shift > 0) & ~escaped
         for s in np.unique(shift[use]):
@@ -378,6 +462,26 @@ class StreamDecoder:
                 f"a learned code stream does not decode ({exc}); the file "
                 "is damaged or its model differs"
             ) from None
+
+    def take_mix(self, plan: mix.MixPlan) -> np.ndarray:
+        """Decode as many codes as ``plan`` describes (mixtures)."""
+        if len(plan) == 0:
+            return np.zeros(0, np.int64)
+        try:
+            out, used = mix.decode(self.dec, plan, self.esc[self.esc_at :])
+        except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:
+            raise ContainerError(
+                f"a learned code stream does not decode ({exc}); the file "
+                "is damaged or its model differs"
+            ) from None
+        self.esc_at += used
+        return out
+
+    def get(self, coding: tuple[np.ndarray, np.ndarray] | mix.MixPlan) -> np.ndarray:
+        """:meth:`take` or :meth:`take_mix`, as :meth:`LearnedModel.coding` decided."""
+        if isinstance(coding, mix.MixPlan):
+            return self.take_mix(coding)
+        return self.take(*coding)
 
     def _take(self, mu: np.ndarray, ell: np.ndarray) -> np.ndarray:
         n = mu.size
@@ -432,14 +536,13 @@ def _outputs(
     zcodes: np.ndarray | None,
     u: np.ndarray | None,
     aux: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     n = codes.shape[0]
     pos, prev = event_phases(first if model.event_context else None, n)
     feats = model.column_features(codes, u)
     x = model.inputs(n, prev, feats, zcodes, aux)
     x[:, model.net.n_ctx :] = feats
-    loc, scale = model.net.forward(x)
-    return pos, loc, scale
+    return pos, model.net.forward(x)
 
 
 def encode_codes(
@@ -454,13 +557,13 @@ def encode_codes(
     one section dict per column. Rows are coded phase by phase (the i-th object of every
     event in phase i), so the decoder knows each row's previous object."""
     n, d = codes.shape
-    pos, loc, scale = _outputs(model, codes, first, zcodes, u, aux)
+    pos, outs = _outputs(model, codes, first, zcodes, u, aux)
     encoders = [StreamEncoder() for _ in range(d)]
     for phase in range(int(pos.max()) + 1 if n else 0):
         rows = np.flatnonzero(pos == phase)
         for i in range(d):
-            mu, ell = model.params(i, loc[rows, i], scale[rows, i], _col(u, rows, i))
-            encoders[i].add(codes[rows, i], mu, ell)
+            coding = model.coding(i, tuple(o[rows, i] for o in outs), _col(u, rows, i))
+            encoders[i].put(codes[rows, i], coding)
     return [e.finish() for e in encoders]
 
 
@@ -494,13 +597,13 @@ def decode_codes(
             None if zcodes is None else zcodes[rows],
             None if aux is None else aux[rows],
         )
+        x = np.asfortranarray(x)
         inc = Incremental(model.net, x)
         for i in range(d):
             # every step computes the hidden units of degree i, known column or not
-            loc, scale = inc.outputs(i)
+            outs = inc.outputs(i)
             if i in decoders:
-                mu, ell = model.params(i, loc, scale, _col(u, rows, i))
-                codes[rows, i] = decoders[i].take(mu, ell)
+                codes[rows, i] = decoders[i].get(model.coding(i, outs, _col(u, rows, i)))
             x[:, model.net.n_ctx + i] = _feature(model, codes[rows, i], i, _col(u, rows, i))
         feats[rows] = x[:, model.net.n_ctx :]
     for dec in decoders.values():
@@ -529,12 +632,15 @@ def code_bits(
     """Ideal code length (bits) of each code under the tables, (rows, D), without coding
     (escapes counted as 64 bits, split low bits as their count)."""
     n, d = codes.shape
-    _, loc, scale = _outputs(model, codes, first, zcodes, u, aux)
+    _, outs = _outputs(model, codes, first, zcodes, u, aux)
     t = tables.tables()
     out = np.zeros((n, d))
     for i in range(d):
-        mu, ell = model.params(i, loc[:, i], scale[:, i], _col(u, slice(None), i))
-        plan = _plan(mu, ell)
+        coding = model.coding(i, tuple(o[:, i] for o in outs), _col(u, slice(None), i))
+        if isinstance(coding, mix.MixPlan):
+            out[:, i] = mix.bits(codes[:, i], coding)
+            continue
+        plan = _plan(*coding)
         sym, esc, _ = plan.symbols(codes[plan.order, i])
         group = np.repeat(np.arange(len(plan.ell)), np.diff(plan.bounds))
         cnt = t[plan.ell[group], plan.frac[group], sym]

@@ -16,12 +16,12 @@ over the symbols :math:`n \\in [-W, W]` plus one escape symbol, for every scale 
 :math:`f \\in [0, F)`, as integer counts (each at least 1, summing to :math:`2^{16}`).
 
 **Determinism.** Encoder and decoder must use bit-identical tables, or the range decoder
-returns garbage. The tables are therefore computed with IEEE-754 basic operations only
-(``+ - * /`` and exact scaling by powers of two, which are correctly rounded on every
-conforming machine), with an exponential of our own (:func:`exp_basic`) instead of the
-platform's libm, and the result is fingerprinted (:func:`table_digest`): the model stores
-the digest, and a decoder whose tables differ refuses to decode instead of decoding
-garbage.
+returns garbage. The tables (and the mixture weights, :func:`mixture_weights`) are
+therefore computed with IEEE-754 basic operations only (``+ - * /`` and exact scaling by
+powers of two, which are correctly rounded on every conforming machine), with an
+exponential of our own (:func:`exp_basic`) instead of the platform's libm, and the result
+is fingerprinted (:func:`table_digest`, :func:`mixture_digest`): the model stores the
+digest, and a decoder whose tables differ refuses to decode instead of decoding garbage.
 """
 
 from __future__ import annotations
@@ -119,3 +119,58 @@ def categorical(scale: int, frac: int) -> object:
     return constriction.stream.model.Categorical(
         tables()[scale, frac].astype(np.float64) / TOTAL, perfect=False
     )
+
+
+#: mixture weights: a component whose weight logit is ``i`` eighths of a bit below the
+#: largest gets ``MIX_WEIGHTS[i]`` = max(1, floor(2^12 * 2^(-i/8))) counts
+WEIGHT_BITS = 12
+N_WEIGHTS = 128
+
+
+def _build_weights() -> np.ndarray:
+    # 2 ** (-r / 8) for r = 0..7 as literals, then exact powers of two (no pow())
+    inv_roots = np.array(
+        [
+            1.0,
+            0.9170040432046712,
+            0.8408964152537145,
+            0.7711054127039704,
+            0.7071067811865476,
+            0.6484197773255048,
+            0.5946035575013605,
+            0.5452538663326288,
+        ]
+    )
+    i = np.arange(N_WEIGHTS)
+    w = np.floor(np.ldexp(inv_roots[i % 8], WEIGHT_BITS - i // 8)).astype(np.int64)
+    return np.maximum(w, 1)
+
+
+@cache
+def mixture_weights() -> np.ndarray:
+    """The integer weight of a mixture component by its logit's distance below the
+    largest (eighths of a bit), shape ``(N_WEIGHTS,)``."""
+    w = _build_weights()
+    w.setflags(write=False)
+    return w
+
+
+@cache
+def cumulative() -> np.ndarray:
+    """Cumulative counts of the window symbols: ``C[l, f, x]`` = sum of the counts of
+    symbols ``0 .. x-1`` (the escape excluded), shape ``(N_SCALES * N_FRAC, ALPHABET)``."""
+    t = tables()[:, :, : ALPHABET - 1].reshape(N_SCALES * N_FRAC, ALPHABET - 1)
+    c = np.zeros((N_SCALES * N_FRAC, ALPHABET), np.int64)
+    np.cumsum(t, axis=1, out=c[:, 1:])
+    c.setflags(write=False)
+    return c
+
+
+def mixture_digest() -> str:
+    """SHA-256 of the tables, their layout and the mixture weights (stored with a
+    mixture model)."""
+    h = hashlib.sha256()
+    h.update(table_digest().encode())
+    h.update(np.array([WEIGHT_BITS, N_WEIGHTS], np.int64).tobytes())
+    h.update(mixture_weights().astype("<i8").tobytes())
+    return h.hexdigest()
