@@ -585,6 +585,14 @@ class RateConfig:
             "mixture of discretised logistics, for skewed and multimodal conditionals)"
         ),
     )
+    mixture_start: str = field(
+        default="both",
+        metadata=doc(
+            "how a mixture is trained: both (one logistic per code, a mixture started "
+            "from it and one from scratch; the best on validation is kept; three times "
+            "the training time) | single (the first two) | scratch (the mixture alone)"
+        ),
+    )
     max_rows: int | None = field(
         default=200000, metadata=doc("train on at most this many rows (the first ones)")
     )
@@ -596,6 +604,11 @@ class RateConfig:
             raise ConfigError(f"'rate.latent_bits' must be in 1-12, got {self.latent_bits}")
         if not 1 <= self.mixture <= 8:
             raise ConfigError(f"'rate.mixture' must be in 1-8, got {self.mixture}")
+        if self.mixture_start not in ("both", "single", "scratch"):
+            raise ConfigError(
+                "'rate.mixture_start' must be 'both', 'single' or 'scratch', got "
+                f"{self.mixture_start!r}"
+            )
 
 
 @dataclass

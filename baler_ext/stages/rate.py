@@ -234,7 +234,12 @@ def fit_learned(
         zc = mode.latent_codes(values)
     _, prev = lrn.event_phases(first, len(values))
 
-    def fit(order: list[int], epochs: int) -> RateFitResult:
+    def fit(
+        order: list[int],
+        epochs: int,
+        mixture: int = rate.mixture,
+        start: lrn.LearnedModel | None = None,
+    ) -> RateFitResult:
         """Train with the independent columns in ``order`` (derived ones after)."""
         full = [*order, *range(n_ind, len(columns))]
         cols = [columns[j] for j in full]
@@ -262,8 +267,9 @@ def fit_learned(
             aux=aux,
             device=device,
             settings={**settings, "anchors": anchors[order].tolist()},
-            mixture=rate.mixture,
+            mixture=mixture,
             mixed=n_ind,
+            start=start,
         )
 
     natural = list(range(n_ind))
@@ -306,8 +312,32 @@ def fit_learned(
         "on" if latent else "off",
         ", ".join(names) or "none",
     )
-    result = fit(natural, rate.epochs)
+    if rate.mixture > 1 and rate.mixture_start != "scratch":
+        # one logistic first and a mixture started from it ("single"), and with "both"
+        # also a mixture trained from scratch; the best on the validation split is kept
+        # (a mixture alone is harder to optimise: from scratch it lost to one logistic at
+        # tight bounds, from the logistic it won there but less at looser ones)
+        single = fit(natural, rate.epochs, 1)
+        fits = {
+            "one logistic": single,
+            "mixture from one logistic": fit(natural, rate.epochs, rate.mixture, single.model),
+        }
+        if rate.mixture_start == "both":
+            fits["mixture from scratch"] = fit(natural, rate.epochs)
+        rates = {name: min(h["val_bits_per_row"] for h in r.history) for name, r in fits.items()}
+        best_name = min(rates, key=lambda n: rates[n])
+        settings["mixture_trials"] = {**rates, "chosen": best_name}
+        log.info(
+            "validation bits/row: %s -> %s",
+            ", ".join(f"{n} {v:.2f}" for n, v in rates.items()),
+            best_name,
+        )
+        result = fits[best_name]
+    else:
+        result = fit(natural, rate.epochs)
     model = result.model
+    if "mixture_trials" in settings:
+        model.settings["mixture_trials"] = settings["mixture_trials"]
     learned_bits = lrn.code_bits(model, codes, first, zc, u, aux_values)[val_idx].sum(axis=0)
     summary = {
         "val_static_bits_per_row": sum(stat.values()),

@@ -27,9 +27,10 @@ def events_of(n: int) -> np.ndarray:
     return first
 
 
-def learned_mode(x: np.ndarray, **cfg):
+def learned_mode(x: np.ndarray, rate: RateConfig | None = None, **cfg):
     """A bounded mode whose learned model was fitted on ``x`` (2 objects per event, one
-    integer column ``n`` as context)."""
+    integer column ``n`` as context); by default a mixture of 4 trained from scratch, so
+    that the mixture coder is what the tests exercise."""
     n = len(x)
     ints = {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64), "event": np.arange(n) // 2}
     mode = mode_for(x, **cfg)
@@ -41,7 +42,7 @@ def learned_mode(x: np.ndarray, **cfg):
         idx[n * 3 // 4 :],
         events_of(n),
         ints,
-        RateConfig(hidden=[16], epochs=3, order="natural"),
+        rate or RateConfig(hidden=[16], epochs=3, order="natural", mixture_start="scratch"),
         seed=0,
     )
     mode.learned = model
@@ -57,6 +58,7 @@ def fitted():
 def test_learned_path_round_trip_and_context(fitted):
     mode, _ = fitted
     model = mode.learned
+    assert model.mixture == 4 and model.uses_mixture(0)
     assert model.event_context and model.aux_names == ["n"]  # not the event id
     assert set(model.columns) == set(COLS)  # independent and derived columns
     x = table(1000, seed=2)
@@ -69,6 +71,16 @@ def test_learned_path_round_trip_and_context(fitted):
     # the decoder needs the same context: without the integer column it refuses
     with pytest.raises(ContainerError, match="integer columns"):
         mode.decode(sections, len(x), ChunkContext(events_of(1000), {}))
+
+
+def test_the_train_stage_keeps_the_best_of_one_logistic_and_two_mixtures():
+    rate = RateConfig(hidden=[16], epochs=3, order="natural", mixture=3, mixture_start="both")
+    mode, _ = learned_mode(table(2000, seed=5), rate)
+    trials = mode.learned.settings["mixture_trials"]
+    rates = {k: v for k, v in trials.items() if k != "chosen"}
+    assert set(rates) == {"one logistic", "mixture from one logistic", "mixture from scratch"}
+    assert trials["chosen"] == min(rates, key=lambda k: rates[k])
+    assert mode.learned.mixture == (1 if trials["chosen"] == "one logistic" else 3)
 
 
 @settings(max_examples=20, deadline=None)

@@ -233,3 +233,32 @@ def test_columns_after_the_mixed_ones_use_the_first_component_alone(models):
     assert np.array_equal(lrn.decode_codes(model, streams, len(test), None, None), test)
     back = lrn.LearnedModel.from_parts(model.meta(), model.to_arrays())
     assert back.mixed == 1
+
+
+def test_a_mixture_started_from_one_logistic_begins_at_its_rate(models):
+    """The warm start copies the logistic into component 0 and gives the others a weight
+    of 2^-6: before any training the mixture codes within a few hundredths of a bit of
+    the logistic (the price of the light components), and decodes exactly."""
+    codes = bimodal_codes(4000, 0)
+    ctx = np.zeros((len(codes), 0))
+    start = fit_rate_model(
+        codes[:3000],
+        ["a", "b"],
+        ctx[:3000],
+        (codes[3000:], ctx[3000:]),
+        event_context=False,
+        latent=None,
+        hidden=[32, 32],
+        epochs=0,
+        batch_size=256,
+        learning_rate=1e-2,
+        seed=0,
+        mixture=3,
+        start=models[1],
+    ).model
+    test = bimodal_codes(1500, 1)
+    one = lrn.code_bits(models[1], test, None, None).mean(axis=0)
+    mixed = lrn.code_bits(start, test, None, None).mean(axis=0)
+    assert np.all(mixed - one < 0.1) and np.all(mixed - one > -0.5)
+    streams = lrn.encode_codes(start, test, None, None)
+    assert np.array_equal(lrn.decode_codes(start, streams, len(test), None, None), test)

@@ -186,6 +186,31 @@ def _log_prob(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch.Ten
     return lp + torch.log1p(-torch.exp(torch.clamp(lm - lp, max=-1e-12)))
 
 
+def _warm_start(net: QuantMade, single: IntMade, mixture: int, std: np.ndarray) -> None:
+    """Copy a one-logistic integer network into the mixture network ``net`` (in place):
+    hidden layers as they are; per column, every component's location and scale rows
+    from the logistic's (the components after the first shifted by a fraction of the
+    feature spread and widened, so that they separate), logits 0 for the first and
+    -48 (a weight of 2^-6) for the others."""
+    scale = float(1 << Q)
+    n_out, d = net.n_out, net.n_cols
+    for i in range(len(net.layers) - 1):
+        net.linear(i).weight.copy_(torch.as_tensor(single.weights[i] / scale))
+        net.linear(i).bias.copy_(torch.as_tensor(single.biases[i] / scale))
+    w_out, b_out = single.weights[-1] / scale, single.biases[-1] / scale
+    last = net.linear(-1)
+    last.weight.zero_()
+    for i in range(d):
+        for j in range(mixture):
+            shift = 0.0 if j == 0 else 0.5 * std[i] * (1 if j % 2 else -1) * ((j + 1) // 2)
+            loc, scl, lam = n_out * i + j, n_out * i + mixture + j, n_out * i + 2 * mixture + j
+            last.weight[loc] = torch.as_tensor(w_out[2 * i])
+            last.bias[loc] = float(b_out[2 * i]) + shift
+            last.weight[scl] = torch.as_tensor(w_out[2 * i + 1])
+            last.bias[scl] = float(b_out[2 * i + 1]) + (0.0 if j == 0 else 4.0)
+            last.bias[lam] = 0.0 if j == 0 else -48.0
+
+
 def logistic_bits(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch.Tensor:
     """:math:`-\\log_2 P(k)` under the discretised logistic (location ``mu``, scale index
     ``ell``), floored at the tables' smallest probability."""
@@ -225,6 +250,7 @@ def fit_rate_model(
     device: str | torch.device = "cpu",
     mixture: int = 1,
     mixed: int | None = None,
+    start: LearnedModel | None = None,
 ) -> RateFitResult:
     """Train the learned probability model on the training codes.
 
@@ -246,6 +272,10 @@ def fit_rate_model(
     mixed
         With a mixture, how many leading columns use it (None: all); the others are
         trained and coded with its first component alone.
+    start
+        A trained one-logistic model of the same columns, context and hidden layers: the
+        mixture starts from it (component 0 = its logistic, the others near it with
+        weight 2^-6 each), so it begins at that model's rate and refines it.
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -278,6 +308,8 @@ def fit_rate_model(
             bias[mixture + j :: n_out] = torch.as_tensor(ell0, device=device)
             if mixture > 1:
                 bias[2 * mixture + j :: n_out] = 0.0
+        if start is not None:
+            _warm_start(net, start.net, mixture, std)
     e_t = torch.as_tensor(exponent, dtype=torch.float64, device=device)
     o_t = torch.as_tensor(offset, dtype=torch.float64, device=device)
 
@@ -316,8 +348,8 @@ def fit_rate_model(
         net.train()
         perm = torch.randperm(len(x_tr), generator=gen).to(device)
         total = 0.0
-        for start in range(0, len(perm), batch_size):
-            idx = perm[start : start + batch_size]
+        for at in range(0, len(perm), batch_size):
+            idx = perm[at : at + batch_size]
             loss = bits(x_tr[idx], k_tr[idx]).mean()
             opt.zero_grad()
             loss.backward()
