@@ -42,6 +42,10 @@ MODE_REGISTRY: Registry[type[CompressionMode]] = Registry("compression.mode", na
 #: margin fraction of the bounded mode's column coders, see ColumnCoder (costs ~1e-4 bit)
 DERIVED_MARGIN = 1e-4
 
+#: rows on which ``latent_policy = "auto"`` decides whether a chunk keeps the latent
+#: (chunks under four times as many rows are coded both ways)
+DECIDE_ROWS = 8192
+
 LATENT_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 __all__ = [
@@ -549,6 +553,18 @@ class BoundedMode(CompressionMode):
             self._code_static(out, results, state, static, c, x, p, d)
         return _Encoded(out, results)
 
+    def _latent_pays(self, values: np.ndarray) -> bool | None:
+        """``latent_policy = "auto"``: whether the chunk is smaller with the latent,
+        decided by coding both ways on :data:`DECIDE_ROWS` evenly spaced rows (the full
+        chunk is then coded once); ``None`` for chunks too small to sample, which are
+        coded both ways."""
+        n = len(values)
+        if n < 4 * DECIDE_ROWS:
+            return None
+        sample = values[:: n // DECIDE_ROWS]
+        with_latent = self._encode_classical(sample, True).nbytes
+        return with_latent < self._encode_classical(sample, False).nbytes
+
     def latent_codes(self, values: np.ndarray) -> np.ndarray | None:
         """The learned model's latent side information of ``values`` (fixed grid)."""
         assert self.learned is not None
@@ -677,13 +693,14 @@ class BoundedMode(CompressionMode):
             chosen = self._encode_learned(values, context)
             self.learned_chunks += 1
         else:
+            latent = self._latent_pays(values) if self.policy == "auto" else None
             options = []
-            if self.policy in ("auto", "always") and not (
-                self.policy == "auto" and len(values) == 0
-            ):
+            if latent is not False and self.policy in ("auto", "always") and len(values):
                 options.append(self._encode_classical(values, True))
-            if self.policy in ("auto", "never"):
+            if latent is not True and self.policy in ("auto", "never"):
                 options.append(self._encode_classical(values, False))
+            if not options:  # an empty chunk under "always"
+                options.append(self._encode_classical(values, self.policy == "always"))
             chosen = min(options, key=lambda o: o.nbytes)
             self.latent_chunks += int("latent/lo" in chosen.sections)
         self.chunks += 1

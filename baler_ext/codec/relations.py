@@ -241,32 +241,61 @@ def detect(
     return chosen
 
 
+def value(rel: Relation, v: dict[str, np.ndarray]) -> np.ndarray:
+    """The prediction of ``rel.target`` from the decoded inputs ``v`` (the one place it is
+    computed: the encoder's :func:`predict` and the decoder share it, so on one machine
+    both get the same bits)."""
+    with np.errstate(all="ignore"):
+        if rel.kind == "sum":
+            ins = [v[c] for c in rel.inputs]
+            return rel.total - np.sum(ins, axis=0) if ins else np.full_like(v[rel.target], 1.0)
+        if rel.kind in ("px", "py"):
+            pt, phi = v[rel.inputs[0]], v[rel.inputs[1]]
+            return pt * (np.cos(phi) if rel.kind == "px" else np.sin(phi))
+        if rel.kind == "pz":
+            return v[rel.inputs[0]] * np.sinh(v[rel.inputs[1]])
+        if rel.kind == "energy":
+            pt, eta, m = (v[c] for c in rel.inputs)
+            return np.hypot(m, pt * np.cosh(eta))
+        if rel.kind in ("pt_xy", "phi_xy", "eta_xyz", "energy_xyzm"):
+            px, py = v[rel.inputs[0]], v[rel.inputs[1]]
+            if rel.kind == "phi_xy":
+                return np.arctan2(py, px)
+            rho = np.hypot(px, py)
+            if rel.kind == "pt_xy":
+                return rho
+            pz = v[rel.inputs[2]]
+            if rel.kind == "eta_xyz":
+                return np.arcsinh(pz / rho)
+            return np.hypot(v[rel.inputs[3]], np.hypot(rho, pz))
+    raise ContainerError(f"unknown relation kind '{rel.kind}'; upgrade baler_ext")
+
+
 def predict(
     rel: Relation, v: dict[str, np.ndarray], drift: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Prediction of ``rel.target`` from decoded inputs ``v``, and its cross-device drift.
+    """Prediction of ``rel.target`` from decoded inputs ``v`` (:func:`value`), and its
+    cross-device drift.
 
     ``drift[c]`` bounds how much the decoded ``v[c]`` may differ on another device.
     Returns ``(p, d)``; non-finite entries make the residual coder store the value verbatim.
     """
+    p = value(rel, v)
     with np.errstate(all="ignore"):
         if rel.kind == "sum":
             ins = [v[c] for c in rel.inputs]
-            p = rel.total - np.sum(ins, axis=0) if ins else np.full_like(v[rel.target], 1.0)
             d = 2 * np.sum([drift[c] for c in rel.inputs], axis=0) + 1e-15 * (len(ins) + 1) * (
                 abs(rel.total) + np.sum(np.abs(ins), axis=0)
             )
             return p, d
         if rel.kind in ("px", "py"):
-            pt, phi = v[rel.inputs[0]], v[rel.inputs[1]]
+            pt = v[rel.inputs[0]]
             dpt, dphi = drift[rel.inputs[0]], drift[rel.inputs[1]]
-            p = pt * (np.cos(phi) if rel.kind == "px" else np.sin(phi))
             d = 2 * (dpt + (np.abs(pt) + dpt) * dphi) + _ROUND * (np.abs(pt) + np.abs(p))
             return p, d
         if rel.kind == "pz":
             pt, eta = v[rel.inputs[0]], v[rel.inputs[1]]
             dpt, deta = drift[rel.inputs[0]], drift[rel.inputs[1]]
-            p = pt * np.sinh(eta)
             ae = np.abs(eta) + deta
             d = 2 * (dpt * np.sinh(ae) + (np.abs(pt) + dpt) * np.cosh(ae) * deta) + _ROUND * (
                 np.abs(pt) * np.cosh(eta) + np.abs(p)
@@ -275,22 +304,19 @@ def predict(
         if rel.kind == "energy":
             pt, eta, m = (v[c] for c in rel.inputs)
             dpt, deta, dm = (drift[c] for c in rel.inputs)
-            p = np.hypot(m, pt * np.cosh(eta))
             ae = np.abs(eta) + deta
             d = 2 * (dm + np.cosh(ae) * dpt + (np.abs(pt) + dpt) * np.sinh(ae) * deta) + _ROUND * (
                 np.abs(m) + np.abs(pt) * np.cosh(eta) + np.abs(p)
             )
             return p, d
-        if rel.kind in ("pt_xy", "phi_xy", "eta_xyz", "energy_xyzm"):
-            return _predict_cartesian(rel, v, drift)
-    raise ContainerError(f"unknown relation kind '{rel.kind}'; upgrade baler_ext")
+        return p, _drift_cartesian(rel, p, v, drift)
 
 
-def _predict_cartesian(
-    rel: Relation, v: dict[str, np.ndarray], drift: dict[str, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Relations from Cartesian inputs. With :math:`\\rho = \\mathrm{hypot}(p_x, p_y)`,
-    :math:`\\delta\\rho \\le \\delta p_x + \\delta p_y` and :math:`\\rho_- = \\rho -
+def _drift_cartesian(
+    rel: Relation, p: np.ndarray, v: dict[str, np.ndarray], drift: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Drift of the relations from Cartesian inputs. With :math:`\\rho = \\mathrm{hypot}(p_x,
+    p_y)`, :math:`\\delta\\rho \\le \\delta p_x + \\delta p_y` and :math:`\\rho_- = \\rho -
     \\delta\\rho`: :math:`|\\Delta\\phi| \\le \\delta\\rho / \\rho_-`,
     :math:`|\\Delta\\eta| \\le (\\delta p_z + |p_z| \\delta\\rho / \\rho_-) / |P|_-`,
     :math:`|\\Delta E| \\le \\delta m + \\delta p_x + \\delta p_y + \\delta p_z`, each
@@ -306,24 +332,20 @@ def _predict_cartesian(
     rho_lo = rho - drho
     inf = np.inf
     if rel.kind == "pt_xy":
-        return rho, 2 * drho + _ROUND * rho
+        return 2 * drho + _ROUND * rho
     if rel.kind == "phi_xy":
-        p = np.arctan2(py, px)
         d = np.where(rho_lo > 0, 2 * drho / np.where(rho_lo > 0, rho_lo, 1.0), inf)
         d = np.where((px < 0) & (np.abs(py) <= 2 * dpy + _ROUND * np.abs(px)), inf, d)
-        return p, d + _ROUND * (np.abs(p) + 1)
+        return d + _ROUND * (np.abs(p) + 1)
     pz, dpz = v[rel.inputs[2]], drift[rel.inputs[2]]
-    mom = np.hypot(rho, pz)
     if rel.kind == "eta_xyz":
-        p = np.arcsinh(pz / rho)
-        mom_lo = mom - drho - dpz
+        mom_lo = np.hypot(rho, pz) - drho - dpz
         ok = (rho_lo > 0) & (mom_lo > 0)
         d = np.where(
             ok,
             2 * (dpz + np.abs(pz) * drho / np.where(ok, rho_lo, 1.0)) / np.where(ok, mom_lo, 1.0),
             inf,
         )
-        return p, d + _ROUND * (np.abs(p) + 1)
+        return d + _ROUND * (np.abs(p) + 1)
     m, dm = v[rel.inputs[3]], drift[rel.inputs[3]]
-    p = np.hypot(m, mom)
-    return p, 2 * (dm + drho + dpz) + _ROUND * (np.abs(p) + np.abs(m))
+    return 2 * (dm + drho + dpz) + _ROUND * (np.abs(p) + np.abs(m))

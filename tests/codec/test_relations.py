@@ -241,3 +241,29 @@ def test_an_unknown_coder_in_a_file_is_a_container_error():
         mode.load_header(dict(head, entropy_coder="huffman"))
     mode.load_header(head)  # the real name still loads and decodes
     assert np.all(np.abs(mode.decode(sections, len(x)) - x) <= limits(x, COLS))
+
+
+def test_auto_latent_policy_decides_on_a_sample_and_codes_the_chunk_once(monkeypatch):
+    """A chunk of ≥ 4 × DECIDE_ROWS rows is coded both ways only on a sample; the full
+    chunk is coded once, with the option that is also smaller when both are coded."""
+    from baler_ext.codec import modes
+
+    monkeypatch.setattr(modes, "DECIDE_ROWS", 256)
+    x = table(4000, seed=5)
+    x[:, -1] = 3 * x[:, 8] - x[:, 1] ** 2
+    mode = mode_for(x, latent_policy="auto", relations="polar")
+    calls: list[tuple[int, bool]] = []
+    original = BoundedMode._encode_classical
+
+    def spy(self, values, use_latent):
+        calls.append((len(values), use_latent))
+        return original(self, values, use_latent)
+
+    monkeypatch.setattr(BoundedMode, "_encode_classical", spy)
+    sections = mode.encode(x)
+    full = [c for c in calls if c[0] == len(x)]
+    assert len(full) == 1 and len(calls) == 3  # two sample codings, one full one
+    both = {u: original(mode, x, u).nbytes for u in (True, False)}
+    assert full[0][1] == (both[True] < both[False])
+    assert ("latent/lo" in sections) == full[0][1]
+    assert np.all(np.abs(mode.decode(sections, len(x)) - x) <= limits(x, COLS))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,9 @@ class ChunkState:
     decoded: dict[str, np.ndarray] = field(default_factory=dict)
     drift: dict[str, np.ndarray] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    #: per-predictor work kept between the columns of the chunk (e.g. the linear
+    #: predictor's feature matrix, grown by one block per decoded column)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def add(self, column: str, values: np.ndarray | None, drift: np.ndarray | None = None) -> None:
         if values is None:

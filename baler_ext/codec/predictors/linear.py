@@ -41,24 +41,24 @@ class LinearPredictor(Predictor):
     def _features(
         self, state: ChunkState, with_drift: bool, rows: slice = slice(None)
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        previous = state.order
-        n = len(state.decoded[previous[0]][rows])
-        cols, dcols = [np.ones(n)], [np.zeros(n)]
-        with np.errstate(all="ignore"):
-            for c in previous:
-                scale = self.scales[c]
-                v = state.decoded[c][rows]
-                usable = np.isfinite(v) & (np.abs(v) < 1e300)
-                f = np.where(usable, v, 0.0) / scale
-                cols += [f, f * f]
-                if with_drift:
-                    df = np.where(usable, state.drift[c][rows], 0.0) / scale
-                    dcols += [df, (2 * np.abs(f) + df) * df]
-        return np.column_stack(cols), (np.column_stack(dcols) if with_drift else None)
+        """The design matrix over ``state.order`` (and its drift), grown incrementally:
+        each decoded column's two features are computed once per chunk, not once per
+        later column (the columns are F-ordered, so every prefix is a cheap view)."""
+        feats = state.cache.get(self.name)
+        if feats is None or (with_drift and feats.da is None):
+            feats = state.cache[self.name] = _Features(state.n_rows, with_drift)
+        for c in state.order[feats.n_columns :]:
+            feats.append(state.decoded[c], state.drift[c], self.scales[c])
+        m = 1 + 2 * feats.n_columns
+        a = feats.a[rows, :m]
+        da = feats.da[rows, :m] if with_drift and feats.da is not None else None
+        return a, da
 
     def fit(self, column: str, x: np.ndarray, state: ChunkState) -> dict[str, np.ndarray]:
         rows = slice(None, None, max(1, len(x) // FIT_ROWS))
-        a, _ = self._features(state, False, rows)
+        # with the drift features: the encoder's predict (the only caller after a fit)
+        # needs them next, from the same cache
+        a, _ = self._features(state, True, rows)
         x = x[rows]
         ok = np.isfinite(x) & (np.abs(x) < 1e300)
         beta = np.zeros(a.shape[1])
@@ -95,3 +95,45 @@ class LinearPredictor(Predictor):
                 "ij,j->i", np.abs(a), np.abs(beta)
             )
         return p, d
+
+
+class _Features:
+    """The linear predictor's features :math:`[1, f_j, f_j^2]` (and their drift bounds
+    :math:`[0, \\delta f_j, (2|f_j| + \\delta f_j)\\delta f_j]`) of the columns decoded so
+    far, in a column-major buffer that doubles when full."""
+
+    def __init__(self, n_rows: int, with_drift: bool, capacity: int = 33) -> None:
+        self.n_columns = 0
+        self.a = np.empty((n_rows, capacity), order="F")
+        self.a[:, 0] = 1.0
+        self.da: np.ndarray | None = None
+        if with_drift:
+            self.da = np.empty((n_rows, capacity), order="F")
+            self.da[:, 0] = 0.0
+
+    def _grow(self) -> None:
+        cap = 2 * self.a.shape[1]
+        self.a = _widened(self.a, cap)
+        if self.da is not None:
+            self.da = _widened(self.da, cap)
+
+    def append(self, v: np.ndarray, drift: np.ndarray, scale: float) -> None:
+        j = 1 + 2 * self.n_columns
+        if j + 2 > self.a.shape[1]:
+            self._grow()
+        with np.errstate(all="ignore"):
+            usable = np.isfinite(v) & (np.abs(v) < 1e300)
+            f = self.a[:, j]
+            np.divide(np.where(usable, v, 0.0), scale, out=f)
+            np.multiply(f, f, out=self.a[:, j + 1])
+            if self.da is not None:
+                df = self.da[:, j]
+                np.divide(np.where(usable, drift, 0.0), scale, out=df)
+                np.multiply(2 * np.abs(f) + df, df, out=self.da[:, j + 1])
+        self.n_columns += 1
+
+
+def _widened(a: np.ndarray, columns: int) -> np.ndarray:
+    out = np.empty((a.shape[0], columns), order="F")
+    out[:, : a.shape[1]] = a
+    return out

@@ -26,10 +26,7 @@ class RelationPredictor(Predictor):
         self, column: str, side: dict[str, np.ndarray], state: ChunkState, with_drift: bool = True
     ) -> Prediction:
         v = {c: state.decoded[c] for c in self.relation.inputs}
-        drift = (
-            {c: state.drift[c] for c in self.relation.inputs}
-            if with_drift
-            else {c: np.zeros(state.n_rows) for c in v}
-        )
-        p, d = relations.predict(self.relation, v, drift)
+        if not with_drift:
+            return relations.value(self.relation, v), None
+        p, d = relations.predict(self.relation, v, {c: state.drift[c] for c in v})
         return p, d
