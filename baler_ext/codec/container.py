@@ -46,7 +46,13 @@ FORMAT_VERSION = (1, 2)
 #: features a reader must understand to decode a file (header key ``features``, 1.1+);
 #: a file that lists one this reader does not know is rejected with "upgrade"
 KNOWN_FEATURES = frozenset(
-    {"bounded-relations", "bounded-latent-policy", "bounded-dither", "bounded-learned"}
+    {
+        "bounded-relations",
+        "bounded-latent-policy",
+        "bounded-dither",
+        "bounded-learned",
+        "bounded-exception-gaps",
+    }
 )
 #: preamble flag bits a reader understands (none are defined yet: any set bit is refused)
 KNOWN_FLAGS = 0

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from baler_ext.codec import dither, relations
-from baler_ext.codec.entropy import CODER_REGISTRY
+from baler_ext.codec.entropy import CODER_REGISTRY, narrowest
 from baler_ext.codec.predictors import ChunkState
 from baler_ext.codec.predictors.autoencoder import (
     AutoencoderPredictor,
@@ -174,6 +174,31 @@ class LatentMode(CompressionMode):
 
     def header(self) -> dict:
         return {"latent_dtype": self.cfg.latent_dtype}
+
+
+def exception_gaps(rows: np.ndarray) -> np.ndarray:
+    """The rows of a column's exceptions (ascending) as gaps, in the narrowest unsigned
+    dtype: :math:`g_0 = r_0`, :math:`g_i = r_i - r_{i-1} - 1` (section ``exc_gap``).
+
+    Dense exceptions such as a sentinel in 62 % of the CMS jets' b-tags cost ~1 bit
+    each this way after zstd, against ~5 as uint32 rows (``exc_idx``, format 1.2)."""
+    gaps = np.diff(rows.astype(np.int64), prepend=-1) - 1
+    if gaps.size and int(gaps.min()) < 0:
+        raise ValueError("exception rows must be strictly ascending")
+    return narrowest(gaps)
+
+
+def exception_rows(group: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
+    """The exception rows of one column's sections: ``exc_gap`` (written since the
+    ``bounded-exception-gaps`` feature) or ``exc_idx`` (older files)."""
+    if "exc_gap" in group and "exc_idx" in group:
+        raise ContainerError("a column has both exception gaps and rows; the file is damaged")
+    if "exc_gap" not in group:
+        return group.get("exc_idx", np.zeros(0, np.uint32))
+    gaps = group["exc_gap"]
+    if gaps.dtype.kind != "u" or gaps.ndim != 1 or (gaps.size and int(gaps.max()) >= n_rows):
+        raise ContainerError("a column's exception gaps are malformed; the file is damaged")
+    return np.cumsum(gaps.astype(np.int64) + 1) - 1
 
 
 @dataclass
@@ -366,7 +391,7 @@ class BoundedMode(CompressionMode):
         return self.latent_chunks > 0
 
     def features(self) -> list[str]:
-        out = ["bounded-latent-policy", "bounded-relations"]
+        out = ["bounded-latent-policy", "bounded-relations", "bounded-exception-gaps"]
         if self.dither:
             out.append("bounded-dither")
         if self.learned is not None:
@@ -508,7 +533,7 @@ class BoundedMode(CompressionMode):
         if res.sign is not None:
             out[f"res/{c}/sign"] = res.sign
         if res.exc_index.size:
-            out[f"res/{c}/exc_idx"] = res.exc_index
+            out[f"res/{c}/exc_gap"] = exception_gaps(res.exc_index)
             out[f"res/{c}/exc_val"] = res.exc_value
 
     # -- encode ----------------------------------------------------------------------------
@@ -722,7 +747,7 @@ class BoundedMode(CompressionMode):
         return self.coders[i].decode(
             k,
             g.get("sign"),
-            g.get("exc_idx", np.zeros(0, np.uint32)),
+            exception_rows(g, n_rows),
             g.get("exc_val", np.zeros(0)),
             p,
             self._offsets(n_rows, c),
@@ -803,7 +828,7 @@ class BoundedMode(CompressionMode):
                 g_static = {
                     k: v
                     for k, v in self._group(sections, f"res/{c}/").items()
-                    if k not in ("sign", "exc_idx", "exc_val")
+                    if k not in ("sign", "exc_idx", "exc_gap", "exc_val")
                 }
                 known[j] = static.decode(g_static, n_rows)
             streams.append(g)

@@ -101,7 +101,7 @@ def test_malformed_digest_is_refused(decoded):
 
 
 def test_removed_exception_sections_are_refused(decoded):
-    """Without ``res/<col>/exc_idx`` (or ``exc_val``) the bounded decoder silently puts
+    """Without ``res/<col>/exc_gap`` (or ``exc_val``) the bounded decoder silently puts
     its prediction where an exception was: the digest refuses the result."""
     values, _, _ = decoded
     values = values[:500].copy()
@@ -118,9 +118,9 @@ def test_removed_exception_sections_are_refused(decoded):
     mode = BoundedMode(trained, CompressionConfig(mode="bounded"), torch.device("cpu"))
     mode.configure({}, set())
     sections = mode.encode(values)
-    assert "res/pt/exc_idx" in sections
+    assert "res/pt/exc_gap" in sections
     digest = chunk_digest(0, mode.decode(sections, len(values)), None, b"", [])
-    pair = ("res/pt/exc_idx", "res/pt/exc_val")
+    pair = ("res/pt/exc_gap", "res/pt/exc_val")
     for removed in (pair[:1], pair[1:], pair):
         damaged = {k: v for k, v in sections.items() if k not in removed}
         try:
