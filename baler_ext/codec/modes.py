@@ -255,6 +255,8 @@ class BoundedMode(CompressionMode):
         self.latent_chunks = 0
         self.learned_chunks = 0
         self.chunks = 0
+        self._dither_rows = -1
+        self._dither: dict[str, np.ndarray] = {}
         choice = getattr(cfg, "probability_model", "auto")
         if choice != "static":
             self.learned = getattr(trained, "learned", None)
@@ -484,7 +486,17 @@ class BoundedMode(CompressionMode):
         return out
 
     def _offsets(self, n: int, column: str) -> np.ndarray | None:
-        return dither.offsets(n, self.columns.index(column)) if self.dither else None
+        """The column's dither offsets for a chunk of ``n`` rows, kept for the chunk
+        (compress decodes it again for the digest: one chunk's worth of memory)."""
+        if not self.dither:
+            return None
+        if self._dither_rows != n:
+            self._dither_rows, self._dither = n, {}
+        u = self._dither.get(column)
+        if u is None:
+            u = self._dither[column] = dither.offsets(n, self.columns.index(column))
+            u.flags.writeable = False
+        return u
 
     def _code(self, c: str, x: np.ndarray, p: np.ndarray, d: np.ndarray | None) -> ColumnCodes:
         i = self.columns.index(c)
@@ -637,14 +649,9 @@ class BoundedMode(CompressionMode):
         assert self.learned is not None
         if not self.dither:
             return None
-        return (
-            np.stack(
-                [dither.offsets(n_rows, self.columns.index(c)) for c in self.learned.columns],
-                axis=1,
-            )
-            if self.learned.columns
-            else np.zeros((n_rows, 0))
-        )
+        if not self.learned.columns:
+            return np.zeros((n_rows, 0))
+        return np.stack([_need(self._offsets(n_rows, c)) for c in self.learned.columns], axis=1)
 
     def aux_matrix(self, n_rows: int, context: ChunkContext | None) -> np.ndarray | None:
         """The learned model's auxiliary integer columns of a chunk, (rows, A)."""

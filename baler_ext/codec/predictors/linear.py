@@ -54,6 +54,13 @@ class LinearPredictor(Predictor):
         da = feats.da[rows, :m] if with_drift and feats.da is not None else None
         return a, da
 
+    @staticmethod
+    def _abs_features(state: ChunkState) -> np.ndarray:
+        """:math:`|A|` of :meth:`_features` (kept beside it by the encoder)."""
+        feats = state.cache[LinearPredictor.name]
+        assert feats.absa is not None
+        return feats.absa[:, : 1 + 2 * feats.n_columns]
+
     def fit(self, column: str, x: np.ndarray, state: ChunkState) -> dict[str, np.ndarray]:
         rows = slice(None, None, max(1, len(x) // FIT_ROWS))
         # with the drift features: the encoder's predict (the only caller after a fit)
@@ -91,8 +98,9 @@ class LinearPredictor(Predictor):
             p = np.einsum("ij,j->i", a, beta)
             if da is None:
                 return p, None
-            d = 2 * np.einsum("ij,j->i", da, np.abs(beta)) + 1e-15 * a.shape[1] * np.einsum(
-                "ij,j->i", np.abs(a), np.abs(beta)
+            b = np.abs(beta)
+            d = 2 * np.einsum("ij,j->i", da, b) + 1e-15 * a.shape[1] * np.einsum(
+                "ij,j->i", self._abs_features(state), b
             )
         return p, d
 
@@ -107,15 +115,19 @@ class _Features:
         self.a = np.empty((n_rows, capacity), order="F")
         self.a[:, 0] = 1.0
         self.da: np.ndarray | None = None
+        self.absa: np.ndarray | None = None
         if with_drift:
             self.da = np.empty((n_rows, capacity), order="F")
             self.da[:, 0] = 0.0
+            self.absa = np.empty((n_rows, capacity), order="F")
+            self.absa[:, 0] = 1.0
 
     def _grow(self) -> None:
         cap = 2 * self.a.shape[1]
         self.a = _widened(self.a, cap)
-        if self.da is not None:
+        if self.da is not None and self.absa is not None:
             self.da = _widened(self.da, cap)
+            self.absa = _widened(self.absa, cap)
 
     def append(self, v: np.ndarray, drift: np.ndarray, scale: float) -> None:
         j = 1 + 2 * self.n_columns
@@ -126,10 +138,13 @@ class _Features:
             f = self.a[:, j]
             np.divide(np.where(usable, v, 0.0), scale, out=f)
             np.multiply(f, f, out=self.a[:, j + 1])
-            if self.da is not None:
+            if self.da is not None and self.absa is not None:
+                af = self.absa[:, j]
+                np.abs(f, out=af)
+                self.absa[:, j + 1] = self.a[:, j + 1]
                 df = self.da[:, j]
                 np.divide(np.where(usable, drift, 0.0), scale, out=df)
-                np.multiply(2 * np.abs(f) + df, df, out=self.da[:, j + 1])
+                np.multiply(2 * af + df, df, out=self.da[:, j + 1])
         self.n_columns += 1
 
 
