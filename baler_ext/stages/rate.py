@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,11 @@ def train_rate_model(
         trained.lossless_columns,
         trained.meta.get("exact_values") or {},
     )
-    mode = BoundedMode(trained, plan.mode_cfg, cfg.training.device)
+    # the model is being trained: the mode only yields its codes (probability_model =
+    # "learned" would demand the model that does not exist yet)
+    mode = BoundedMode(
+        trained, replace(plan.mode_cfg, probability_model="static"), cfg.training.device
+    )
     model = fit_learned(
         mode,
         values,

@@ -133,7 +133,12 @@ def test_cli_learned_model_end_to_end(make_project, flat_parquet, capsys):
     projects, name = make_project(
         flat_parquet,
         model={"hidden": [16], "latent_dim": 3},
-        compression={"mode": "bounded", "bounds": {"default": {"rel": 1e-3}, "eta": {"abs": 1e-4}}},
+        # "learned": the train stage must train the model that this setting demands
+        compression={
+            "mode": "bounded",
+            "bounds": {"default": {"rel": 1e-3}, "eta": {"abs": 1e-4}},
+            "probability_model": "learned",
+        },
         rate={"epochs": 3, "hidden": [16], "order": "search"},
     )
     assert main(["--projects-dir", str(projects), "-p", name, "--mode", "train", "-q"]) == 0
