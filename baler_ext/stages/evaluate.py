@@ -54,7 +54,7 @@ import pandas as pd
 
 from baler_ext import console
 from baler_ext.analysis.selection import cut_columns
-from baler_ext.codec.container import ContainerReader, decode_errors
+from baler_ext.codec.container import GROUPS_FEATURE, ContainerReader, decode_errors
 from baler_ext.config import Config
 from baler_ext.devices import resolve_device
 from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectError
@@ -150,6 +150,13 @@ def find_pairs(project: Project, cfg: Config) -> list[FilePair]:
             )
         with ContainerReader(container) as reader, decode_errors(container):
             header = reader.header
+            if header.get("mode") == GROUPS_FEATURE:
+                raise ProjectError(
+                    f"{container} is a whole-file container ({len(header.get('groups', []))} "
+                    "structure groups); --mode evaluate compares one structure and does not "
+                    "evaluate whole-file projects yet: --mode info lists each group's sizes, "
+                    "bounds and max errors"
+                )
             reader.verify_decoder()
             layout = SourceLayout.from_dict(header["layout"])
         out = output_path(project, cfg, layout, container)

@@ -20,11 +20,14 @@ from baler_ext.devices import resolve_device
 from baler_ext.errors import InputDataError
 from baler_ext.evaluation.scores import column_scores
 from baler_ext.exact import detect_exact
+from baler_ext.io.layout import GroupPlan
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import TrainedModel, save_model
 from baler_ext.models.base import Autoencoder, build_model
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
+from baler_ext.stages.groups import combined_hash, group_project
+from baler_ext.stages.groups import plan as plan_groups
 from baler_ext.stages.rate import train_rate_model
 from baler_ext.training import (
     CHECKPOINT,
@@ -126,14 +129,47 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
     with DistributedDataParallel; rank 0 alone writes the model, history and checkpoints
     (see :func:`baler_ext.training.fit` and ``docs/distributed.md``).
     """
+    groups = plan_groups(cfg)
     dist_ctx, device = init_distributed(resolve_device(cfg.training.device))
     try:
-        return _train(project, cfg, resume, dist_ctx, device)
+        if groups is None:
+            return _train(project, cfg, resume, dist_ctx, device)
+        return _train_groups(project, groups, resume, dist_ctx, device)
     finally:
         if dist_ctx is not None:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _train_groups(
+    project: Project,
+    groups: list[tuple[GroupPlan, Config]],
+    resume: bool,
+    dist_ctx: Any,
+    device: torch.device,
+) -> TrainOutcome:
+    """A whole-file project: one model per structure group, each trained on its group's
+    rows into ``output/model/groups/<group>/`` (:mod:`baler_ext.stages.groups`)."""
+    outcomes = []
+    for plan, gcfg in groups:
+        log.info(
+            "group %s: %d columns (%s)",
+            plan.name,
+            len(plan.columns),
+            ", ".join(plan.columns[:4]) + ("..." if len(plan.columns) > 4 else ""),
+        )
+        outcomes.append(
+            (plan.name, _train(group_project(project, plan.name), gcfg, resume, dist_ctx, device))
+        )
+    last = outcomes[-1][1]
+    return TrainOutcome(
+        last.result,
+        combined_hash([(name, o.model_hash) for name, o in outcomes]),
+        sum(o.n_rows for _, o in outcomes),
+        [c for _, o in outcomes for c in o.columns],
+        {name: o.validation for name, o in outcomes},
+    )
 
 
 #: training keys that may change between a run and its resumption

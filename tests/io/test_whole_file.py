@@ -1,0 +1,157 @@
+"""Whole-file projects: every branch of a file in one container, one model per structure.
+
+``[data] columns = ["*"]`` on a file with flat branches and jagged collections (each with
+its own counter) trains one model per structure group, writes one container per input
+and restores the whole file: every branch in its order, counters and integers identical,
+floats within their bounds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from baler_ext.codec.container import ContainerReader
+from baler_ext.stages.groups import is_grouped
+
+#: small models and short fits: the test checks the plumbing, not the ratios
+FAST_MODEL = {"hidden": [8], "latent_dim": 2}
+FAST_RATE = {"epochs": 1, "hidden": [8]}
+
+
+def within(original: np.ndarray, restored: np.ndarray, bound: dict[str, float]) -> bool:
+    ((kind, b),) = bound.items()
+    limit = b if kind == "abs" else b * np.abs(original)
+    return bool(np.all(np.abs(restored - original) <= limit))
+
+
+def check_round_trip(src: Path, out: Path, container: Path, kind: str = "ttree") -> dict:
+    """The decompressed file holds the input's branches in order with its entries;
+    integers and counters identical, floats within their group's bounds."""
+    with ContainerReader(container) as reader:
+        header = reader.header
+        assert is_grouped(header)
+        precision: dict = {}
+        from baler_ext.stages.groups import inner_containers
+
+        with inner_containers(reader) as inner:
+            for _, r in inner:
+                precision.update(r.header["precision"])
+    tree = header["layout"]["tree"]
+    a, b = uproot.open(src)[tree], uproot.open(out)[tree]
+    assert b.num_entries == a.num_entries
+    assert set(precision) == set(header["columns"])
+    if kind == "rntuple":
+        x_all, y_all = a.arrays(), b.arrays()
+        assert ak.fields(y_all) == ak.fields(x_all)
+        keys = [b["name"] for b in header["layout"]["branches"]]
+        get = {k: (lambda arr, k=k: arr[tuple(k.split("."))] if "." in k else arr[k]) for k in keys}
+        pairs = {k: (get[k](x_all), get[k](y_all)) for k in keys}
+    else:
+        assert b.keys() == a.keys()
+        assert [a[k].typename for k in a.keys()] == [b[k].typename for k in a.keys()]
+        pairs = {k: (a[k].array(), b[k].array()) for k in a.keys()}
+    for key, (x, y) in pairs.items():
+        if key in precision:
+            if x.ndim > 1:
+                assert ak.array_equal(ak.num(x), ak.num(y)), key
+                x, y = ak.flatten(x), ak.flatten(y)
+            x, y = (ak.to_numpy(v).astype(np.float64) for v in (x, y))
+            assert within(x, y, precision[key]["bound"]), key
+        else:
+            assert ak.array_equal(x, y), key
+    return header
+
+
+def write_events(path: Path, kind: str) -> Path:
+    """A flat float branch, a flat int, two jagged collections with their own counters
+    (one with an integer member) and an integer-only collection, as a TTree or RNTuple."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    n_jet, n_mu, n_hit = rng.integers(0, 5, n), rng.integers(0, 3, n), rng.integers(0, 4, n)
+    jets, mus, hits = int(n_jet.sum()), int(n_mu.sum()), int(n_hit.sum())
+    data = {
+        "MET": rng.exponential(30.0, n).astype(np.float32),
+        "run": rng.integers(0, 3, n).astype(np.int32),
+        "Jet": ak.zip(
+            {
+                "pt": ak.unflatten(rng.exponential(40.0, jets).astype(np.float32) + 20, n_jet),
+                "eta": ak.unflatten(rng.uniform(-2.5, 2.5, jets).astype(np.float32), n_jet),
+                "id": ak.unflatten(rng.integers(0, 3, jets).astype(np.int32), n_jet),
+            }
+        ),
+        "Mu": ak.zip({"pt": ak.unflatten(rng.exponential(20.0, mus).astype(np.float32) + 5, n_mu)}),
+        "Hit": ak.zip({"layer": ak.unflatten(rng.integers(0, 9, hits).astype(np.int32), n_hit)}),
+    }
+    with uproot.recreate(path) as f:
+        if kind == "rntuple":
+            f.mkrntuple("Events", ak.Array(data))
+        else:
+            types = {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in data.items()}
+            f.mktree("Events", types).extend(data)
+    return path
+
+
+@pytest.fixture
+def two_collections(tmp_path: Path) -> Path:
+    return write_events(tmp_path / "events.root", "ttree")
+
+
+@pytest.mark.parametrize(
+    ("kind", "groups", "hosted"),
+    [
+        ("ttree", ["flat", "nJet", "nMu"], {"nHit", "Hit_layer"}),
+        ("rntuple", ["flat", "Jet", "Mu"], {"Hit.layer"}),
+    ],
+)
+def test_two_collections_round_trip_in_one_container(
+    make_project, cli, tmp_path, kind, groups, hosted
+):
+    src = write_events(tmp_path / "events.root", kind)
+    projects, name = make_project(
+        src,
+        data={"columns": ["*"]},
+        model=FAST_MODEL,
+        rate=FAST_RATE,
+        compression={"mode": "bounded", "bounds": {"default": {"rel": 1e-3}}},
+    )
+    for mode in ("train", "compress", "decompress", "info"):
+        assert cli(projects, name, mode) == 0, mode
+    out = projects / name / "output"
+    models = sorted(p.name for p in (out / "model" / "groups").iterdir())
+    assert models == sorted(groups)
+    (container,) = (out / "compressed").glob("*.baler")
+    header = check_round_trip(src, out / "decompressed" / "events.root", container, kind)
+    assert [g["name"] for g in header["groups"]] == groups
+    # the integer-only collection rides losslessly in the first group's container
+    assert hosted <= set(header["groups"][0]["branches"])
+    info = json.loads((out / "compressed" / "events.info.json").read_text())
+    assert info["mode"] == "groups"
+    assert [g["group"] for g in info["groups"]] == groups
+    assert info["compressed_bytes"] == container.stat().st_size
+    # evaluate says plainly that it does not handle whole files
+    assert cli(projects, name, "evaluate") != 0
+
+
+def test_a_single_structure_is_a_single_group_project(make_project, cli, two_collections):
+    projects, name = make_project(
+        two_collections,
+        data={"columns": ["Jet_*"]},
+        model=FAST_MODEL,
+        rate=FAST_RATE,
+        compression={"mode": "bounded"},
+    )
+    for mode in ("train", "compress"):
+        assert cli(projects, name, mode) == 0, mode
+    out = projects / name / "output"
+    assert (out / "model" / "model.json").is_file()
+    assert not (out / "model" / "groups").exists()
+    (container,) = (out / "compressed").glob("*.baler")
+    with ContainerReader(container) as reader:
+        assert reader.header["mode"] == "bounded"
+        assert "groups" not in reader.header
