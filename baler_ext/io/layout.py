@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -260,13 +261,16 @@ def group_folder(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "_"
 
 
-def plan_groups(branches: list[BranchInfo], data: DataConfig, where: str) -> list[GroupPlan] | None:
+def plan_groups(
+    branches: list[BranchInfo], data: DataConfig, where: str, lossless: Collection[str] = ()
+) -> list[GroupPlan] | None:
     """The structure groups of a whole-file selection, or None for one structure.
 
     None when the selected float columns share one structure: such a project is a
     single-group project, compressed exactly as :func:`plan_columns` plans it. Otherwise
     one :class:`GroupPlan` per structure group holding a selected float column; the
-    branches of the other groups ride losslessly in the first group's container.
+    branches of the other groups, and of the groups named in ``lossless`` (too few rows
+    to train a model on), ride losslessly in the first group's container.
     """
     names = [b.name for b in branches]
     _check_patterns(data.columns, names, "columns", where)
@@ -285,10 +289,15 @@ def plan_groups(branches: list[BranchInfo], data: DataConfig, where: str) -> lis
     hosted: list[str] = []
     for g in structure_groups(kept):
         floats = [f for f in g.floats if f in selected]
-        if floats:
+        if floats and g.key not in lossless:
             plans.append(GroupPlan(g.key, floats, g.floats + g.others))
         else:
             hosted += g.floats + g.others
+    if not plans:
+        raise InputDataError(
+            f"{where}: every structure group of the selection has too few rows to train a "
+            "model on; store the file losslessly or select more data"
+        )
     plans[0].branches += hosted
     order = {n: i for i, n in enumerate(names)}
     for p in plans:

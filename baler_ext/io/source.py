@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,15 +242,16 @@ def open_sources(cfg: Config) -> list[Source]:
     return sources
 
 
-def file_groups(cfg: Config) -> list[GroupPlan] | None:
+def file_groups(cfg: Config, lossless: Collection[str] = ()) -> list[GroupPlan] | None:
     """The structure groups of a whole-file project (planned on its first input), or
-    None when its selection is one structure (a single-group project)."""
+    None when its selection is one structure (a single-group project); ``lossless``:
+    groups carried losslessly (:func:`~baler_ext.io.layout.plan_groups`)."""
     path = resolve_inputs(cfg)[0]
     data = cfg.data
     fmt = detect_format(path, data.format, data.tree)
     plain = {p for p in data.exclude if not any(ch in p for ch in "*?[")}
     reader = get_format(fmt).open(path, data, plain)
-    return plan_groups(reader.branches, data, str(path))
+    return plan_groups(reader.branches, data, str(path), lossless)
 
 
 def whole_layout(path: Path, data: DataConfig, plans: list[GroupPlan]) -> Source:

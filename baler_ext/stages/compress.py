@@ -473,7 +473,7 @@ def compress(project: Project, cfg: Config, resume: bool = False) -> list[Compre
     containers are byte-identical either way). With ``resume``, an input whose container
     exists, verifies and was made by this model and mode is skipped.
     """
-    groups = plan_groups(cfg)
+    groups = plan_groups(cfg, project)
     if groups is not None:
         return compress_groups(project, cfg, groups, resume)
     trained = load_project_model(project)

@@ -23,20 +23,24 @@ import dataclasses
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from baler_ext.codec.container import GROUP_PREFIX, GROUPS_FEATURE, ContainerReader
 from baler_ext.config import Config
-from baler_ext.errors import ContainerError, InputDataError
+from baler_ext.errors import ContainerError, InputDataError, ProjectError
 from baler_ext.io.layout import GroupData, GroupPlan, group_folder
 from baler_ext.io.source import file_groups
-from baler_ext.project import Project
+from baler_ext.project import Project, atomic_path
 
 #: the folder under ``output/model`` that holds one model folder per group
 GROUPS_DIR = "groups"
+PLAN_JSON = "groups.json"
+#: a structure group with fewer rows (objects) than this in the training inputs gets no
+#: model: its branches are carried losslessly in the first group's container
+MIN_GROUP_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,20 @@ def group_config(cfg: Config, plan: GroupPlan) -> Config:
     return dataclasses.replace(cfg, data=data)
 
 
-def plan(cfg: Config) -> list[tuple[GroupPlan, Config]] | None:
+def plan(
+    cfg: Config, project: Project | None = None, lossless: Collection[str] | None = None
+) -> list[tuple[GroupPlan, Config]] | None:
     """Each structure group of a whole-file project with its config, or None for a
-    single-group project."""
+    single-group project.
+
+    ``lossless``: the groups carried losslessly (too few rows to train on); by default
+    those the train stage recorded for ``project`` (:func:`read_lossless`).
+    """
     if isinstance(cfg.data, GroupData):  # already one group's
         return None
-    plans = file_groups(cfg)
+    if lossless is None:
+        lossless = read_lossless(project) if project is not None else ()
+    plans = file_groups(cfg, lossless)
     if plans is None:
         return None
     if cfg.data.nan_policy != "error":
@@ -80,6 +92,33 @@ def plan(cfg: Config) -> list[tuple[GroupPlan, Config]] | None:
             "misalign the groups of a whole file; fix the input or select one structure"
         )
     return [(p, group_config(cfg, p)) for p in plans]
+
+
+def plan_path(project: Project) -> Path:
+    """``output/model/groups/groups.json``: the groups the train stage trained models
+    for and those it left to be carried losslessly."""
+    return project.dir("model") / GROUPS_DIR / PLAN_JSON
+
+
+def write_plan(project: Project, trained: list[str], lossless: list[str]) -> None:
+    path = plan_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"trained": trained, "lossless": lossless}, indent=1))
+
+
+def read_lossless(project: Project) -> list[str]:
+    """The groups the train stage found too small to train a model on."""
+    path = plan_path(project)
+    if not path.is_file():
+        return []
+    try:
+        lossless = json.loads(path.read_text()).get("lossless", [])
+    except (ValueError, AttributeError):
+        raise ProjectError(f"{path} cannot be read; rerun --mode train") from None
+    if not isinstance(lossless, list) or not all(isinstance(n, str) for n in lossless):
+        raise ProjectError(f"{path} is malformed; rerun --mode train")
+    return lossless
 
 
 def is_grouped(header: dict) -> bool:
@@ -138,4 +177,6 @@ __all__ = [
     "inner_containers",
     "is_grouped",
     "plan",
+    "read_lossless",
+    "write_plan",
 ]

@@ -26,7 +26,7 @@ from baler_ext.model_store import TrainedModel, save_model
 from baler_ext.models.base import Autoencoder, build_model
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
-from baler_ext.stages.groups import combined_hash, group_project
+from baler_ext.stages.groups import MIN_GROUP_ROWS, combined_hash, group_project, write_plan
 from baler_ext.stages.groups import plan as plan_groups
 from baler_ext.stages.rate import train_rate_model
 from baler_ext.training import (
@@ -129,7 +129,9 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
     with DistributedDataParallel; rank 0 alone writes the model, history and checkpoints
     (see :func:`baler_ext.training.fit` and ``docs/distributed.md``).
     """
-    groups = plan_groups(cfg)
+    groups = plan_groups(cfg, lossless=())
+    if groups is not None:
+        groups = trainable_groups(project, cfg, groups)
     dist_ctx, device = init_distributed(resolve_device(cfg.training.device))
     try:
         if groups is None:
@@ -140,6 +142,31 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def trainable_groups(
+    project: Project, cfg: Config, groups: list[tuple[GroupPlan, Config]]
+) -> list[tuple[GroupPlan, Config]]:
+    """The groups of a whole-file project with enough rows to train a model on (at least
+    :data:`~baler_ext.stages.groups.MIN_GROUP_ROWS`); the others are carried losslessly,
+    recorded for compress (:func:`~baler_ext.stages.groups.write_plan`)."""
+    small = []
+    for gplan, gcfg in groups:
+        rows = sum(len(s.read_values()) for s in open_sources(gcfg))
+        if rows < MIN_GROUP_ROWS:
+            log.info(
+                "group %s: %d rows, fewer than %d to train a model on; carried losslessly",
+                gplan.name,
+                rows,
+                MIN_GROUP_ROWS,
+            )
+            small.append(gplan.name)
+    if small:
+        again = plan_groups(cfg, lossless=small)
+        assert again is not None
+        groups = again
+    write_plan(project, [g.name for g, _ in groups], small)
+    return groups
 
 
 def _train_groups(

@@ -155,3 +155,55 @@ def test_a_single_structure_is_a_single_group_project(make_project, cli, two_col
     with ContainerReader(container) as reader:
         assert reader.header["mode"] == "bounded"
         assert "groups" not in reader.header
+
+
+def test_cms_whole_file_in_one_container(make_project, cli, shared_data):
+    """Every branch of a CMS tutorial file (flat event branches and four collections with
+    their own counters) in one container: the acceptance test of whole-file projects."""
+    src = shared_data / "cms_hep_tutorial" / "single_top.root"
+    projects, name = make_project(
+        src,
+        data={"columns": ["*"]},
+        model=FAST_MODEL,
+        rate=FAST_RATE,
+        compression={"mode": "bounded", "policy": "nanoaod"},
+    )
+    for mode in ("train", "compress", "decompress", "info"):
+        assert cli(projects, name, mode) == 0, mode
+    out = projects / name / "output"
+    containers = list((out / "compressed").glob("*.baler"))
+    assert [c.name for c in containers] == ["single_top.baler"]  # one container per input
+    restored = out / "decompressed" / "single_top.root"
+    header = check_round_trip(src, restored, containers[0])
+    assert [g["name"] for g in header["groups"]] == [
+        "flat",
+        "NJet",
+        "NMuon",
+        "NElectron",
+        "NPhoton",
+    ]
+    assert restored.stat().st_size <= src.stat().st_size
+    assert containers[0].stat().st_size < src.stat().st_size
+
+
+def test_groups_too_small_to_train_are_carried_losslessly(make_project, cli, shared_data):
+    """qcd.root holds 18 muons, 2 photons and no electron: too few rows for a model;
+    those collections ride losslessly in the first group's container."""
+    src = shared_data / "cms_hep_tutorial" / "qcd.root"
+    projects, name = make_project(
+        src,
+        data={"columns": ["*"]},
+        model=FAST_MODEL,
+        rate=FAST_RATE,
+        compression={"mode": "bounded", "policy": "nanoaod"},
+    )
+    for mode in ("train", "compress", "decompress"):
+        assert cli(projects, name, mode) == 0, mode
+    out = projects / name / "output"
+    plan = json.loads((out / "model" / "groups" / "groups.json").read_text())
+    assert plan == {"trained": ["flat", "NJet"], "lossless": ["NMuon", "NElectron", "NPhoton"]}
+    header = check_round_trip(
+        src, out / "decompressed" / "qcd.root", out / "compressed" / "qcd.baler"
+    )
+    assert "Muon_Px" in header["groups"][0]["branches"]
+    assert "Muon_Px" not in header["columns"]  # stored exactly
