@@ -648,6 +648,6 @@ class ContainerReader:
         sizes: dict[str, int] = {}
         for s in self.sections:
             sizes[s.name] = sizes.get(s.name, 0) + s.length
-        total = self.path.stat().st_size
+        total = self.file_size
         sizes["preamble+index+trailer"] = total - sum(sizes.values())
         return sizes

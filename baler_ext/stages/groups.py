@@ -142,7 +142,13 @@ def inner_containers(
         for i, g in enumerate(reader.header["groups"]):
             path = Path(tmp) / f"{i}-{group_folder(g['name'])}.baler"
             path.write_bytes(reader.read_bytes(g["section"], -1))
-            inner = stack.enter_context(ContainerReader(path))
+            # messages name the outer file and the group, not the temporary file
+            shown = Path(f"{reader.path}:{g['section']}")
+            try:
+                inner = stack.enter_context(ContainerReader(path))
+            except ContainerError as exc:
+                raise ContainerError(str(exc).replace(str(path), str(shown))) from None
+            inner.path = shown
             h = inner.header
             if (
                 "groups" in h

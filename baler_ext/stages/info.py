@@ -343,15 +343,19 @@ def format_info(d: dict[str, Any]) -> str:
 REFERENCE_MAX_BYTES = 256 * 2**20
 
 
-def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
+def input_references(
+    container: Path, cfg: Config, header: dict[str, Any] | None = None
+) -> dict[str, int] | None:
     """Reference sizes of the input a container came from, when that input is present
-    and its compressed columns are at most :data:`REFERENCE_MAX_BYTES`."""
+    and its compressed columns are at most :data:`REFERENCE_MAX_BYTES` (``header``: the
+    container's, when it is open already)."""
     from baler_ext.errors import BalerError
     from baler_ext.io.reference import reference_sizes
     from baler_ext.io.source import Source, resolve_inputs
 
-    with ContainerReader(container) as reader:
-        header = reader.header
+    if header is None:
+        with ContainerReader(container) as reader:
+            header = reader.header
     name = (header.get("layout") or {}).get("file_name")
     dtypes = header.get("column_dtypes") or {}
     stored = header["rows"] * sum(
@@ -388,7 +392,7 @@ def group_references(
     with inner_containers(reader) as inner:
         for g, r in inner:
             plan = GroupPlan(g["name"], list(g["columns"]), list(g["branches"]))
-            out[g["name"]] = input_references(r.path, group_config(cfg, plan))
+            out[g["name"]] = input_references(r.path, group_config(cfg, plan), r.header)
     return out
 
 

@@ -123,7 +123,7 @@ def test_two_collections_round_trip_in_one_container(
     for mode in ("train", "compress", "decompress", "info"):
         assert cli(projects, name, mode) == 0, mode
     out = projects / name / "output"
-    models = sorted(p.name for p in (out / "model" / "groups").iterdir())
+    models = sorted(p.name for p in (out / "model" / "groups").iterdir() if p.is_dir())
     assert models == sorted(groups)
     (container,) = (out / "compressed").glob("*.baler")
     header = check_round_trip(src, out / "decompressed" / "events.root", container, kind)
@@ -207,3 +207,83 @@ def test_groups_too_small_to_train_are_carried_losslessly(make_project, cli, sha
     )
     assert "Muon_Px" in header["groups"][0]["branches"]
     assert "Muon_Px" not in header["columns"]  # stored exactly
+
+
+def write_outer(path: Path, header: dict, sections: dict[str, bytes]) -> Path:
+    from baler_ext.codec.container import ContainerWriter
+
+    with path.open("wb") as fh:
+        writer = ContainerWriter(fh)
+        for name, data in sections.items():
+            writer.add_bytes(name, -1, data)
+        writer.close(header)
+    return path
+
+
+def outer_header(**changes) -> dict:
+    group = {
+        "name": "flat",
+        "section": "group:flat",
+        "model_hash": "ab",
+        "columns": ["MET"],
+        "branches": ["MET"],
+        "rows": 10,
+        "entries": 10,
+        "chunks": 1,
+    }
+    header = {
+        "mode": "groups",
+        "features": ["groups"],
+        "model": {"hash": "cd", "latent_dim": 0},
+        "columns": ["MET"],
+        "layout": {},
+        "rows": 10,
+        "entries": 10,
+        "chunks": [],
+        "groups": [group],
+    }
+    for key, value in changes.items():
+        if key.startswith("group_"):
+            group[key[6:]] = value
+        elif value is None:
+            header.pop(key)
+        else:
+            header[key] = value
+    return header
+
+
+@pytest.mark.parametrize(
+    ("changes", "sections", "message"),
+    [
+        ({}, {"group:flat": b"x", "latent": b"y"}, "is not one of the whole-file"),
+        ({}, {}, "section 'group:flat' of a group is missing"),
+        ({"features": None}, {"group:flat": b"x"}, "groups are malformed"),
+        ({"groups": None}, {"group:flat": b"x"}, "groups are malformed"),
+        ({"mode": "bounded"}, {"group:flat": b"x"}, "groups are malformed"),
+        ({"group_model_hash": 3}, {"group:flat": b"x"}, "entry of group 0 is malformed"),
+        ({"group_section": "latent"}, {"group:flat": b"x"}, "entry of group 0 is malformed"),
+        ({"group_rows": -1}, {"group:flat": b"x"}, "entry of group 0 is malformed"),
+        ({"columns": ["MET", "x"]}, {"group:flat": b"x"}, "columns are not those of its groups"),
+        ({"entries": 11}, {"group:flat": b"x"}, "totals disagree with its groups"),
+        ({"chunks": [{"rows": 0, "entries": 0}]}, {"group:flat": b"x"}, "chunk 0 has no"),
+    ],
+)
+def test_crafted_whole_file_headers_are_refused(tmp_path, changes, sections, message):
+    from baler_ext.errors import ContainerError
+
+    path = write_outer(tmp_path / "x.baler", outer_header(**changes), sections)
+    with pytest.raises(ContainerError, match=message):
+        ContainerReader(path)
+
+
+def test_a_damaged_inner_container_is_a_container_error(tmp_path):
+    from baler_ext.errors import ContainerError
+    from baler_ext.stages.groups import inner_containers
+
+    path = write_outer(tmp_path / "x.baler", outer_header(), {"group:flat": b"not a container"})
+    with (
+        ContainerReader(path) as reader,
+        pytest.raises(ContainerError, match=r"x.baler:group:flat: too short"),
+    ):
+        with inner_containers(reader):
+            pass
