@@ -215,13 +215,15 @@ class Source:
                 dropped,
             )
 
-    def read_values(self) -> np.ndarray:
-        """All compressed columns of the file as one float64 matrix (for training)."""
+    def read_values(self, check_finite: bool = True) -> np.ndarray:
+        """All compressed columns of the file as one float64 matrix (for training);
+        ``check_finite=False``: NaN and inf kept, whatever ``data.nan_policy`` says."""
         parts = []
         first = 0
         for raw in self._raw_chunks(self.layout.compressed):
             values, counts = self._extract(raw)
-            values, _, _ = self._check_finite(values, counts, pa.table({}), first)
+            if check_finite:
+                values, _, _ = self._check_finite(values, counts, pa.table({}), first)
             first += self.reader.entries(raw)
             parts.append(values)
         if not parts:

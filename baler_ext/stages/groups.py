@@ -71,18 +71,29 @@ def group_config(cfg: Config, plan: GroupPlan) -> Config:
 
 
 def plan(
-    cfg: Config, project: Project | None = None, lossless: Collection[str] | None = None
+    cfg: Config,
+    project: Project | None = None,
+    lossless: Collection[str] | None = None,
+    passthrough: list[str] | None = None,
 ) -> list[tuple[GroupPlan, Config]] | None:
     """Each structure group of a whole-file project with its config, or None for a
     single-group project.
 
-    ``lossless``: the groups carried losslessly (too few rows to train on); by default
-    those the train stage recorded for ``project`` (:func:`read_lossless`).
+    ``lossless``: the groups carried losslessly (too few rows or nothing varying to
+    train on); ``passthrough``: float columns carried losslessly (holding NaN or inf); by
+    default those the train stage recorded for ``project`` (:func:`read_plan`).
     """
     if isinstance(cfg.data, GroupData):  # already one group's
         return None
     if lossless is None:
-        lossless = read_lossless(project) if project is not None else ()
+        lossless = read_plan(project)["lossless"] if project is not None else []
+    if passthrough is None:
+        passthrough = read_plan(project)["passthrough"] if project is not None else []
+    if passthrough:
+        cfg = dataclasses.replace(
+            cfg,
+            data=dataclasses.replace(cfg.data, passthrough=[*cfg.data.passthrough, *passthrough]),
+        )
     plans = file_groups(cfg, lossless)
     if plans is None:
         return None
@@ -100,25 +111,32 @@ def plan_path(project: Project) -> Path:
     return project.dir("model") / GROUPS_DIR / PLAN_JSON
 
 
-def write_plan(project: Project, trained: list[str], lossless: list[str]) -> None:
+def write_plan(
+    project: Project, trained: list[str], lossless: list[str], passthrough: list[str]
+) -> None:
     path = plan_path(project)
     path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"trained": trained, "lossless": lossless, "passthrough": passthrough}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"trained": trained, "lossless": lossless}, indent=1))
+        tmp.write_text(json.dumps(record, indent=1))
 
 
-def read_lossless(project: Project) -> list[str]:
-    """The groups the train stage found too small to train a model on."""
+def read_plan(project: Project) -> dict[str, list[str]]:
+    """What the train stage decided for a whole-file project (:func:`write_plan`): the
+    groups it trained, those carried losslessly and the float columns it found holding
+    NaN or inf (carried losslessly)."""
     path = plan_path(project)
     if not path.is_file():
-        return []
+        return {"trained": [], "lossless": [], "passthrough": []}
     try:
-        lossless = json.loads(path.read_text()).get("lossless", [])
+        record = json.loads(path.read_text())
+        out = {k: record.get(k, []) for k in ("trained", "lossless", "passthrough")}
     except (ValueError, AttributeError):
         raise ProjectError(f"{path} cannot be read; rerun --mode train") from None
-    if not isinstance(lossless, list) or not all(isinstance(n, str) for n in lossless):
-        raise ProjectError(f"{path} is malformed; rerun --mode train")
-    return lossless
+    for v in out.values():
+        if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
+            raise ProjectError(f"{path} is malformed; rerun --mode train")
+    return out
 
 
 def is_grouped(header: dict) -> bool:
@@ -183,6 +201,6 @@ __all__ = [
     "inner_containers",
     "is_grouped",
     "plan",
-    "read_lossless",
+    "read_plan",
     "write_plan",
 ]

@@ -129,7 +129,7 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
     with DistributedDataParallel; rank 0 alone writes the model, history and checkpoints
     (see :func:`baler_ext.training.fit` and ``docs/distributed.md``).
     """
-    groups = plan_groups(cfg, lossless=())
+    groups = plan_groups(cfg, lossless=(), passthrough=[])
     if groups is not None:
         groups = trainable_groups(project, cfg, groups)
     dist_ctx, device = init_distributed(resolve_device(cfg.training.device))
@@ -147,25 +147,43 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
 def trainable_groups(
     project: Project, cfg: Config, groups: list[tuple[GroupPlan, Config]]
 ) -> list[tuple[GroupPlan, Config]]:
-    """The groups of a whole-file project with enough rows to train a model on (at least
-    :data:`~baler_ext.stages.groups.MIN_GROUP_ROWS`); the others are carried losslessly,
-    recorded for compress (:func:`~baler_ext.stages.groups.write_plan`)."""
-    small = []
+    """The groups of a whole-file project a model can be trained on, planned again
+    without the others (recorded for compress, :func:`~baler_ext.stages.groups.write_plan`):
+
+    - a float column holding NaN or inf is carried losslessly (``nan_policy`` cannot drop
+      rows of one group only);
+    - a group with fewer rows than :data:`~baler_ext.stages.groups.MIN_GROUP_ROWS`, or
+      nothing but constant columns, is carried losslessly in the first group's container.
+    """
+    small: list[str] = []
+    nonfinite: list[str] = []
     for gplan, gcfg in groups:
-        rows = sum(len(s.read_values()) for s in open_sources(gcfg))
-        if rows < MIN_GROUP_ROWS:
+        values = np.concatenate([s.read_values(check_finite=False) for s in open_sources(gcfg)])
+        finite = np.isfinite(values).all(axis=0)
+        bad = [c for c, ok in zip(gplan.columns, finite, strict=True) if not ok]
+        good = values[:, finite]
+        varying = bool(len(good)) and bool(np.any(good.max(axis=0) > good.min(axis=0)))
+        if bad:
+            log.info("group %s: carried losslessly (NaN or inf): %s", gplan.name, ", ".join(bad))
+            nonfinite += bad
+        if len(values) < MIN_GROUP_ROWS or not varying:
             log.info(
-                "group %s: %d rows, fewer than %d to train a model on; carried losslessly",
+                "group %s: %d rows%s; too little to train a model on, carried losslessly",
                 gplan.name,
-                rows,
-                MIN_GROUP_ROWS,
+                len(values),
+                "" if varying else ", nothing varying",
             )
             small.append(gplan.name)
-    if small:
-        again = plan_groups(cfg, lossless=small)
-        assert again is not None
+    if small or nonfinite:
+        again = plan_groups(cfg, lossless=small, passthrough=nonfinite)
+        if again is None:
+            raise InputDataError(
+                "carried losslessly, the groups or columns above leave one structure group "
+                "to compress; select it in data.columns and list the columns holding NaN "
+                f"in data.passthrough ({', '.join(nonfinite) or 'none'})"
+            )
         groups = again
-    write_plan(project, [g.name for g, _ in groups], small)
+    write_plan(project, [g.name for g, _ in groups], small, nonfinite)
     return groups
 
 

@@ -64,13 +64,14 @@ def check_round_trip(src: Path, out: Path, container: Path, kind: str = "ttree")
             x, y = (ak.to_numpy(v).astype(np.float64) for v in (x, y))
             assert within(x, y, precision[key]["bound"]), key
         else:
-            assert ak.array_equal(x, y), key
+            assert ak.array_equal(x, y, equal_nan=True), key
     return header
 
 
 def write_events(path: Path, kind: str) -> Path:
     """A flat float branch, a flat int, two jagged collections with their own counters
-    (one with an integer member) and an integer-only collection, as a TTree or RNTuple."""
+    (one with an integer member), an integer-only collection, a constant collection and a
+    flat float holding NaN, as a TTree or RNTuple."""
     rng = np.random.default_rng(3)
     n = 1200
     n_jet, n_mu, n_hit = rng.integers(0, 5, n), rng.integers(0, 3, n), rng.integers(0, 4, n)
@@ -87,6 +88,10 @@ def write_events(path: Path, kind: str) -> Path:
         ),
         "Mu": ak.zip({"pt": ak.unflatten(rng.exponential(20.0, mus).astype(np.float32) + 5, n_mu)}),
         "Hit": ak.zip({"layer": ak.unflatten(rng.integers(0, 9, hits).astype(np.int32), n_hit)}),
+        # nothing varying: no model, carried losslessly
+        "Pho": ak.zip({"e": ak.unflatten(np.ones(hits, np.float32), n_hit)}),
+        # NaN: carried losslessly
+        "W": np.where(rng.random(n) < 0.1, np.nan, rng.normal(1, 0.1, n)).astype(np.float32),
     }
     with uproot.recreate(path) as f:
         if kind == "rntuple":
@@ -105,8 +110,8 @@ def two_collections(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("kind", "groups", "hosted"),
     [
-        ("ttree", ["flat", "nJet", "nMu"], {"nHit", "Hit_layer"}),
-        ("rntuple", ["flat", "Jet", "Mu"], {"Hit.layer"}),
+        ("ttree", ["flat", "nJet", "nMu"], {"nHit", "Hit_layer", "nPho", "Pho_e", "W"}),
+        ("rntuple", ["flat", "Jet", "Mu"], {"Hit.layer", "Pho.e", "W"}),
     ],
 )
 def test_two_collections_round_trip_in_one_container(
@@ -128,8 +133,10 @@ def test_two_collections_round_trip_in_one_container(
     (container,) = (out / "compressed").glob("*.baler")
     header = check_round_trip(src, out / "decompressed" / "events.root", container, kind)
     assert [g["name"] for g in header["groups"]] == groups
-    # the integer-only collection rides losslessly in the first group's container
+    # the integer-only and constant collections ride losslessly in the first group's
+    # container, and so does the flat float holding NaN
     assert hosted <= set(header["groups"][0]["branches"])
+    assert not hosted & set(header["columns"])
     info = json.loads((out / "compressed" / "events.info.json").read_text())
     assert info["mode"] == "groups"
     assert [g["group"] for g in info["groups"]] == groups
@@ -201,7 +208,11 @@ def test_groups_too_small_to_train_are_carried_losslessly(make_project, cli, sha
         assert cli(projects, name, mode) == 0, mode
     out = projects / name / "output"
     plan = json.loads((out / "model" / "groups" / "groups.json").read_text())
-    assert plan == {"trained": ["flat", "NJet"], "lossless": ["NMuon", "NElectron", "NPhoton"]}
+    assert plan == {
+        "trained": ["flat", "NJet"],
+        "lossless": ["NMuon", "NElectron", "NPhoton"],
+        "passthrough": [],
+    }
     header = check_round_trip(
         src, out / "decompressed" / "qcd.root", out / "compressed" / "qcd.baler"
     )
