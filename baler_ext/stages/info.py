@@ -177,6 +177,9 @@ def describe_groups(
                 None,
                 (references or {}).get(g["name"]),
             )
+            # the input on disk is the whole file's: compared with the whole container only
+            d["honest"].pop("input_file_bytes", None)
+            d["honest"]["ratios"].pop("file_vs_input_on_disk", None)
             groups.append({"group": g["name"], "section_bytes": sizes[g["section"]], **d})
     total = reader.file_size
     layout = header.get("layout") or {}
