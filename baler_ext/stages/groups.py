@@ -45,14 +45,15 @@ MIN_GROUP_ROWS = 100
 
 @dataclass(frozen=True)
 class GroupProject(Project):
-    """The project as one structure group's stages see it: its ``model`` folder is the
-    group's (``output/model/groups/<folder>``), every other folder the project's."""
+    """The project as one structure group's stages see it: its ``model`` and
+    ``evaluation`` folders are the group's (``output/model/groups/<folder>``,
+    ``output/evaluation/groups/<folder>``), every other folder the project's."""
 
     group: str = ""
 
     def dir(self, stage: str) -> Path:
-        if stage == "model":
-            return self.output / "model" / GROUPS_DIR / group_folder(self.group)
+        if stage in ("model", "evaluation"):
+            return self.output / stage / GROUPS_DIR / group_folder(self.group)
         return super().dir(stage)
 
 

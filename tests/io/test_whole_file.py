@@ -141,8 +141,13 @@ def test_two_collections_round_trip_in_one_container(
     assert info["mode"] == "groups"
     assert [g["group"] for g in info["groups"]] == groups
     assert info["compressed_bytes"] == container.stat().st_size
-    # evaluate says plainly that it does not handle whole files
-    assert cli(projects, name, "evaluate") != 0
+    # evaluate: each group as a project of its own
+    assert cli(projects, name, "evaluate") == 0
+    for g in groups:
+        metrics = json.loads((out / "evaluation" / "groups" / g / "metrics.json").read_text())
+        assert sorted(metrics["per_column"]) == sorted(
+            next(h["columns"] for h in header["groups"] if h["name"] == g)
+        )
 
 
 def test_a_single_structure_is_a_single_group_project(make_project, cli, two_collections):
