@@ -188,6 +188,15 @@ def describe_groups(
         honest["input_file_bytes"] = layout["source_bytes"]
         honest["ratios"]["file_vs_input_on_disk"] = layout["source_bytes"] / max(total, 1)
     raw64 = sum(g["raw_float64_bytes"] for g in groups)
+    # the groups' sections summed, the outer container's own bytes counted as header
+    by_section: dict[str, int] = {}
+    for g in groups:
+        for k, v in g["bytes_by_section"].items():
+            by_section[k] = by_section.get(k, 0) + v
+    by_section["header"] = (
+        by_section.get("header", 0) + total - sum(g["compressed_bytes"] for g in groups)
+    )
+    decoder = sum(g["decoder_bytes"] or 0 for g in groups)
     return {
         "file": str(path),
         "mode": header["mode"],
@@ -196,10 +205,14 @@ def describe_groups(
         "columns": header["columns"],
         "branches": [b["name"] for b in layout.get("branches", [])],
         "raw_float64_bytes": raw64,
+        "raw_float32_bytes": raw64 // 2,
         "compressed_bytes": total,
         "bytes_by_group": {g["group"]: g["section_bytes"] for g in groups},
+        "bytes_by_section": by_section,
         "container_bytes": total - sum(g["section_bytes"] for g in groups),
-        "ratios": {"file_vs_float64": raw64 / max(total, 1)},
+        "decoder_bytes": decoder,
+        "decoder_embedded": any(g["decoder_embedded"] for g in groups),
+        "ratios": compute_ratios(by_section, raw64, decoder),
         "honest": honest,
         "groups": groups,
     }
@@ -218,6 +231,7 @@ def format_groups_info(d: dict[str, Any]) -> str:
         f"{g['section_bytes']:10d} B"
         for g in d["groups"]
     ]
+    lines += [f"  {k:<12} {size:10d} B" for k, size in sorted(d["bytes_by_section"].items())]
     lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in d["ratios"].items()]
     lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in d["honest"]["ratios"].items()]
     for g in d["groups"]:

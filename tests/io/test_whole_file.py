@@ -141,6 +141,8 @@ def test_two_collections_round_trip_in_one_container(
     assert info["mode"] == "groups"
     assert [g["group"] for g in info["groups"]] == groups
     assert info["compressed_bytes"] == container.stat().st_size
+    assert sum(info["bytes_by_section"].values()) == info["compressed_bytes"]
+    assert info["ratios"]["payload_vs_float64"] > 1
     # evaluate: each group as a project of its own
     assert cli(projects, name, "evaluate") == 0
     for g in groups:
