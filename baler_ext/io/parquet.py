@@ -154,10 +154,10 @@ class LayoutParquetWriter(FormatWriter):
         for b in self.layout.branches:
             col = columns[b.name]
             if isinstance(col, ak.Array):
-                col = ak.values_astype(col, np.dtype(b.dtype))
+                col = ak.to_packed(ak.values_astype(col, np.dtype(b.dtype)))
                 arrays[b.name] = ak.to_arrow(col, extensionarray=False)
             else:
-                arrays[b.name] = pa.array(np.asarray(col).astype(np.dtype(b.dtype), copy=False))
+                arrays[b.name] = pa.array(np.ascontiguousarray(col, dtype=np.dtype(b.dtype)))
         self._writer.write(pa.table(arrays))
 
     def close(self) -> None:

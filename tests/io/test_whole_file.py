@@ -305,3 +305,47 @@ def test_a_damaged_inner_container_is_a_container_error(tmp_path):
     ):
         with inner_containers(reader):
             pass
+
+
+def test_parquet_flat_and_list_columns_in_one_container(make_project, cli, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(9)
+    n = 1500
+    counts = rng.integers(0, 4, n)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    total = int(counts.sum())
+    table = pa.table(
+        {
+            "met": rng.exponential(30.0, n),
+            "n": pa.array(counts.astype(np.int32)),
+            "jet_pt": pa.ListArray.from_arrays(offsets, pa.array(rng.exponential(40, total))),
+            "jet_eta": pa.ListArray.from_arrays(offsets, pa.array(rng.uniform(-2, 2, total))),
+        }
+    )
+    src = tmp_path / "flat_and_lists.parquet"
+    pq.write_table(table, src)
+    projects, name = make_project(
+        src,
+        data={"columns": ["*"]},
+        model=FAST_MODEL,
+        rate=FAST_RATE,
+        compression={"mode": "bounded", "bounds": {"default": {"abs": 1e-3}}},
+    )
+    for mode in ("train", "compress", "decompress", "info"):
+        assert cli(projects, name, mode) == 0, mode
+    out = projects / name / "output"
+    with ContainerReader(out / "compressed" / "flat_and_lists.baler") as reader:
+        assert [g["name"] for g in reader.header["groups"]] == ["flat", "<list>"]
+    restored = pq.read_table(out / "decompressed" / "flat_and_lists.parquet")
+    assert restored.schema.equals(table.schema)
+    assert restored.column("n").equals(table.column("n"))
+    for col in ("met", "jet_pt", "jet_eta"):
+        x, y = (
+            ak.to_numpy(ak.flatten(ak.from_arrow(t.column(col)), axis=None))
+            for t in (table, restored)
+        )
+        assert within(x, y, {"abs": 1e-3}), col
+    offsets_back = restored.column("jet_pt").combine_chunks().offsets
+    assert offsets_back.equals(offsets)
