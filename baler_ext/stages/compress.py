@@ -44,6 +44,7 @@ from baler_ext.model_store import (
 )
 from baler_ext.precision import Resolved, explicit_bounds, is_lossless, resolve_precision
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
+from baler_ext.stages.group_plan import plan as plan_groups
 from baler_ext.stages.groups import (
     GROUP_PREFIX,
     GROUPS_FEATURE,
@@ -51,7 +52,6 @@ from baler_ext.stages.groups import (
     group_project,
     is_grouped,
 )
-from baler_ext.stages.groups import plan as plan_groups
 from baler_ext.stages.info import compute_ratios, group_sizes
 
 log = logging.getLogger(__name__)

@@ -23,16 +23,15 @@ import dataclasses
 import hashlib
 import json
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from baler_ext.codec.container import GROUP_PREFIX, GROUPS_FEATURE, ContainerReader
 from baler_ext.config import Config
-from baler_ext.errors import ContainerError, InputDataError, ProjectError
+from baler_ext.errors import ContainerError, ProjectError
 from baler_ext.io.layout import GroupData, GroupPlan, group_folder
-from baler_ext.io.source import file_groups
 from baler_ext.project import Project, atomic_path
 
 #: the folder under ``output/model`` that holds one model folder per group
@@ -69,41 +68,6 @@ def group_config(cfg: Config, plan: GroupPlan) -> Config:
     base.update(columns=list(plan.columns), passthrough=[])
     data = GroupData(**base, group=plan.name, branches=list(plan.branches))
     return dataclasses.replace(cfg, data=data)
-
-
-def plan(
-    cfg: Config,
-    project: Project | None = None,
-    lossless: Collection[str] | None = None,
-    passthrough: list[str] | None = None,
-) -> list[tuple[GroupPlan, Config]] | None:
-    """Each structure group of a whole-file project with its config, or None for a
-    single-group project.
-
-    ``lossless``: the groups carried losslessly (too few rows or nothing varying to
-    train on); ``passthrough``: float columns carried losslessly (holding NaN or inf); by
-    default those the train stage recorded for ``project`` (:func:`read_plan`).
-    """
-    if isinstance(cfg.data, GroupData):  # already one group's
-        return None
-    if lossless is None:
-        lossless = read_plan(project)["lossless"] if project is not None else []
-    if passthrough is None:
-        passthrough = read_plan(project)["passthrough"] if project is not None else []
-    if passthrough:
-        cfg = dataclasses.replace(
-            cfg,
-            data=dataclasses.replace(cfg.data, passthrough=[*cfg.data.passthrough, *passthrough]),
-        )
-    plans = file_groups(cfg, lossless)
-    if plans is None:
-        return None
-    if cfg.data.nan_policy != "error":
-        raise InputDataError(
-            'data.nan_policy = "drop" drops rows of one structure group only, which would '
-            "misalign the groups of a whole file; fix the input or select one structure"
-        )
-    return [(p, group_config(cfg, p)) for p in plans]
 
 
 def plan_path(project: Project) -> Path:
@@ -201,7 +165,6 @@ __all__ = [
     "group_project",
     "inner_containers",
     "is_grouped",
-    "plan",
     "read_plan",
     "write_plan",
 ]

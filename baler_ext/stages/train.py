@@ -26,8 +26,8 @@ from baler_ext.model_store import TrainedModel, save_model
 from baler_ext.models.base import Autoencoder, build_model
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
+from baler_ext.stages.group_plan import plan as plan_groups
 from baler_ext.stages.groups import MIN_GROUP_ROWS, combined_hash, group_project, write_plan
-from baler_ext.stages.groups import plan as plan_groups
 from baler_ext.stages.rate import train_rate_model
 from baler_ext.training import (
     CHECKPOINT,
