@@ -349,3 +349,24 @@ def test_parquet_flat_and_list_columns_in_one_container(make_project, cli, tmp_p
         assert within(x, y, {"abs": 1e-3}), col
     offsets_back = restored.column("jet_pt").combine_chunks().offsets
     assert offsets_back.equals(offsets)
+
+
+def test_info_of_whole_files_imports_no_reader():
+    """--mode info reads containers only: the whole-file support keeps it free of the
+    readers' libraries (planning, which opens inputs, lives in stages/group_plan.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, baler_ext.stages.info; "
+        "print(sorted(m for m in ('awkward', 'pyarrow', 'pandas', 'uproot') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+    ).stdout.strip()
+    assert out == "[]"
