@@ -143,6 +143,10 @@ def test_two_collections_round_trip_in_one_container(
     assert info["compressed_bytes"] == container.stat().st_size
     assert sum(info["bytes_by_section"].values()) == info["compressed_bytes"]
     assert info["ratios"]["payload_vs_float64"] > 1
+    # --resume keeps a whole-file container that verifies and was made by these models
+    before = container.stat().st_mtime_ns
+    assert cli(projects, name, "compress", "--resume") == 0
+    assert container.stat().st_mtime_ns == before
     # evaluate: each group as a project of its own
     assert cli(projects, name, "evaluate") == 0
     for g in groups:
