@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import zstandard
 
+from baler_ext.codec.digest import groups_digest
 from baler_ext.errors import BalerError, ContainerError
 
 log = logging.getLogger(__name__)
@@ -450,6 +451,10 @@ class ContainerReader:
             raise self._fail("the header's columns are not those of its groups")
         if header["chunks"]:
             raise self._fail("a whole-file container lists its chunks in its groups")
+        if header.get("output_digest") != groups_digest(header):
+            raise self._fail(
+                "its header's layout, columns or groups do not match their digest (output_digest)"
+            )
         if header.get("rows") != sum(g["rows"] for g in groups) or any(
             header.get("entries") != g["entries"] for g in groups
         ):

@@ -24,7 +24,12 @@ from baler_ext.codec.container import (
     ContainerReader,
     ContainerWriter,
 )
-from baler_ext.codec.digest import chunk_digest, output_context, platform_fingerprint
+from baler_ext.codec.digest import (
+    chunk_digest,
+    groups_digest,
+    output_context,
+    platform_fingerprint,
+)
 from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import ContainerError, InputDataError
 from baler_ext.exact import (
@@ -589,6 +594,8 @@ def compress_groups_task(
             "chunks": [],
             "groups": groups,
         }
+        header = json.loads(json.dumps(header))  # as a reader will see it
+        header["output_digest"] = groups_digest(header)
         sizes = writer.close(header)
     result = CompressedFile(
         src_path,
