@@ -454,3 +454,23 @@ def test_damaged_and_crafted_whole_file_containers_fail_cleanly(make_project, cl
         assert not list(work.glob(".out.parquet.*.part")), what
     for kind in ("flip", "truncate", "append", "remove"):
         assert outcomes.get(f"{kind}/error") == cases // 6, (kind, outcomes)
+
+
+def test_two_inputs_give_two_whole_file_containers(make_project, cli, tmp_path):
+    a = write_events(tmp_path / "a.root", "ttree")
+    b = write_events(tmp_path / "b.root", "ttree")
+    projects, name = make_project(
+        str(tmp_path / "*.root"),
+        data={"columns": ["*"]},
+        model=FAST_MODEL,
+        rate=FAST_RATE,
+        compression={"mode": "bounded"},
+    )
+    for mode in ("train", "compress", "decompress"):
+        assert cli(projects, name, mode) == 0, mode
+    out = projects / name / "output"
+    assert sorted(p.name for p in (out / "compressed").glob("*.baler")) == ["a.baler", "b.baler"]
+    for src in (a, b):
+        check_round_trip(
+            src, out / "decompressed" / src.name, out / "compressed" / f"{src.stem}.baler"
+        )
