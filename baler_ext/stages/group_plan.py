@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Collection
 
 from baler_ext.config import Config
-from baler_ext.errors import InputDataError
+from baler_ext.errors import BalerError, InputDataError
 from baler_ext.io.layout import GroupData, GroupPlan
 from baler_ext.io.source import file_groups
 from baler_ext.project import Project
@@ -51,3 +51,18 @@ def plan(
             "misalign the groups of a whole file; fix the input or select one structure"
         )
     return [(p, group_config(cfg, p)) for p in plans]
+
+
+def refuse_whole_file(cfg: Config, mode: str) -> None:
+    """Raise a clear error when ``cfg`` is a whole-file project (several structure
+    groups) for a stage that works on one structure; input errors are left to the stage."""
+    try:
+        groups = plan(cfg, lossless=[], passthrough=[])
+    except BalerError:
+        return
+    if groups is not None:
+        raise InputDataError(
+            f"--mode {mode} works on one structure group (one model), but data.columns "
+            f"{cfg.data.columns} spans {len(groups)} ({', '.join(p.name for p, _ in groups)}): "
+            "a whole-file project; select one structure in data.columns for this step"
+        )
