@@ -77,7 +77,12 @@ class DataConfig:
     )
     columns: list[str] = field(
         default_factory=lambda: ["*"],
-        metadata=doc("names or glob patterns of float columns to compress"),
+        metadata=doc(
+            "names or glob patterns of float columns to compress; columns of several "
+            "structures (flat branches, collections with their own counters) make a "
+            "whole-file project: one model per structure group, one container per input "
+            "(docs/FORMAT.md, Whole files)"
+        ),
     )
     exclude: list[str] = field(
         default_factory=list,

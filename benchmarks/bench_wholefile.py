@@ -1,21 +1,19 @@
 """Whole-file benchmark (issue 14): real files at NanoAOD precision, honest references.
 
-For each file every branch is assigned to one *structure group* (flat event-level
-branches; each jagged collection with its counter; collections sharing a counter are one
-group, :func:`baler_ext.io.layout.structure_groups`). Each group with enough float values
-is one project (bounded mode, ``policy = "nanoaod"``) whose container holds exactly that
-group's branches; small groups ride losslessly in the flat group's container. The sum of
-the containers is the compressed file. The groups' decompressed outputs are merged into
-one file with the input's layout and compression, then checked against the input: same
-branches and entries, every counter and integer branch identical, every float within the
-bound it received (or equal to a value kept exactly).
+Each file is compressed by ONE project with ``[data] columns = ["*"]`` (bounded mode,
+``policy = "nanoaod"``): a whole-file project (``docs/FORMAT.md``, "Whole files"). Its
+train stage gives every *structure group* (flat event-level branches; each jagged
+collection with its counter; collections sharing a counter are one group,
+:func:`baler_ext.io.layout.structure_groups`) with enough rows a model of its own; small
+groups, groups with nothing varying and float columns holding NaN ride losslessly. Compress
+writes one container per file; decompress restores the whole file with the input's
+layout and compression, which is then checked against the input: same branches and
+entries, every counter and integer branch identical, every float within the bound it
+received (or equal to a value kept exactly).
 
 References (same branches, written by uproot): the input file on disk; ROOT LZMA-9 of
 all branches, lossless; NanoAOD-style mantissa rounding + LZMA-9 at equal precision
 (each float rounded as coarsely as its bound allows, :mod:`baler_ext.io.reference`).
-
-One project per group is how whole files are compressed today: a single container for
-all groups (one model per group inside one project) is not built yet (see the README).
 
 Run: ``python benchmarks/bench_wholefile.py [--epochs 20] [--workdir /tmp/bench_wholefile]``;
 writes ``benchmarks/RESULTS_wholefile.md`` and ``benchmarks/results_wholefile.json``.
@@ -33,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +43,17 @@ from baler_ext.cli import main
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import DataConfig, toml_value
 from baler_ext.io.formats import detect_format, get_format
-from baler_ext.io.layout import SourceLayout, StructureGroup, structure_groups
+from baler_ext.io.layout import SourceLayout
 from baler_ext.io.reference import LZMA9, reduce_precision
 from baler_ext.io.source import Source
 from baler_ext.model_store import load_project_model, weights_bytes
 from baler_ext.precision import explicit_bounds, resolve_precision
 from baler_ext.project import Project
+from baler_ext.stages.groups import group_project, inner_containers, is_grouped, read_plan
 
 log = logging.getLogger("bench_wholefile")
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BALER_EXT_SHARED_DATA", ROOT.parent / "shared" / "data"))
-#: a group needs this many float values per column to get a model of its own
-MIN_ROWS = 100
 
 FILES = {
     "single_top": DATA / "cms_hep_tutorial" / "single_top.root",
@@ -64,65 +62,11 @@ FILES = {
 }
 
 
-@dataclasses.dataclass
-class Plan:
-    """One project of a file: its group, the columns it compresses and what it drops."""
-
-    name: str
-    group: StructureGroup
-    columns: list[str]
-    exclude: list[str]
-    hosted: list[str]
-    #: float columns holding NaN or inf: carried losslessly
-    nonfinite: list[str]
-
-
-def plan(path: Path) -> tuple[Source, list[Plan]]:
-    """The projects that together hold every branch of ``path`` exactly once."""
-    source = Source(path, _any_cfg(path))
-    groups = structure_groups(source.reader.branches)
-    rows = {g.key: _rows(source, g) for g in groups}
-    bad: dict[str, list[str]] = {}
-    varying: dict[str, bool] = {}
-    for g in groups:
-        arrays = source.reader.read(g.floats) if g.floats else {}
-        flat = {c: ak.to_numpy(ak.flatten(arrays[c], axis=None)) for c in g.floats}
-        bad[g.key] = [c for c, v in flat.items() if not np.all(np.isfinite(v))]
-        varying[g.key] = any(len(np.unique(v)) > 1 for c, v in flat.items() if c not in bad[g.key])
-    big = [g for g in groups if varying[g.key] and rows[g.key] >= MIN_ROWS]
-    small = [g for g in groups if g not in big]
-    host = next((g for g in big if g.counter is None), big[0])
-    every = [b.name for b in source.reader.branches]
-    plans = []
-    for g in big:
-        mine = set(g.floats + g.others)
-        if g is host:
-            mine |= {n for s in small for n in s.floats + s.others}
-        plans.append(
-            Plan(
-                g.key,
-                g,
-                [c for c in g.floats if c not in bad[g.key]],
-                [n for n in every if n not in mine],
-                [n for s in small for n in s.floats] if g is host else [],
-                bad[g.key],
-            )
-        )
-    return source, plans
-
-
 def _any_cfg(path: Path) -> DataConfig:
     fmt = detect_format(path, "auto")
     reader = get_format(fmt).open(path, DataConfig(), set(), strict=False)
     first_float = next(b.name for b in reader.branches if b.is_float)
     return DataConfig(columns=[first_float])
-
-
-def _rows(source: Source, g: StructureGroup) -> int:
-    if g.counter is None or not g.floats:
-        return source.num_entries
-    tree = source.reader.read([g.floats[0]])
-    return int(ak.sum(ak.num(tree[g.floats[0]], axis=1)))
 
 
 def write_config(project_dir: Path, sections: dict[str, dict[str, Any]]) -> None:
@@ -133,17 +77,13 @@ def write_config(project_dir: Path, sections: dict[str, dict[str, Any]]) -> None
     (project_dir / "config.toml").write_text("\n".join(lines))
 
 
-def run_project(work: Path, path: Path, p: Plan, epochs: int, max_rows: int) -> dict[str, Any]:
-    name = f"{path.stem}-{p.name}".replace(".", "_")
+def run_project(work: Path, path: Path, epochs: int, max_rows: int) -> dict[str, Any]:
+    """Train, compress and decompress ``path`` whole with one project."""
+    name = path.stem.replace(".", "_")
     write_config(
         work / name,
         {
-            "data": {
-                "input": [str(path)],
-                "columns": p.columns,
-                "exclude": p.exclude,
-                "passthrough": p.nonfinite,
-            },
+            "data": {"input": [str(path)], "columns": ["*"]},
             "model": {"hidden": [64, 32]},
             "training": {
                 "epochs": epochs,
@@ -162,38 +102,48 @@ def run_project(work: Path, path: Path, p: Plan, epochs: int, max_rows: int) -> 
         times[mode] = time.perf_counter() - t0
         if rc != 0:
             raise RuntimeError(f"{name}: --mode {mode} failed ({rc})")
-    container = next((work / name / "output" / "compressed").glob("*.baler"))
+    project = Project(name, work / name)
+    (container,) = (work / name / "output" / "compressed").glob("*.baler")
     restored = next((work / name / "restored").glob("*"))
+    decided = read_plan(project)
+    groups = []
     with ContainerReader(container) as reader:
-        header = reader.header
-    decoder = weights_bytes(load_project_model(Project(name, work / name)))
+        if not is_grouped(reader.header):  # one structure: a single-group project
+            groups.append(
+                {
+                    "group": reader.header["layout"].get("collection") or "flat",
+                    "columns": len(reader.header["columns"]),
+                    "rows": reader.header["rows"],
+                    "container_bytes": container.stat().st_size,
+                    "decoder_bytes": weights_bytes(load_project_model(project)),
+                    "header": reader.header,
+                }
+            )
+    with ContainerReader(container) as reader, ExitStack() as stack:
+        inner = stack.enter_context(inner_containers(reader)) if not groups else []
+        sizes = reader.section_sizes()
+        for g, r in inner:
+            trained = load_project_model(group_project(project, g["name"]))
+            groups.append(
+                {
+                    "group": g["name"],
+                    "columns": len(g["columns"]),
+                    "rows": g["rows"],
+                    "container_bytes": sizes[g["section"]],
+                    "decoder_bytes": weights_bytes(trained),
+                    "header": r.header,
+                }
+            )
     return {
-        "name": name,
-        "group": p.name,
-        "columns": len(p.columns),
-        "rows": header["rows"],
         "container": container,
         "container_bytes": container.stat().st_size,
-        "decoder_bytes": decoder,
+        "decoder_bytes": sum(g["decoder_bytes"] for g in groups),
         "restored": restored,
-        "header": header,
+        "groups": groups,
         "seconds": times,
-        "hosted": p.hosted,
-        "nonfinite": p.nonfinite,
+        "lossless_groups": decided["lossless"],
+        "nonfinite": decided["passthrough"],
     }
-
-
-def merge(source: Source, runs: list[dict[str, Any]], out: Path) -> Path:
-    """The groups' restored files as one file with the input's layout and compression."""
-    layout: SourceLayout = dataclasses.replace(source.layout, compressed=[])
-    columns: dict[str, Any] = {}
-    for r in runs:
-        reader = get_format(source.format).open(r["restored"], DataConfig(), set())
-        names = [b.name for b in reader.branches]
-        arrays = reader.read(names)
-        columns.update({n: arrays[n] for n in names})
-    write_all(source.format, out, layout, source.tree_name, columns)
-    return out
 
 
 def write_all(
@@ -210,7 +160,8 @@ def write_all(
 
 
 def check(source: Source, merged: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Compare the merged output with the input branch by branch."""
+    """Compare the restored file with the input branch by branch (``runs``: the groups,
+    each with its inner container's header)."""
     bounds: dict[str, dict[str, float]] = {}
     exact: dict[str, list[float]] = {}
     for r in runs:
@@ -294,10 +245,10 @@ def references(source: Source, work: Path) -> dict[str, int]:
 
 
 def bench_file(key: str, path: Path, work: Path, epochs: int, max_rows: int) -> dict[str, Any]:
-    source, plans = plan(path)
-    log.info("%s: %d branches in %d projects", path.name, len(source.reader.branches), len(plans))
-    runs = [run_project(work, path, p, epochs, max_rows) for p in plans]
-    merged = merge(source, runs, work / f"{path.stem}-merged{path.suffix}")
+    source = Source(path, _any_cfg(path))
+    log.info("%s: %d branches in one whole-file project", path.name, len(source.reader.branches))
+    run = run_project(work, path, epochs, max_rows)
+    restored = run["restored"]
     result = {
         "file": str(path.relative_to(DATA)),
         "format": source.format,
@@ -305,26 +256,14 @@ def bench_file(key: str, path: Path, work: Path, epochs: int, max_rows: int) -> 
         "branches": len(source.reader.branches),
         "input_bytes": path.stat().st_size,
         "input_compression": source.reader.compression,
-        "containers_bytes": sum(r["container_bytes"] for r in runs),
-        "decoder_bytes": sum(r["decoder_bytes"] for r in runs),
-        "merged_bytes": merged.stat().st_size,
-        "groups": [
-            {
-                k: r[k]
-                for k in (
-                    "group",
-                    "columns",
-                    "rows",
-                    "container_bytes",
-                    "decoder_bytes",
-                    "seconds",
-                    "hosted",
-                    "nonfinite",
-                )
-            }
-            for r in runs
-        ],
-        "checks": check(source, merged, runs),
+        "container_bytes": run["container_bytes"],
+        "decoder_bytes": run["decoder_bytes"],
+        "restored_bytes": restored.stat().st_size,
+        "seconds": run["seconds"],
+        "lossless_groups": run["lossless_groups"],
+        "nonfinite": run["nonfinite"],
+        "groups": [{k: v for k, v in g.items() if k != "header"} for g in run["groups"]],
+        "checks": check(source, restored, run["groups"]),
         "references": references(source, work),
     }
     return result
@@ -335,30 +274,32 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         "# Whole-file benchmark (issue 14)",
         "",
         "Generated by `python benchmarks/bench_wholefile.py`; see its docstring for the "
-        'method. Bounded mode with `policy = "nanoaod"` (docs/precision.md); every '
-        "branch of each file; sizes in bytes; *ratio* = reference / containers.",
+        'method. One whole-file project per file, bounded mode with `policy = "nanoaod"` '
+        "(docs/precision.md); every branch of each file in one container; sizes in bytes; "
+        "*ratio* = reference / container.",
         "",
         f"Machine: {meta['machine']}; load at the end: {meta['load']}; epochs "
         f"{meta['epochs']}, at most {meta['max_rows']} training rows per group.",
         "",
-        "| file | input on disk | containers (+ decoder weights) | ROOT LZMA-9 lossless "
+        "| file | input on disk | container (+ decoder weights) | ROOT LZMA-9 lossless "
         "| mantissa rounding + LZMA-9 | ratio vs input | vs LZMA-9 | vs rounding+LZMA-9 "
-        "| merged round trip |",
+        "| decompressed file |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
-        c, ref = r["containers_bytes"], r["references"]
+        c, ref = r["container_bytes"], r["references"]
         lines.append(
             f"| {key} ({r['entries']} entries, {r['branches']} branches, "
-            f"{len(r['groups'])} projects) | {r['input_bytes']} | {c} (+{r['decoder_bytes']}) "
+            f"{len(r['groups'])} groups with a model) | {r['input_bytes']} "
+            f"| {c} (+{r['decoder_bytes']}) "
             f"| {ref['root_lzma9_bytes']} | {ref['rounded_lzma9_bytes']} "
             f"| {r['input_bytes'] / c:.2f}x | {ref['root_lzma9_bytes'] / c:.2f}x "
-            f"| {ref['rounded_lzma9_bytes'] / c:.2f}x | {r['merged_bytes']} "
-            f"({'≤' if r['merged_bytes'] <= r['input_bytes'] else '>'} input) |"
+            f"| {ref['rounded_lzma9_bytes'] / c:.2f}x | {r['restored_bytes']} "
+            f"({'≤' if r['restored_bytes'] <= r['input_bytes'] else '>'} input) |"
         )
     lines += [
         "",
-        "Round-trip checks of the merged output against the input:",
+        "Round-trip checks of the decompressed file against the input:",
         "",
         "| file | branches and entries equal | identical integer/counter branches | "
         "floats within bound | max error / bound | violations | dtype changes |",
@@ -375,21 +316,27 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Per project (group):",
+        "Per file (train, compress, decompress in seconds) and per group with a model:",
         "",
-        "| file | group | float columns | rows | container | decoder | train s | "
-        "compress s | decompress s | small groups carried losslessly | NaN/inf columns "
-        "carried losslessly |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| file | seconds | groups carried losslessly | NaN/inf columns carried losslessly |",
+        "|---|---|---|---|",
+    ]
+    for key, r in results.items():
+        s = r["seconds"]
+        lines.append(
+            f"| {key} | {s['train']:.1f} / {s['compress']:.1f} / {s['decompress']:.1f} | "
+            f"{', '.join(r['lossless_groups']) or 'none'} | {', '.join(r['nonfinite']) or 'none'} |"
+        )
+    lines += [
+        "",
+        "| file | group | float columns | rows | inner container | decoder |",
+        "|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
         for g in r["groups"]:
-            s = g["seconds"]
             lines.append(
                 f"| {key} | {g['group']} | {g['columns']} | {g['rows']} | "
-                f"{g['container_bytes']} | {g['decoder_bytes']} | {s['train']:.1f} | "
-                f"{s['compress']:.1f} | {s['decompress']:.1f} | "
-                f"{len(g['hosted'])} columns | {', '.join(g['nonfinite']) or 'none'} |"
+                f"{g['container_bytes']} | {g['decoder_bytes']} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import zstandard
 
+from baler_ext.codec.digest import groups_digest
 from baler_ext.errors import BalerError, ContainerError
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,16 @@ KNOWN_FEATURES = frozenset(
         "bounded-dither",
         "bounded-learned",
         "bounded-exception-gaps",
+        "groups",
     }
 )
+#: feature (and header ``mode``) of a whole-file container: its sections are complete
+#: containers, one per structure group (``docs/FORMAT.md``, "Whole files")
+GROUPS_FEATURE = "groups"
+#: section-name prefix of a whole-file container's inner containers (``group:<name>``)
+GROUP_PREFIX = "group:"
+#: most groups a whole-file container may list
+MAX_GROUPS = 4096
 #: preamble flag bits a reader understands (none are defined yet: any set bit is refused)
 KNOWN_FLAGS = 0
 #: numpy dtypes a section may declare; anything else is refused before allocation
@@ -219,6 +228,15 @@ def decode_errors(path: Path) -> Iterator[None]:
         ) from None
 
 
+def _names(value: Any) -> bool:
+    """Whether ``value`` is a list of distinct strings."""
+    return (
+        isinstance(value, list)
+        and all(isinstance(v, str) for v in value)
+        and len(set(value)) == len(value)
+    )
+
+
 def _is_int(value: Any, lo: int = 0, hi: int = 1 << 62) -> bool:
     """Whether ``value`` is a JSON integer (not a bool) in ``[lo, hi]``."""
     return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
@@ -350,6 +368,17 @@ class ContainerReader:
                 raise self._fail(f"section '{s.name}' of chunk {s.chunk} overlaps another")
             end = s.offset + s.length
         self._validate_chunks(header)
+        if "groups" in header:
+            wanted = {g["section"] for g in header["groups"]}
+            for s in self.sections:
+                if s.name not in wanted or s.chunk != -1 or s.dtype is not None:
+                    raise self._fail(
+                        f"section '{s.name}' of chunk {s.chunk} is not one of the "
+                        "whole-file container's groups"
+                    )
+            missing = sorted(wanted - {s.name for s in self.sections})
+            if missing:
+                raise self._fail(f"the section '{missing[0]}' of a group is missing")
 
     def _validate_header(self, header: dict[str, Any]) -> None:
         columns = header.get("columns")
@@ -385,10 +414,59 @@ class ContainerReader:
                 raise self._fail(f"chunk {i} has no content digest")
             if digest is not None and not isinstance(digest, dict):
                 raise self._fail(f"the content digest of chunk {i} is malformed")
+        if self._validate_groups(header):
+            return
         if header.get("rows") != sum(m["rows"] for m in chunks) or header.get("entries") != sum(
             m["entries"] for m in chunks
         ):
             raise self._fail("the header's row or entry totals disagree with its chunks")
+
+    def _validate_groups(self, header: dict[str, Any]) -> bool:
+        """Check a whole-file container's ``groups`` (see :data:`GROUPS_FEATURE`); return
+        whether the container is one."""
+        groups = header.get("groups")
+        grouped = GROUPS_FEATURE in header.get("features", [])
+        if groups is None and not grouped:
+            return False
+        if (
+            not grouped
+            or header["mode"] != GROUPS_FEATURE
+            or not isinstance(groups, list)
+            or not 0 < len(groups) <= MAX_GROUPS
+        ):
+            raise self._fail(
+                "the header's groups are malformed (a whole-file container has mode "
+                "'groups', the feature 'groups' and a list of groups)"
+            )
+        names: set[str] = set()
+        for i, g in enumerate(groups):
+            if (
+                not isinstance(g, dict)
+                or not isinstance(g.get("name"), str)
+                or not 0 < len(g["name"]) <= 256
+                or g.get("section") != GROUP_PREFIX + g["name"]
+                or not isinstance(g.get("model_hash"), str)
+                or not _names(g.get("columns"))
+                or not _names(g.get("branches"))
+                or not all(_is_int(g.get(k)) for k in ("rows", "entries", "chunks"))
+            ):
+                raise self._fail(f"the header entry of group {i} is malformed")
+            if g["name"] in names:
+                raise self._fail(f"group '{g['name']}' is listed twice")
+            names.add(g["name"])
+        if [c for g in groups for c in g["columns"]] != header["columns"]:
+            raise self._fail("the header's columns are not those of its groups")
+        if header["chunks"]:
+            raise self._fail("a whole-file container lists its chunks in its groups")
+        if header.get("output_digest") != groups_digest(header):
+            raise self._fail(
+                "its header's layout, columns or groups do not match their digest (output_digest)"
+            )
+        if header.get("rows") != sum(g["rows"] for g in groups) or any(
+            header.get("entries") != g["entries"] for g in groups
+        ):
+            raise self._fail("the header's row or entry totals disagree with its groups")
+        return True
 
     def _section(self, entry: Any, i: int) -> SectionInfo:
         if (
@@ -582,6 +660,6 @@ class ContainerReader:
         sizes: dict[str, int] = {}
         for s in self.sections:
             sizes[s.name] = sizes.get(s.name, 0) + s.length
-        total = self.path.stat().st_size
+        total = self.file_size
         sizes["preamble+index+trailer"] = total - sum(sizes.values())
         return sizes

@@ -107,6 +107,25 @@ def output_context(header: Mapping[str, Any]) -> bytes:
     ).encode()
 
 
+#: the group entry keys a whole-file container's ``output_digest`` covers
+GROUP_KEYS = ("name", "section", "model_hash", "columns", "branches", "rows", "entries", "chunks")
+
+
+def groups_digest(header: Mapping[str, Any]) -> str:
+    """The ``output_digest`` of a whole-file container's header: BLAKE2b of its output
+    context (:func:`output_context`: the whole file's layout, schema and columns) and
+    its groups, so that a header altered there fails as a damaged file (the inner
+    containers' chunk digests cover only what each group restores)."""
+    groups = [
+        {k: g.get(k) for k in GROUP_KEYS} if isinstance(g, Mapping) else g
+        for g in header.get("groups") or []
+    ]
+    blob = json.dumps(groups, sort_keys=True, separators=(",", ":")).encode()
+    h = hashlib.blake2b(output_context(header), digest_size=DIGEST_SIZE)
+    h.update(blob)
+    return h.hexdigest()
+
+
 def _parts(
     chunk: int,
     values: np.ndarray,

@@ -153,6 +153,12 @@ class FormatWriter:
         """Write one chunk: the restored compressed columns plus the passthrough table."""
         raise NotImplementedError
 
+    def write_columns(self, columns: dict[str, Any]) -> None:
+        """Write one chunk given as every kept branch by name (awkward arrays for jagged
+        branches, numpy arrays for flat ones): how a whole-file container's groups are
+        written together."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -196,7 +198,8 @@ def plan_columns(
         )
         raise InputDataError(
             f"{where}: the selected columns mix {len(structures)} structures ({parts}); "
-            "a project compresses one structure (whole files are not supported yet): use one "
+            "--mode train, compress, decompress and info handle such whole-file projects "
+            "(one model per structure), but this step works on one structure: use one "
             'project per collection, e.g. data.columns = ["Jet_*"]'
         )
     (collection,) = structures
@@ -209,3 +212,100 @@ def plan_columns(
         collection=collection,
         dropped=dropped,
     )
+
+
+# --- whole files: one container per file, one model per structure group ---------------
+
+
+@dataclass
+class GroupData(DataConfig):
+    """``[data]`` of one structure group of a whole-file project.
+
+    A :class:`~baler_ext.io.source.Source` opened with it reads and carries only
+    ``branches`` (the group's own branches and those it hosts); ``columns`` names the
+    group's compressed float columns. Made by :func:`plan_groups`, never read from a config.
+    """
+
+    group: str = ""
+    branches: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GroupPlan:
+    """One structure group of a whole-file project: what its inner container holds.
+
+    Attributes
+    ----------
+    name
+        ``flat`` or the collection's counter (``nJet``).
+    columns
+        The float columns its model compresses, in source order.
+    branches
+        Every branch its container carries (compressed or losslessly), in source
+        order: the group's own and, for the first group, those of groups without a
+        selected float column (carried losslessly, they need no model).
+    """
+
+    name: str
+    columns: list[str]
+    branches: list[str]
+
+    @property
+    def folder(self) -> str:
+        """The group's folder name (``output/model/groups/<folder>``)."""
+        return group_folder(self.name)
+
+
+def group_folder(name: str) -> str:
+    """A file-system safe folder name of a group (letters, digits, ``_`` and ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "_"
+
+
+def plan_groups(
+    branches: list[BranchInfo], data: DataConfig, where: str, lossless: Collection[str] = ()
+) -> list[GroupPlan] | None:
+    """The structure groups of a whole-file selection, or None for one structure.
+
+    None when the selected float columns share one structure: such a project is a
+    single-group project, compressed exactly as :func:`plan_columns` plans it. Otherwise
+    one :class:`GroupPlan` per structure group holding a selected float column; the
+    branches of the other groups, and of the groups named in ``lossless`` (too few rows
+    to train a model on), ride losslessly in the first group's container.
+    """
+    names = [b.name for b in branches]
+    _check_patterns(data.columns, names, "columns", where)
+    _check_patterns(data.exclude, names, "exclude", where)
+    _check_patterns(data.passthrough, names, "passthrough", where)
+    kept = [b for b in branches if not _matches(b.name, data.exclude)]
+    selected = {
+        b.name
+        for b in kept
+        if b.is_float and _matches(b.name, data.columns) and not _matches(b.name, data.passthrough)
+    }
+    structures = {b.counter if b.jagged else None for b in kept if b.name in selected}
+    if len(structures) <= 1:
+        return None
+    plans: list[GroupPlan] = []
+    hosted: list[str] = []
+    for g in structure_groups(kept):
+        floats = [f for f in g.floats if f in selected]
+        if floats and g.key not in lossless:
+            plans.append(GroupPlan(g.key, floats, g.floats + g.others))
+        else:
+            hosted += g.floats + g.others
+    if not plans:
+        raise InputDataError(
+            f"{where}: every structure group of the selection has too few rows to train a "
+            "model on; store the file losslessly or select more data"
+        )
+    plans[0].branches += hosted
+    order = {n: i for i, n in enumerate(names)}
+    for p in plans:
+        p.branches.sort(key=order.__getitem__)
+    folders = [p.folder for p in plans]
+    if len(set(folders)) != len(folders):
+        raise InputDataError(
+            f"{where}: the structure groups {', '.join(p.name for p in plans)} do not have "
+            "distinct folder names; compress the collections in separate projects"
+        )
+    return plans

@@ -149,6 +149,17 @@ class LayoutParquetWriter(FormatWriter):
             table = _cast_to_layout(table, lay)
         self._writer.write(table)
 
+    def write_columns(self, columns: dict[str, Any]) -> None:
+        arrays: dict[str, Any] = {}
+        for b in self.layout.branches:
+            col = columns[b.name]
+            if isinstance(col, ak.Array):
+                col = ak.to_packed(ak.values_astype(col, np.dtype(b.dtype)))
+                arrays[b.name] = ak.to_arrow(col, extensionarray=False)
+            else:
+                arrays[b.name] = pa.array(np.ascontiguousarray(col, dtype=np.dtype(b.dtype)))
+        self._writer.write(pa.table(arrays))
+
     def close(self) -> None:
         self._writer.close()
 

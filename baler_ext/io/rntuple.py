@@ -166,9 +166,10 @@ class RNTupleWriter(FormatWriter):
         return fields
 
     def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
-        data = ak.zip(
-            self._record(awkward_columns(self.layout, values, passthrough, counts)), depth_limit=1
-        )
+        self.write_columns(awkward_columns(self.layout, values, passthrough, counts))
+
+    def write_columns(self, columns: dict[str, Any]) -> None:
+        data = ak.zip(self._record(columns), depth_limit=1)
         if self._ntuple is None:
             self._ntuple = self._file.mkrntuple(self.name, data)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import pyarrow as pa
 from baler_ext.config import Config, DataConfig
 from baler_ext.errors import InputDataError
 from baler_ext.io.formats import FormatWriter, detect_format, get_format
-from baler_ext.io.layout import SourceLayout, plan_columns
+from baler_ext.io.layout import GroupData, GroupPlan, SourceLayout, plan_columns, plan_groups
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ __all__ = [
     "OutputWriter",
     "Source",
     "detect_format",
+    "file_groups",
     "open_sources",
     "read_columns",
     "resolve_inputs",
@@ -95,16 +96,22 @@ class Chunk:
 class Source:
     """An input file of any registered format, described and read in chunks."""
 
-    def __init__(self, path: Path, data: DataConfig) -> None:
+    def __init__(self, path: Path, data: DataConfig, whole: bool = False) -> None:
         self.path = path
         self.data = data
         self.format = detect_format(path, data.format, data.tree)
         self.reader = get_format(self.format).open(path, data, self._plain_names(data.exclude))
         self.tree_name = self.reader.tree
         self.num_entries = self.reader.num_entries
-        self.layout: SourceLayout = plan_columns(
-            self.reader.branches, data, str(path), self.format, self.tree_name
-        )
+        if whole:  # describes a whole-file project's layout; its columns are never read
+            self.layout = self._whole_layout(data)
+        else:
+            self.layout = plan_columns(
+                self.reader.branches, data, str(path), self.format, self.tree_name
+            )
+        if isinstance(data, GroupData):  # one structure group of a whole-file project
+            keep = set(data.branches)
+            self.layout.branches = [b for b in self.layout.branches if b.name in keep]
         self.layout.file_name = path.name
         self.layout.compression = self.reader.compression
         self.layout.source_bytes = path.stat().st_size
@@ -113,6 +120,21 @@ class Source:
             schema = self.reader.arrow_schema
             kept = [schema.field(b.name) for b in self.layout.branches]
             self.arrow_schema = pa.schema(kept, metadata=schema.metadata)
+
+    def _whole_layout(self, data: DataConfig) -> SourceLayout:
+        keep = set(data.branches) if isinstance(data, GroupData) else None
+        branches = [b for b in self.reader.branches if keep is None or b.name in keep]
+        return SourceLayout(
+            format=self.format,
+            file_name="",
+            tree=self.tree_name,
+            branches=branches,
+            compressed=list(data.columns),
+            collection=None,
+            dropped=[
+                b.name for b in self.reader.branches if keep is not None and b.name not in keep
+            ],
+        )
 
     @staticmethod
     def _plain_names(patterns: list[str]) -> set[str]:
@@ -193,13 +215,15 @@ class Source:
                 dropped,
             )
 
-    def read_values(self) -> np.ndarray:
-        """All compressed columns of the file as one float64 matrix (for training)."""
+    def read_values(self, check_finite: bool = True) -> np.ndarray:
+        """All compressed columns of the file as one float64 matrix (for training);
+        ``check_finite=False``: NaN and inf kept, whatever ``data.nan_policy`` says."""
         parts = []
         first = 0
         for raw in self._raw_chunks(self.layout.compressed):
             values, counts = self._extract(raw)
-            values, _, _ = self._check_finite(values, counts, pa.table({}), first)
+            if check_finite:
+                values, _, _ = self._check_finite(values, counts, pa.table({}), first)
             first += self.reader.entries(raw)
             parts.append(values)
         if not parts:
@@ -218,6 +242,26 @@ def open_sources(cfg: Config) -> list[Source]:
                 "project must share the same columns"
             )
     return sources
+
+
+def file_groups(cfg: Config, lossless: Collection[str] = ()) -> list[GroupPlan] | None:
+    """The structure groups of a whole-file project (planned on its first input), or
+    None when its selection is one structure (a single-group project); ``lossless``:
+    groups carried losslessly (:func:`~baler_ext.io.layout.plan_groups`)."""
+    path = resolve_inputs(cfg)[0]
+    data = cfg.data
+    fmt = detect_format(path, data.format, data.tree)
+    plain = {p for p in data.exclude if not any(ch in p for ch in "*?[")}
+    reader = get_format(fmt).open(path, data, plain)
+    return plan_groups(reader.branches, data, str(path), lossless)
+
+
+def whole_layout(path: Path, data: DataConfig, plans: list[GroupPlan]) -> Source:
+    """``path`` opened whole (every kept branch, every group's compressed columns): the
+    layout and Arrow schema a whole-file container restores."""
+    columns = [c for p in plans for c in p.columns]
+    kept = [b for p in plans for b in p.branches]
+    return Source(path, GroupData(**{**vars(data), "columns": columns}, branches=kept), whole=True)
 
 
 class OutputWriter:
@@ -242,6 +286,11 @@ class OutputWriter:
     def write(self, values: np.ndarray, passthrough: pa.Table, counts: np.ndarray | None) -> None:
         """Write one chunk: restored ``values`` plus the passthrough table."""
         self._writer.write(values, passthrough, counts)
+
+    def write_columns(self, columns: dict[str, Any]) -> None:
+        """Write one chunk given as every branch by name (a whole-file container's
+        groups restored together)."""
+        self._writer.write_columns(columns)
 
     def close(self) -> None:
         self._writer.close()

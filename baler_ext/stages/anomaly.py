@@ -32,6 +32,7 @@ from baler_ext.evaluation.anomaly import anomaly_scores, reference_sigma, roc_au
 from baler_ext.evaluation.metrics import jsonable, top_anomalies
 from baler_ext.io.source import Source, read_columns, resolve_inputs
 from baler_ext.project import Project, atomic_path
+from baler_ext.stages.group_plan import refuse_whole_file
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def anomaly(project: Project, cfg: Config) -> dict[str, Any]:
         raise ConfigError(
             'no [anomaly] test file; add [anomaly] test = "test.parquet" (see docs/anomaly.md)'
         )
+    refuse_whole_file(cfg, "anomaly")
     trained = load_project_model(project)
     ref_paths = _paths(cfg, spec.reference or cfg.data.input, "reference")
     test_paths = _paths(cfg, spec.test, "test")

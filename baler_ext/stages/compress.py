@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,12 @@ from baler_ext.codec.container import (
     ContainerReader,
     ContainerWriter,
 )
-from baler_ext.codec.digest import chunk_digest, output_context, platform_fingerprint
+from baler_ext.codec.digest import (
+    chunk_digest,
+    groups_digest,
+    output_context,
+    platform_fingerprint,
+)
 from baler_ext.config import CompressionConfig, Config
 from baler_ext.errors import ContainerError, InputDataError
 from baler_ext.exact import (
@@ -33,7 +39,8 @@ from baler_ext.exact import (
     sentinel_damage,
 )
 from baler_ext.executors import run_tasks, worker_model, worker_threads
-from baler_ext.io.source import Source, open_sources
+from baler_ext.io.layout import GroupPlan
+from baler_ext.io.source import Source, open_sources, resolve_inputs, whole_layout
 from baler_ext.model_store import (
     TrainedModel,
     embed_decoder,
@@ -42,6 +49,14 @@ from baler_ext.model_store import (
 )
 from baler_ext.precision import Resolved, explicit_bounds, is_lossless, resolve_precision
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
+from baler_ext.stages.group_plan import plan as plan_groups
+from baler_ext.stages.groups import (
+    GROUP_PREFIX,
+    GROUPS_FEATURE,
+    combined_hash,
+    group_project,
+    is_grouped,
+)
 from baler_ext.stages.info import compute_ratios, group_sizes
 
 log = logging.getLogger(__name__)
@@ -463,6 +478,9 @@ def compress(project: Project, cfg: Config, resume: bool = False) -> list[Compre
     containers are byte-identical either way). With ``resume``, an input whose container
     exists, verifies and was made by this model and mode is skipped.
     """
+    groups = plan_groups(cfg, project)
+    if groups is not None:
+        return compress_groups(project, cfg, groups, resume)
     trained = load_project_model(project)
     out_dir = project.dir("compressed")
     results: dict[int, CompressedFile] = {}
@@ -483,6 +501,183 @@ def compress(project: Project, cfg: Config, resume: bool = False) -> list[Compre
         )
     for i, res in zip(
         todo, run_tasks(compress_task, tasks, names, cfg.execution, "compress"), strict=True
+    ):
+        results[i] = res
+    return [results[i] for i in sorted(results)]
+
+
+# --- whole-file projects: one outer container of per-group inner containers ----------
+
+
+@dataclass
+class GroupModel:
+    """What a worker needs to load one group's model: plan, config, folder and hash."""
+
+    plan: GroupPlan
+    cfg: Config
+    model_dir: Path
+    model_hash: str
+
+
+def compress_groups_task(
+    src_path: Path, cfg: Config, models: list[GroupModel], out_path: Path
+) -> CompressedFile:
+    """Compress one input of a whole-file project into ``out_path`` (atomically): each
+    group into its inner container with its model (:func:`compress_source`), the inner
+    containers into one outer container (``docs/FORMAT.md``, "Whole files")."""
+    worker_threads(cfg)
+    t0 = time.perf_counter()
+    whole = whole_layout(src_path, cfg.data, [m.plan for m in models])
+    entries: dict[str, list[int]] = {}
+    groups: list[dict[str, Any]] = []
+    rows = raw64 = 0
+    digest_seconds = 0.0
+    with (
+        atomic_path(out_path) as final,
+        tempfile.TemporaryDirectory(dir=final.parent, prefix=".groups-") as tmp,
+        final.open("wb") as fh,
+    ):
+        writer = ContainerWriter(fh, level=cfg.compression.zstd_level)
+        for i, m in enumerate(models):
+            inner = Path(tmp) / f"{i}.baler"
+            trained = worker_model(m.model_dir, m.model_hash)
+            res = compress_source(Source(src_path, m.cfg.data), trained, m.cfg, inner)
+            with ContainerReader(inner) as reader:
+                entries[m.plan.name] = [c["entries"] for c in reader.header["chunks"]]
+            # the inner container is compressed already: stored at zstd level 1
+            writer.add_bytes(f"{GROUP_PREFIX}{m.plan.name}", -1, inner.read_bytes(), level=1)
+            groups.append(
+                {
+                    "name": m.plan.name,
+                    "section": f"{GROUP_PREFIX}{m.plan.name}",
+                    "model_hash": m.model_hash,
+                    "columns": m.plan.columns,
+                    "branches": m.plan.branches,
+                    "rows": res.rows,
+                    "entries": res.entries,
+                    "chunks": len(entries[m.plan.name]),
+                    "bytes": res.total_bytes,
+                }
+            )
+            rows += res.rows
+            raw64 += res.raw_float64_bytes
+            digest_seconds += res.digest_seconds
+            inner.unlink()
+        if len({tuple(e) for e in entries.values()}) != 1:
+            raise InputDataError(
+                f"{src_path}: its structure groups were read in different chunks "
+                f"({entries}); compress the collections in separate projects"
+            )
+        columns = [c for m in models for c in m.plan.columns]
+        header = {
+            "format": "baler_ext",
+            "created_by": f"baler_ext {__version__}",
+            "mode": GROUPS_FEATURE,
+            "features": [GROUPS_FEATURE],
+            "model": {
+                "hash": combined_hash([(m.plan.name, m.model_hash) for m in models]),
+                "name": GROUPS_FEATURE,
+                "latent_dim": 0,
+            },
+            "columns": columns,
+            "column_dtypes": {c: whole.layout.branch(c).dtype for c in columns},
+            "layout": whole.layout.to_dict(),
+            "arrow_schema": (
+                base64.b64encode(whole.arrow_schema.serialize().to_pybytes()).decode()
+                if whole.arrow_schema is not None
+                else None
+            ),
+            "decoder_embedded": False,
+            "compression": asdict(cfg.compression),
+            "rows": rows,
+            "entries": groups[0]["entries"],
+            "chunks": [],
+            "groups": groups,
+        }
+        header = json.loads(json.dumps(header))  # as a reader will see it
+        header["output_digest"] = groups_digest(header)
+        sizes = writer.close(header)
+    result = CompressedFile(
+        src_path,
+        out_path,
+        rows,
+        header["entries"],
+        raw64,
+        sizes,
+        time.perf_counter() - t0,
+        digest_seconds,
+    )
+    log.info(
+        "%s -> %s: %d groups (%s), %d entries, %d bytes (input %d bytes)",
+        src_path.name,
+        out_path.name,
+        len(groups),
+        ", ".join(g["name"] for g in groups),
+        header["entries"],
+        out_path.stat().st_size,
+        src_path.stat().st_size,
+    )
+    return result
+
+
+def completed_groups_container(path: Path, model_hash: str, cfg: Config) -> CompressedFile | None:
+    """For ``--resume``: the summary of an existing, verified whole-file container made
+    by these models and settings, or None."""
+    if not path.is_file():
+        return None
+    try:
+        with ContainerReader(path) as reader:
+            h = reader.header
+            if not is_grouped(h) or h["model"]["hash"] != model_hash:
+                return None
+            if h.get("compression") != asdict(cfg.compression):
+                return None
+            reader.verify()
+            sizes = reader.section_sizes()
+    except ContainerError as exc:
+        log.warning("resume: %s; compressing it again", exc)
+        return None
+    return CompressedFile(
+        Path(h["layout"].get("file_name", path.stem)),
+        path,
+        h["rows"],
+        h["entries"],
+        sum(g["rows"] * len(g["columns"]) * 8 for g in h["groups"]),
+        sizes,
+        0.0,
+    )
+
+
+def compress_groups(
+    project: Project, cfg: Config, groups: list[tuple[GroupPlan, Config]], resume: bool
+) -> list[CompressedFile]:
+    """Compress every input of a whole-file project: one container per input file."""
+    models = []
+    for gplan, gcfg in groups:
+        gproject = group_project(project, gplan.name)
+        trained = load_project_model(gproject)
+        if trained.normaliser.columns != gplan.columns:
+            raise InputDataError(
+                f"group {gplan.name}: columns {gplan.columns} differ from its model's "
+                f"{trained.normaliser.columns}; retrain with --mode train"
+            )
+        models.append(GroupModel(gplan, gcfg, gproject.dir("model"), trained.hash))
+    model_hash = combined_hash([(m.plan.name, m.model_hash) for m in models])
+    out_dir = project.dir("compressed")
+    results: dict[int, CompressedFile] = {}
+    tasks, names, todo = [], [], []
+    for i, src in enumerate(resolve_inputs(cfg)):
+        out_path = out_dir / f"{src.stem}{CONTAINER_SUFFIX}"
+        done = completed_groups_container(out_path, model_hash, cfg) if resume else None
+        if done is not None:
+            log.info("resume: skipping %s (%s exists and verifies)", src.name, out_path.name)
+            results[i] = done
+            continue
+        tasks.append((src, cfg, models, out_path))
+        names.append(src.name)
+        todo.append(i)
+    for i, res in zip(
+        todo, run_tasks(compress_groups_task, tasks, names, cfg.execution, "compress"), strict=True
     ):
         results[i] = res
     return [results[i] for i in sorted(results)]

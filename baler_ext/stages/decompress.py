@@ -17,11 +17,12 @@ from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
 from baler_ext.exact import apply_overrides, sentinel_arrays
 from baler_ext.executors import run_tasks, worker_model, worker_threads
-from baler_ext.io.formats import get_format
+from baler_ext.io.formats import awkward_columns, get_format
 from baler_ext.io.layout import SourceLayout
 from baler_ext.io.source import OutputWriter, resolve_inputs
 from baler_ext.model_store import MODEL_JSON, TrainedModel, check_embedded_decoder, model_dir_for
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
+from baler_ext.stages.groups import group_project, inner_containers, is_grouped
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
                 schema = pa.ipc.read_schema(
                     pa.py_buffer(base64.b64decode(header["arrow_schema"], validate=True))
                 )
-            device = cfg.training.device  # resolved only if a model runs
-            if header.get("mode") not in modes.MODE_REGISTRY:
-                raise ContainerError(
-                    f"{container}: unknown compression mode "
-                    f"{header.get('mode')!r}; upgrade baler_ext"
-                )
-            mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
-            mode.load_header(header.get("mode_settings", {}))
-            sentinels = sentinel_arrays(
-                {"sentinels": header.get("exact_values", {})}, header["columns"]
-            )
-            if header.get("decoder_embedded"):
-                check_embedded_decoder(reader, trained)
+            mode, sentinels = open_mode(container, reader, trained, cfg)
         # the writer follows the file's layout: its failures are the file's too (OSError,
         # e.g. a full disk, passes unchanged)
         with atomic_path(out_path) as tmp, decode_errors(container):
@@ -112,6 +101,103 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
         )
     log.info("%s -> %s", container.name, out_path)
     return out_path
+
+
+def open_mode(
+    container: Path, reader: ContainerReader, trained: TrainedModel, cfg: Config
+) -> tuple[modes.CompressionMode, dict[str, np.ndarray]]:
+    """The compression mode that decodes the (single-group) container open in ``reader``,
+    and the sentinels the stage kept exact; checks an embedded decoder."""
+    header = reader.header
+    device = cfg.training.device  # resolved only if a model runs
+    if header.get("mode") not in modes.MODE_REGISTRY:
+        raise ContainerError(
+            f"{container}: unknown compression mode {header.get('mode')!r}; upgrade baler_ext"
+        )
+    mode = modes.get_mode(header["mode"])(trained, cfg.compression, device)
+    mode.load_header(header.get("mode_settings", {}))
+    sentinels = sentinel_arrays({"sentinels": header.get("exact_values", {})}, header["columns"])
+    if header.get("decoder_embedded"):
+        check_embedded_decoder(reader, trained)
+    return mode, sentinels
+
+
+def decompress_groups_file(
+    container: Path, models: dict[str, TrainedModel], cfg: Config, out_path: Path
+) -> Path:
+    """Restore one whole-file container into ``out_path`` (written atomically): every
+    group's inner container decoded chunk by chunk and checked against its digests, the
+    groups' branches written together in the whole file's layout."""
+    with ContainerReader(container) as outer, decode_errors(container):
+        header = outer.header
+        layout = SourceLayout.from_dict(header["layout"])
+        schema = None
+        if header.get("arrow_schema"):
+            schema = pa.ipc.read_schema(
+                pa.py_buffer(base64.b64decode(header["arrow_schema"], validate=True))
+            )
+        expected = [b.name for b in layout.branches]
+        if sorted(b for g in header["groups"] for b in g["branches"]) != sorted(expected):
+            raise ContainerError(
+                f"{container}: its groups do not carry the branches of its layout; the file "
+                "is damaged, recreate it with --mode compress"
+            )
+        with (
+            atomic_path(out_path) as tmp,
+            inner_containers(outer, tmp.parent) as inner,
+        ):
+            decoders = []
+            for g, reader in inner:
+                trained = models[g["name"]]
+                if reader.header["model"]["hash"] != trained.hash:
+                    raise ContainerError(
+                        f"{container}: group '{g['name']}' was compressed with model "
+                        f"{reader.header['model']['hash'][:12]}, but this project's model of "
+                        f"that group is {trained.hash[:12]}; decompress it with the project "
+                        "and models that compressed it"
+                    )
+                mode, sentinels = open_mode(container, reader, trained, cfg)
+                strict = reader.header.get("decode_platform") == platform_fingerprint(mode.device)
+                group_layout = SourceLayout.from_dict(reader.header["layout"])
+                decoders.append((reader, mode, sentinels, strict, group_layout))
+            n_chunks = len(inner[0][1].header["chunks"])
+            writer = OutputWriter(tmp, layout, cfg.output.format, cfg.output.tree, schema, n_chunks)
+            drifted = 0
+            for i in tqdm(
+                range(n_chunks), desc=f"decompress {container.name}", disable=None, leave=False
+            ):
+                columns: dict = {}
+                for reader, mode, sentinels, strict, group_layout in decoders:
+                    values, passthrough, counts, same = decode_chunk(
+                        reader, mode, i, strict, sentinels
+                    )
+                    drifted += not same
+                    columns.update(awkward_columns(group_layout, values, passthrough, counts))
+                if sorted(columns) != sorted(expected):
+                    raise ContainerError(
+                        f"{container}: chunk {i} of its groups does not restore the branches "
+                        "of its layout; the file is damaged, recreate it with --mode compress"
+                    )
+                writer.write_columns(columns)
+            writer.close()
+    if drifted:
+        log.info(
+            "%s: %d group chunks decoded within cross-platform drift of the values recorded "
+            "at compress time (not bit-identical: another device or BLAS)",
+            container.name,
+            drifted,
+        )
+    log.info("%s -> %s (%d groups)", container.name, out_path, len(header["groups"]))
+    return out_path
+
+
+def decompress_groups_task(
+    container: Path, cfg: Config, models: list[tuple[str, Path, str]], out_path: Path
+) -> Path:
+    """Restore one whole-file container with its groups' models ((name, folder, hash))."""
+    worker_threads(cfg)
+    trained = {name: worker_model(folder, h) for name, folder, h in models}
+    return decompress_groups_file(container, trained, cfg, out_path)
 
 
 def decode_chunk(
@@ -198,13 +284,22 @@ def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path
             f"no compressed files in {project.dir('compressed')}; run "
             f"'baler_ext --project {project.name} --mode compress' first"
         )
-    require_stage_output(project.dir("model") / MODEL_JSON, "train", project.name, "trained model")
     outs: list[Path] = []
     tasks = []
+    grouped_tasks = []
     for c in containers:
         with ContainerReader(c) as reader, decode_errors(c):
             layout = SourceLayout.from_dict(reader.header["layout"])
             model_hash = reader.header["model"]["hash"]
+            groups = reader.header["groups"] if is_grouped(reader.header) else None
+        if groups is not None:
+            out = output_path(project, cfg, layout, c)
+            outs.append(out)
+            if resume and out.is_file() and out.stat().st_mtime_ns >= c.stat().st_mtime_ns:
+                log.info("resume: skipping %s (%s exists)", c.name, out.name)
+                continue
+            grouped_tasks.append((c, cfg, group_models(project, c, groups), out))
+            continue
         try:  # the current model, or the archived one that compressed this file
             model_dir = model_dir_for(project.dir("model"), model_hash)
         except ContainerError as exc:
@@ -217,5 +312,34 @@ def decompress(project: Project, cfg: Config, resume: bool = False) -> list[Path
             log.info("resume: skipping %s (%s exists)", c.name, out.name)
             continue
         tasks.append((c, cfg, model_dir, model_hash, out))
+    if tasks:
+        require_stage_output(
+            project.dir("model") / MODEL_JSON, "train", project.name, "trained model"
+        )
     run_tasks(decompress_task, tasks, [t[0].name for t in tasks], cfg.execution, "decompress")
+    run_tasks(
+        decompress_groups_task,
+        grouped_tasks,
+        [t[0].name for t in grouped_tasks],
+        cfg.execution,
+        "decompress",
+    )
     return outs
+
+
+def group_models(
+    project: Project, container: Path, groups: list[dict]
+) -> list[tuple[str, Path, str]]:
+    """(name, model folder, model hash) of each group of a whole-file container: the
+    group's current model or the archived one that compressed it."""
+    out = []
+    for g in groups:
+        folder = group_project(project, g["name"]).dir("model")
+        require_stage_output(
+            folder / MODEL_JSON, "train", project.name, f"the model of group {g['name']}"
+        )
+        try:
+            out.append((g["name"], model_dir_for(folder, g["model_hash"]), g["model_hash"]))
+        except ContainerError as exc:
+            raise ContainerError(f"{container}: group {g['name']}: {exc}") from None
+    return out

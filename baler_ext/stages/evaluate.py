@@ -57,7 +57,13 @@ from baler_ext.analysis.selection import cut_columns
 from baler_ext.codec.container import ContainerReader, decode_errors
 from baler_ext.config import Config
 from baler_ext.devices import resolve_device
-from baler_ext.errors import BalerError, ConfigError, InputDataError, ProjectError
+from baler_ext.errors import (
+    BalerError,
+    BoundViolationError,
+    ConfigError,
+    InputDataError,
+    ProjectError,
+)
 from baler_ext.evaluation import (
     check_bounds,
     evaluate_tables,
@@ -68,10 +74,12 @@ from baler_ext.evaluation import (
 )
 from baler_ext.evaluation.diagnostics import add_diagnostics
 from baler_ext.evaluation.plots import MAX_DISCRETE_COLORS
-from baler_ext.io.layout import SourceLayout
+from baler_ext.io.layout import GroupPlan, SourceLayout
 from baler_ext.io.source import detect_format, read_columns, resolve_inputs
 from baler_ext.project import CONTAINER_SUFFIX, Project
 from baler_ext.registry import suggest
+from baler_ext.stages.groups import group_config, group_project, inner_containers, is_grouped
+from baler_ext.stages.info import describe_groups
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +99,8 @@ class FilePair:
     container: Path
     decompressed: Path
     header: dict[str, Any]
+    #: the container's :func:`baler_ext.stages.info.describe` when known (a group's)
+    info: dict[str, Any] | None = None
 
     @property
     def layout(self) -> SourceLayout:
@@ -377,7 +387,7 @@ def compression_breakdown(project: Project, pairs: Sequence[FilePair]) -> dict[s
     """
     from baler_ext.stages.info import compute_ratios, decoder_bytes, describe
 
-    infos = [describe(p.container) for p in pairs]
+    infos = [p.info if p.info is not None else describe(p.container) for p in pairs]
     sizes: dict[str, int] = {}
     for d in infos:
         for group, n in d["bytes_by_section"].items():
@@ -578,6 +588,60 @@ def evaluate(project: Project, cfg: Config) -> EvaluationResult:
         In bounded mode, a value breaks its bound (raised after everything is written).
     """
     pairs = find_pairs(project, cfg)
+    if any(is_grouped(p.header) for p in pairs):
+        return evaluate_groups(project, cfg, pairs)
+    return _evaluate(project, cfg, pairs)
+
+
+def evaluate_groups(project: Project, cfg: Config, pairs: list[FilePair]) -> EvaluationResult:
+    """A whole-file project: each structure group evaluated as a project of its own
+    (its columns, bounds and model) into ``output/evaluation/groups/<group>/``.
+
+    Raises
+    ------
+    BoundViolationError
+        After every group is written, when a value of one breaks its bound.
+    """
+    names = [g["name"] for g in pairs[0].header.get("groups", [])]
+    per_pair: list[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = []
+    for p in pairs:
+        if not is_grouped(p.header) or [g["name"] for g in p.header["groups"]] != names:
+            raise InputDataError(
+                f"{p.container}: its structure groups differ from {pairs[0].container}'s; "
+                "recompress the project with --mode compress"
+            )
+        with ContainerReader(p.container) as reader, decode_errors(p.container):
+            infos = {d["group"]: d for d in describe_groups(p.container, reader)["groups"]}
+            with inner_containers(reader) as inner:
+                per_pair.append({g["name"]: (r.header, infos[g["name"]]) for g, r in inner})
+    results: dict[str, EvaluationResult] = {}
+    violation: BoundViolationError | None = None
+    for name in names:
+        entry = pairs[0].header["groups"][names.index(name)]
+        gcfg = group_config(cfg, GroupPlan(name, list(entry["columns"]), list(entry["branches"])))
+        gpairs = [
+            FilePair(p.source, p.container, p.decompressed, *per_pair[i][name])
+            for i, p in enumerate(pairs)
+        ]
+        console.report(f"group {name}:")
+        try:
+            results[name] = _evaluate(group_project(project, name), gcfg, gpairs)
+        except BoundViolationError as exc:
+            violation = violation or exc
+    if violation is not None:
+        raise violation
+    first = results[names[0]]
+    return EvaluationResult(
+        project.dir("evaluation"),
+        first.metrics_path,
+        first.pdf,
+        [png for r in results.values() for png in r.pngs],
+        {"groups": {name: r.metrics for name, r in results.items()}},
+        "\n".join(f"group {name}:\n{r.summary}" for name, r in results.items()),
+    )
+
+
+def _evaluate(project: Project, cfg: Config, pairs: list[FilePair]) -> EvaluationResult:
     columns = pairs[0].columns
     plots = cfg.evaluation.plots
     # the latent plots (coloured) are drawn with plots = "all"; a set colour_by is checked always

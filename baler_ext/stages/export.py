@@ -34,6 +34,7 @@ from baler_ext.model_store import TrainedModel, load_project_model
 from baler_ext.models.base import Autoencoder
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
+from baler_ext.stages.group_plan import refuse_whole_file
 
 log = logging.getLogger(__name__)
 
@@ -188,5 +189,5 @@ def export_model(
 
 def export(project: Project, cfg: Config) -> ExportResult:
     """Export the project's trained model to ``output/export/`` as TorchScript."""
-    del cfg  # the model folder holds everything export needs
+    refuse_whole_file(cfg, "export")  # else the model folder holds everything it needs
     return export_model(load_project_model(project), project.dir("export"))

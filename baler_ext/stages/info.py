@@ -34,7 +34,9 @@ from baler_ext.codec.container import ContainerReader, decode_errors
 from baler_ext.config import Config
 from baler_ext.console import report
 from baler_ext.errors import ProjectError
+from baler_ext.io.layout import GroupPlan
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
+from baler_ext.stages.groups import group_config, inner_containers, is_grouped
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,94 @@ def describe(
     ``decoder_beside`` the decoder's size for a container whose header lacks it."""
     with ContainerReader(path) as reader, decode_errors(path):
         header = reader.header
+        if is_grouped(header):
+            return describe_groups(path, reader)
         reader.verify_decoder()
         sizes = reader.section_sizes()
         return _describe(path, header, sizes, decoder_beside, references)
+
+
+def describe_groups(
+    path: Path,
+    reader: ContainerReader,
+    references: dict[str, dict[str, int] | None] | None = None,
+) -> dict[str, Any]:
+    """The info of a whole-file container (open in ``reader``): the whole file's sizes
+    and, under ``groups``, each group's inner container described as a container of its
+    own; ``references`` are each group's reference sizes by group name."""
+    header = reader.header
+    sizes = reader.section_sizes()
+    groups = []
+    with inner_containers(reader) as inner:
+        for g, r in inner:
+            d = _describe(
+                path,
+                r.header,
+                r.section_sizes(),
+                None,
+                (references or {}).get(g["name"]),
+            )
+            # the input on disk is the whole file's: compared with the whole container only
+            d["honest"].pop("input_file_bytes", None)
+            d["honest"]["ratios"].pop("file_vs_input_on_disk", None)
+            groups.append({"group": g["name"], "section_bytes": sizes[g["section"]], **d})
+    total = reader.file_size
+    layout = header.get("layout") or {}
+    honest: dict[str, Any] = {"ratios": {}}
+    if layout.get("source_bytes"):
+        honest["input_file_bytes"] = layout["source_bytes"]
+        honest["ratios"]["file_vs_input_on_disk"] = layout["source_bytes"] / max(total, 1)
+    raw64 = sum(g["raw_float64_bytes"] for g in groups)
+    # the groups' sections summed, the outer container's own bytes counted as header
+    by_section: dict[str, int] = {}
+    for g in groups:
+        for k, v in g["bytes_by_section"].items():
+            by_section[k] = by_section.get(k, 0) + v
+    by_section["header"] = (
+        by_section.get("header", 0) + total - sum(g["compressed_bytes"] for g in groups)
+    )
+    decoder = sum(g["decoder_bytes"] or 0 for g in groups)
+    return {
+        "file": str(path),
+        "mode": header["mode"],
+        "rows": header["rows"],
+        "entries": header["entries"],
+        "columns": header["columns"],
+        "branches": [b["name"] for b in layout.get("branches", [])],
+        "raw_float64_bytes": raw64,
+        "raw_float32_bytes": raw64 // 2,
+        "compressed_bytes": total,
+        "bytes_by_group": {g["group"]: g["section_bytes"] for g in groups},
+        "bytes_by_section": by_section,
+        "container_bytes": total - sum(g["section_bytes"] for g in groups),
+        "decoder_bytes": decoder,
+        "decoder_embedded": any(g["decoder_embedded"] for g in groups),
+        "ratios": compute_ratios(by_section, raw64, decoder),
+        "honest": honest,
+        "groups": groups,
+    }
+
+
+def format_groups_info(d: dict[str, Any]) -> str:
+    """The report of a whole-file container's :func:`describe_groups` as text lines."""
+    name = Path(d["file"]).name
+    lines = [
+        f"{name}: whole file in {len(d['groups'])} structure groups; {d['entries']} entries, "
+        f"{len(d['branches'])} branches, {len(d['columns'])} compressed columns; "
+        f"compressed {d['compressed_bytes']} B"
+    ]
+    lines += [
+        f"  group {g['group']:<12} {len(g['columns']):3d} columns, {g['rows']:9d} rows "
+        f"{g['section_bytes']:10d} B"
+        for g in d["groups"]
+    ]
+    lines += [f"  {k:<12} {size:10d} B" for k, size in sorted(d["bytes_by_section"].items())]
+    lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in d["ratios"].items()]
+    lines += [f"  ratio {k:<34} {v:.2f}x" for k, v in d["honest"]["ratios"].items()]
+    for g in d["groups"]:
+        lines.append(f"group {g['group']}:")
+        lines += ["  " + line for line in format_info(g).splitlines()]
+    return "\n".join(lines)
 
 
 def _describe(
@@ -273,15 +360,19 @@ def format_info(d: dict[str, Any]) -> str:
 REFERENCE_MAX_BYTES = 256 * 2**20
 
 
-def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
+def input_references(
+    container: Path, cfg: Config, header: dict[str, Any] | None = None
+) -> dict[str, int] | None:
     """Reference sizes of the input a container came from, when that input is present
-    and its compressed columns are at most :data:`REFERENCE_MAX_BYTES`."""
+    and its compressed columns are at most :data:`REFERENCE_MAX_BYTES` (``header``: the
+    container's, when it is open already)."""
     from baler_ext.errors import BalerError
     from baler_ext.io.reference import reference_sizes
     from baler_ext.io.source import Source, resolve_inputs
 
-    with ContainerReader(container) as reader:
-        header = reader.header
+    if header is None:
+        with ContainerReader(container) as reader:
+            header = reader.header
     name = (header.get("layout") or {}).get("file_name")
     dtypes = header.get("column_dtypes") or {}
     stored = header["rows"] * sum(
@@ -310,6 +401,18 @@ def input_references(container: Path, cfg: Config) -> dict[str, int] | None:
     return reference_sizes(Source(matches[0], cfg.data), bounds)
 
 
+def group_references(
+    path: Path, reader: ContainerReader, cfg: Config
+) -> dict[str, dict[str, int] | None]:
+    """Each group's reference sizes (:func:`input_references` with the group's config)."""
+    out: dict[str, dict[str, int] | None] = {}
+    with inner_containers(reader) as inner:
+        for g, r in inner:
+            plan = GroupPlan(g["name"], list(g["columns"]), list(g["branches"]))
+            out[g["name"]] = input_references(r.path, group_config(cfg, plan), r.header)
+    return out
+
+
 def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
     """Describe every container of the project on stdout; write ``<name>.info.json``
     beside each."""
@@ -322,6 +425,16 @@ def info(project: Project, cfg: Config) -> list[dict[str, Any]]:
     beside: list[int | None] = []  # loaded once, only for containers that lack the size
     out = []
     for path in containers:
+        with ContainerReader(path) as reader, decode_errors(path):
+            grouped = is_grouped(reader.header)
+            if grouped:
+                d = describe_groups(path, reader, group_references(path, reader, cfg))
+        if grouped:
+            with atomic_path(path.with_suffix(".info.json")) as tmp:
+                tmp.write_text(json.dumps(d, indent=1))
+            report(format_groups_info(d))
+            out.append(d)
+            continue
         references = input_references(path, cfg)
         d = describe(path, None, references)
         if d["decoder_bytes"] is None:

@@ -38,6 +38,7 @@ from baler_ext.config import Config, config_from_dict, to_dict, toml_value
 from baler_ext.errors import BalerError, ConfigError
 from baler_ext.evaluation.scores import mean_rms_sigma
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
+from baler_ext.stages.group_plan import refuse_whole_file
 from baler_ext.stages.train import TrainOutcome, train
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ def scan(project: Project, cfg: Config) -> list[dict[str, Any]]:
         raise ConfigError(
             'no [scan] grid in the config; add e.g. [scan] "model.latent_dim" = [4, 8]'
         )
+    refuse_whole_file(cfg, "scan")
     metric = check_metric(cfg.scan.metric, cfg, "scan.metric")
     combos = combinations(cfg.scan.grid)
     out_dir = project.output / SCAN_DIR

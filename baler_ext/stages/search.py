@@ -39,6 +39,7 @@ from typing import Any
 from baler_ext.config import Config, toml_value
 from baler_ext.errors import BalerError, ConfigError
 from baler_ext.project import Project
+from baler_ext.stages.group_plan import refuse_whole_file
 from baler_ext.stages.scan import (
     Metric,
     check_metric,
@@ -175,6 +176,7 @@ def search(project: Project, cfg: Config) -> list[dict[str, Any]]:
             "no [search] section in the config; add [search] and [search.space] "
             "(see docs/search.md)"
         )
+    refuse_whole_file(cfg, "search")
     optuna = _optuna()
     dims = parse_space(cfg.search.space)
     metric = check_metric(cfg.search.metric, cfg, "search.metric")

@@ -20,11 +20,14 @@ from baler_ext.devices import resolve_device
 from baler_ext.errors import InputDataError
 from baler_ext.evaluation.scores import column_scores
 from baler_ext.exact import detect_exact
+from baler_ext.io.layout import GroupPlan
 from baler_ext.io.source import open_sources
 from baler_ext.model_store import TrainedModel, save_model
 from baler_ext.models.base import Autoencoder, build_model
 from baler_ext.normalise import Normaliser
 from baler_ext.project import Project, atomic_path
+from baler_ext.stages.group_plan import plan as plan_groups
+from baler_ext.stages.groups import MIN_GROUP_ROWS, combined_hash, group_project, write_plan
 from baler_ext.stages.rate import train_rate_model
 from baler_ext.training import (
     CHECKPOINT,
@@ -126,14 +129,92 @@ def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:
     with DistributedDataParallel; rank 0 alone writes the model, history and checkpoints
     (see :func:`baler_ext.training.fit` and ``docs/distributed.md``).
     """
+    groups = plan_groups(cfg, lossless=(), passthrough=[])
+    if groups is not None:
+        groups = trainable_groups(project, cfg, groups)
     dist_ctx, device = init_distributed(resolve_device(cfg.training.device))
     try:
-        return _train(project, cfg, resume, dist_ctx, device)
+        if groups is None:
+            return _train(project, cfg, resume, dist_ctx, device)
+        return _train_groups(project, groups, resume, dist_ctx, device)
     finally:
         if dist_ctx is not None:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def trainable_groups(
+    project: Project, cfg: Config, groups: list[tuple[GroupPlan, Config]]
+) -> list[tuple[GroupPlan, Config]]:
+    """The groups of a whole-file project a model can be trained on, planned again
+    without the others (recorded for compress, :func:`~baler_ext.stages.groups.write_plan`):
+
+    - a float column holding NaN or inf is carried losslessly (``nan_policy`` cannot drop
+      rows of one group only);
+    - a group with fewer rows than :data:`~baler_ext.stages.groups.MIN_GROUP_ROWS`, or
+      nothing but constant columns, is carried losslessly in the first group's container.
+    """
+    small: list[str] = []
+    nonfinite: list[str] = []
+    for gplan, gcfg in groups:
+        values = np.concatenate([s.read_values(check_finite=False) for s in open_sources(gcfg)])
+        finite = np.isfinite(values).all(axis=0)
+        bad = [c for c, ok in zip(gplan.columns, finite, strict=True) if not ok]
+        good = values[:, finite]
+        varying = bool(len(good)) and bool(np.any(good.max(axis=0) > good.min(axis=0)))
+        if bad:
+            log.info("group %s: carried losslessly (NaN or inf): %s", gplan.name, ", ".join(bad))
+            nonfinite += bad
+        if len(values) < MIN_GROUP_ROWS or not varying:
+            log.info(
+                "group %s: %d rows%s; too little to train a model on, carried losslessly",
+                gplan.name,
+                len(values),
+                "" if varying else ", nothing varying",
+            )
+            small.append(gplan.name)
+    if small or nonfinite:
+        again = plan_groups(cfg, lossless=small, passthrough=nonfinite)
+        if again is None:
+            raise InputDataError(
+                "carried losslessly, the groups or columns above leave one structure group "
+                "to compress; select it in data.columns and list the columns holding NaN "
+                f"in data.passthrough ({', '.join(nonfinite) or 'none'})"
+            )
+        groups = again
+    write_plan(project, [g.name for g, _ in groups], small, nonfinite)
+    return groups
+
+
+def _train_groups(
+    project: Project,
+    groups: list[tuple[GroupPlan, Config]],
+    resume: bool,
+    dist_ctx: Any,
+    device: torch.device,
+) -> TrainOutcome:
+    """A whole-file project: one model per structure group, each trained on its group's
+    rows into ``output/model/groups/<group>/`` (:mod:`baler_ext.stages.groups`)."""
+    outcomes = []
+    for plan, gcfg in groups:
+        log.info(
+            "group %s: %d columns (%s)",
+            plan.name,
+            len(plan.columns),
+            ", ".join(plan.columns[:4]) + ("..." if len(plan.columns) > 4 else ""),
+        )
+        outcomes.append(
+            (plan.name, _train(group_project(project, plan.name), gcfg, resume, dist_ctx, device))
+        )
+    last = outcomes[-1][1]
+    return TrainOutcome(
+        last.result,
+        combined_hash([(name, o.model_hash) for name, o in outcomes]),
+        sum(o.n_rows for _, o in outcomes),
+        [c for _, o in outcomes for c in o.columns],
+        {name: o.validation for name, o in outcomes},
+    )
 
 
 #: training keys that may change between a run and its resumption
