@@ -31,7 +31,15 @@ from baler_ext.io.formats import (
     register_format,
 )
 from baler_ext.io.layout import BranchInfo, SourceLayout
-from baler_ext.io.root import _open, classnames, compression_of, uproot_compression
+from baler_ext.io.root import (
+    DEFAULT_COMPRESSION,
+    REWRITE_STEP,
+    STRONGEST,
+    _open,
+    classnames,
+    compression_of,
+    uproot_compression,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +147,20 @@ class RNTupleReader(AwkwardReader):
 class RNTupleWriter(FormatWriter):
     """Restored chunks as an RNTuple with the source's fields, dtypes and collections."""
 
-    def __init__(self, path: Path, layout: SourceLayout, name: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        layout: SourceLayout,
+        name: str,
+        compression: dict[str, Any] | None = None,
+    ) -> None:
         import uproot
 
+        self.path = path
         self.layout = layout
         self.name = name
-        self._file = uproot.recreate(path, compression=uproot_compression(layout.compression))
+        self.compression = compression or layout.compression or DEFAULT_COMPRESSION
+        self._file = uproot.recreate(path, compression=uproot_compression(self.compression))
         self._ntuple: Any = None
 
     def _record(self, columns: dict[str, Any]) -> dict[str, Any]:
@@ -169,14 +185,42 @@ class RNTupleWriter(FormatWriter):
         self.write_columns(awkward_columns(self.layout, values, passthrough, counts))
 
     def write_columns(self, columns: dict[str, Any]) -> None:
-        data = ak.zip(self._record(columns), depth_limit=1)
+        self._append(ak.zip(self._record(columns), depth_limit=1))
+
+    def _append(self, data: ak.Array) -> None:
         if self._ntuple is None:
             self._ntuple = self._file.mkrntuple(self.name, data)
         else:
             self._ntuple.extend(data)
 
     def close(self) -> None:
+        """Finish the file; when it is bigger than its input (``layout.source_bytes``),
+        rewrite it with LZMA level 9 (:data:`~baler_ext.io.root.STRONGEST`), as the TTree
+        writer does, so a round trip is not bigger than its input unless even that cannot
+        make it so."""
         self._file.close()
+        limit = self.layout.source_bytes
+        size = self.path.stat().st_size
+        if limit is None or size <= limit or self.compression == STRONGEST:
+            return
+        log.info(
+            "%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
+            self.path.name,
+            size,
+            self.compression,
+            limit,
+            STRONGEST,
+        )
+        tmp = self.path.with_name(self.path.name + ".lzma")
+        again = RNTupleWriter(tmp, self.layout, self.name, STRONGEST)
+        ntuple, _ = open_rntuple(self.path, self.name)
+        try:
+            for chunk in ntuple.iterate(step_size=REWRITE_STEP):
+                again._append(chunk)
+        finally:
+            ntuple.file.close()
+        again._file.close()
+        tmp.replace(self.path)
 
 
 @register_format("rntuple")
