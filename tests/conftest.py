@@ -72,7 +72,7 @@ def write_config(project_dir: Path, sections: dict) -> Path:
 
 FAST_TRAINING = {"epochs": 2, "batch_size": 256, "max_rows": 3000, "early_stopping_patience": 0}
 #: the learned probability model (bounded mode) trains briefly in tests
-FAST_RATE = {"epochs": 3, "hidden": [16]}
+FAST_RATE = {"epochs": 3, "hidden": [16], "batch_size": 512}
 
 
 @pytest.fixture

@@ -95,6 +95,29 @@ def test_config_error_imports_nothing_heavy(tmp_path, make_project, flat_parquet
     assert result["loaded"] == [], f"a config error imported {result['loaded']}"
 
 
+def test_config_error_with_cuts_imports_nothing_heavy(tmp_path, make_project, flat_parquet):
+    """Checking ``evaluation.cuts`` imports the selection module alone, not the fitting
+    half of the analysis package (iminuit, scipy: 2.9 s before)."""
+    projects, name = make_project(flat_parquet, evaluation={"cuts": ["a > 0"]})
+    result, proc = probe(
+        tmp_path,
+        "--projects-dir",
+        str(projects),
+        "-p",
+        name,
+        "-m",
+        "train",
+        "--set",
+        "training.epochz=3",
+    )
+    assert result["rc"] == ConfigError.exit_code, proc.stderr
+    assert result["loaded"] == [], f"a config error imported {result['loaded']}"
+    projects, name = make_project(flat_parquet, evaluation={"cuts": ["a >> 0"]})
+    result, proc = probe(tmp_path, "--projects-dir", str(projects), "-p", name, "-m", "train")
+    assert result["rc"] == ConfigError.exit_code and "a >> 0" in proc.stderr
+    assert result["loaded"] == [], f"a bad cut imported {result['loaded']}"
+
+
 def test_bad_analysis_section_is_still_a_config_error_at_load(make_project, flat_parquet, caplog):
     """[analysis] is validated lazily only for info: train refuses a bad one up front."""
     projects, name = make_project(flat_parquet, analysis={"peak": "gaus"})
