@@ -1,7 +1,10 @@
 """Per-chunk content digest of the *decoded* values (container format 1.2).
 
-Compress decodes every chunk it has just encoded, through the same mode decoder that
-decompress runs, and records a digest of the result in the chunk's header entry;
+Compress records a digest of what every chunk decodes to in the chunk's header entry: in
+bounded mode the encoder's own reconstruction (each value rebuilt by the decoder's
+functions from the prediction, codes, dither, exceptions and sentinels the decoder
+will have; with ``compression.verify`` the chunk is also decoded through the mode
+decoder and must give the same bits), otherwise the mode decoder's output;
 decompress recomputes it after decoding and refuses a mismatch. A crafted, buggy or
 drifting decode therefore fails with :class:`~baler_ext.errors.ContainerError` instead
 of returning wrong numbers (the CRCs only show that the bytes are the ones written;

@@ -151,6 +151,12 @@ class CompressionMode:
         """Whether decoding what this mode wrote runs the autoencoder's decoder."""
         return True
 
+    def reconstruction(self) -> np.ndarray | None:
+        """What the chunk of the last :meth:`encode` decodes to, when the encoder already
+        knows it bit for bit (the columns in ``skip`` are left 0: they are stored
+        losslessly beside); None when only a decode can tell."""
+        return None
+
 
 @register_mode("latent")
 class LatentMode(CompressionMode):
@@ -487,7 +493,7 @@ class BoundedMode(CompressionMode):
 
     def _offsets(self, n: int, column: str) -> np.ndarray | None:
         """The column's dither offsets for a chunk of ``n`` rows, kept for the chunk
-        (compress decodes it again for the digest: one chunk's worth of memory)."""
+        (the encoder and a verifying decode share them: one chunk's worth of memory)."""
         if not self.dither:
             return None
         if self._dither_rows != n:
@@ -736,12 +742,31 @@ class BoundedMode(CompressionMode):
             chosen = min(options, key=lambda o: o.nbytes)
             self.latent_chunks += int("latent/lo" in chosen.sections)
         self.chunks += 1
+        self._last = (chosen.results, len(values))
         for c, res in chosen.results.items():
             st = self.stats[c]
             st["max_abs_error"] = max(st["max_abs_error"], res.max_err)
             st["max_error_over_bound"] = max(st["max_error_over_bound"], res.max_ratio)
             st["exceptions"] += int(res.exc_index.size)
         return chosen.sections
+
+    def reconstruction(self) -> np.ndarray | None:
+        """The last chunk as the encoder reconstructed it: each column's
+        :attr:`ColumnCodes.decoded`, computed by the decoder's own functions
+        (``ColumnCoder._reconstruct`` on the same prediction, exceptions and sentinels
+        written back), so decoding the chunk on this machine gives these bits."""
+        last = getattr(self, "_last", None)
+        if last is None:
+            return None
+        results, n = last
+        out = np.zeros((n, len(self.columns)))
+        for i, c in enumerate(self.columns):
+            res = results.get(c)
+            if res is not None and res.decoded is not None:
+                out[:, i] = res.decoded
+            elif c not in self.skip:
+                return None
+        return out
 
     # -- decode ----------------------------------------------------------------------------
     _group = staticmethod(sections_under)

@@ -179,11 +179,18 @@ def compress_source(
             kept = override_sections(chunk.values, norm.columns, overrides)
             for name, arr in kept.items():
                 writer.add_array(name, i, arr)
-            # decoded as decompress will: the latent check and the content digest
+            # what decompress will decode: the latent check and the content digest
             t_check = time.perf_counter()
-            decoded = apply_overrides(
-                mode.decode(sections, len(chunk.values), chunk_ctx), norm.columns, overrides, kept
+            decoded = chunk_reconstruction(
+                mode,
+                sections,
+                chunk_ctx,
+                len(chunk.values),
+                norm.columns,
+                lossless_cols,
+                verify=cfg.compression.verify,
             )
+            decoded = apply_overrides(decoded, norm.columns, overrides, kept)
             if not mode.bounded:
                 check.add(chunk.values, decoded)
             for col in sorted(lossless_cols):  # at the stored dtype: exact, and half as big
@@ -268,7 +275,7 @@ def compress_source(
     log.info(
         "%s -> %s: %d rows, %d bytes; vs raw float64 of the compressed columns: payload "
         "%.2fx, payload + decoder weights %.2fx, whole file (lossless columns included) "
-        "%.2fx; decoding it again for the content digest took %.2f s of %.2f s",
+        "%.2fx; the content digest%s took %.2f s of %.2f s",
         source.path.name,
         out_path.name,
         rows,
@@ -276,10 +283,46 @@ def compress_source(
         ratios["payload_vs_float64"],
         ratios["payload_with_decoder_vs_float64"],
         ratios["file_vs_float64"],
+        " and the verifying decode" if cfg.compression.verify else "",
         check_seconds,
         result.seconds,
     )
     return result
+
+
+def chunk_reconstruction(
+    mode: modes.CompressionMode,
+    sections: dict[str, np.ndarray],
+    context: modes.ChunkContext,
+    n_rows: int,
+    columns: list[str],
+    lossless: set[str],
+    *,
+    verify: bool,
+) -> np.ndarray:
+    """The values the chunk just encoded decodes to (lossless columns not filled in).
+
+    A bounded mode knows them from its encoder (:meth:`CompressionMode.reconstruction`),
+    so the chunk is not decoded again; otherwise, or with ``verify``, it is decoded as
+    decompress will, and with ``verify`` a decode that differs from the encoder's values
+    in any bit raises :class:`~baler_ext.errors.ContainerError` before anything is written.
+    """
+    known = mode.reconstruction()
+    if known is not None and not verify:
+        return known
+    decoded = mode.decode(sections, n_rows, context)
+    if known is not None:
+        idx = [i for i, c in enumerate(columns) if c not in lossless]
+        a, b = known[:, idx], decoded[:, idx]
+        same = (a.view(np.int64) == b.view(np.int64)) | (np.isnan(a) & np.isnan(b))
+        if not same.all():
+            bad = int((~same).any(axis=0).argmax())
+            raise ContainerError(
+                f"compression.verify: decoding the chunk again changed column "
+                f"{columns[idx[bad]]!r} ({int((~same).sum())} values); "
+                "nothing was written — report this with the file and the model"
+            )
+    return decoded
 
 
 def decoded_digest(

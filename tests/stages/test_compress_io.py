@@ -32,3 +32,59 @@ def test_passthrough_level_changes_only_the_passthrough(make_project, flat_parqu
     assert groups[19]["passthrough"] < groups[1]["passthrough"]
     for group in ("residuals", "prediction", "other"):
         assert groups[1].get(group) == groups[19].get(group), group
+
+
+def headers_and_sizes(path):
+    """The header and the section sizes (without the header's own, which holds the config)."""
+    with ContainerReader(path) as reader:
+        sizes = dict(reader.section_sizes())
+        sizes.pop("preamble+index+trailer")
+        return dict(reader.header), sizes
+
+
+def test_digest_is_the_encoders_reconstruction_and_verify_finds_a_changed_decode(
+    make_project, flat_parquet, monkeypatch
+):
+    """Compress digests the encoder's own reconstruction (no second decode); with
+    ``compression.verify`` it also decodes, and the file is identical. A decode that
+    differs from the encoder in one bit is refused under verify, with nothing written,
+    and without verify decompress refuses the file it would give."""
+    import numpy as np
+    import pytest
+
+    from baler_ext.codec.modes import BoundedMode
+    from baler_ext.errors import ContainerError
+
+    projects, name = make_project(
+        flat_parquet,
+        model={"hidden": [8], "latent_dim": 2},
+        training={"epochs": 1},
+        compression={"mode": "bounded"},
+    )
+    argv = ["-q", "--projects-dir", str(projects), "-p", name]
+    assert main([*argv, "-m", "train"]) == 0
+    project = Project.locate(name, projects)
+    cfg = load_config(project.config_path)
+    (plain,) = compress(project, cfg)
+    first = headers_and_sizes(plain.path)
+    (checked,) = compress(project, load_config(project.config_path, ["compression.verify=true"]))
+    second = headers_and_sizes(checked.path)
+    assert second[0].pop("compression")["verify"] is True
+    assert first[0].pop("compression")["verify"] is False
+    assert first == second  # the same sections and chunk digests
+    assert main([*argv, "-m", "decompress"]) == 0
+
+    decode = BoundedMode.decode
+
+    def nudged(self, *a, **k):
+        out = decode(self, *a, **k)
+        out[3, 0] = np.nextafter(out[3, 0], np.inf)
+        return out
+
+    monkeypatch.setattr(BoundedMode, "decode", nudged)
+    plain.path.unlink()
+    with pytest.raises(ContainerError, match=r"compression\.verify"):
+        compress(project, load_config(project.config_path, ["compression.verify=true"]))
+    assert not plain.path.exists()
+    compress(project, cfg)  # the encoder's digest: decompress's changed decode is refused
+    assert main([*argv, "-m", "decompress"]) == ContainerError.exit_code
