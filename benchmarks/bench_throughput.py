@@ -13,7 +13,7 @@ Figures are MB of float64 input per CPU-second (``time.process_time`` of this pr
 one thread), the median of ``--repeat`` runs:
 
 * **codec**: ``compress_source`` on chunks already read into memory (quantise, predict,
-  entropy-code, write the container, decode it again for the content digest) and
+  entropy-code, write the container, digest the encoder's reconstruction) and
   ``decompress_file`` into a writer that discards the table (read the container, decode,
   check every chunk's digest) — the work SZ3 and zstd do below;
 * **stage**: the same with the Parquet file read and written (what a user waits for, less
