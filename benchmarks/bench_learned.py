@@ -24,7 +24,8 @@ process (``time.process_time``; one torch/BLAS thread), the classical path measu
 same run. Writes ``benchmarks/RESULTS_learned.md`` and ``<workdir>/results.json``.
 
 Run: ``python benchmarks/bench_learned.py [--workdir /tmp/bench_learned] [--quick]``
-(about 25 minutes on 2 shared cores; ``--quick``: P1/P2 and the CMS check only).
+(about 25 minutes on 2 shared cores; ``--quick``: P1/P2 and the CMS check only, written
+to ``benchmarks/RESULTS_learned_quick.md``).
 """
 
 from __future__ import annotations
@@ -333,6 +334,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_learned"))
     ap.add_argument("--quick", action="store_true", help="P1/P2 and CMS only")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default benchmarks/RESULTS_learned.md; with --quick "
+        "benchmarks/RESULTS_learned_quick.md, so that the ablations stay)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not DATA.is_file():
@@ -426,7 +434,8 @@ def main() -> None:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     summary = {"runs": runs, "cms": cms, "uptime": uptime, "rows": n - n // 2}
     (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
-    write_markdown(summary, ROOT / "benchmarks" / "RESULTS_learned.md")
+    default = "RESULTS_learned_quick.md" if args.quick else "RESULTS_learned.md"
+    write_markdown(summary, args.out or ROOT / "benchmarks" / default)
 
 
 def write_markdown(s: dict, path: Path) -> None:
