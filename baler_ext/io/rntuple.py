@@ -38,6 +38,7 @@ from baler_ext.io.root import (
     _open,
     classnames,
     compression_of,
+    rewrite_strongest,
     uproot_compression,
 )
 
@@ -199,18 +200,8 @@ class RNTupleWriter(FormatWriter):
         writer does, so a round trip is not bigger than its input unless even that cannot
         make it so."""
         self._file.close()
-        limit = self.layout.source_bytes
-        size = self.path.stat().st_size
-        if limit is None or size <= limit or self.compression == STRONGEST:
+        if not rewrite_strongest(self.path, self.layout.source_bytes, self.compression):
             return
-        log.info(
-            "%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
-            self.path.name,
-            size,
-            self.compression,
-            limit,
-            STRONGEST,
-        )
         tmp = self.path.with_name(self.path.name + ".lzma")
         again = RNTupleWriter(tmp, self.layout, self.name, STRONGEST)
         ntuple, _ = open_rntuple(self.path, self.name)

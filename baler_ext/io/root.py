@@ -259,6 +259,24 @@ def counters_of(layout: SourceLayout) -> dict[str, str]:
     return {b.name: b.counter or f"n{b.name}" for b in layout.branches if b.jagged}
 
 
+def rewrite_strongest(path: Path, limit: int | None, compression: Any) -> bool:
+    """Whether the finished file ``path`` must be written again with :data:`STRONGEST`:
+    it is bigger than its input (``limit`` bytes; None: unknown) and was not written with
+    it already. Logs the decision."""
+    size = path.stat().st_size
+    if limit is None or size <= limit or compression == STRONGEST:
+        return False
+    log.info(
+        "%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
+        path.name,
+        size,
+        compression,
+        limit,
+        STRONGEST,
+    )
+    return True
+
+
 class RootWriter(FormatWriter):
     """Write chunks of a record back to a TTree laid out like the source.
 
@@ -336,21 +354,11 @@ class RootWriter(FormatWriter):
 
     def close(self) -> None:
         self._file.close()
-        limit = self.layout.source_bytes
-        size = self.path.stat().st_size
-        if limit is None or size <= limit or self.compression == STRONGEST:
-            return
         # uproot writes the TTree metadata and streamers uncompressed (tens of kB); when
         # that makes the output bigger than its input, rewrite it with ROOT's strongest
         # setting, chunk by chunk
-        log.info(
-            "%s: %d B with %s is bigger than the input (%d B); rewriting with %s",
-            self.path.name,
-            size,
-            self.compression,
-            limit,
-            STRONGEST,
-        )
+        if not rewrite_strongest(self.path, self.layout.source_bytes, self.compression):
+            return
         tmp = self.path.with_name(self.path.name + ".lzma")
         again = RootWriter(tmp, self.tree_name, self.layout, STRONGEST, self.chunks)
         names = [b.name for b in self.layout.branches]
