@@ -24,8 +24,7 @@ process (``time.process_time``; one torch/BLAS thread), the classical path measu
 same run. Writes ``benchmarks/RESULTS_learned.md`` and ``<workdir>/results.json``.
 
 Run: ``python benchmarks/bench_learned.py [--workdir /tmp/bench_learned] [--quick]``
-(about 25 minutes on 2 shared cores; ``--quick``: P1/P2 and the CMS check only, written
-to ``benchmarks/RESULTS_learned_quick.md``).
+(about 25 minutes on 2 shared cores; ``--quick``: P1/P2 and the CMS check only, about 8).
 """
 
 from __future__ import annotations
@@ -338,8 +337,7 @@ def main() -> None:
         "--out",
         type=Path,
         default=None,
-        help="results file (default benchmarks/RESULTS_learned.md; with --quick "
-        "benchmarks/RESULTS_learned_quick.md, so that the ablations stay)",
+        help="results file (default benchmarks/RESULTS_learned.md)",
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -434,8 +432,7 @@ def main() -> None:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     summary = {"runs": runs, "cms": cms, "uptime": uptime, "rows": n - n // 2}
     (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
-    default = "RESULTS_learned_quick.md" if args.quick else "RESULTS_learned.md"
-    write_markdown(summary, args.out or ROOT / "benchmarks" / default)
+    write_markdown(summary, args.out or ROOT / "benchmarks" / "RESULTS_learned.md")
 
 
 def write_markdown(s: dict, path: Path) -> None:
