@@ -7,6 +7,7 @@ fixture, which skips with a clear reason when the folder is absent.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BALER_EXT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+# caches (the LZMA-9 reference sizes of info) go to a folder of this test run, not ~/.cache
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="baler_ext_test_cache_")
 
 
 @pytest.fixture(autouse=True)

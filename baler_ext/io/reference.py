@@ -13,12 +13,19 @@ for the compressed columns of one input:
   ``MiniFloatConverter::reduceMantissaToNbitsRounding``); a column with an absolute bound
   :math:`a` is rounded to multiples of :math:`2a` (error :math:`\\le a`).
 
-Both files are written to a temporary folder and deleted.
+Both files are written to a temporary folder and deleted. LZMA-9 writes a few MB/s, so
+:func:`cached_reference_sizes` keeps each result in ``$XDG_CACHE_HOME/baler_ext``
+(``~/.cache/baler_ext``), keyed by the input file's path, size and modification time,
+its columns, chunk size and bounds: ``--mode info`` measures an input once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,10 @@ from baler_ext.io.source import Source
 from baler_ext.precision import rel_to_bits, round_mantissa
 
 LZMA9: dict[str, Any] = {"algorithm": "LZMA", "level": 9}
+#: version of the cached entries: bump when the reference files change
+CACHE_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def reduce_precision(values: np.ndarray, bound: dict[str, float]) -> np.ndarray:
@@ -79,4 +90,49 @@ def reference_sizes(source: Source, bounds: dict[str, dict[str, float]]) -> dict
             "rounded_lzma9_bytes": (Path(tmp) / "rounded.root").stat().st_size,
         }
     sizes["stored_dtype_bytes"] = rows * sum(np.dtype(b.dtype).itemsize for b in infos)
+    return sizes
+
+
+def cache_dir() -> Path:
+    """Where reference sizes are cached (``$XDG_CACHE_HOME/baler_ext``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "baler_ext" / "references"
+
+
+def cached_reference_sizes(source: Source, bounds: dict[str, dict[str, float]]) -> dict[str, int]:
+    """:func:`reference_sizes`, measured once per input file state and settings.
+
+    The key hashes the input's resolved path, size and ``st_mtime_ns``, the compressed
+    columns, the chunk size and the bounds, so a changed file or bound measures again. A
+    cache that cannot be read or written is ignored (the sizes are measured).
+    """
+    st = source.path.stat()
+    key = json.dumps(
+        [
+            CACHE_VERSION,
+            str(source.path.resolve()),
+            st.st_size,
+            st.st_mtime_ns,
+            list(source.layout.compressed),
+            source.data.chunk_size,
+            {c: bounds[c] for c in sorted(bounds)},
+        ],
+        sort_keys=True,
+    )
+    path = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    try:
+        entry = json.loads(path.read_text())
+        if entry.get("key") == key:
+            return {k: int(v) for k, v in entry["sizes"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    log.info("%s: measuring the LZMA-9 reference sizes (once; cached)", source.path.name)
+    sizes = reference_sizes(source, bounds)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        tmp.write_text(json.dumps({"key": key, "sizes": sizes}))
+        tmp.replace(path)
+    except OSError as exc:
+        log.debug("reference-size cache not written: %s", exc)
     return sizes

@@ -356,8 +356,9 @@ def format_info(d: dict[str, Any]) -> str:
 
 
 #: inputs whose compressed columns are bigger than this (at their stored dtype) get no
-#: LZMA-9 references in ``info`` (LZMA-9 writes a few MB/s); the benchmark measures them
-REFERENCE_MAX_BYTES = 256 * 2**20
+#: LZMA-9 references in ``info`` (LZMA-9 writes a few MB/s: about 10 s here, once per
+#: input, then cached); the benchmark measures bigger ones
+REFERENCE_MAX_BYTES = 32 * 2**20
 
 
 def input_references(
@@ -367,7 +368,7 @@ def input_references(
     and its compressed columns are at most :data:`REFERENCE_MAX_BYTES` (``header``: the
     container's, when it is open already)."""
     from baler_ext.errors import BalerError
-    from baler_ext.io.reference import reference_sizes
+    from baler_ext.io.reference import cached_reference_sizes
     from baler_ext.io.source import Source, resolve_inputs
 
     if header is None:
@@ -398,7 +399,7 @@ def input_references(
     settings = header.get("mode_settings", {}).get("columns", {})
     for c in header["columns"]:
         bounds.setdefault(c, settings.get(c, {}).get("bound") or {"rel": 1e-3})
-    return reference_sizes(Source(matches[0], cfg.data), bounds)
+    return cached_reference_sizes(Source(matches[0], cfg.data), bounds)
 
 
 def group_references(
