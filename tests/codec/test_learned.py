@@ -289,30 +289,32 @@ def test_loss_is_the_code_length_of_the_tables():
         assert abs(float(loss.mean()) - table_bits.mean()) < 0.03
 
 
+def context_free_fit(rows: int, seed: int, **kwargs):
+    """A small rate fit of :func:`correlated_codes` without context (4/5 train, 1/5
+    validation)."""
+    codes, _ = correlated_codes(rows, seed)
+    model0 = lrn.LearnedModel.untrained(list("abcd"), event_context=False)
+    ctx = np.zeros((len(codes), model0.net.n_ctx))
+    cut = rows * 4 // 5
+    settings = {"hidden": [16], "batch_size": 128, "learning_rate": 4e-3, "seed": 0}
+    return fit_rate_model(
+        codes[:cut],
+        list("abcd"),
+        ctx[:cut],
+        (codes[cut:], ctx[cut:]),
+        event_context=False,
+        latent=None,
+        **{**settings, **kwargs},
+    )
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "plateau"])
 def test_rate_schedules_train_and_cosine_ends_at_its_floor(schedule):
     """Both learning-rate schedules train the model below the static rate; the cosine
     one falls from the learning rate to COSINE_FLOOR of it over the epochs."""
     from baler_ext.codec.probability.fit import COSINE_FLOOR
 
-    codes, _ = correlated_codes(1500, 3)
-    model0 = lrn.LearnedModel.untrained(list("abcd"), event_context=False)
-    ctx = np.zeros((len(codes), model0.net.n_ctx))
-    result = fit_rate_model(
-        codes[:1200],
-        list("abcd"),
-        ctx[:1200],
-        (codes[1200:], ctx[1200:]),
-        event_context=False,
-        latent=None,
-        hidden=[16],
-        epochs=6,
-        batch_size=128,
-        learning_rate=4e-3,
-        seed=0,
-        patience=0,
-        schedule=schedule,
-    )
+    result = context_free_fit(1500, 3, epochs=6, patience=0, schedule=schedule)
     vals = [h["val_bits_per_row"] for h in result.history]
     assert len(vals) == 6 and vals[-1] < vals[0]
     lrs = [h["lr"] for h in result.history]
@@ -322,21 +324,5 @@ def test_rate_schedules_train_and_cosine_ends_at_its_floor(schedule):
 
 
 def test_unknown_rate_schedule_is_refused():
-    codes, _ = correlated_codes(300, 4)
-    model0 = lrn.LearnedModel.untrained(list("abcd"), event_context=False)
-    ctx = np.zeros((len(codes), model0.net.n_ctx))
     with pytest.raises(ValueError, match="cosine or plateau"):
-        fit_rate_model(
-            codes,
-            list("abcd"),
-            ctx,
-            (codes, ctx),
-            event_context=False,
-            latent=None,
-            hidden=[8],
-            epochs=1,
-            batch_size=64,
-            learning_rate=1e-3,
-            seed=0,
-            schedule="step",
-        )
+        context_free_fit(300, 4, epochs=1, schedule="step")
