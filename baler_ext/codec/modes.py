@@ -261,6 +261,8 @@ class BoundedMode(CompressionMode):
         self.latent_chunks = 0
         self.learned_chunks = 0
         self.chunks = 0
+        #: the last encoded chunk's per-column results and row count (reconstruction)
+        self._last: tuple[dict[str, ColumnCodes], int] | None = None
         self._dither_rows = -1
         self._dither: dict[str, np.ndarray] = {}
         choice = getattr(cfg, "probability_model", "auto")
@@ -755,10 +757,9 @@ class BoundedMode(CompressionMode):
         :attr:`ColumnCodes.decoded`, computed by the decoder's own functions
         (``ColumnCoder._reconstruct`` on the same prediction, exceptions and sentinels
         written back), so decoding the chunk on this machine gives these bits."""
-        last = getattr(self, "_last", None)
-        if last is None:
+        if self._last is None:
             return None
-        results, n = last
+        results, n = self._last
         out = np.zeros((n, len(self.columns)))
         for i, c in enumerate(self.columns):
             res = results.get(c)

@@ -356,9 +356,9 @@ def format_info(d: dict[str, Any]) -> str:
 
 
 #: inputs whose compressed columns are bigger than this (at their stored dtype) get no
-#: LZMA-9 references in ``info`` (LZMA-9 writes a few MB/s: about 10 s here, once per
-#: input, then cached); the benchmark measures bigger ones
-REFERENCE_MAX_BYTES = 32 * 2**20
+#: LZMA-9 references in ``info`` (LZMA-9 writes a few MB/s; measured once per input and
+#: bounds, then cached); the benchmark measures bigger ones
+REFERENCE_MAX_BYTES = 256 * 2**20
 
 
 def input_references(

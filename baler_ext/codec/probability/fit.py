@@ -365,9 +365,8 @@ def fit_rate_model(
         val[0] + (0.0 if u_va is None else u_va), dtype=torch.float64, device=device
     )
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate, foreach=True)
-    cosine = schedule == "cosine"
     sched: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
-    if cosine:  # Loshchilov & Hutter 2017 (SGDR), one cycle without restarts
+    if schedule == "cosine":  # Loshchilov & Hutter 2017 (SGDR), one cycle without restarts
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(epochs, 1), eta_min=learning_rate * COSINE_FLOOR
         )
