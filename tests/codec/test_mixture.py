@@ -262,3 +262,31 @@ def test_a_mixture_started_from_one_logistic_begins_at_its_rate(models):
     assert np.all(mixed - one < 0.1) and np.all(mixed - one > -0.5)
     streams = lrn.encode_codes(start, test, None, None)
     assert np.array_equal(lrn.decode_codes(start, streams, len(test), None, None), test)
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_mixture_counts_are_exact_at_the_largest_weights(k):
+    """The counts accumulate in uint32 (``mixture._accumulator``): with every component
+    at the largest weight (equal logits, the sum's worst case 8 * 2^12 * 2^16 = 2^31)
+    they equal the int64 sums of the tables, and each row's buckets, offsets and escape
+    add up to its total (the divisor the coder uses)."""
+    rng = np.random.default_rng(k)
+    n = 500
+    mu = rng.integers(-(1 << 20), 1 << 20, (n, 1)) + rng.integers(-(1 << 22), 1 << 22, (n, k))
+    ell = rng.integers(0, lrn.MAX_SCALE + 1, (n, k))
+    p = mix.plan(mu, ell, mix.weights(np.zeros((n, k), np.int64), 10), lrn.P)
+    assert np.all(p.weight == tables.mixture_weights()[0])
+    # window edge 16 b is symbol 16 b - delta of a component's table (cumulative counts,
+    # 0 below the table, its total above)
+    c = tables.cumulative()
+    edges = np.arange(mix.N_BUCKETS + 1) * mix.BUCKET
+    ref = np.zeros((n, mix.N_BUCKETS + 1), np.int64)
+    for j in range(k):
+        y = np.clip(edges[None, :] - p.delta[:, j, None], 0, c.shape[1] - 1)
+        ref += c[p.table[:, j, None], y] * p.weight[:, j, None]
+    bc = p.bucket_counts().astype(np.int64)
+    np.testing.assert_array_equal(bc[:, :-1], np.diff(ref, axis=1))
+    np.testing.assert_array_equal(bc.sum(axis=1), p.totals())
+    bucket = rng.integers(0, mix.N_BUCKETS, n)
+    oc = p.offset_counts(bucket).astype(np.int64)
+    np.testing.assert_array_equal(oc.sum(axis=1), bc[np.arange(n), bucket])

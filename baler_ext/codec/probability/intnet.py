@@ -84,12 +84,17 @@ class IntMade:
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         """All outputs at once (encoder): the ``n_out`` integer outputs of every column
         (e.g. ``(loc, scale)``), each (rows, D) int64."""
+        out = self.forward_flat(x)
+        return tuple(out[:, j :: self.n_out] for j in range(self.n_out))
+
+    def forward_flat(self, x: np.ndarray) -> np.ndarray:
+        """All outputs at once as one (rows, D * n_out) int64 matrix: column ``i``'s
+        outputs are entries ``i * n_out .. (i + 1) * n_out - 1`` of a row."""
         a = np.asarray(x, np.float64)
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             a = activation(a @ w.T + b)
         out = a @ self.weights[-1].T + self.biases[-1]
-        out = out.astype(np.int64)
-        return tuple(out[:, j :: self.n_out] for j in range(self.n_out))
+        return out.astype(np.int64)
 
     def masks(self) -> list[np.ndarray]:
         """The MADE masks implied by the degrees (1 where a weight may be non-zero)."""
@@ -210,9 +215,11 @@ class Incremental:
         self._known = [np.searchsorted(d, np.arange(net.n_cols), side="right") for d in prev]
         self._lo = [np.searchsorted(d, np.arange(net.n_cols), side="left") for d in net.degrees]
 
-    def outputs(self, i: int) -> tuple[np.ndarray, ...]:
+    def outputs(self, i: int, used: tuple[int, ...] | None = None) -> tuple[np.ndarray, ...]:
         """The integer outputs of column ``i`` (e.g. ``(loc, scale)``); ``x``'s columns of
-        degree <= i must be set."""
+        degree <= i must be set. With ``used``, only those outputs are computed (the
+        others are returned as zeros: a column coded elsewhere needs none, a column coded
+        with one logistic two); the hidden units of degree ``i`` always are."""
         net = self.net
         inputs = self.x
         for layer in range(len(net.degrees)):
@@ -224,6 +231,12 @@ class Incremental:
                 )
             inputs = self.hidden[layer]
         k = self._known[-1][i]
-        rows = slice(net.n_out * i, net.n_out * (i + 1))
+        if used is None:
+            used = tuple(range(net.n_out))
+        n = len(self.x)
+        if not used:
+            return tuple(np.zeros(n, np.int64) for _ in range(net.n_out))
+        rows = net.n_out * i + np.asarray(used, np.int64)
         out = (inputs[:, :k] @ net.weights[-1][rows, :k].T + net.biases[-1][rows]).astype(np.int64)
-        return tuple(out[:, j] for j in range(net.n_out))
+        got = dict(zip(used, out.T, strict=True))
+        return tuple(got[j] if j in got else np.zeros(n, np.int64) for j in range(net.n_out))

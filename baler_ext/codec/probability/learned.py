@@ -242,19 +242,30 @@ class LearnedModel:
         ell = np.clip((scale >> Q) - 4 * e, 0, MAX_SCALE)
         return mu, ell
 
+    def outputs_used(self, i: int) -> tuple[int, ...]:
+        """Which of column ``i``'s network outputs :meth:`coding` reads: all of a mixture,
+        the first location and scale of a column coded with one logistic."""
+        k = self.mixture
+        if self.uses_mixture(i):
+            return tuple(range(self.n_outputs(k)))
+        return (0, 1 if k == 1 else k)
+
     def coding(
         self, i: int, outs: tuple[np.ndarray, ...], u: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray] | mix.MixPlan:
         """What codes column ``i`` from the network's outputs for it: ``(mu, ell)`` of one
         logistic, or the mixture's :class:`~baler_ext.codec.probability.mixture.MixPlan`
-        (each component's location and scale as in :meth:`params`)."""
+        (each component's location and scale as in :meth:`params`). Reads only the
+        outputs :meth:`outputs_used` names."""
         k = self.mixture
         if not self.uses_mixture(i):
-            return self.params(i, outs[0], outs[1 if k == 1 else k], u)
+            loc, scale = self.outputs_used(i)
+            return self.params(i, outs[loc], outs[scale], u)
         comp = [self.params(i, outs[j], outs[k + j], u) for j in range(k)]
-        mu = np.stack([c[0] for c in comp], axis=1)
-        ell = np.stack([c[1] for c in comp], axis=1)
-        w = mix.weights(np.stack(outs[2 * k : 3 * k], axis=1), Q)
+        # (n, K) in column-major order: the per-row reductions over K are column passes
+        mu = np.stack([c[0] for c in comp]).T
+        ell = np.stack([c[1] for c in comp]).T
+        w = mix.weights(np.stack(outs[2 * k : 3 * k]).T, Q)
         return mix.plan(mu, ell, w, P)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -525,8 +536,29 @@ class StreamDecoder:
 
 
 # -- whole chunks ---------------------------------------------------------------------------
-def _col(u: np.ndarray | None, rows: np.ndarray | slice, i: int) -> np.ndarray | None:
-    return None if u is None else u[rows, i]
+def _rows(u: np.ndarray | None, rows: np.ndarray | slice) -> np.ndarray | None:
+    return None if u is None else u[rows]
+
+
+def _col(u: np.ndarray | None, i: int) -> np.ndarray | None:
+    return None if u is None else u[:, i]
+
+
+def _outputs_flat(
+    model: LearnedModel,
+    codes: np.ndarray,
+    first: np.ndarray | None,
+    zcodes: np.ndarray | None,
+    u: np.ndarray | None,
+    aux: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's phase and the network's outputs as one (rows, D * n_out) matrix."""
+    n = codes.shape[0]
+    pos, prev = event_phases(first if model.event_context else None, n)
+    feats = model.column_features(codes, u)
+    x = model.inputs(n, prev, feats, zcodes, aux)
+    x[:, model.net.n_ctx :] = feats
+    return pos, model.net.forward_flat(x)
 
 
 def _outputs(
@@ -537,12 +569,23 @@ def _outputs(
     u: np.ndarray | None,
     aux: np.ndarray | None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    n = codes.shape[0]
-    pos, prev = event_phases(first if model.event_context else None, n)
-    feats = model.column_features(codes, u)
-    x = model.inputs(n, prev, feats, zcodes, aux)
-    x[:, model.net.n_ctx :] = feats
-    return pos, model.net.forward(x)
+    """Each row's phase and the network's ``n_out`` outputs, each (rows, D)."""
+    pos, flat = _outputs_flat(model, codes, first, zcodes, u, aux)
+    n_out = model.net.n_out
+    return pos, tuple(flat[:, j::n_out] for j in range(n_out))
+
+
+def _phases(pos: np.ndarray) -> list[np.ndarray | slice]:
+    """The rows of each phase (all rows, as a slice, when every object is the first)."""
+    n_phases = int(pos.max()) + 1 if pos.size else 0
+    if n_phases == 1:
+        return [slice(None)]
+    return [np.flatnonzero(pos == phase) for phase in range(n_phases)]
+
+
+def _column_outputs(flat: np.ndarray, n_out: int, i: int) -> tuple[np.ndarray, ...]:
+    """Column ``i``'s outputs from :meth:`IntMade.forward_flat`'s matrix (views)."""
+    return tuple(flat[:, n_out * i + j] for j in range(n_out))
 
 
 def encode_codes(
@@ -556,14 +599,16 @@ def encode_codes(
     """Code the (rows, D) codes (coding order) with their dither offsets ``u`` (rows, D);
     one section dict per column. Rows are coded phase by phase (the i-th object of every
     event in phase i), so the decoder knows each row's previous object."""
-    n, d = codes.shape
-    pos, outs = _outputs(model, codes, first, zcodes, u, aux)
+    d = codes.shape[1]
+    pos, flat = _outputs_flat(model, codes, first, zcodes, u, aux)
     encoders = [StreamEncoder() for _ in range(d)]
-    for phase in range(int(pos.max()) + 1 if n else 0):
-        rows = np.flatnonzero(pos == phase)
+    n_out = model.net.n_out
+    for rows in _phases(pos):
+        # one gather of the phase's rows, then views per column
+        sub, u_rows, k_rows = flat[rows], _rows(u, rows), codes[rows]
         for i in range(d):
-            coding = model.coding(i, tuple(o[rows, i] for o in outs), _col(u, rows, i))
-            encoders[i].put(codes[rows, i], coding)
+            coding = model.coding(i, _column_outputs(sub, n_out, i), _col(u_rows, i))
+            encoders[i].put(k_rows[:, i], coding)
     return [e.finish() for e in encoders]
 
 
@@ -587,11 +632,10 @@ def decode_codes(
         codes[:, i] = k
     feats = np.zeros((n, d))
     decoders = {i: StreamDecoder(streams[i]) for i in range(d) if i not in known}
-    for phase in range(int(pos.max()) + 1 if n else 0):
-        rows = np.flatnonzero(pos == phase)
+    for rows in _phases(pos):
         prev_rows = prev[rows]
         x = model.inputs(
-            len(rows),
+            len(prev_rows),
             prev_rows,
             feats,
             None if zcodes is None else zcodes[rows],
@@ -599,12 +643,13 @@ def decode_codes(
         )
         x = np.asfortranarray(x)
         inc = Incremental(model.net, x)
+        u_rows = _rows(u, rows)
         for i in range(d):
             # every step computes the hidden units of degree i, known column or not
-            outs = inc.outputs(i)
+            outs = inc.outputs(i, model.outputs_used(i) if i in decoders else ())
             if i in decoders:
-                codes[rows, i] = decoders[i].get(model.coding(i, outs, _col(u, rows, i)))
-            x[:, model.net.n_ctx + i] = _feature(model, codes[rows, i], i, _col(u, rows, i))
+                codes[rows, i] = decoders[i].get(model.coding(i, outs, _col(u_rows, i)))
+            x[:, model.net.n_ctx + i] = _feature(model, codes[rows, i], i, _col(u_rows, i))
         feats[rows] = x[:, model.net.n_ctx :]
     for dec in decoders.values():
         dec.check_done()
@@ -636,7 +681,7 @@ def code_bits(
     t = tables.tables()
     out = np.zeros((n, d))
     for i in range(d):
-        coding = model.coding(i, tuple(o[:, i] for o in outs), _col(u, slice(None), i))
+        coding = model.coding(i, tuple(o[:, i] for o in outs), _col(u, i))
         if isinstance(coding, mix.MixPlan):
             out[:, i] = mix.bits(codes[:, i], coding)
             continue

@@ -58,13 +58,29 @@ _OFFSETS = np.arange(BUCKET, dtype=np.int64)
 _PAD = WINDOW + BUCKET
 
 
+def _accumulator(k: int) -> type[np.unsignedinteger] | type[np.signedinteger]:
+    """The integer type of the weighted counts of ``k`` components: uint32 when
+    :math:`k \\cdot 2^{W} \\cdot 2^{16} < 2^{32}` (every count, product and sum is below it:
+    exact, and half the memory traffic of int64), else int64."""
+    return np.uint32 if k * (1 << tables.WEIGHT_BITS) * tables.TOTAL < (1 << 32) else np.int64
+
+
+def _row_extreme(a: np.ndarray, fn: np.ufunc) -> np.ndarray:
+    """``fn.reduce(a, axis=1)`` for a (n, K) array with few columns, one column at a time
+    (a reduction along a short C-order axis is several times slower)."""
+    out = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        fn(out, a[:, j], out=out)
+    return out
+
+
 @cache
 def _run_view() -> tuple[np.ndarray, int]:
     """Every run of :data:`BUCKET` consecutive window counts of every table (zero-padded
     by :data:`_PAD` either side), as rows of a strided view: row ``t * stride + x`` holds
     symbols ``x - _PAD .. x - _PAD + 15`` of table ``t``."""
     t = tables.tables()[:, :, : tables.ALPHABET - 1].reshape(-1, tables.ALPHABET - 1)
-    padded = np.zeros((len(t), t.shape[1] + 2 * _PAD), np.int32)
+    padded = np.zeros((len(t), t.shape[1] + 2 * _PAD), np.uint32)
     padded[:, _PAD : _PAD + t.shape[1]] = t
     stride = padded.shape[1]
     flat = padded.ravel()
@@ -79,7 +95,7 @@ def _edge_view() -> tuple[np.ndarray, int]:
     bucket edges, as rows of a strided view: row ``t * stride + x`` holds the cumulative
     count of table ``t`` below symbols ``x - _PAD + 16 b``, ``b = 0..16``."""
     c = tables.cumulative()
-    padded = np.empty((len(c), c.shape[1] - 1 + 2 * _PAD), np.int32)
+    padded = np.empty((len(c), c.shape[1] - 1 + 2 * _PAD), np.uint32)
     padded[:, :_PAD] = 0
     padded[:, _PAD : _PAD + c.shape[1]] = c
     padded[:, _PAD + c.shape[1] :] = c[:, -1:]
@@ -123,26 +139,40 @@ class MixPlan:
             self.table[sel], self.delta[sel], self.weight[sel], self.shift[sel], self.base[sel]
         )
 
+    def totals(self) -> np.ndarray:
+        """(n,) each row's total count :math:`2^{16} \\sum_j w_j` (the 16 buckets and the
+        escape together)."""
+        return _row_sum(self.weight) * tables.TOTAL
+
     def bucket_counts(self) -> np.ndarray:
-        """(n, 17) integer counts of the 16 buckets and the escape."""
+        """(n, 17) integer counts of the 16 buckets and the escape (uint32 or int64, see
+        :func:`_accumulator`)."""
         edges, stride = _edge_view()
         start = self.table * stride + (_PAD - self.delta)  # (n, K): where symbol 0 is
-        at = np.zeros((len(self), N_BUCKETS + 1), np.int64)
+        acc = _accumulator(self.weight.shape[1])
+        w = self.weight.astype(acc)
+        at = np.zeros((len(self), N_BUCKETS + 1), acc)
+        tmp = np.empty_like(at)
         for j in range(start.shape[1]):  # one component at a time: no (n, K, 17) temporary
-            at += edges[start[:, j]] * self.weight[:, j, None]
-        out = np.empty((len(self), N_BUCKETS + 1), np.int64)
+            np.multiply(edges[start[:, j]], w[:, j, None], out=tmp)
+            at += tmp
+        out = np.empty((len(self), N_BUCKETS + 1), acc)
         np.subtract(at[:, 1:], at[:, :-1], out=out[:, :N_BUCKETS])
         # the escape: the weights' total minus the window's mass
-        out[:, N_BUCKETS] = self.weight.sum(axis=1) * tables.TOTAL - (at[:, -1] - at[:, 0])
+        out[:, N_BUCKETS] = self.totals().astype(acc) - (at[:, -1] - at[:, 0])
         return out
 
     def offset_counts(self, bucket: np.ndarray) -> np.ndarray:
         """(n, 16) integer counts of the symbols in each row's (non-escape) ``bucket``."""
         runs, stride = _run_view()
         start = self.table * stride + (_PAD - self.delta) + (bucket * BUCKET)[:, None]
-        out = np.zeros((len(self), BUCKET), np.int64)
+        acc = _accumulator(self.weight.shape[1])
+        w = self.weight.astype(acc)
+        out = np.zeros((len(self), BUCKET), acc)
+        tmp = np.empty_like(out)
         for j in range(start.shape[1]):
-            out += runs[start[:, j]] * self.weight[:, j, None]
+            np.multiply(runs[start[:, j]], w[:, j, None], out=tmp)
+            out += tmp
         return out
 
     def symbols(self, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,11 +197,11 @@ def plan(mu: np.ndarray, ell: np.ndarray, weight: np.ndarray, p_bits: int) -> Mi
     # negligible wide component must not coarsen the others; a wider light component is
     # coded with the widest table: a worse fit, still exact), and is wide enough that the
     # locations of those components span at most half the window
-    heavy_enough = weight * SIGNIFICANT >= weight.max(axis=1, keepdims=True)
-    widest = np.where(heavy_enough, ell, 0).max(axis=1)
+    heavy_enough = weight * SIGNIFICANT >= _row_extreme(weight, np.maximum)[:, None]
+    widest = _row_extreme(np.where(heavy_enough, ell, 0), np.maximum)
     s = np.maximum(0, -((-(widest - top)) // 4))
-    lo = np.where(heavy_enough, mu, np.iinfo(np.int64).max).min(axis=1)
-    hi = np.where(heavy_enough, mu, np.iinfo(np.int64).min).max(axis=1)
+    lo = _row_extreme(np.where(heavy_enough, mu, np.iinfo(np.int64).max), np.minimum)
+    hi = _row_extreme(np.where(heavy_enough, mu, np.iinfo(np.int64).min), np.maximum)
     span = np.minimum((hi >> p_bits) - (lo >> p_bits), 1 << 52)
     # the smallest extra split with span >> s <= a quarter window: from the span's binary
     # exponent (exact for integers below 2^53), corrected by one step where needed
@@ -193,13 +223,29 @@ def weights(logits: np.ndarray, q_bits: int) -> np.ndarray:
     """Integer weights (n, K) from the network's fixed-point logits (``q_bits`` fraction
     bits, units of an eighth of a bit)."""
     lam = logits >> q_bits
-    gap = np.clip(lam.max(axis=1, keepdims=True) - lam, 0, tables.N_WEIGHTS - 1)
+    gap = np.clip(_row_extreme(lam, np.maximum)[:, None] - lam, 0, tables.N_WEIGHTS - 1)
     return tables.mixture_weights()[gap]
 
 
-def _probabilities(counts: np.ndarray) -> np.ndarray:
-    """Row-normalised float64 probabilities of integer counts (correctly rounded)."""
-    return counts.astype(np.float64) / counts.sum(axis=1, keepdims=True).astype(np.float64)
+def _row_sum(a: np.ndarray) -> np.ndarray:
+    """Row sums of a (n, K) integer array with few columns (exact; see
+    :func:`_row_extreme`)."""
+    return _row_extreme(a, np.add)
+
+
+def _probabilities(counts: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Row-normalised float64 probabilities ``counts / total`` of integer counts whose
+    rows sum to ``total`` (correctly rounded: the same quotients on every machine)."""
+    out = counts.astype(np.float64)
+    out /= total.astype(np.float64)[:, None]
+    return out
+
+
+def _inside(p: MixPlan, inside: np.ndarray, bucket: np.ndarray) -> tuple[MixPlan, np.ndarray]:
+    """The plan and buckets of the rows not escaped (no copies when none is)."""
+    if inside.all():
+        return p, bucket
+    return p.rows(inside), bucket[inside]
 
 
 def _uniform_pieces(shift: int) -> list[tuple[int, int]]:
@@ -212,14 +258,15 @@ def encode(enc: object, k: np.ndarray, p: MixPlan) -> np.ndarray:
 
     m, escaped, low = p.symbols(k)
     bucket = np.where(escaped, ESCAPE, m // BUCKET)
-    enc.encode(bucket.astype(np.int32), _family(), _probabilities(p.bucket_counts()))  # type: ignore[attr-defined]
+    bc = p.bucket_counts()
+    enc.encode(bucket.astype(np.int32), _family(), _probabilities(bc, p.totals()))  # type: ignore[attr-defined]
     inside = ~escaped
     if inside.any():
-        sub = p.rows(inside)
+        sub, b_in = _inside(p, inside, bucket)
         enc.encode(  # type: ignore[attr-defined]
             (m[inside] % BUCKET).astype(np.int32),
             _family(),
-            _probabilities(sub.offset_counts(bucket[inside])),
+            _probabilities(sub.offset_counts(b_in), bc[inside, b_in]),
         )
     for s in np.unique(p.shift[inside]):
         if s == 0:
@@ -239,8 +286,9 @@ def decode(dec: object, p: MixPlan, esc: np.ndarray) -> tuple[np.ndarray, int]:
     import constriction
 
     n = len(p)
+    bc = p.bucket_counts()
     bucket = np.asarray(
-        dec.decode(_family(), _probabilities(p.bucket_counts())),  # type: ignore[attr-defined]
+        dec.decode(_family(), _probabilities(bc, p.totals())),  # type: ignore[attr-defined]
         np.int64,
     )
     escaped = bucket == ESCAPE
@@ -250,9 +298,9 @@ def decode(dec: object, p: MixPlan, esc: np.ndarray) -> tuple[np.ndarray, int]:
         raise ValueError("more escapes than stored")
     m = np.zeros(n, np.int64)
     if inside.any():
-        sub = p.rows(inside)
+        sub, b_in = _inside(p, inside, bucket)
         off = np.asarray(
-            dec.decode(_family(), _probabilities(sub.offset_counts(bucket[inside]))),  # type: ignore[attr-defined]
+            dec.decode(_family(), _probabilities(sub.offset_counts(b_in), bc[inside, b_in])),  # type: ignore[attr-defined]
             np.int64,
         )
         m[inside] = bucket[inside] * BUCKET + off
@@ -276,10 +324,10 @@ def bits(k: np.ndarray, p: MixPlan) -> np.ndarray:
     bc = p.bucket_counts()
     bucket = np.where(escaped, ESCAPE, m // BUCKET)
     rows = np.arange(len(k))
-    out = np.log2(bc.sum(axis=1)) - np.log2(bc[rows, bucket]) + np.where(escaped, 64.0, p.shift)
+    out = np.log2(p.totals()) - np.log2(bc[rows, bucket]) + np.where(escaped, 64.0, p.shift)
     inside = ~escaped
     if inside.any():
         oc = p.rows(inside).offset_counts(bucket[inside])
         pick = oc[np.arange(len(oc)), m[inside] % BUCKET]
-        out[inside] += np.log2(oc.sum(axis=1)) - np.log2(pick)
+        out[inside] += np.log2(bc[rows[inside], bucket[inside]]) - np.log2(pick)
     return out
