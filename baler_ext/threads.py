@@ -19,6 +19,14 @@ against 0.9 s single-threaded), and applies the count to torch (intra-op threads
 count, inter-op threads = 1: nothing in baler_ext runs torch operators concurrently, so
 a larger inter-op pool could only multiply the intra-op teams). torch's inter-op count
 can be set once per process, before any parallel work; later calls keep the first value.
+
+The environment variables only reach a library that loads afterwards. numpy is imported
+before the configuration is read (the CLI needs it to validate the config), and
+OpenBLAS sizes its pool when numpy loads, so a process started on two cores kept two BLAS
+threads under ``threads = 1``: a 2-thread matmul stalled for up to 0.65 s when another
+process held a core (2-13 ms with one thread). :func:`configure` therefore also limits
+the BLAS libraries already loaded, through threadpoolctl (the scikit-learn maintainers'
+portable interface to OpenBLAS, MKL and BLIS pools).
 """
 
 from __future__ import annotations
@@ -112,8 +120,19 @@ def configure(threads: int) -> int:
         os.environ[name] = str(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _state["threads"] = threads
+    limit_loaded_blas(threads)
     apply_if_loaded()
     return threads
+
+
+def limit_loaded_blas(threads: int) -> None:
+    """Size the pools of the BLAS libraries already loaded (numpy's, once numpy is
+    imported) to ``threads``; a library loaded later reads the environment instead."""
+    if "numpy" not in sys.modules:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def configured_threads() -> int | None:

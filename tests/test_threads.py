@@ -135,3 +135,22 @@ def test_cli_sets_torch_threads_from_the_config(tmp_path, make_project):
         "interop": 1,
         "wait": "PASSIVE",
     }, proc.stderr
+
+
+def test_configure_limits_the_blas_numpy_already_loaded():
+    """numpy (and its OpenBLAS) is loaded before the config is read; ``configure`` must
+    shrink that pool too, not only export the environment variables."""
+    code = (
+        "import numpy, threadpoolctl\n"
+        "from baler_ext import threads\n"
+        "threads.configure(1)\n"
+        "print([i['num_threads'] for i in threadpoolctl.threadpool_info() "
+        "if i['user_api'] == 'blas'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    counts = json.loads(out.stdout.strip())
+    assert counts, "numpy loaded no BLAS that threadpoolctl can see"
+    assert set(counts) == {1}
