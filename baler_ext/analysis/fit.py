@@ -640,6 +640,110 @@ def fit_peak(
 # --------------------------------------------------------------------------- fast refits
 
 
+class BinnedModel:
+    """Expected counts per bin of ``n_sig`` · peak + ``n_bkg`` · background on fixed edges.
+
+    The same function as the model :func:`fit_peak` gives ``ExtendedBinnedNLL``
+    (the scaled cdf differenced over the bins, every bin kept above a tiny positive
+    floor), with the shapes' cdfs evaluated through :meth:`Shape.at_points
+    <baler_ext.analysis.shapes.Shape.at_points>`, so that what does not depend on the
+    parameters (the edges mapped onto each shape's variable, the polynomial terms) is
+    computed once. When both shapes have closed-form cdfs, :meth:`grad` gives the
+    analytic gradient of the expected counts.
+
+    Parameters
+    ----------
+    peak, background
+        The shapes.
+    lo, hi
+        The fit range.
+    edges
+        The bin edges.
+    """
+
+    def __init__(
+        self, peak: PeakShape, background: BackgroundShape, lo: float, hi: float, edges: np.ndarray
+    ) -> None:
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.names = parameter_names(peak, background)
+        self.n_peak = len(peak.params)
+        self.peak_cdf = peak.at_points(self.edges, lo, hi)
+        self.background_cdf = background.at_points(self.edges, lo, hi)
+        self.has_grad = self.peak_cdf.has_grad and self.background_cdf.has_grad
+
+    def _split(self, par: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+        par = np.asarray(par, dtype=np.float64)
+        return float(par[0]), float(par[1]), par[2 : 2 + self.n_peak], par[2 + self.n_peak :]
+
+    @staticmethod
+    def _floor(n_sig: float, n_bkg: float) -> float:
+        return 1e-12 * max(abs(n_sig) + abs(n_bkg), 1.0)
+
+    def expected(self, par: np.ndarray) -> np.ndarray:
+        """Expected counts per bin at the parameters ``par`` (in :attr:`names` order)."""
+        n_sig, n_bkg, pp, bp = self._split(par)
+        cum = n_sig * self.peak_cdf(pp) + n_bkg * self.background_cdf(bp)
+        per_bin = np.diff(cum)
+        floor = self._floor(n_sig, n_bkg)
+        if not np.all(per_bin > floor):
+            # a polynomial background may dip below zero: keep every bin positive
+            per_bin = np.maximum(np.nan_to_num(per_bin, nan=floor), floor)
+        return per_bin
+
+    def grad(self, par: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Expected counts per bin and their derivatives, shapes ``(bins,)`` and ``(npar, bins)``.
+
+        Bins held at the floor have zero derivatives.
+        """
+        n_sig, n_bkg, pp, bp = self._split(par)
+        fs, dfs = self.peak_cdf.grad(pp)
+        fb, dfb = self.background_cdf.grad(bp)
+        d_cum = np.concatenate([fs[None, :], fb[None, :], n_sig * dfs, n_bkg * dfb])
+        per_bin = np.diff(n_sig * fs + n_bkg * fb)
+        d_per_bin = np.diff(d_cum, axis=1)
+        floor = self._floor(n_sig, n_bkg)
+        if not np.all(per_bin > floor):
+            low = ~(per_bin > floor)
+            per_bin = np.maximum(np.nan_to_num(per_bin, nan=floor), floor)
+            d_per_bin[:, low] = 0.0
+        return per_bin, d_per_bin
+
+
+class PoissonDeviance:
+    """Baker–Cousins deviance :math:`2\\sum_i [\\nu_i - n_i + n_i \\ln(n_i/\\nu_i)]` of counts.
+
+    The cost :func:`fit_peak` minimises (``ExtendedBinnedNLL``, unweighted), written
+    for one :class:`BinnedModel` whose counts can be replaced (:meth:`set_counts`), so
+    that one :class:`~iminuit.Minuit` object serves every replica of a bootstrap.
+    Called with the parameter array; :meth:`grad` is its analytic gradient when the
+    model has one.
+    """
+
+    #: MINUIT's errordef for a deviance (2 × negative log-likelihood).
+    errordef = 1.0
+
+    def __init__(self, model: BinnedModel, counts: np.ndarray) -> None:
+        self.model = model
+        self.set_counts(counts)
+
+    def set_counts(self, counts: np.ndarray) -> None:
+        """Use ``counts`` (one number per bin) from now on."""
+        n = np.asarray(counts, dtype=np.float64).copy()
+        self.n = n
+        positive = n > 0
+        self._n_log_n = float(np.sum(n[positive] * np.log(n[positive])))
+        self._n_sum = float(n.sum())
+
+    def __call__(self, par: np.ndarray) -> float:
+        nu = self.model.expected(par)
+        return 2.0 * (float(nu.sum()) - self._n_sum + self._n_log_n - float(self.n @ np.log(nu)))
+
+    def grad(self, par: np.ndarray) -> np.ndarray:
+        """:math:`2\\sum_i (1 - n_i/\\nu_i)\\,\\partial\\nu_i/\\partial p`."""
+        nu, d_nu = self.model.grad(par)
+        return 2.0 * (d_nu @ (1.0 - self.n / nu))
+
+
 class Refitter:
     """Refit the model of a nominal fit to other histograms on the same bins, quickly.
 
@@ -651,6 +755,14 @@ class Refitter:
     MIGRAD is invalid is retried once at strategy 1; if it is still invalid, or
     the peak position or width ran to a limit, :meth:`fit` returns None and the
     caller counts the replica as failed.
+
+    The cost is the same Poisson deviance as the nominal fit's
+    (:class:`PoissonDeviance` of a :class:`BinnedModel`: the parts of the model that
+    do not change between replicas are computed once, and one
+    :class:`~iminuit.Minuit` object is reset and reused for every replica); with
+    closed-form shapes MIGRAD gets the analytic gradient, otherwise it differentiates
+    numerically. Both converge to the same minimum within MIGRAD's tolerance
+    (EDM < 2·10⁻⁴), far inside the replicas' spread.
 
     Parameters
     ----------
@@ -664,13 +776,29 @@ class Refitter:
         self.edges = np.asarray(nominal.edges, dtype=np.float64)
         lo, hi = nominal.fit_range
         self.names = parameter_names(self.peak, self.background)
-        self.model = _make_model(self.peak, self.background, lo, hi)
+        self.model = BinnedModel(self.peak, self.background, lo, hi, self.edges)
         bin_width = float(self.edges[1] - self.edges[0])
         self.limits = _limits(self.peak, self.background, lo, hi, bin_width)
         vals = nominal.values()
         self.start = [vals[n] for n in self.names]
         self.steps = [max(float(nominal.parameters[n]["error"]), 1e-6) for n in self.names]
         self.critical = {"mu", *(p for p in self.peak.params if p.startswith("log_"))}
+        # the position and log-width parameters checked against their limits after a fit
+        self._critical = [
+            (i, *self.limits.get(n, (None, None)), abs(self.steps[i]))
+            for i, n in enumerate(self.names)
+            if n in self.critical
+        ]
+        self.cost = PoissonDeviance(self.model, np.asarray(nominal.counts, dtype=np.float64))
+        self.minuit = Minuit(
+            self.cost,
+            np.asarray(self.start, dtype=np.float64),
+            name=self.names,
+            grad=self.cost.grad if self.model.has_grad else False,
+        )
+        for name, lim in self.limits.items():
+            self.minuit.limits[name] = lim
+        self.minuit.errors = self.steps
 
     def fit(self, counts: np.ndarray) -> dict[str, float] | None:
         """Fit ``counts`` (one number per nominal bin); ``{"mass", "width", ...}`` or None.
@@ -681,13 +809,9 @@ class Refitter:
             ``mass``, every width of the peak shape (``sigma``, ``fwhm``, ...) and
             ``width`` (the main one), or None when the fit failed.
         """
-        cost = ExtendedBinnedNLL(
-            np.asarray(counts, dtype=np.float64), self.edges, self.model, name=self.names
-        )
-        m = Minuit(cost, *self.start, name=self.names)
-        for name, lim in self.limits.items():
-            m.limits[name] = lim
-        m.errors = self.steps
+        self.cost.set_counts(counts)
+        m = self.minuit
+        m.reset()
         m.strategy = 0
         with np.errstate(all="ignore"):
             m.migrad()
@@ -696,11 +820,10 @@ class Refitter:
                 m.migrad()
         if not m.valid:
             return None
-        vals = {name: float(m.values[name]) for name in self.names}
-        for p in m.params:
-            if p.name in self.critical and _at_limit(
-                p.value, abs(self.steps[p.number]), p.lower_limit, p.upper_limit
-            ):
+        values = np.array(m.values)
+        for i, lower, upper, error in self._critical:
+            if _at_limit(float(values[i]), error, lower, upper):
                 return None
+        vals = {name: float(v) for name, v in zip(self.names, values, strict=True)}
         widths = self.peak.widths(vals)
         return {"mass": vals["mu"], "width": widths[self.peak.width_name], **widths}

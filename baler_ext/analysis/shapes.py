@@ -8,7 +8,12 @@ Every shape is a probability density **normalised on the fit range**
   (closed form where one exists, otherwise Gauss–Legendre integration of the pdf,
   see :func:`numeric_cdf`);
 * ``start(est)``: starting values estimated from the data histogram;
-* ``limits(a, b, bin_width)``: parameter limits for MINUIT.
+* ``limits(a, b, bin_width)``: parameter limits for MINUIT;
+* ``at_points(x, a, b)``: the cdf at fixed points ``x`` (the bin edges of a fit) as a
+  :class:`PointCdf`, with what does not depend on the parameters computed once and,
+  for the closed forms, the analytic gradient with respect to the parameters (the
+  paired bootstrap refits the same bins hundreds of times, see
+  :class:`~baler_ext.analysis.fit.BinnedModel`).
 
 Widths are parametrised by their logarithm (``log_sigma``, ``log_gamma``), so a
 width :math:`e^{\\theta}` is positive by construction, and the log-width also
@@ -144,6 +149,150 @@ def numeric_cdf(
     return cumulative[inverse[1:-1]].reshape(x.shape), total
 
 
+# --------------------------------------------------------------------------- cdf at fixed points
+
+
+class PointCdf:
+    """A shape's cdf at fixed points ``x`` as a function of its parameters.
+
+    The generic form calls :meth:`Shape.cdf` and has no gradient; the closed-form
+    shapes return subclasses that precompute what does not depend on the parameters
+    and give :meth:`grad`. Values agree with :meth:`Shape.cdf` to rounding.
+
+    Parameters
+    ----------
+    shape
+        The shape.
+    x
+        The points (e.g. bin edges), inside ``[lo, hi]`` or clipped to it.
+    lo, hi
+        The fit range.
+    """
+
+    #: Whether :meth:`grad` is available.
+    has_grad: ClassVar[bool] = False
+
+    def __init__(self, shape: Shape, x: np.ndarray, lo: float, hi: float) -> None:
+        self.shape = shape
+        self.x = np.asarray(x, dtype=np.float64)
+        self.lo, self.hi = float(lo), float(hi)
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        """The cdf at the points for parameters ``p``."""
+        return self.shape.cdf(self.x, self.lo, self.hi, *p)
+
+    def grad(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cdf and its derivatives ``d cdf / d p``, of shapes ``(n,)`` and ``(len(p), n)``."""
+        raise NotImplementedError(f"{type(self.shape).__name__} has no analytic gradient")
+
+
+class _TruncatedPointCdf(PointCdf):
+    """Closed-form peak cdf truncated to the range, :math:`(F(x) - F(a)) / (F(b) - F(a))`.
+
+    Subclasses give the untruncated :math:`F` and :math:`\\partial F/\\partial p` at the
+    points with ``lo`` and ``hi`` appended (so one evaluation gives all three).
+    """
+
+    has_grad = True
+
+    def __init__(self, shape: Shape, x: np.ndarray, lo: float, hi: float) -> None:
+        super().__init__(shape, x, lo, hi)
+        self.points = np.r_[np.clip(self.x, self.lo, self.hi), self.lo, self.hi]
+
+    def _full(self, p: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _full_grad(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        c = self._full(p)
+        c_lo, c_hi = c[-2], c[-1]
+        return (c[:-2] - c_lo) / max(c_hi - c_lo, 1e-300)
+
+    def grad(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c, dc = self._full_grad(p)
+        norm = c[-1] - c[-2]
+        if not norm > 1e-300:
+            norm = 1e-300
+        value = (c[:-2] - c[-2]) / norm
+        d_norm = dc[:, -1] - dc[:, -2]
+        d_value = (dc[:, :-2] - dc[:, -2:-1]) / norm - value[None, :] * (d_norm / norm)[:, None]
+        return value, d_value
+
+
+class _GaussPointCdf(_TruncatedPointCdf):
+    """Gaussian: :math:`F = \\Phi(z)`, :math:`z = (x-\\mu)/\\sigma`.
+
+    :math:`\\partial_\\mu F = -\\varphi(z)/\\sigma`,
+    :math:`\\partial_{\\ln\\sigma} F = -z\\varphi(z)`.
+    """
+
+    def _full(self, p: np.ndarray) -> np.ndarray:
+        mu, log_sigma = p
+        return special.ndtr((self.points - mu) / math.exp(log_sigma))
+
+    def _full_grad(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, log_sigma = p
+        s = math.exp(log_sigma)
+        z = (self.points - mu) / s
+        phi = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        return special.ndtr(z), np.stack([-phi / s, -z * phi])
+
+
+class _BreitWignerPointCdf(_TruncatedPointCdf):
+    """Breit–Wigner: :math:`F = 1/2 + \\arctan(u)/\\pi`, :math:`u = 2(x-M)/\\Gamma`.
+
+    :math:`\\partial_M F = -2/(\\pi\\Gamma(1+u^2))`,
+    :math:`\\partial_{\\ln\\Gamma} F = -u/(\\pi(1+u^2))`.
+    """
+
+    def _full(self, p: np.ndarray) -> np.ndarray:
+        mu, log_gamma = p
+        return 0.5 + np.arctan(2.0 * (self.points - mu) / math.exp(log_gamma)) / math.pi
+
+    def _full_grad(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, log_gamma = p
+        g = math.exp(log_gamma)
+        u = 2.0 * (self.points - mu) / g
+        du = 1.0 / (math.pi * (1.0 + u * u))
+        return 0.5 + np.arctan(u) / math.pi, np.stack([-2.0 / g * du, -u * du])
+
+
+class _PolyPointCdf(PointCdf):
+    """Polynomial cdf :math:`A(t)/A(1)`, linear in the coefficients in numerator and denominator.
+
+    With :math:`B_k(t) = (t^{k+1} - (-1)^{k+1})/(k+1)` computed once at the points,
+    :math:`A(t) = t + 1 + \\sum_k c_k B_k(t)` and
+    :math:`\\partial_{c_k} (A/I) = B_k(t)/I - A\\,B_k(1)/I^2`.
+    """
+
+    has_grad = True
+
+    def __init__(self, shape: Shape, x: np.ndarray, lo: float, hi: float) -> None:
+        super().__init__(shape, x, lo, hi)
+        t = np.clip(_to_unit(self.x, self.lo, self.hi), -1.0, 1.0)
+        degree = len(shape.params)
+        self.base = t + 1.0
+        ks = np.arange(1, degree + 1)
+        self.terms = (t[None, :] ** (ks[:, None] + 1) - (-1.0) ** (ks[:, None] + 1)) / (
+            ks[:, None] + 1
+        )
+        self.terms_at_one = (1.0 - (-1.0) ** (ks + 1)) / (ks + 1)
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        c = np.asarray(p, dtype=np.float64)
+        return (self.base + c @ self.terms) / (2.0 + float(c @ self.terms_at_one))
+
+    def grad(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = np.asarray(p, dtype=np.float64)
+        numerator = self.base + c @ self.terms
+        integral = 2.0 + float(c @ self.terms_at_one)
+        value = numerator / integral
+        d_value = self.terms / integral - value[None, :] * (self.terms_at_one / integral)[:, None]
+        return value, d_value
+
+
 # --------------------------------------------------------------------------- base classes
 
 
@@ -172,6 +321,10 @@ class Shape:
     def limits(self, lo: float, hi: float, bin_width: float) -> dict[str, tuple[float, float]]:
         """MINUIT limits (only for the parameters that need them)."""
         return {}
+
+    def at_points(self, x: np.ndarray, lo: float, hi: float) -> PointCdf:
+        """The cdf at the fixed points ``x`` as a function of the parameters (:class:`PointCdf`)."""
+        return PointCdf(self, x, lo, hi)
 
 
 class PeakShape(Shape):
@@ -284,6 +437,9 @@ class Gauss(PeakShape):
         s = math.exp(log_sigma)
         return _truncate(lambda t: special.ndtr((t - mu) / s), x, lo, hi)
 
+    def at_points(self, x: np.ndarray, lo: float, hi: float) -> PointCdf:
+        return _GaussPointCdf(self, x, lo, hi)
+
     def start(self, est: HistEstimate) -> dict[str, float]:
         return {"mu": est.position, "log_sigma": math.log(est.fwhm / FWHM_PER_SIGMA)}
 
@@ -331,6 +487,9 @@ class BreitWigner(PeakShape):
     def cdf(self, x: np.ndarray, lo: float, hi: float, *p: float) -> np.ndarray:
         mu, log_gamma = p
         return _truncate(self._full_cdf(mu, math.exp(log_gamma)), x, lo, hi)
+
+    def at_points(self, x: np.ndarray, lo: float, hi: float) -> PointCdf:
+        return _BreitWignerPointCdf(self, x, lo, hi)
 
     def start(self, est: HistEstimate) -> dict[str, float]:
         return {"mu": est.position, "log_gamma": math.log(est.fwhm)}
@@ -536,6 +695,9 @@ class _Poly(BackgroundShape):
     def cdf(self, x: np.ndarray, lo: float, hi: float, *p: float) -> np.ndarray:
         t = np.clip(_to_unit(x, lo, hi), -1.0, 1.0)
         return self._antiderivative(t, p) / float(self._antiderivative(np.array(1.0), p))
+
+    def at_points(self, x: np.ndarray, lo: float, hi: float) -> PointCdf:
+        return _PolyPointCdf(self, x, lo, hi)
 
     def start(self, est: HistEstimate) -> dict[str, float]:
         if self.degree == 0:

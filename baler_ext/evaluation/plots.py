@@ -92,6 +92,8 @@ MAX_CORNER_DIMS = 6
 PDF_PAGE_SIZE: tuple[float, float] = (11.69, 8.27)
 #: Largest number of distinct integer values coloured with a discrete colour map.
 MAX_DISCRETE_COLORS = 10
+#: Stem of the training-history plot the train stage writes beside ``history.csv``.
+LOSS_PLOT = "loss"
 
 PathLike = str | Path
 
@@ -1062,6 +1064,15 @@ def plot_training_history(
 # --------------------------------------------------------------------------- PDF / report
 
 
+def _png_pixels(path: Path) -> np.ndarray:
+    """The 8-bit pixels of a PNG file (Pillow, a dependency of matplotlib; no float copy)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        # colour pixels as they are; any other mode (grey, palette) as RGBA, not colour-mapped
+        return np.asarray(im if im.mode in ("RGB", "RGBA") else im.convert("RGBA"))
+
+
 def write_pdf(
     figures_or_pngs: Sequence[Figure | PathLike],
     path: PathLike,
@@ -1070,8 +1081,8 @@ def write_pdf(
 ) -> Path:
     """Write one multi-page PDF with one page per figure or PNG file.
 
-    Figures are saved as vector pages; PNG files are embedded at their full
-    resolution, scaled to fit one page size for every page
+    Figures are saved as vector pages; PNG files are embedded with their own pixels
+    (not resampled), scaled to fit one page size for every page
     (:data:`PDF_PAGE_SIZE`, A4 landscape). The PDF is written to a
     temporary file next to ``path`` and moved into place (atomic).
 
@@ -1088,7 +1099,6 @@ def write_pdf(
         ``path``.
     """
     matplotlib_agg()
-    import matplotlib.image as mpimg
     from matplotlib.backends.backend_pdf import PdfPages
     from matplotlib.figure import Figure
 
@@ -1110,7 +1120,7 @@ def write_pdf(
                     item.set_size_inches(*PDF_PAGE_SIZE)
                     pdf.savefig(item)
                     continue
-                img = mpimg.imread(str(item))
+                img = _png_pixels(Path(item))
                 height, width = img.shape[:2]
                 with hep_figure(figsize=PDF_PAGE_SIZE) as fig:
                     # one page size for every page: the image scaled to fit, centred
@@ -1118,7 +1128,9 @@ def write_pdf(
                     scale = min(page_w / width, page_h / height)
                     w, h = width * scale / page_w, height * scale / page_h
                     ax = fig.add_axes(((1 - w) / 2, (1 - h) / 2, w, h))
-                    ax.imshow(img, interpolation="antialiased")
+                    # "none": the PNG's own pixels go into the PDF unresampled (the viewer
+                    # scales them), half the time and half the bytes of resampling them
+                    ax.imshow(img, interpolation="none")
                     ax.set_axis_off()
                     pdf.savefig(fig, dpi=max(PNG_DPI, int(width / (w * page_w))))
         os.replace(tmp_name, target)
@@ -1182,6 +1194,7 @@ def plot_summary(
         fig.text(
             0.03, 0.92, "\n".join(lines), family="monospace", fontsize=size, va="top", ha="left"
         )
+        # cropped: long lines (the ratios) may run past the page width
         return save_png(fig, out_dir, filename or "summary")
 
 
@@ -1208,21 +1221,11 @@ def plot_overview(
     from matplotlib.ticker import MaxNLocator
 
     with hep_figure(figsize=(PDF_PAGE_SIZE[0] * 1.4, PDF_PAGE_SIZE[1] * 1.4)) as fig:
-        axes = np.atleast_1d(
-            fig.subplots(
-                nrow,
-                ncol,
-                squeeze=False,
-                gridspec_kw={
-                    "left": 0.05,
-                    "right": 0.98,
-                    "bottom": 0.07,
-                    "top": 0.97,
-                    "wspace": 0.3,
-                    "hspace": 0.45,
-                },
-            )
-        ).ravel()
+        grid = fig.add_gridspec(
+            nrow, ncol, left=0.05, right=0.98, bottom=0.07, top=0.97, wspace=0.3, hspace=0.45
+        )
+        # one axes per column only (empty cells of the last row cost a layout and a draw)
+        axes = [fig.add_subplot(grid[i // ncol, i % ncol]) for i in range(max(len(columns), 1))]
         for ax, col in zip(axes, columns, strict=False):
             x = original[col].to_numpy(dtype=np.float64, na_value=np.nan)
             xh = reconstructed[col].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -1250,10 +1253,21 @@ def plot_overview(
             ax.yaxis.get_offset_text().set_fontsize(8)
             if col in flagged:
                 ax.set_title("flagged", fontsize=9, color=RECONSTRUCTED_COLOR, loc="right")
-        for ax in axes[len(columns) :]:
-            ax.set_axis_off()
+        if not columns:
+            axes[0].set_axis_off()
         axes[0].legend(fontsize=8, loc="upper right")
         return save_png(fig, out_dir, filename or "overview", tight=False)
+
+
+def _current_plot(png: PathLike | None, source: PathLike) -> Path | None:
+    """``png`` when it exists and is not older than ``source`` (the file it plots), else None."""
+    if png is None:
+        return None
+    path = Path(png)
+    try:
+        return path if path.stat().st_mtime >= Path(source).stat().st_mtime else None
+    except OSError:
+        return None
 
 
 def write_report(
@@ -1270,6 +1284,7 @@ def write_report(
     sizes: Mapping[str, int] | None = None,
     ratios: Mapping[str, float] | None = None,
     history_csv: PathLike | None = None,
+    history_png: PathLike | None = None,
     pdf_name: str = "evaluation.pdf",
     plots: str = "all",
     flagged: Sequence[str] = (),
@@ -1285,6 +1300,11 @@ def write_report(
     overview page of every column
     (:func:`plot_overview`), and histogram and residuals of the ``flagged``
     columns only. A tqdm progress bar counts the plots.
+
+    ``history_png`` is a plot of ``history_csv`` that :func:`plot_training_history` drew
+    before (the train stage's ``loss.png``): when it is at least as new as the CSV it is
+    copied as ``training_history.png`` instead of being drawn again (the same function
+    of the same file gives the same picture).
 
     Returns
     -------
@@ -1309,6 +1329,12 @@ def write_report(
     if history_csv is not None and Path(history_csv).is_file():
 
         def history() -> Path | None:
+            drawn = _current_plot(history_png, history_csv)
+            if drawn is not None:
+                import shutil
+
+                out.mkdir(parents=True, exist_ok=True)
+                return Path(shutil.copyfile(drawn, out / "training_history.png"))
             try:
                 return plot_training_history(history_csv, out)
             except InputDataError as exc:

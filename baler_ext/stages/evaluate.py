@@ -73,7 +73,7 @@ from baler_ext.evaluation import (
     write_report,
 )
 from baler_ext.evaluation.diagnostics import add_diagnostics
-from baler_ext.evaluation.plots import MAX_DISCRETE_COLORS
+from baler_ext.evaluation.plots import LOSS_PLOT, MAX_DISCRETE_COLORS
 from baler_ext.io.layout import GroupPlan, SourceLayout
 from baler_ext.io.source import detect_format, read_columns, resolve_inputs
 from baler_ext.project import CONTAINER_SUFFIX, Project
@@ -524,6 +524,7 @@ def write_evaluation(
         sizes=compression["sizes"] if compression is not None else None,
         ratios=compression["ratios"] if compression is not None else None,
         history_csv=history_csv,
+        history_png=history_csv.with_name(f"{LOSS_PLOT}.png") if history_csv is not None else None,
         pdf_name=PDF_NAME,
         plots=plots,
         flagged=flagged,

@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from baler_ext.config import Config, to_dict
 from baler_ext.devices import resolve_device
 from baler_ext.errors import InputDataError
+from baler_ext.evaluation.plots import LOSS_PLOT
 from baler_ext.evaluation.scores import column_scores
 from baler_ext.exact import detect_exact
 from baler_ext.io.layout import GroupPlan
@@ -42,7 +42,6 @@ from baler_ext.training import (
 log = logging.getLogger(__name__)
 
 VALIDATION_JSON = "validation.json"
-LOSS_PLOT = "loss"
 
 
 @dataclass
@@ -95,21 +94,19 @@ def zstd_bytes(arrays: list[np.ndarray]) -> int:
 
 
 def write_loss_plot(history_csv: Path, out_dir: Path) -> Path | None:
-    """``loss.png``: the loss columns of ``history.csv`` and the learning rate per epoch."""
+    """``loss.png``: the loss columns of ``history.csv`` and the learning rate per epoch.
+
+    Drawn by :func:`~baler_ext.evaluation.plots.plot_training_history` from the history
+    itself (it leaves out wall-time columns such as ``epoch_time_s``), so that the
+    evaluate stage can reuse the picture as its ``training_history.png``. None when the
+    history has no epochs.
+    """
     from baler_ext.evaluation.plots import plot_training_history
 
     with history_csv.open() as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return None
-    keep = [k for k in rows[0] if k != "epoch_time_s"]
-    with tempfile.TemporaryDirectory() as tmp:
-        loss_csv = Path(tmp) / "loss.csv"
-        with loss_csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keep, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        return plot_training_history(loss_csv, out_dir, filename=LOSS_PLOT)
+        if next(csv.DictReader(fh), None) is None:
+            return None
+    return plot_training_history(history_csv, out_dir, filename=LOSS_PLOT)
 
 
 def train(project: Project, cfg: Config, resume: bool = False) -> TrainOutcome:

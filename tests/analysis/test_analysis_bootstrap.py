@@ -144,3 +144,56 @@ def test_identical_samples_have_zero_paired_sigma() -> None:
     )
     assert res["mass"].delta == 0.0 and res["mass"].sigma_paired == 0.0
     assert res["mass"].sigma_before > 0.5 * fit.mass_err  # the replicas did fluctuate
+
+
+@pytest.mark.parametrize(("peak", "background"), [("gauss", "poly1"), ("voigt", "exp")])
+def test_binned_model_is_the_nominal_fits_cost(peak: str, background: str) -> None:
+    """BinnedModel + PoissonDeviance equal the model and ExtendedBinnedNLL of fit_peak."""
+    from iminuit.cost import ExtendedBinnedNLL
+
+    from baler_ext.analysis.fit import BinnedModel, PoissonDeviance, _make_model
+    from baler_ext.analysis.shapes import get_background, get_peak
+
+    x, _ = toy(np.random.default_rng(12))
+    spec = AnalysisSpec(bins=30, fit_range=[LO, HI], peak=peak, background=background)
+    nominal = fit_peak(x, spec)
+    pk, bk = get_peak(peak), get_background(background)
+    edges = np.asarray(nominal.edges)
+    counts = np.asarray(nominal.counts)
+    model = BinnedModel(pk, bk, LO, HI, edges)
+    reference = ExtendedBinnedNLL(counts, edges, _make_model(pk, bk, LO, HI), name=model.names)
+    cost = PoissonDeviance(model, counts)
+    start = np.array([nominal.values()[n] for n in model.names])
+    np.testing.assert_allclose(model.expected(start), nominal.expected(), rtol=1e-11)
+    for scale in (1.0, 1.01, 0.97):
+        p = start * scale
+        assert cost(p) == pytest.approx(reference(*p), rel=1e-11)
+        expected = np.diff(_make_model(pk, bk, LO, HI)(edges, *p))
+        np.testing.assert_allclose(model.expected(p), expected, rtol=1e-11)
+    assert model.has_grad == (peak == "gauss")
+    if model.has_grad:
+        g = cost.grad(start * 1.01)
+        for i in range(start.size):
+            h = 1e-6 * max(1.0, abs(start[i]))
+            up, down = start * 1.01, start * 1.01
+            up[i] += h
+            down[i] -= h
+            assert g[i] == pytest.approx((cost(up) - cost(down)) / (2 * h), rel=1e-4, abs=1e-4)
+
+
+def test_refitter_reuses_one_minuit_without_memory() -> None:
+    """A reused Refitter gives a histogram the same fit whatever it fitted before."""
+    x, _ = toy(np.random.default_rng(5))
+    nominal = fit_peak(x, SPEC)
+    fs = FitShifts(
+        nominal, nominal, PairedSample(x, np.arange(x.size)), PairedSample(x, np.arange(x.size))
+    )
+    bins, groups = fs.binned[0]
+    rows = list(replica_counts(x.size, 3, seed=4))
+    hists = [np.bincount(bins, weights=r[groups], minlength=fs.n_bins) for r in rows]
+    reused = Refitter(nominal)
+    first = [reused.fit(h) for h in hists]
+    again = [reused.fit(h) for h in reversed(hists)][::-1]
+    fresh = [Refitter(nominal).fit(h) for h in hists]
+    assert first == again == fresh
+    assert first[0] != first[1]

@@ -69,3 +69,37 @@ def test_numeric_cdf_of_gaussian() -> None:
 def test_voigt_fwhm_limits() -> None:
     assert voigt_fwhm(1.0, 1e-12) == pytest.approx(2.3548, rel=1e-3)
     assert voigt_fwhm(1e-12, 1.0) == pytest.approx(2.0, rel=1e-3)
+
+
+@pytest.mark.parametrize(("kind", "name", "params"), CASES)
+def test_cdf_at_points_matches_cdf_and_its_gradient(
+    kind: str, name: str, params: tuple[float, ...]
+) -> None:
+    """The precomputed cdf of a fit's bin edges equals ``cdf``; its gradient, finite differences."""
+    shape = get_peak(name) if kind == "peak" else get_background(name)
+    edges = np.linspace(LO, HI, 23)
+    at = shape.at_points(edges, LO, HI)
+    p = np.asarray(params, dtype=np.float64)
+    np.testing.assert_allclose(at(p), shape.cdf(edges, LO, HI, *params), rtol=1e-12, atol=1e-14)
+    if not at.has_grad:
+        with pytest.raises(NotImplementedError):
+            at.grad(p)
+        return
+    value, grad = at.grad(p)
+    np.testing.assert_allclose(value, at(p), rtol=1e-13, atol=1e-15)
+    assert grad.shape == (p.size, edges.size)
+    for i in range(p.size):
+        h = 1e-6 * max(1.0, abs(p[i]))
+        up, down = p.copy(), p.copy()
+        up[i] += h
+        down[i] -= h
+        numeric = (at(up) - at(down)) / (2 * h)
+        np.testing.assert_allclose(grad[i], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_closed_form_shapes_have_gradients() -> None:
+    edges = np.linspace(LO, HI, 5)
+    for name in ("gauss", "breit_wigner"):
+        assert get_peak(name).at_points(edges, LO, HI).has_grad
+    for name in ("poly0", "poly1", "poly2", "poly3"):
+        assert get_background(name).at_points(edges, LO, HI).has_grad

@@ -239,3 +239,38 @@ def test_importing_does_not_import_matplotlib_and_plots_use_agg() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_write_report_reuses_a_current_history_plot(
+    tables: tuple[pd.DataFrame, pd.DataFrame], metrics: dict, history_csv: Path, tmp_path: Path
+) -> None:
+    """A plot of the history drawn before (train's loss.png) is copied, unless it is stale."""
+    import os
+
+    original, reconstructed = tables
+    drawn = plot_training_history(history_csv, tmp_path / "model", filename="loss")
+    assert drawn.stat().st_mtime >= history_csv.stat().st_mtime
+
+    def report(out: Path, png: Path) -> Path:
+        write_report(
+            original,
+            reconstructed,
+            ["Jet_pt"],
+            out,
+            metrics=metrics,
+            history_csv=history_csv,
+            history_png=png,
+            plots="summary",
+            progress=False,
+        )
+        return out / "training_history.png"
+
+    assert report(tmp_path / "fresh", drawn).read_bytes() == drawn.read_bytes()
+    stale = tmp_path / "stale.png"
+    stale.write_bytes(PNG_MAGIC + b"\0" * 2048)
+    before = history_csv.stat().st_mtime - 10
+    os.utime(stale, (before, before))
+    again = report(tmp_path / "stale", stale)
+    assert_png(again)
+    assert again.read_bytes() != stale.read_bytes()  # drawn again from the CSV
+    assert report(tmp_path / "missing", tmp_path / "none.png").is_file()

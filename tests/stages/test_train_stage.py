@@ -179,3 +179,19 @@ def test_resume_refuses_a_changed_run(flat_parquet, make_project, caplog, change
     assert "train without --resume" in caplog.text
     # more epochs is a legitimate resumption
     assert main([*common, "--resume", "--set", "training.epochs=3"]) == 0
+
+
+def test_loss_plot_is_the_evaluate_stages_history_plot(tmp_path) -> None:
+    """loss.png is plot_training_history of history.csv (evaluate copies it); none for no epochs."""
+    from baler_ext.evaluation.plots import plot_training_history
+    from baler_ext.stages.train import write_loss_plot
+
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,train_loss,val_loss,lr,epoch_time_s\n")
+    assert write_loss_plot(history, tmp_path) is None
+    history.write_text(
+        "epoch,train_loss,val_loss,lr,epoch_time_s\n1,0.5,0.6,0.001,0.3\n2,0.3,0.4,0.001,0.2\n"
+    )
+    loss = write_loss_plot(history, tmp_path)
+    assert loss is not None and loss.name == "loss.png"
+    assert loss.read_bytes() == plot_training_history(history, tmp_path / "eval").read_bytes()
