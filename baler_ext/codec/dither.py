@@ -24,22 +24,42 @@ import numpy as np
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_S11, _S27, _S30, _S31 = (np.uint64(s) for s in (11, 27, 30, 31))
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """The SplitMix64 output function of the states ``x`` (uint64, wrapping arithmetic)."""
+    z = np.array(x, dtype=np.uint64)  # a copy, updated in place below
+    _mix(z)
+    return z
+
+
+def _mix(z: np.ndarray) -> None:
+    """:func:`splitmix64` in place on the uint64 array ``z`` (one scratch array)."""
     with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
+        z += _GOLDEN
+        t = z >> _S30
+        z ^= t
+        z *= _M1
+        np.right_shift(z, _S27, out=t)
+        z ^= t
+        z *= _M2
+        np.right_shift(z, _S31, out=t)
+        z ^= t
 
 
 def offsets(n_rows: int, column: int, seed: int = 0) -> np.ndarray:
     """Dither offsets :math:`u \\in [-\\tfrac12, \\tfrac12)` of rows ``0..n_rows-1`` of
     column ``column`` (float64, identical on every machine)."""
-    rows = np.arange(n_rows, dtype=np.uint64)
+    z = np.arange(n_rows, dtype=np.uint64)
     key = np.uint64((int(column) * 0x100000001B3 + int(seed) * 0x1F3) & (2**64 - 1))
+    z ^= key
+    _mix(z)
     with np.errstate(over="ignore"):
-        h = splitmix64(splitmix64(rows ^ key) + np.uint64(int(column)))
-    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 - 0.5
+        z += np.uint64(int(column))
+    _mix(z)
+    z >>= _S11
+    u = z.view(np.int64).astype(np.float64)  # < 2**53: exact, and faster than from uint64
+    u *= 2.0**-53
+    u -= 0.5
+    return u

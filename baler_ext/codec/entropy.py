@@ -100,12 +100,13 @@ class RangeCoder(IntCoder):
     def encode(self, codes: np.ndarray) -> dict[str, np.ndarray]:
         import constriction
 
-        codes = codes.astype(np.int64)
+        codes = np.asarray(codes, np.int64)  # only read
         if codes.size == 0:
             return {"head": np.zeros(2, np.int64)}
         lo, hi = int(codes.min()), int(codes.max())
         shift = 0
-        if hi - lo + 1 > MAX_ALPHABET:
+        windowed = hi - lo + 1 > MAX_ALPHABET  # else every code is in [lo, hi]: no escapes
+        if windowed:
             centre = int(np.median(codes))
             wlo = max(lo, centre - MAX_ALPHABET // 2)
             outside = codes.size - np.count_nonzero((codes >= wlo) & (codes < wlo + MAX_ALPHABET))
@@ -117,11 +118,12 @@ class RangeCoder(IntCoder):
             lo, hi = wlo, wlo + MAX_ALPHABET - 1
         k = hi - lo + 1
         sym = codes - lo
-        escaped = (sym < 0) | (sym >= k)
-        sym[escaped] = k
+        escaped = ((sym < 0) | (sym >= k)) if windowed else None
+        if escaped is not None:
+            sym[escaped] = k
         counts = np.bincount(sym, minlength=k + 1).astype(np.uint32)
         out = {"head": np.array([lo, k], np.int64), "counts": narrowest(counts)}
-        if escaped.any():  # absent when unused (docs/FORMAT.md)
+        if escaped is not None and escaped.any():  # absent when unused (docs/FORMAT.md)
             out["esc"] = codes[escaped]
         if counts.max() == codes.size:  # a single symbol: nothing to code
             return out

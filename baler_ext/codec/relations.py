@@ -245,29 +245,37 @@ def value(rel: Relation, v: dict[str, np.ndarray]) -> np.ndarray:
     """The prediction of ``rel.target`` from the decoded inputs ``v`` (the one place it is
     computed: the encoder's :func:`predict` and the decoder share it, so on one machine
     both get the same bits)."""
+    return _value(rel, v)[0]
+
+
+def _value(rel: Relation, v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`value`, and :math:`\\rho = \\mathrm{hypot}(p_x, p_y)` for the relations from
+    Cartesian inputs that compute it on the way (None otherwise), for their drift."""
     with np.errstate(all="ignore"):
         if rel.kind == "sum":
             ins = [v[c] for c in rel.inputs]
-            return rel.total - np.sum(ins, axis=0) if ins else np.full_like(v[rel.target], 1.0)
+            return (
+                rel.total - np.sum(ins, axis=0) if ins else np.full_like(v[rel.target], 1.0)
+            ), None
         if rel.kind in ("px", "py"):
             pt, phi = v[rel.inputs[0]], v[rel.inputs[1]]
-            return pt * (np.cos(phi) if rel.kind == "px" else np.sin(phi))
+            return pt * (np.cos(phi) if rel.kind == "px" else np.sin(phi)), None
         if rel.kind == "pz":
-            return v[rel.inputs[0]] * np.sinh(v[rel.inputs[1]])
+            return v[rel.inputs[0]] * np.sinh(v[rel.inputs[1]]), None
         if rel.kind == "energy":
             pt, eta, m = (v[c] for c in rel.inputs)
-            return np.hypot(m, pt * np.cosh(eta))
+            return np.hypot(m, pt * np.cosh(eta)), None
         if rel.kind in ("pt_xy", "phi_xy", "eta_xyz", "energy_xyzm"):
             px, py = v[rel.inputs[0]], v[rel.inputs[1]]
             if rel.kind == "phi_xy":
-                return np.arctan2(py, px)
+                return np.arctan2(py, px), None
             rho = np.hypot(px, py)
             if rel.kind == "pt_xy":
-                return rho
+                return rho, rho
             pz = v[rel.inputs[2]]
             if rel.kind == "eta_xyz":
-                return np.arcsinh(pz / rho)
-            return np.hypot(v[rel.inputs[3]], np.hypot(rho, pz))
+                return np.arcsinh(pz / rho), rho
+            return np.hypot(v[rel.inputs[3]], np.hypot(rho, pz)), rho
     raise ContainerError(f"unknown relation kind '{rel.kind}'; upgrade baler_ext")
 
 
@@ -280,10 +288,21 @@ def predict(
     ``drift[c]`` bounds how much the decoded ``v[c]`` may differ on another device.
     Returns ``(p, d)``; non-finite entries make the residual coder store the value verbatim.
     """
-    p = value(rel, v)
+    p, rho = _value(rel, v)
     with np.errstate(all="ignore"):
         if rel.kind == "sum":
             ins = [v[c] for c in rel.inputs]
+            if len(ins) in (1, 2):  # the sums detect() finds: the same bits, fewer arrays
+                d = np.array(drift[rel.inputs[0]], np.float64)
+                rnd = np.abs(ins[0])
+                if len(ins) == 2:
+                    d += drift[rel.inputs[1]]
+                    rnd += np.abs(ins[1])
+                d *= 2.0
+                rnd += abs(rel.total)
+                rnd *= 1e-15 * (len(ins) + 1)
+                d += rnd
+                return p, d
             d = 2 * np.sum([drift[c] for c in rel.inputs], axis=0) + 1e-15 * (len(ins) + 1) * (
                 abs(rel.total) + np.sum(np.abs(ins), axis=0)
             )
@@ -309,15 +328,20 @@ def predict(
                 np.abs(m) + np.abs(pt) * np.cosh(eta) + np.abs(p)
             )
             return p, d
-        return p, _drift_cartesian(rel, p, v, drift)
+        return p, _drift_cartesian(rel, p, v, drift, rho)
 
 
 def _drift_cartesian(
-    rel: Relation, p: np.ndarray, v: dict[str, np.ndarray], drift: dict[str, np.ndarray]
+    rel: Relation,
+    p: np.ndarray,
+    v: dict[str, np.ndarray],
+    drift: dict[str, np.ndarray],
+    rho: np.ndarray | None = None,
 ) -> np.ndarray:
     """Drift of the relations from Cartesian inputs. With :math:`\\rho = \\mathrm{hypot}(p_x,
-    p_y)`, :math:`\\delta\\rho \\le \\delta p_x + \\delta p_y` and :math:`\\rho_- = \\rho -
-    \\delta\\rho`: :math:`|\\Delta\\phi| \\le \\delta\\rho / \\rho_-`,
+    p_y)` (``rho``: already computed by :func:`_value`), :math:`\\delta\\rho \\le \\delta p_x
+    + \\delta p_y` and :math:`\\rho_- = \\rho - \\delta\\rho`: :math:`|\\Delta\\phi| \\le
+    \\delta\\rho / \\rho_-`,
     :math:`|\\Delta\\eta| \\le (\\delta p_z + |p_z| \\delta\\rho / \\rho_-) / |P|_-`,
     :math:`|\\Delta E| \\le \\delta m + \\delta p_x + \\delta p_y + \\delta p_z`, each
     doubled, plus the rounding allowance. Where the inputs' drift could carry
@@ -327,25 +351,51 @@ def _drift_cartesian(
     """
     px, py = v[rel.inputs[0]], v[rel.inputs[1]]
     dpx, dpy = drift[rel.inputs[0]], drift[rel.inputs[1]]
-    rho = np.hypot(px, py)
     drho = dpx + dpy
-    rho_lo = rho - drho
-    inf = np.inf
     if rel.kind == "pt_xy":
-        return 2 * drho + _ROUND * rho
+        return 2 * drho + _ROUND * (np.hypot(px, py) if rho is None else rho)
+    if rel.kind == "energy_xyzm":
+        dpz, dm = drift[rel.inputs[2]], drift[rel.inputs[3]]
+        rnd = np.abs(p)
+        rnd += np.abs(v[rel.inputs[3]])
+        rnd *= _ROUND
+        d = dm + drho
+        d += dpz
+        d *= 2
+        d += rnd
+        return d
+    if rho is None:
+        rho = np.hypot(px, py)
+    rho_lo = rho - drho
+    ok = rho_lo > 0
+    # the same quotients as np.where(ok, a / np.where(ok, b, 1.0), inf), without the
+    # discarded ones
+    d = 2 * drho if rel.kind == "phi_xy" else None
     if rel.kind == "phi_xy":
-        d = np.where(rho_lo > 0, 2 * drho / np.where(rho_lo > 0, rho_lo, 1.0), inf)
-        d = np.where((px < 0) & (np.abs(py) <= 2 * dpy + _ROUND * np.abs(px)), inf, d)
-        return d + _ROUND * (np.abs(p) + 1)
-    pz, dpz = v[rel.inputs[2]], drift[rel.inputs[2]]
-    if rel.kind == "eta_xyz":
-        mom_lo = np.hypot(rho, pz) - drho - dpz
-        ok = (rho_lo > 0) & (mom_lo > 0)
-        d = np.where(
-            ok,
-            2 * (dpz + np.abs(pz) * drho / np.where(ok, rho_lo, 1.0)) / np.where(ok, mom_lo, 1.0),
-            inf,
-        )
-        return d + _ROUND * (np.abs(p) + 1)
-    m, dm = v[rel.inputs[3]], drift[rel.inputs[3]]
-    return 2 * (dm + drho + dpz) + _ROUND * (np.abs(p) + np.abs(m))
+        assert d is not None
+        np.divide(d, rho_lo, out=d, where=ok)
+        d[~ok] = np.inf
+        cut = np.abs(px)
+        cut *= _ROUND
+        cut += 2 * dpy
+        cut = np.abs(py) <= cut
+        cut &= px < 0
+        d[cut] = np.inf
+    else:  # eta_xyz
+        pz, dpz = v[rel.inputs[2]], drift[rel.inputs[2]]
+        mom_lo = np.hypot(rho, pz)
+        mom_lo -= drho
+        mom_lo -= dpz
+        ok &= mom_lo > 0
+        d = np.abs(pz)
+        d *= drho
+        np.divide(d, rho_lo, out=d, where=ok)
+        d += dpz
+        d *= 2
+        np.divide(d, mom_lo, out=d, where=ok)
+        d[~ok] = np.inf
+    rnd = np.abs(p)
+    rnd += 1
+    rnd *= _ROUND
+    d += rnd
+    return d

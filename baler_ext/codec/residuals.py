@@ -123,9 +123,25 @@ class ColumnCodes:
     drift: np.ndarray | None = None
 
 
-def _spacing(x: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.abs(np.spacing(x))
+_EXPONENT = np.uint64(0x7FF0000000000000)
+_NEG_ZERO = np.int64(np.iinfo(np.int64).min)  # the bits of -0.0
+
+
+def _twice_spacing(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """:math:`2\\,|\\mathrm{spacing}(x)|` of the float64 array ``x``, exactly (into ``out``,
+    a float64 array of the same shape, when given).
+
+    From the bits: for a normal :math:`x` with exponent :math:`e` it is
+    :math:`2^{e - 51}`, for zero and subnormals :math:`2^{-1073}` (the smallest spacing,
+    doubled), as ``2 * np.abs(np.spacing(x))`` gives, some ten times faster. Infinite and
+    NaN entries give ``inf`` (``np.spacing``: NaN); the encoder stores those verbatim.
+    """
+    x = np.ascontiguousarray(x, np.float64)
+    s = np.empty(x.shape) if out is None else out
+    np.bitwise_and(x.view(np.uint64), _EXPONENT, out=s.view(np.uint64))  # 2**e, 0: subnormal
+    s *= 2.0**-51
+    np.maximum(s, 2.0**-1073, out=s)
+    return s
 
 
 class ColumnCoder:
@@ -187,22 +203,36 @@ class ColumnCoder:
             )
         return coder
 
-    def _log_pred(self, p: np.ndarray) -> np.ndarray:
+    def _log_pred(self, p: np.ndarray, abs_p: np.ndarray | None = None) -> np.ndarray:
+        """:math:`q = \\ln \\max(|p|, f)` (``abs_p``: :math:`|p|` when already at hand)."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.log(np.maximum(np.abs(p), self.floor))
+            q = np.maximum(np.abs(p) if abs_p is None else abs_p, self.floor)
+            return np.log(q, out=q)
 
     def _reconstruct(
-        self, k: np.ndarray, sign: np.ndarray | None, p: np.ndarray, u: np.ndarray | None = None
+        self,
+        k: np.ndarray,
+        sign: np.ndarray | None,
+        p: np.ndarray,
+        u: np.ndarray | None = None,
+        q: np.ndarray | None = None,
     ) -> np.ndarray:
-        """:math:`\\hat x` from codes, prediction and dither offsets: the exact decode path."""
+        """:math:`\\hat x` from codes, prediction and dither offsets: the exact decode path
+        (``q``: :meth:`_log_pred` of ``p`` when the caller has it). Each step is one
+        in-place float64 operation, so the encoder and the decoder get the same bits."""
         with np.errstate(invalid="ignore", over="ignore"):
-            kf = k.astype(np.float64) if u is None else k.astype(np.float64) + u
+            x = k.astype(np.float64)
+            if u is not None:
+                x += u
             if self.kind == "abs":
-                x = p + kf * self.step
+                x *= self.step
+                x += p
             elif self.kind == "rel":
                 assert sign is not None
-                x = np.exp(self._log_pred(p) + kf * self.step)
-                x = np.where(sign == 1, -x, x)
+                x *= self.step
+                x += self._log_pred(p) if q is None else q
+                np.exp(x, out=x)
+                np.negative(x, out=x, where=sign == 1)
                 x[sign == 2] = 0.0
             else:
                 x = np.zeros_like(p)
@@ -219,69 +249,121 @@ class ColumnCoder:
         ``p``; default :math:`D(p) = \\varepsilon (|p| + M)` (the model's prediction).
         ``u`` are the dither offsets (None: no dither).
         """
-        x = np.asarray(x, np.float64)
-        p = np.asarray(p, np.float64)
+        # contiguous copies: x is usually a column of a row-major chunk, and read often.
+        # Each full-length temporary costs more to map than to fill, so the few work
+        # arrays below are reused (their roles are named where they change).
+        x = np.ascontiguousarray(x, np.float64)
+        p = np.ascontiguousarray(p, np.float64)
         n = x.size
-        sign = None
+        rel = self.kind == "rel"
+        sign = zero = q = None
         with np.errstate(all="ignore"):
+            ax = np.abs(x)
+            # |p|; for abs and raw columns t, the scaled residual, after the validity test
+            ap = t = np.abs(p)
             # huge values or predictions could overflow on another device: verbatim
-            valid = (np.abs(x) < _HUGE) & (np.abs(p) < _HUGE)
+            if rel:
+                valid = ax < _HUGE
+                valid &= ap < _HUGE
+            else:  # |x| is not needed again (np.maximum propagates NaN)
+                valid = np.maximum(ax, ap, out=ax) < _HUGE
             if self.kind == "abs":
-                t = (x - p) / self.step
-            elif self.kind == "rel":
-                sign = np.where(x > 0, 0, np.where(x < 0, 1, 2)).astype(np.uint8)
-                t = (np.log(np.abs(x)) - self._log_pred(p)) / self.step
-                t[sign == 2] = 0.0
+                np.subtract(x, p, out=t)
+                t /= self.step
+            elif rel:
+                neg = x < 0
+                zero = ~(neg | (x > 0))
+                sign = neg.astype(np.uint8)
+                sign[zero] = 2
+                floored = np.maximum(ap, self.floor)
+                q = np.log(floored)  # the decoder's _log_pred(p)
+                t = np.log(ax)
+                t -= q
+                t /= self.step
+                t[zero] = 0.0
             else:
                 t = np.zeros(n)
                 valid[:] = False
             if u is not None:
-                t = t - u
-            valid &= np.abs(t) < _MAX_CODE
+                t -= u
+            err = np.empty(n) if rel else ax  # work array: |t| here, |x - xh| below
+            valid &= np.abs(t, out=err) < _MAX_CODE
             # a negative zero is kept verbatim so that its sign survives
-            valid &= ~((x == 0) & np.signbit(x))
-            k = np.where(valid, np.rint(np.where(valid, t, 0.0)), 0.0).astype(np.int64)
-            xh = self._reconstruct(k, sign, p, u)
-            err = np.abs(x - xh)
-            if d is None:
-                d = EPS_PRED * (np.abs(p) + self.magnitude)
+            valid &= x.view(np.int64) != _NEG_ZERO
+            if not valid.all():
+                t[~valid] = 0.0
+            k = np.rint(t, out=t).astype(np.int64)
+            xh = self._reconstruct(k, sign, p, u, q)
+            np.subtract(x, xh, out=err)
+            np.abs(err, out=err)
+            own_d = True  # whether d is this call's array (and may become the drift)
+            if d is None and not rel:
+                d = np.abs(p)
+                d += self.magnitude
+                d *= EPS_PRED
+            elif d is None:
+                d = np.add(ap, self.magnitude, out=ap)  # |p| is not needed again
+                d *= EPS_PRED
             else:
-                d = np.where(np.isfinite(d), np.asarray(d, np.float64), np.inf)
-            slack = 2 * _spacing(xh)
+                d = np.asarray(d, np.float64)
+                finite = np.isfinite(d)
+                own_d = not finite.all()
+                if own_d:
+                    d = np.where(finite, d, np.inf)
+            slack = _twice_spacing(xh, out=t)  # t is spent
             if self.float32:
                 slack += _ULP32 * np.abs(xh)
             if self.kind == "abs":
-                drift = 1.01 * d + slack
-                ok = err + drift <= self.bound.value
+                drift = np.multiply(d, 1.01, out=d if own_d else None)
+                drift += slack
+                ok = np.add(err, drift, out=slack) <= self.bound.value
+            elif self.kind == "raw":  # every value verbatim
+                drift = np.zeros(n)
+                ok = np.zeros(n, bool)
             else:
-                dlog = d / np.maximum(np.abs(p), self.floor) + 1e-15 * (
-                    np.abs(self._log_pred(p)) + 1
-                )
-                drift = np.abs(xh) * (1.01 * dlog + 1e-15) + slack
-                ok = err + drift <= self.bound.value * np.abs(x)
-                ok |= sign == 2
-                drift = np.where(sign == 2, 0.0, drift)
-            ok &= valid & np.isfinite(xh) & np.isfinite(drift)
+                assert q is not None and zero is not None
+                dlog = np.divide(d, floored, out=floored)
+                np.abs(q, out=q)
+                q += 1
+                q *= 1e-15
+                dlog += q
+                dlog *= 1.01
+                dlog += 1e-15
+                drift = np.abs(xh)
+                drift *= dlog
+                drift += slack
+                limit = np.multiply(ax, self.bound.value, out=q)  # = bound.limit(x)
+                ok = np.add(err, drift, out=slack) <= limit
+                ok |= zero
+                drift[zero] = 0.0
+            ok &= valid
+            if not math.isfinite(self.bound.value):
+                # with a finite bound, a non-finite xh or drift already fails the test
+                # above (zeros, which pass it, have xh = drift = 0)
+                ok &= np.isfinite(xh)
+                ok &= np.isfinite(drift)
         exc = np.flatnonzero(~ok)
         k[exc] = 0
         if sign is not None:
             sign[exc] = 0
-        limit = self.bound.limit(x)
         err[exc] = 0.0
-        with np.errstate(all="ignore"):
-            ratio = np.where(limit > 0, err / np.where(limit > 0, limit, 1.0), 0.0)
-        xh[exc] = x[exc]
+        max_err = float(err.max()) if n else 0.0
+        if not n:
+            max_ratio = 0.0
+        elif self.kind == "abs":
+            # division by a positive constant is monotone: the max of the ratios is the
+            # ratio of the max, bit for bit
+            max_ratio = max_err / self.bound.value if self.bound.value > 0 else 0.0
+        else:
+            if not rel:
+                limit = self.bound.limit(x)
+            with np.errstate(all="ignore"):
+                ratio = np.divide(err, limit, out=np.zeros(n), where=limit > 0)
+            max_ratio = float(ratio.max())
+        x_exc = x[exc]
+        xh[exc] = x_exc
         drift[exc] = 0.0
-        return ColumnCodes(
-            k,
-            sign,
-            exc.astype(np.uint32),
-            x[exc].copy(),
-            float(err.max()) if n else 0.0,
-            float(ratio.max()) if n else 0.0,
-            xh,
-            drift,
-        )
+        return ColumnCodes(k, sign, exc.astype(np.uint32), x_exc, max_err, max_ratio, xh, drift)
 
     def decode(
         self,

@@ -9,9 +9,31 @@ from baler_ext.errors import ContainerError
 
 
 def median_of_finite(x: np.ndarray) -> float:
-    """The median of the finite values of ``x`` (0 when there are none)."""
-    v = x[np.isfinite(x)]
-    return float(np.median(v)) if v.size else 0.0
+    """The median of the finite values of ``x`` (0 when there are none).
+
+    The bits of ``np.median`` of those values, from one in-place partition: the upper
+    middle value is the ``n // 2``-th smallest, the lower one (``n`` even) the largest
+    value before it, and their mean is ``(lo + hi) / 2`` as in ``np.median``. Only
+    :math:`\\pm 0` compare equal with different bits, so a zero median (whose sign
+    depends on which zero the selection lands on) is left to ``np.median`` itself.
+    """
+    x = np.asarray(x)
+    finite = np.isfinite(x)
+    if x.dtype != np.float64:
+        v = x[finite]
+        return float(np.median(v)) if v.size else 0.0
+    v = x[finite] if not finite.all() else np.array(x, order="C")  # a copy to partition
+    n = v.size
+    if not n:
+        return 0.0
+    h = n // 2
+    v.partition(h)
+    hi = v[h]
+    with np.errstate(over="ignore"):
+        med = hi if n % 2 else (v[:h].max() + hi) / 2
+    if med == 0:
+        return float(np.median(x[finite]))
+    return float(med)
 
 
 @register_predictor("centre")
