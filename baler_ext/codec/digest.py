@@ -48,6 +48,7 @@ The digest has three parts:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -76,8 +77,20 @@ def platform_fingerprint(device: Any) -> dict[str, Any]:
     bounded-with-latent and model-free decodes with 1 and 2 threads were bit-identical;
     should another BLAS split its sums by thread, the strict check fails loudly.
     """
-    import platform
     import sys
+
+    out: dict[str, Any] = {**_host_fingerprint(), "device": str(device)}
+    out["cpu"] = list(out["cpu"])
+    if getattr(device, "type", "") == "cuda" and "torch" in sys.modules:
+        out["device"] = sys.modules["torch"].cuda.get_device_name(device)
+    return out
+
+
+@functools.cache
+def _host_fingerprint() -> dict[str, Any]:
+    """The part of :func:`platform_fingerprint` that cannot change within a process
+    (reading the torch version from its metadata costs 2 ms; decompress asks per file)."""
+    import platform
     from importlib import metadata
 
     try:  # the version without importing torch (the learned and classical paths run without it)
@@ -86,16 +99,12 @@ def platform_fingerprint(device: Any) -> dict[str, Any]:
         torch_version = None
     core = np._core if hasattr(np, "_core") else np.core  # numpy 2 / 1
     features = core._multiarray_umath.__cpu_features__
-    out: dict[str, Any] = {
+    return {
         "numpy": np.__version__,
         "torch": torch_version,
         "machine": platform.machine(),
-        "cpu": sorted(k for k, v in features.items() if v),
-        "device": str(device),
+        "cpu": tuple(sorted(k for k, v in features.items() if v)),
     }
-    if getattr(device, "type", "") == "cuda" and "torch" in sys.modules:
-        out["device"] = sys.modules["torch"].cuda.get_device_name(device)
-    return out
 
 
 #: header keys that shape the output file (names, dtypes, structure) besides the values
