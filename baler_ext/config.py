@@ -619,6 +619,13 @@ class RateConfig:
     max_rows: int | None = field(
         default=200000, metadata=doc("train on at most this many rows (the first ones)")
     )
+    augment: int = field(
+        default=0,
+        metadata=doc(
+            "copies of the training rows turned about the beam axis and reflected in z, "
+            "per event (needs detected kinematic relations; 0: none)"
+        ),
+    )
 
     def validate(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -627,6 +634,8 @@ class RateConfig:
             raise ConfigError(f"'rate.latent_bits' must be in 1-12, got {self.latent_bits}")
         if not 1 <= self.mixture <= 8:
             raise ConfigError(f"'rate.mixture' must be in 1-8, got {self.mixture}")
+        if not 0 <= self.augment <= 16:
+            raise ConfigError(f"'rate.augment' must be in 0-16 copies, got {self.augment}")
         if self.mixture_start not in ("both", "single", "scratch"):
             raise ConfigError(
                 "'rate.mixture_start' must be 'both', 'single' or 'scratch', got "

@@ -203,12 +203,16 @@ def fit_learned(
         "relations": [r.to_dict() for r in mode.relations or []],
         "order_method": rate.order,
         "dither": mode.dither,
+        "augment": rate.augment,
     }
     n_ind = len(columns)
     columns = columns + derived
     settings["relations"] = [r.to_dict() for r in mode.relations]
     mode.learned = lrn.LearnedModel.untrained(
         columns, settings={**settings, "anchors": anchors.tolist()}
+    )
+    values, first, integers, train_idx = _augment(
+        mode, found, values, first, integers, train_idx, rate, seed, exact or {}
     )
     codes, _, _ = mode.learned_codes(values)
     u = mode.learned_dither(len(values))
@@ -368,6 +372,52 @@ def fit_learned(
         result.seconds,
     )
     return model
+
+
+def _augment(
+    mode: BoundedMode,
+    relations: list[Relation],
+    values: np.ndarray,
+    first: np.ndarray | None,
+    integers: dict[str, np.ndarray],
+    train_idx: np.ndarray,
+    rate: RateConfig,
+    seed: int,
+    exact: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
+    """The training matrix with ``rate.augment`` symmetry copies appended
+    (:mod:`baler_ext.stages.augment`), its event starts and integer columns repeated,
+    and the training split extended to the copies (the validation split is unchanged)."""
+    from baler_ext.stages.augment import augmented_copies, kinematics
+
+    kin = kinematics(relations, mode.columns)
+    if rate.augment == 0:
+        return values, first, integers, train_idx
+    if not (kin.rotates or kin.reflects):
+        log.info("rate.augment: no kinematic relation found, the training rows are not augmented")
+        return values, first, integers, train_idx
+    n, k = len(values), rate.augment
+    frozen = np.zeros(n, bool)
+    for j in kin.indices():
+        col = values[:, j]
+        frozen |= ~np.isfinite(col)
+        sentinels = exact.get(mode.columns[j])
+        if sentinels is not None and len(sentinels):
+            frozen |= np.isin(col, sentinels)
+    float32 = np.array([coder.float32 for coder in mode.coders])
+    copies = augmented_copies(values, first, kin, k, seed, float32, frozen)
+    log.info(
+        "rate.augment: %d rotated/reflected copies of the %d training rows (%s)",
+        k,
+        len(train_idx),
+        ", ".join(mode.columns[j] for j in kin.indices()),
+    )
+    return (
+        np.concatenate([values, copies]),
+        None if first is None else np.tile(np.asarray(first, bool), k + 1),
+        {name: np.tile(col, k + 1) for name, col in integers.items()},
+        np.concatenate([train_idx + i * n for i in range(k + 1)]),
+    )
 
 
 def write_rate_history(path: Path, history: list[dict[str, float]]) -> None:
