@@ -620,10 +620,12 @@ class RateConfig:
         default=200000, metadata=doc("train on at most this many rows (the first ones)")
     )
     augment: int = field(
-        default=0,
+        default=1,
         metadata=doc(
-            "copies of the training rows turned about the beam axis and reflected in z, "
-            "per event (needs detected kinematic relations; 0: none)"
+            "copies of the training events turned about the beam axis and reflected in z "
+            "(when kinematic relations are detected; 0: none). Each copy adds the training "
+            "rows once more: on the shared jets one copy gives 0.34 (P1) and 0.57 (P2) "
+            "fewer bits per jet for twice the rate model's training time"
         ),
     )
 
