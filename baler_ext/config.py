@@ -624,7 +624,7 @@ class RateConfig:
         metadata=doc(
             "copies of the training events turned about the beam axis and reflected in z "
             "(when kinematic relations are detected; 0: none). Each copy adds the training "
-            "rows once more: on the shared jets one copy gives 0.34 (P1) and 0.57 (P2) "
+            "rows once more: on the shared jets one copy gives 0.34 (P1) and 0.54 (P2) "
             "fewer bits per jet for twice the rate model's training time"
         ),
     )
