@@ -21,10 +21,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pyarrow.parquet as pq
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
-from benchmarks.bench_learned import jets_run
+from benchmarks.bench_learned import jets_run, split_halves
 from benchmarks.common import DATA, ROOT, operating_point
 
 log = logging.getLogger("bench_augment")
@@ -40,13 +38,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not DATA.is_file():
         sys.exit(f"needs the shared data ({DATA})")
+    train, test = split_halves(args.workdir)
     work = args.workdir
-    work.mkdir(parents=True, exist_ok=True)
-    table = pq.read_table(DATA)
-    n = table.num_rows
-    train, test = work / "train_half.parquet", work / "test_half.parquet"
-    pq.write_table(table.slice(0, n // 2), train)
-    pq.write_table(table.slice(n // 2), test)
     runs = []
     for point, scale, copies in (("P1", 1.0, args.copies), ("P2", 0.1, args.p2_copies)):
         for k in copies:

@@ -329,6 +329,18 @@ def cms_run(work: Path) -> dict:
     return r
 
 
+def split_halves(work: Path) -> tuple[Path, Path]:
+    """The shared jets' first and second halves as Parquet files in ``work``: the training
+    and the compressed file of every jets run."""
+    work.mkdir(parents=True, exist_ok=True)
+    table = pq.read_table(DATA)
+    n = table.num_rows
+    train, test = work / "train_half.parquet", work / "test_half.parquet"
+    pq.write_table(table.slice(0, n // 2), train)
+    pq.write_table(table.slice(n // 2), test)
+    return train, test
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_learned"))
@@ -344,12 +356,7 @@ def main() -> None:
     if not DATA.is_file():
         sys.exit(f"needs the shared data ({DATA})")
     work = args.workdir
-    work.mkdir(parents=True, exist_ok=True)
-    table = pq.read_table(DATA)
-    n = table.num_rows
-    train, test = work / "train_half.parquet", work / "test_half.parquet"
-    pq.write_table(table.slice(0, n // 2), train)
-    pq.write_table(table.slice(n // 2), test)
+    train, test = split_halves(work)
     runs: list[dict] = []
     p1, p2 = operating_point(1.0), operating_point(0.1)
     static = ["--set", 'compression.probability_model="static"']
@@ -430,7 +437,7 @@ def main() -> None:
             )
     cms = cms_run(work)
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    summary = {"runs": runs, "cms": cms, "uptime": uptime, "rows": n - n // 2}
+    summary = {"runs": runs, "cms": cms, "uptime": uptime, "rows": pq.read_metadata(test).num_rows}
     (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
     write_markdown(summary, args.out or ROOT / "benchmarks" / "RESULTS_learned.md")
 
