@@ -396,27 +396,37 @@ def _augment(
     if not (kin.rotates or kin.reflects):
         log.info("rate.augment: no kinematic relation found, the training rows are not augmented")
         return values, first, integers, train_idx
+    # the copies need the rows up to the last training row only (a row's event context
+    # is an earlier row), which bounds the work when rate.max_rows cut the training split
     n, k = len(values), rate.augment
-    frozen = np.zeros(n, bool)
+    m = int(train_idx.max()) + 1 if len(train_idx) else 0
+    head = values[:m]
+    frozen = np.zeros(m, bool)
     for j in kin.indices():
-        col = values[:, j]
+        col = head[:, j]
         frozen |= ~np.isfinite(col)
         sentinels = exact.get(mode.columns[j])
         if sentinels is not None and len(sentinels):
             frozen |= np.isin(col, sentinels)
     float32 = np.array([coder.float32 for coder in mode.coders])
-    copies = augmented_copies(values, first, kin, k, seed, float32, frozen)
+    head_first = None if first is None else np.asarray(first[:m], bool)
+    copies = augmented_copies(head, head_first, kin, k, seed, float32, frozen)
     log.info(
         "rate.augment: %d rotated/reflected copies of the %d training rows (%s)",
         k,
         len(train_idx),
         ", ".join(mode.columns[j] for j in kin.indices()),
     )
+    if head_first is not None:
+        head_first = head_first.copy()
+        if m:
+            head_first[0] = True  # a copy never continues the event before it
+        first = np.concatenate([np.asarray(first, bool), *([head_first] * k)])
     return (
         np.concatenate([values, copies]),
-        None if first is None else np.tile(np.asarray(first, bool), k + 1),
-        {name: np.tile(col, k + 1) for name, col in integers.items()},
-        np.concatenate([train_idx + i * n for i in range(k + 1)]),
+        first,
+        {name: np.concatenate([col, *([col[:m]] * k)]) for name, col in integers.items()},
+        np.concatenate([train_idx, *(train_idx + n + i * m for i in range(k))]),
     )
 
 

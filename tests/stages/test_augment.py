@@ -91,3 +91,27 @@ def test_augmented_training_meets_every_bound_and_only_adds_training_rows(caplog
 def test_augment_is_checked():
     with pytest.raises(ConfigError, match=r"rate\.augment"):
         RateConfig(augment=-1).validate()
+
+
+def test_copies_cover_the_rows_up_to_the_last_training_row_and_start_new_events():
+    from baler_ext.stages.rate import _augment
+
+    from ..codec.test_relations import mode_for
+
+    x = table(400, seed=8)
+    mode = mode_for(x)
+    found = relations.detect(x, COLS, set(COLS), preference="cartesian")
+    first = events_of(len(x))
+    first[0] = False  # the first row starts an event whether or not it is marked
+    ints = {"n": np.arange(len(x))}
+    train = np.arange(0, 300, 2)  # last training row 298: the copy holds rows 0-298
+    values, first2, ints2, train2 = _augment(
+        mode, found, x, first, ints, train, RateConfig(augment=2), 0, {}
+    )
+    assert values.shape == (400 + 2 * 299, len(COLS))
+    np.testing.assert_array_equal(train2, np.concatenate([train, train + 400, train + 699]))
+    assert first2 is not None and first2[400] and first2[699]  # each copy opens an event
+    np.testing.assert_array_equal(first2[401:699], first[1:299])
+    np.testing.assert_array_equal(ints2["n"][400:699], np.arange(299))
+    np.testing.assert_array_equal(values[400:699, J["mass"]], x[:299, J["mass"]])
+    assert _augment(mode, found, x, first, ints, train, RateConfig(augment=0), 0, {})[0] is x
