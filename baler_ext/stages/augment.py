@@ -88,7 +88,6 @@ def augmented_copies(
     kin: Kinematics,
     copies: int,
     seed: int,
-    float32: np.ndarray,
     frozen: np.ndarray | None = None,
 ) -> np.ndarray:
     """``copies`` rotated and reflected copies of ``values`` (rows, columns), stacked.
@@ -106,9 +105,6 @@ def augmented_copies(
         How many copies.
     seed
         Seed of the angles and reflections.
-    float32
-        Per column, whether it is stored as float32: its copies are rounded to float32
-        as a float32 input would be.
     frozen
         Rows copied unchanged (a non-finite or sentinel kinematic value: turning it
         would invent values the data cannot have).
@@ -140,9 +136,6 @@ def augmented_copies(
             for j in (kin.pz, kin.eta):
                 if j is not None:
                     x[:, j] = sign * values[:, j]
-        cols = [j for j in kin.indices() if float32[j]]
-        if cols:
-            x[:, cols] = x[:, cols].astype(np.float32).astype(np.float64)
         if frozen is not None and frozen.any():
             x[frozen] = values[frozen]
         out.append(x)

@@ -212,7 +212,7 @@ def fit_learned(
         columns, settings={**settings, "anchors": anchors.tolist()}
     )
     values, first, integers, train_idx = _augment(
-        mode, found, values, first, integers, train_idx, rate, seed, exact or {}
+        mode, found, values, first, integers, train_idx, rate, seed
     )
     codes, _, _ = mode.learned_codes(values)
     u = mode.learned_dither(len(values))
@@ -383,16 +383,15 @@ def _augment(
     train_idx: np.ndarray,
     rate: RateConfig,
     seed: int,
-    exact: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
     """The training matrix with ``rate.augment`` symmetry copies appended
     (:mod:`baler_ext.stages.augment`), its event starts and integer columns repeated,
     and the training split extended to the copies (the validation split is unchanged)."""
     from baler_ext.stages.augment import augmented_copies, kinematics
 
-    kin = kinematics(relations, mode.columns)
     if rate.augment == 0:
         return values, first, integers, train_idx
+    kin = kinematics(relations, mode.columns)
     if not (kin.rotates or kin.reflects):
         log.info("rate.augment: no kinematic relation found, the training rows are not augmented")
         return values, first, integers, train_idx
@@ -405,12 +404,11 @@ def _augment(
     for j in kin.indices():
         col = head[:, j]
         frozen |= ~np.isfinite(col)
-        sentinels = exact.get(mode.columns[j])
+        sentinels = mode.exact.get(mode.columns[j])  # the mode's exact values
         if sentinels is not None and len(sentinels):
             frozen |= np.isin(col, sentinels)
-    float32 = np.array([coder.float32 for coder in mode.coders])
     head_first = None if first is None else np.asarray(first[:m], bool)
-    copies = augmented_copies(head, head_first, kin, k, seed, float32, frozen)
+    copies = augmented_copies(head, head_first, kin, k, seed, frozen)
     log.info(
         "rate.augment: %d rotated/reflected copies of the %d training rows (%s)",
         k,

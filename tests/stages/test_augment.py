@@ -37,9 +37,7 @@ def test_copies_turn_and_reflect_whole_events_and_keep_the_rest():
     first = events_of(len(x))  # two objects per event
     frozen = np.zeros(len(x), bool)
     frozen[7] = True
-    out = augmented_copies(
-        x, first, kin, 2, seed=0, float32=np.zeros(len(COLS), bool), frozen=frozen
-    )
+    out = augmented_copies(x, first, kin, 2, seed=0, frozen=frozen)
     assert out.shape == (2 * len(x), len(COLS))
     for y in np.split(out, 2):
         # invariants of the symmetry group: pt, |pz|, |eta|, mass, energy and the rest
@@ -67,13 +65,6 @@ def test_copies_turn_and_reflect_whole_events_and_keep_the_rest():
         np.testing.assert_array_equal(y[7], x[7])  # a frozen row is copied unchanged
     a, b = np.split(out, 2)
     assert not np.array_equal(a[:, J["px"]], b[:, J["px"]])
-
-
-def test_float32_columns_stay_float32_values():
-    x = table(200, seed=4).astype(np.float32).astype(np.float64)
-    kin = kinematics(relations.detect(x, COLS, set(COLS), preference="cartesian"), COLS)
-    out = augmented_copies(x, None, kin, 1, seed=1, float32=np.ones(len(COLS), bool))
-    np.testing.assert_array_equal(out, out.astype(np.float32).astype(np.float64))
 
 
 def test_augmented_training_meets_every_bound_and_only_adds_training_rows(caplog):
@@ -104,9 +95,11 @@ def test_copies_cover_the_rows_up_to_the_last_training_row_and_start_new_events(
     first = events_of(len(x))
     first[0] = False  # the first row starts an event whether or not it is marked
     ints = {"n": np.arange(len(x))}
+    x[5, J["pz"]] = -999.0  # a sentinel the mode keeps exactly: its row is not turned
+    mode.exact = {"pz": np.array([-999.0])}
     train = np.arange(0, 300, 2)  # last training row 298: the copy holds rows 0-298
     values, first2, ints2, train2 = _augment(
-        mode, found, x, first, ints, train, RateConfig(augment=2), 0, {}
+        mode, found, x, first, ints, train, RateConfig(augment=2), 0
     )
     assert values.shape == (400 + 2 * 299, len(COLS))
     np.testing.assert_array_equal(train2, np.concatenate([train, train + 400, train + 699]))
@@ -114,4 +107,7 @@ def test_copies_cover_the_rows_up_to_the_last_training_row_and_start_new_events(
     np.testing.assert_array_equal(first2[401:699], first[1:299])
     np.testing.assert_array_equal(ints2["n"][400:699], np.arange(299))
     np.testing.assert_array_equal(values[400:699, J["mass"]], x[:299, J["mass"]])
-    assert _augment(mode, found, x, first, ints, train, RateConfig(augment=0), 0, {})[0] is x
+    np.testing.assert_array_equal(values[405], x[5])
+    np.testing.assert_array_equal(values[704], x[5])
+    assert not np.array_equal(values[404], x[4])
+    assert _augment(mode, found, x, first, ints, train, RateConfig(augment=0), 0)[0] is x
