@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"BALEREXT"
 END_MAGIC = b"BALEREND"
-FORMAT_VERSION = (1, 2)
+FORMAT_VERSION = (1, 3)
 #: features a reader must understand to decode a file (header key ``features``, 1.1+);
 #: a file that lists one this reader does not know is rejected with "upgrade"
 KNOWN_FEATURES = frozenset(

@@ -8,7 +8,9 @@ are used, so the classical bounded path and the learned probability model run wi
 
 from __future__ import annotations
 
+import decimal
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -182,6 +184,20 @@ class LatentMode(CompressionMode):
         return {"latent_dtype": self.cfg.latent_dtype}
 
 
+def ceil_significant(x: float, digits: int = 4) -> float:
+    """``x`` rounded *up* to ``digits`` significant decimal digits: a header's measured
+    errors stay upper bounds, and their JSON costs a few characters instead of 17.
+
+    The decimal is rounded up exactly (``decimal``); the float parsed from it is the one
+    nearest that decimal, which is no smaller than ``x`` (rounding is monotone and ``x``
+    is a float not above the decimal)."""
+    if not math.isfinite(x) or x == 0:
+        return float(x)
+    d = decimal.Decimal(x)
+    q = decimal.Decimal(1).scaleb(d.adjusted() - digits + 1)
+    return float(d.quantize(q, rounding=decimal.ROUND_CEILING))
+
+
 def exception_gaps(rows: np.ndarray) -> np.ndarray:
     """The rows of a column's exceptions (ascending) as gaps, in the narrowest unsigned
     dtype: :math:`g_0 = r_0`, :math:`g_i = r_i - r_{i-1} - 1` (section ``exc_gap``).
@@ -258,6 +274,8 @@ class BoundedMode(CompressionMode):
         #: None until detected on the first chunk (compress) or read from the header
         self.relations: list[Relation] | None = None
         self.learned: lrn.LearnedModel | None = None
+        #: escaped learned codes inside their streams (1.3) or in ``esc`` sections (1.2)
+        self.inline_escapes = True
         self.latent_chunks = 0
         self.learned_chunks = 0
         self.chunks = 0
@@ -385,7 +403,10 @@ class BoundedMode(CompressionMode):
                 c: coder.settings() for c, coder in zip(self.columns, self.coders, strict=True)
             },
             "skip": sorted(self.skip),
-            "stats": self.stats,
+            "stats": {
+                c: {k: ceil_significant(v) if k != "exceptions" else v for k, v in st.items()}
+                for c, st in self.stats.items()
+            },
         }
         if self.learned is not None:
             h["learned"] = {
@@ -394,6 +415,7 @@ class BoundedMode(CompressionMode):
                 "order": self.learned.columns,
                 "event_context": self.learned.event_context,
                 "latent": bool(self.learned.latent),
+                "escapes": "inline" if self.inline_escapes else "section",
             }
         return h
 
@@ -445,6 +467,14 @@ class BoundedMode(CompressionMode):
                     "it with the model that compressed it"
                 )
             self.learned = model
+            # absent before 1.3: every escaped value sits in its column's ``esc`` section
+            escapes = learned_info.get("escapes", "section")
+            if escapes not in ("inline", "section"):
+                raise ContainerError(
+                    f"the learned streams' escapes are stored as {escapes!r}, which this "
+                    "version does not know; the file is damaged or from a newer version"
+                )
+            self.inline_escapes = escapes == "inline"
 
     def section_level(self, name: str) -> int | None:
         # range-coded bits are incompressible; signs are nearly constant (level 3 is as
@@ -702,6 +732,7 @@ class BoundedMode(CompressionMode):
             zc,
             self.learned_dither(len(values)),
             self.aux_matrix(len(values), context),
+            self.inline_escapes,
         )
         state = ChunkState(len(values))
         for j, c in enumerate(model.columns):
@@ -875,4 +906,5 @@ class BoundedMode(CompressionMode):
             known,
             self.learned_dither(n_rows),
             self.aux_matrix(n_rows, context),
+            self.inline_escapes,
         )

@@ -244,7 +244,6 @@ def compress_source(
             **output,
             "decoder_embedded": bool(cfg.compression.embed_decoder),
             "compression": asdict(cfg.compression),
-            "normaliser": norm.to_dict(),
             "rows": rows,
             "entries": entries,
             "chunks": chunks_meta,

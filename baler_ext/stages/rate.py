@@ -211,9 +211,14 @@ def fit_learned(
     mode.learned = lrn.LearnedModel.untrained(
         columns, settings={**settings, "anchors": anchors.tolist()}
     )
-    values, first, integers, train_idx = _augment(
-        mode, found, values, first, integers, train_idx, rate, seed
+    # with refit the validation rows are augmented too (the refit trains on them); the
+    # fits that choose train on the training rows and their copies only
+    refit = rate.refit and len(val_idx) > 0
+    pool = np.union1d(train_idx, val_idx) if refit else train_idx
+    values, first, integers, all_idx, origin = _augment(
+        mode, found, values, first, integers, pool, rate, seed
     )
+    train_idx = all_idx[~np.isin(origin[all_idx], val_idx)] if refit else all_idx
     codes, _, _ = mode.learned_codes(values)
     u = mode.learned_dither(len(values))
     if rate.event_context != "auto":
@@ -248,21 +253,23 @@ def fit_learned(
         epochs: int,
         mixture: int = rate.mixture,
         start: lrn.LearnedModel | None = None,
+        rows: np.ndarray = train_idx,
     ) -> RateFitResult:
-        """Train with the independent columns in ``order`` (derived ones after)."""
+        """Train with the independent columns in ``order`` (derived ones after) on
+        ``rows`` (the training split; with the validation rows: a refit)."""
         full = [*order, *range(n_ind, len(columns))]
         cols = [columns[j] for j in full]
         k = codes[:, full]
         uk = None if u is None else u[:, full]
-        offset, exponent = feature_scaling(k[train_idx])
+        offset, exponent = feature_scaling(k[rows])
         probe = lrn.LearnedModel.untrained(cols, offset, exponent, event_context, latent, aux=aux)
         ctx = probe.inputs(len(values), prev, probe.column_features(k, uk), zc, aux_values)[
             :, : probe.net.n_ctx
         ]
         return fit_rate_model(
-            k[train_idx],
+            k[rows],
             cols,
-            ctx[train_idx],
+            ctx[rows],
             (k[val_idx], ctx[val_idx]),
             event_context=event_context,
             latent=latent,
@@ -273,13 +280,14 @@ def fit_learned(
             schedule=rate.schedule,
             seed=seed,
             patience=rate.patience,
-            dither=None if uk is None else (uk[train_idx], uk[val_idx]),
+            dither=None if uk is None else (uk[rows], uk[val_idx]),
             aux=aux,
             device=device,
             settings={**settings, "anchors": anchors[order].tolist()},
             mixture=mixture,
             mixed=n_ind,
             start=start,
+            keep_last=rows is not train_idx,
         )
 
     natural = list(range(n_ind))
@@ -343,27 +351,46 @@ def fit_learned(
             best_name,
         )
         result = fits[best_name]
+        starts = {
+            "one logistic": (1, None),
+            "mixture from one logistic": (rate.mixture, single.model),
+        }
+        chosen_as = starts.get(best_name, (rate.mixture, None))
     else:
         result = fit(natural, rate.epochs)
+        chosen_as = (rate.mixture, None)
+    picked = result
+    if refit and result.history:
+        # the chosen fit's epochs (up to its best validation epoch), on every row
+        best_epoch = min(result.history, key=lambda h: h["val_bits_per_row"])["epoch"]
+        log.info(
+            "refit on the %d training and validation rows (%d epochs)", len(all_idx), best_epoch
+        )
+        result = fit(natural, int(best_epoch), *chosen_as, rows=all_idx)
+        settings["refit"] = {"rows": len(all_idx), "epochs": int(best_epoch)}
     model = result.model
-    if "mixture_trials" in settings:
-        model.settings["mixture_trials"] = settings["mixture_trials"]
+    for key in ("mixture_trials", "refit"):
+        if key in settings:
+            model.settings[key] = settings[key]
     learned_bits = lrn.code_bits(model, codes, first, zc, u, aux_values)[val_idx].sum(axis=0)
     summary = {
         "val_static_bits_per_row": sum(stat.values()),
-        "val_learned_bits_per_row": result.history[-1]["val_bits_per_row"]
-        if result.history
+        # the chosen fit's best validation rate (a refit has seen the validation rows)
+        "val_learned_bits_per_row": min(h["val_bits_per_row"] for h in picked.history)
+        if picked.history
         else float("nan"),
         "val_latent_bits_per_row": z_bits / max(len(val_idx), 1),
         "static_bits_per_column": stat,
-        "train_seconds": result.seconds,
+        "train_seconds": result.seconds + (picked.seconds if picked is not result else 0.0),
         "epochs": len(result.history),
         "learned_bits_per_column": dict(
             zip(columns, (learned_bits / max(len(val_idx), 1)).tolist(), strict=True)
         ),
     }
     model.settings["summary"] = summary
-    model.settings["history"] = result.history
+    model.settings["history"] = picked.history + (
+        [{**h, "refit": 1} for h in result.history] if picked is not result else []
+    )
     log.info(
         "learned probability model: %.2f bits/row on validation (static histograms: "
         "%.2f) in %.1f s",
@@ -383,18 +410,20 @@ def _augment(
     train_idx: np.ndarray,
     rate: RateConfig,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """The training matrix with ``rate.augment`` symmetry copies appended
     (:mod:`baler_ext.stages.augment`), its event starts and integer columns repeated,
-    and the training split extended to the copies (the validation split is unchanged)."""
+    the training split extended to the copies (the validation split is unchanged) and
+    each row's source row (its own index for the original rows)."""
     from baler_ext.stages.augment import augmented_copies, kinematics
 
+    origin = np.arange(len(values))
     if rate.augment == 0:
-        return values, first, integers, train_idx
+        return values, first, integers, train_idx, origin
     kin = kinematics(relations, mode.columns)
     if not (kin.rotates or kin.reflects):
         log.info("rate.augment: no kinematic relation found, the training rows are not augmented")
-        return values, first, integers, train_idx
+        return values, first, integers, train_idx, origin
     # the copies need the rows up to the last training row only (a row's event context
     # is an earlier row), which bounds the work when rate.max_rows cut the training split
     n, k = len(values), rate.augment
@@ -410,7 +439,7 @@ def _augment(
     head_first = None if first is None else np.asarray(first[:m], bool)
     copies = augmented_copies(head, head_first, kin, k, seed, frozen)
     log.info(
-        "rate.augment: %d rotated/reflected copies of the %d training rows (%s)",
+        "rate.augment: %d rotated/reflected copies of the %d rows the rate model trains on (%s)",
         k,
         len(train_idx),
         ", ".join(mode.columns[j] for j in kin.indices()),
@@ -425,14 +454,19 @@ def _augment(
         first,
         {name: np.concatenate([col, *([col[:m]] * k)]) for name, col in integers.items()},
         np.concatenate([train_idx, *(train_idx + n + i * m for i in range(k))]),
+        np.concatenate([origin, *([origin[:m]] * k)]),
     )
 
 
 def write_rate_history(path: Path, history: list[dict[str, float]]) -> None:
-    """``rate_history.csv``: epoch, train and validation bits per row, learning rate."""
+    """``rate_history.csv``: epoch, train and validation bits per row, learning rate, and
+    ``refit`` (1 on the epochs of the refit on training and validation rows, whose
+    validation rate is in-sample)."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(
-            fh, fieldnames=["epoch", "train_bits_per_row", "val_bits_per_row", "lr"]
+            fh,
+            fieldnames=["epoch", "train_bits_per_row", "val_bits_per_row", "lr", "refit"],
+            restval=0,
         )
         writer.writeheader()
         writer.writerows(history)

@@ -73,6 +73,41 @@ def test_learned_path_round_trip_and_context(fitted):
         mode.decode(sections, len(x), ChunkContext(events_of(1000), {}))
 
 
+def test_files_with_escape_sections_still_decode(fitted, monkeypatch):
+    """Format 1.2 stored escaped codes in an ``esc`` section per column; 1.3 codes them in
+    the stream. A 1.2 header (no ``escapes`` key) selects the old layout."""
+    mode, _ = fitted
+    monkeypatch.setattr(mode.trained, "learned", mode.learned, raising=False)
+    x = table(500, seed=4)
+    x[::7, COLS.index("other")] *= 1e4  # far outside the model's windows: escapes
+    ctx = ChunkContext(events_of(500), {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64)})
+    inline = mode.encode(x, ctx)
+    assert not any(k.endswith("/esc") for k in inline)
+    settings = mode.header()
+    assert settings["learned"]["escapes"] == "inline"
+    mode.inline_escapes = False
+    try:
+        old = mode.encode(x, ctx)
+    finally:
+        mode.inline_escapes = True
+    assert any(k.startswith("lrn/") and k.endswith("/esc") for k in old)
+    legacy = {
+        **settings,
+        "learned": {k: v for k, v in settings["learned"].items() if k != "escapes"},
+    }
+    mode.load_header(legacy)
+    try:
+        assert not mode.inline_escapes
+        out = mode.decode(old, len(x), ctx)
+    finally:
+        mode.load_header(settings)
+    assert mode.inline_escapes
+    np.testing.assert_array_equal(out, mode.decode(inline, len(x), ctx))
+    assert np.all(np.abs(out - x) <= limits(x, COLS))
+    with pytest.raises(ContainerError, match="escapes"):
+        mode.load_header({**settings, "learned": {**settings["learned"], "escapes": "zip"}})
+
+
 def test_the_train_stage_keeps_the_best_of_one_logistic_and_two_mixtures():
     rate = RateConfig(hidden=[16], epochs=3, order="natural", mixture=3, mixture_start="both")
     mode, _ = learned_mode(table(2000, seed=5), rate)
@@ -156,7 +191,10 @@ def test_cli_learned_model_end_to_end(make_project, flat_parquet, capsys):
     assert main(["--projects-dir", str(projects), "-p", name, "--mode", "info", "-q"]) == 0
     out = projects / name / "output"
     hist = (out / "model" / "rate_history.csv").read_text().splitlines()
-    assert hist[0] == "epoch,train_bits_per_row,val_bits_per_row,lr" and len(hist) >= 2
+    assert hist[0] == "epoch,train_bits_per_row,val_bits_per_row,lr,refit" and len(hist) >= 2
+    # the choosing fit's epochs, then the refit's (on training and validation rows)
+    flags = [line.rsplit(",", 1)[1] for line in hist[1:]]
+    assert flags[0] == "0" and flags[-1] == "1" and flags == sorted(flags)
     meta = json.loads((out / "model" / "rate_model.json").read_text())
     assert meta["event_context"]  # flat table with an event column
     assert meta["aux"]["names"] == ["matched"]

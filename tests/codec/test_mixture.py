@@ -15,9 +15,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from baler_ext.codec.probability import escapes, tables
 from baler_ext.codec.probability import learned as lrn
 from baler_ext.codec.probability import mixture as mix
-from baler_ext.codec.probability import tables
 from baler_ext.codec.probability.fit import (
     QuantMade,
     feature_scaling,
@@ -65,16 +65,25 @@ def test_mixture_streams_round_trip_whatever_the_split(seed, n, k, cut):
     assert np.array_equal(out, codes)
 
 
-def test_mixture_coder_spends_its_ideal_code_length():
+@pytest.mark.parametrize("inline", [True, False])
+def test_mixture_coder_spends_its_ideal_code_length(inline):
     p, codes = random_mixtures(20_000, 3, 1)
-    enc = lrn.StreamEncoder()
+    enc = lrn.StreamEncoder(inline)
     enc.add_mix(codes, p)
     arrays = enc.finish()
+    escaped = p.symbols(codes)[1]
+    assert escaped.sum() > 100
+    # inline (1.3): the escapes are in the stream, at their Elias-gamma cost; in an
+    # ``esc`` section (1.2): 64 bits each
+    assert ("esc" in arrays) == (not inline)
     ideal = mix.bits(codes, p)
-    esc = arrays.get("esc", np.zeros(0, np.int64))
-    spent = arrays["bits"].nbytes * 8 + 64 * esc.size
-    assert esc.size > 0
+    if not inline:
+        ideal[escaped] += 64 - escapes.escape_bits(codes[escaped])
+    spent = arrays["bits"].nbytes * 8 + 64 * arrays.get("esc", np.zeros(0)).size
     assert abs(spent - ideal.sum()) < 0.01 * ideal.sum() + 64
+    dec = lrn.StreamDecoder(arrays, inline)
+    np.testing.assert_array_equal(dec.take_mix(p), codes)
+    dec.check_done()
 
 
 def test_bucket_and_offset_counts_are_the_mixture_of_the_tables():

@@ -68,10 +68,32 @@ def test_copies_turn_and_reflect_whole_events_and_keep_the_rest():
 
 
 def test_augmented_training_meets_every_bound_and_only_adds_training_rows(caplog):
-    rate = RateConfig(hidden=[16], epochs=2, order="natural", mixture_start="scratch", augment=2)
+    rate = RateConfig(
+        hidden=[16], epochs=2, order="natural", mixture_start="scratch", augment=2, refit=False
+    )
     with caplog.at_level("INFO"):
         mode, _ = learned_mode(table(1200, seed=6), rate)
-    assert "2 rotated/reflected copies of the 900 training rows" in caplog.text
+    assert "2 rotated/reflected copies of the 900 rows the rate model trains on" in caplog.text
+    x = table(600, seed=7)
+    ints = {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64)}
+    ctx = ChunkContext(events_of(len(x)), ints)
+    out = mode.decode(mode.encode(x, ctx), len(x), ctx)
+    assert np.all(np.abs(out - x) <= limits(x, COLS))
+
+
+def test_refit_trains_the_chosen_model_on_training_and_validation_rows(caplog):
+    rate = RateConfig(hidden=[16], epochs=3, order="natural", mixture_start="single", augment=1)
+    with caplog.at_level("INFO"):
+        mode, _ = learned_mode(table(1200, seed=6), rate)
+    # the copies cover the validation rows too; the choosing fits still train on 900 rows
+    assert "1 rotated/reflected copies of the 1200 rows the rate model trains on" in caplog.text
+    model = mode.learned
+    refit = model.settings["refit"]
+    assert refit["rows"] == 2400 and 1 <= refit["epochs"] <= 3
+    trials = model.settings["mixture_trials"]
+    summary = model.settings["summary"]
+    # the reported validation rate is the chosen fit's own (out of sample), not the refit's
+    assert summary["val_learned_bits_per_row"] == trials[trials["chosen"]]
     x = table(600, seed=7)
     ints = {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64)}
     ctx = ChunkContext(events_of(len(x)), ints)
@@ -98,9 +120,10 @@ def test_copies_cover_the_rows_up_to_the_last_training_row_and_start_new_events(
     x[5, J["pz"]] = -999.0  # a sentinel the mode keeps exactly: its row is not turned
     mode.exact = {"pz": np.array([-999.0])}
     train = np.arange(0, 300, 2)  # last training row 298: the copy holds rows 0-298
-    values, first2, ints2, train2 = _augment(
+    values, first2, ints2, train2, origin = _augment(
         mode, found, x, first, ints, train, RateConfig(augment=2), 0
     )
+    np.testing.assert_array_equal(origin, np.concatenate([np.arange(400), *[np.arange(299)] * 2]))
     assert values.shape == (400 + 2 * 299, len(COLS))
     np.testing.assert_array_equal(train2, np.concatenate([train, train + 400, train + 699]))
     assert first2 is not None and first2[400] and first2[699]  # each copy opens an event

@@ -269,6 +269,7 @@ def fit_rate_model(
     mixed: int | None = None,
     start: LearnedModel | None = None,
     schedule: str = "cosine",
+    keep_last: bool = False,
 ) -> RateFitResult:
     """Train the learned probability model on the training codes.
 
@@ -299,6 +300,10 @@ def fit_rate_model(
         ``COSINE_FLOOR`` of it along half a cosine over ``epochs`` (Loshchilov & Hutter,
         SGDR, ICLR 2017); ``"plateau"``: halved after two epochs without a better
         validation rate. Early stopping (``patience``) applies to both.
+    keep_last
+        Keep the network of the last epoch and train all ``epochs`` (a refit whose
+        ``val`` rows are part of ``codes``: their rate is no longer a validation);
+        otherwise the one with the best validation rate.
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -414,9 +419,9 @@ def fit_rate_model(
             best_state = {k: t.clone() for k, t in net.state_dict().items()}
         else:
             bad += 1
-            if patience and bad >= patience:
+            if patience and bad >= patience and not keep_last:
                 break
-    if best_state is not None:
+    if best_state is not None and not keep_last:
         net.load_state_dict(best_state)
     skeleton.net = net.cpu().to_int()
     return RateFitResult(skeleton, history, time.perf_counter() - t0)

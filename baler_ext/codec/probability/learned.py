@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from baler_ext.codec.probability import escapes, tables
 from baler_ext.codec.probability import mixture as mix
-from baler_ext.codec.probability import tables
 from baler_ext.codec.probability.intnet import F_MAX, Incremental, IntMade, Q
 from baler_ext.errors import ContainerError
 
@@ -396,14 +396,28 @@ def _uniform_pieces(shift: int) -> list[tuple[int, int]]:
 
 
 class StreamEncoder:
-    """One column's range-coded stream, filled phase by phase."""
+    """One column's range-coded stream, filled phase by phase.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    inline
+        Code the escaped values in the stream after each phase (:mod:`.escapes`, format
+        1.3) rather than in a separate ``esc`` section (1.2).
+    """
+
+    def __init__(self, inline: bool = True) -> None:
         import constriction
 
         self._cs = constriction
         self.enc = constriction.stream.queue.RangeEncoder()
         self.esc: list[np.ndarray] = []
+        self.inline = inline
+
+    def _escaped(self, values: np.ndarray) -> None:
+        if self.inline:
+            escapes.encode(self.enc, values)
+        else:
+            self.esc.append(values)
 
     def add(self, k: np.ndarray, mu: np.ndarray, ell: np.ndarray) -> None:
         """Code the int64 codes ``k`` with locations ``mu`` and scale indices ``ell``."""
@@ -417,13 +431,13 @@ class StreamEncoder:
             self.enc.encode(
                 sym[a:b].astype(np.int32), tables.categorical(int(plan.ell[gi]), int(plan.frac[gi]))
             )
-        self.esc.append(ks[escaped])
         self._encode_low(low, plan.shift, escaped)
+        self._escaped(ks[escaped])
 
     def add_mix(self, k: np.ndarray, plan: mix.MixPlan) -> None:
         """Code the int64 codes ``k`` under their mixtures (:mod:`.mixture`)."""
         if k.size:
-            self.esc.append(mix.encode(self.enc, k, plan))
+            self._escaped(mix.encode(self.enc, k, plan))
 
     def put(self, k: np.ndarray, coding: tuple[np.ndarray, np.ndarray] | mix.MixPlan) -> None:
         """:meth:`add` or :meth:`add_mix`, as :meth:`LearnedModel.coding` decided."""
@@ -451,17 +465,34 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """The decoder of :class:`StreamEncoder`'s sections."""
+    """The decoder of :class:`StreamEncoder`'s sections (``inline`` as there)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], inline: bool = True) -> None:
         import constriction
 
         self._cs = constriction
         if "bits" not in arrays:
             raise ContainerError("a learned code stream has no bits; the file is damaged")
+        if inline and "esc" in arrays:
+            raise ContainerError(
+                "a learned code stream has an escape section its format does not use; "
+                "the file is damaged"
+            )
         self.dec = constriction.stream.queue.RangeDecoder(arrays["bits"].astype(np.uint32))
         self.esc = np.asarray(arrays.get("esc", np.zeros(0, np.int64)), np.int64)
         self.esc_at = 0
+        self.inline = inline
+
+    def _escaped(self, count: int) -> np.ndarray:
+        """The next ``count`` escaped values (from the stream, or the ``esc`` section)."""
+        if self.inline:
+            return escapes.decode(self.dec, count)
+        if self.esc_at + count > self.esc.size:
+            raise ContainerError(
+                "a learned code stream's escapes do not match; the file is damaged"
+            )
+        self.esc_at += count
+        return self.esc[self.esc_at - count : self.esc_at]
 
     def take(self, mu: np.ndarray, ell: np.ndarray) -> np.ndarray:
         """Decode as many codes as ``mu`` has entries."""
@@ -479,13 +510,13 @@ class StreamDecoder:
         if len(plan) == 0:
             return np.zeros(0, np.int64)
         try:
-            out, used = mix.decode(self.dec, plan, self.esc[self.esc_at :])
+            out, escaped = mix.decode(self.dec, plan)
+            out[escaped] = self._escaped(int(escaped.sum()))
         except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:
             raise ContainerError(
                 f"a learned code stream does not decode ({exc}); the file "
                 "is damaged or its model differs"
             ) from None
-        self.esc_at += used
         return out
 
     def get(self, coding: tuple[np.ndarray, np.ndarray] | mix.MixPlan) -> np.ndarray:
@@ -506,11 +537,6 @@ class StreamDecoder:
                 tables.categorical(int(plan.ell[gi]), int(plan.frac[gi])), int(b - a)
             )
         escaped = sym == tables.ESCAPE
-        n_esc = int(escaped.sum())
-        if self.esc_at + n_esc > self.esc.size:
-            raise ContainerError(
-                "a learned code stream's escapes do not match; the file is damaged"
-            )
         low = np.zeros(n, np.int64)
         use = (plan.shift > 0) & ~escaped
         for s in np.unique(plan.shift[use]):
@@ -524,8 +550,7 @@ class StreamDecoder:
                 )
         half = (np.int64(1) << plan.shift) >> 1
         ks = ((sym - tables.WINDOW + plan.base) << plan.shift) + low - half
-        ks[escaped] = self.esc[self.esc_at : self.esc_at + n_esc]
-        self.esc_at += n_esc
+        ks[escaped] = self._escaped(int(escaped.sum()))
         out = np.empty(n, np.int64)
         out[plan.order] = ks
         return out
@@ -595,13 +620,15 @@ def encode_codes(
     zcodes: np.ndarray | None,
     u: np.ndarray | None = None,
     aux: np.ndarray | None = None,
+    inline_escapes: bool = True,
 ) -> list[dict[str, np.ndarray]]:
     """Code the (rows, D) codes (coding order) with their dither offsets ``u`` (rows, D);
     one section dict per column. Rows are coded phase by phase (the i-th object of every
-    event in phase i), so the decoder knows each row's previous object."""
+    event in phase i), so the decoder knows each row's previous object. Escaped values
+    go into the streams (``inline_escapes``, format 1.3) or an ``esc`` section each."""
     d = codes.shape[1]
     pos, flat = _outputs_flat(model, codes, first, zcodes, u, aux)
-    encoders = [StreamEncoder() for _ in range(d)]
+    encoders = [StreamEncoder(inline_escapes) for _ in range(d)]
     n_out = model.net.n_out
     for rows in _phases(pos):
         # one gather of the phase's rows, then views per column
@@ -621,6 +648,7 @@ def decode_codes(
     known: dict[int, np.ndarray] | None = None,
     u: np.ndarray | None = None,
     aux: np.ndarray | None = None,
+    inline_escapes: bool = True,
 ) -> np.ndarray:
     """Inverse of :func:`encode_codes`. ``known`` holds columns (by position) coded
     elsewhere (their stream is not read; their codes still feed the context)."""
@@ -631,7 +659,7 @@ def decode_codes(
     for i, k in known.items():
         codes[:, i] = k
     feats = np.zeros((n, d))
-    decoders = {i: StreamDecoder(streams[i]) for i in range(d) if i not in known}
+    decoders = {i: StreamDecoder(streams[i], inline_escapes) for i in range(d) if i not in known}
     for rows in _phases(pos):
         prev_rows = prev[rows]
         x = model.inputs(
@@ -675,7 +703,8 @@ def code_bits(
     aux: np.ndarray | None = None,
 ) -> np.ndarray:
     """Ideal code length (bits) of each code under the tables, (rows, D), without coding
-    (escapes counted as 64 bits, split low bits as their count)."""
+    (escapes counted as :func:`~baler_ext.codec.probability.escapes.escape_bits`, split
+    low bits as their count)."""
     n, d = codes.shape
     _, outs = _outputs(model, codes, first, zcodes, u, aux)
     t = tables.tables()
@@ -689,5 +718,7 @@ def code_bits(
         sym, esc, _ = plan.symbols(codes[plan.order, i])
         group = np.repeat(np.arange(len(plan.ell)), np.diff(plan.bounds))
         cnt = t[plan.ell[group], plan.frac[group], sym]
-        out[plan.order, i] = np.log2(tables.TOTAL) - np.log2(cnt) + np.where(esc, 64.0, plan.shift)
+        bits = np.log2(tables.TOTAL) - np.log2(cnt) + plan.shift * ~esc
+        bits[esc] += escapes.escape_bits(codes[plan.order, i][esc])
+        out[plan.order, i] = bits
     return out

@@ -37,7 +37,7 @@ from functools import cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from baler_ext.codec.probability import tables
+from baler_ext.codec.probability import escapes, tables
 
 #: symbols of the mixture window (relative -WINDOW/2 .. WINDOW/2 - 1 to the base)
 WINDOW = 256
@@ -280,9 +280,10 @@ def encode(enc: object, k: np.ndarray, p: MixPlan) -> np.ndarray:
     return k[escaped]
 
 
-def decode(dec: object, p: MixPlan, esc: np.ndarray) -> tuple[np.ndarray, int]:
-    """Decode ``len(p)`` codes from the range decoder ``dec``; ``esc`` holds the escaped
-    codes still unread. Returns the codes and the number of escapes used."""
+def decode(dec: object, p: MixPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``len(p)`` codes from the range decoder ``dec``. Returns the codes and the
+    escape mask: the escaped entries are left 0 for the caller to fill (in the order
+    :func:`encode` returned them)."""
     import constriction
 
     n = len(p)
@@ -293,9 +294,6 @@ def decode(dec: object, p: MixPlan, esc: np.ndarray) -> tuple[np.ndarray, int]:
     )
     escaped = bucket == ESCAPE
     inside = ~escaped
-    n_esc = int(escaped.sum())
-    if n_esc > esc.size:
-        raise ValueError("more escapes than stored")
     m = np.zeros(n, np.int64)
     if inside.any():
         sub, b_in = _inside(p, inside, bucket)
@@ -313,18 +311,20 @@ def decode(dec: object, p: MixPlan, esc: np.ndarray) -> tuple[np.ndarray, int]:
             got = dec.decode(constriction.stream.model.Uniform(1 << width), int(rows.sum()))  # type: ignore[attr-defined]
             low[rows] |= np.asarray(got, np.int64) << o
     out = p.codes(m, low)
-    out[escaped] = esc[:n_esc]
-    return out, n_esc
+    out[escaped] = 0
+    return out, escaped
 
 
 def bits(k: np.ndarray, p: MixPlan) -> np.ndarray:
-    """Ideal code length (bits) of each code under its mixture (escapes + 64 bits, low
-    bits as their count), without coding."""
+    """Ideal code length (bits) of each code under its mixture (escapes plus their
+    :func:`~baler_ext.codec.probability.escapes.escape_bits`, low bits as their count),
+    without coding."""
     m, escaped, _ = p.symbols(k)
     bc = p.bucket_counts()
     bucket = np.where(escaped, ESCAPE, m // BUCKET)
     rows = np.arange(len(k))
-    out = np.log2(p.totals()) - np.log2(bc[rows, bucket]) + np.where(escaped, 64.0, p.shift)
+    out = np.log2(p.totals()) - np.log2(bc[rows, bucket]) + p.shift * ~escaped
+    out[escaped] += escapes.escape_bits(k[escaped])
     inside = ~escaped
     if inside.any():
         oc = p.rows(inside).offset_counts(bucket[inside])
