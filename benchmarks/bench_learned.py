@@ -116,10 +116,18 @@ def column_bits(container: Path, columns: list[str], rows: int) -> dict[str, flo
 
     with ContainerReader(container) as r:
         sizes = r.section_sizes()
+        # format 1.3 packs the learned streams into lrn/bits: each column's share is its
+        # word count (lrn/words, + 1) of 4 bytes
+        packed: dict[str, int] = {}
+        order = (r.header["mode_settings"].get("learned") or {}).get("order", [])
+        for chunk in sorted({s.chunk for s in r.sections if s.name == "lrn/words"}):
+            words = r.read_array("lrn/words", chunk).astype(np.int64) - 1
+            for c, w in zip(order, words.tolist(), strict=True):
+                packed[c] = packed.get(c, 0) + 4 * max(w, 0)
     out = {}
     for c in columns:
         b = sum(v for k, v in sizes.items() if k.startswith((f"res/{c}/", f"lrn/{c}/", f"lin/{c}")))
-        out[c] = 8 * b / rows
+        out[c] = 8 * (b + packed.get(c, 0)) / rows
     return out
 
 

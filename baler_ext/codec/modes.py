@@ -47,6 +47,10 @@ DERIVED_MARGIN = 1e-4
 #: rows on which ``latent_policy = "auto"`` decides whether a chunk keeps the latent
 #: (chunks under four times as many rows are coded both ways)
 DECIDE_ROWS = 8192
+#: (1.3) the learned path's code streams: every learned column's uint32 words in coding
+#: order, and per modelled column its word count + 1 (0: the column is coded statically)
+PACKED_BITS = "lrn/bits"
+PACKED_WORDS = "lrn/words"
 
 LATENT_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
@@ -415,6 +419,7 @@ class BoundedMode(CompressionMode):
                 "order": self.learned.columns,
                 "event_context": self.learned.event_context,
                 "latent": bool(self.learned.latent),
+                # 1.3: escapes inside the streams, the streams packed in one section
                 "escapes": "inline" if self.inline_escapes else "section",
             }
         return h
@@ -580,7 +585,7 @@ class BoundedMode(CompressionMode):
 
     @staticmethod
     def _put_extras(out: dict[str, np.ndarray], c: str, res: ColumnCodes) -> None:
-        if res.sign is not None:
+        if res.sign is not None and res.sign.any():  # (1.3) all positive: no section
             out[f"res/{c}/sign"] = res.sign
         if res.exc_index.size:
             out[f"res/{c}/exc_gap"] = exception_gaps(res.exc_index)
@@ -735,17 +740,27 @@ class BoundedMode(CompressionMode):
             self.inline_escapes,
         )
         state = ChunkState(len(values))
+        packed: list[np.ndarray] = []
+        words = np.full(len(model.columns), -1, np.int64)  # -1: coded statically
         for j, c in enumerate(model.columns):
             alt = static.encode(codes[:, j])
-            chosen, prefix = (
-                (streams[j], "lrn")
-                if StaticModel.nbytes(streams[j]) <= StaticModel.nbytes(alt)
-                else (alt, "res")
-            )
-            for key, arr in chosen.items():
-                out[f"{prefix}/{c}/{key}"] = arr
+            if StaticModel.nbytes(streams[j]) <= StaticModel.nbytes(alt):
+                if self.inline_escapes:  # 1.3: one section of every column's words
+                    packed.append(streams[j]["bits"])
+                    words[j] = streams[j]["bits"].size
+                else:
+                    for key, arr in streams[j].items():
+                        out[f"lrn/{c}/{key}"] = arr
+            else:
+                for key, arr in alt.items():
+                    out[f"res/{c}/{key}"] = arr
             self._put_extras(out, c, results[c])
             state.add(c, results[c].decoded, results[c].drift)
+        if self.inline_escapes:
+            out[PACKED_BITS] = (
+                np.concatenate(packed).astype(np.uint32) if packed else np.zeros(0, np.uint32)
+            )
+            out[PACKED_WORDS] = narrowest(words + 1)  # 0: static, else words + 1
         for c, predictor, prob in self.plan():
             if predictor != "relation" or prob == "learned":
                 continue
@@ -875,6 +890,31 @@ class BoundedMode(CompressionMode):
             ) from None
         return out
 
+    def _learned_streams(
+        self, sections: dict[str, np.ndarray], d: int
+    ) -> list[dict[str, np.ndarray]]:
+        """Each modelled column's stream sections (empty: coded statically): 1.3 cuts
+        :data:`PACKED_BITS` by :data:`PACKED_WORDS`, 1.2 has ``lrn/<col>/`` sections."""
+        assert self.learned is not None
+        if not self.inline_escapes:
+            return [self._group(sections, f"lrn/{c}/") for c in self.learned.columns]
+        if PACKED_BITS not in sections or PACKED_WORDS not in sections:
+            raise ContainerError("a chunk lacks its learned code streams; the file is damaged")
+        bits = np.asarray(sections[PACKED_BITS]).reshape(-1)
+        words = np.asarray(sections[PACKED_WORDS]).reshape(-1)
+        if words.dtype.kind != "u":
+            raise ContainerError("a chunk's learned stream lengths are not counts; damaged file")
+        words = words.astype(np.int64) - 1
+        if words.size != d or np.any(words < -1) or int(words[words > 0].sum()) != bits.size:
+            raise ContainerError(
+                "a chunk's learned stream lengths do not match its words; the file is damaged"
+            )
+        ends = np.cumsum(np.maximum(words, 0))
+        return [
+            {"bits": bits[e - n : e]} if n >= 0 else {}
+            for n, e in zip(words.tolist(), ends.tolist(), strict=True)
+        ]
+
     def _decode_learned(
         self, sections: dict[str, np.ndarray], n_rows: int, context: ChunkContext | None
     ) -> np.ndarray:
@@ -885,17 +925,15 @@ class BoundedMode(CompressionMode):
         if model.latent:
             zc = static.decode_columns(sections, "ctx/z", model.n_latent, n_rows)
         known: dict[int, np.ndarray] = {}
-        streams: list[dict[str, np.ndarray]] = []
+        streams = self._learned_streams(sections, len(model.columns))
         for j, c in enumerate(model.columns):
-            g = self._group(sections, f"lrn/{c}/")
-            if not g:
+            if not streams[j]:
                 g_static = {
                     k: v
                     for k, v in self._group(sections, f"res/{c}/").items()
                     if k not in ("sign", "exc_idx", "exc_gap", "exc_val")
                 }
                 known[j] = static.decode(g_static, n_rows)
-            streams.append(g)
         first = context.first if context is not None else None
         return lrn.decode_codes(
             model,

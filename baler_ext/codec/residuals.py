@@ -228,12 +228,12 @@ class ColumnCoder:
                 x *= self.step
                 x += p
             elif self.kind == "rel":
-                assert sign is not None
                 x *= self.step
                 x += self._log_pred(p) if q is None else q
                 np.exp(x, out=x)
-                np.negative(x, out=x, where=sign == 1)
-                x[sign == 2] = 0.0
+                if sign is not None:  # (1.3) absent: every value positive
+                    np.negative(x, out=x, where=sign == 1)
+                    x[sign == 2] = 0.0
             else:
                 x = np.zeros_like(p)
             if self.float32:

@@ -240,6 +240,32 @@ def format_groups_info(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: sections of a column that are not its code stream
+_EXTRAS = ("/sign", "/exc_idx", "/exc_gap", "/exc_val")
+
+
+def stream_kinds(
+    cols: list[str], settings: dict[str, Any], sizes: dict[str, int]
+) -> dict[str, str]:
+    """Per bounded column with a code stream: ``"learned"`` when the learned model coded
+    it, else ``"static"``. In 1.3 files the learned streams share one section
+    (``lrn/bits``), so a modelled column is learned unless its codes were stored
+    statically (``res/<col>/`` coder arrays; a column learned in some chunks and static
+    in others shows as static)."""
+    learned = settings.get("learned")
+    order = learned.get("order") if isinstance(learned, dict) else None
+    order = set(order) if isinstance(order, list) and "lrn/bits" in sizes else set()
+    out = {}
+    for c in cols:
+        own = [k for k in sizes if k.startswith((f"res/{c}/", f"lrn/{c}/"))]
+        static = any(k.startswith(f"res/{c}/") and not k.endswith(_EXTRAS) for k in own)
+        if any(k.startswith(f"lrn/{c}/") for k in own) or (c in order and not static):
+            out[c] = "learned"
+        elif own:
+            out[c] = "static"
+    return out
+
+
 def _describe(
     path: Path,
     header: dict[str, Any],
@@ -290,11 +316,7 @@ def _describe(
         ],
         "learned": settings.get("learned"),
         "dither": bool(settings.get("dither", False)),
-        "streams": {
-            c: ("learned" if any(k.startswith(f"lrn/{c}/") for k in sizes) else "static")
-            for c in cols
-            if any(k.startswith((f"res/{c}/", f"lrn/{c}/")) for k in sizes)
-        },
+        "streams": stream_kinds(cols, settings, sizes),
         "precision": header.get("precision", {}),
         "exact_values": {**header.get("exact_values", {}), **header.get("exact_in_mode", {})},
         "discrete_columns": header.get("discrete_columns", []),

@@ -213,3 +213,21 @@ def test_dense_exceptions_cost_about_a_bit_each_and_old_files_still_decode():
     bad["res/eta/exc_gap"] = np.array([len(values)], np.uint32)
     with pytest.raises(ContainerError, match="malformed"):
         mode.decode(bad, len(values))
+
+
+def test_a_relative_column_stores_its_signs_only_when_one_is_not_positive():
+    x = jets(500, seed=3)
+    mode = make_mode(tiny_trained(x), latent_policy="never")
+    assert np.all(x[:, 0] > 0) and np.any(x[:, 3] == 0)
+    sections = mode.encode(x)
+    # (1.3) pt is positive everywhere: no sign section; mass has exact zeros: it keeps one
+    assert "res/pt/sign" not in sections and "res/mass/sign" in sections
+    check(x, mode.decode(sections, len(x)))
+    y = x.copy()
+    y[::5, 0] *= -1.0
+    y[7, 0] = 0.0
+    sections = mode.encode(y)
+    assert "res/pt/sign" in sections
+    out = mode.decode(sections, len(y))
+    check(y, out)
+    assert out[7, 0] == 0.0 and np.all(np.sign(out[:, 0]) == np.sign(y[:, 0]))

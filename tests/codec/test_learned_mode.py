@@ -83,6 +83,18 @@ def test_files_with_escape_sections_still_decode(fitted, monkeypatch):
     ctx = ChunkContext(events_of(500), {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64)})
     inline = mode.encode(x, ctx)
     assert not any(k.endswith("/esc") for k in inline)
+    # 1.3 packs every learned stream into lrn/bits, cut by lrn/words (count + 1 per column)
+    assert {"lrn/bits", "lrn/words"} <= set(inline)
+    assert not any(k.startswith("lrn/") and k.count("/") == 2 for k in inline)
+    words = inline["lrn/words"].astype(np.int64)
+    assert (
+        words.size == len(mode.learned.columns)
+        and (words - 1)[words > 0].sum() == inline["lrn/bits"].size
+    )
+    for bad in (words + 1, words[:-1], words - 2):
+        tampered = {**inline, "lrn/words": bad}
+        with pytest.raises(ContainerError):
+            mode.decode(tampered, len(x), ctx)
     settings = mode.header()
     assert settings["learned"]["escapes"] == "inline"
     mode.inline_escapes = False
@@ -91,6 +103,7 @@ def test_files_with_escape_sections_still_decode(fitted, monkeypatch):
     finally:
         mode.inline_escapes = True
     assert any(k.startswith("lrn/") and k.endswith("/esc") for k in old)
+    assert "lrn/bits" not in old and any(k.endswith("/bits") for k in old)
     legacy = {
         **settings,
         "learned": {k: v for k, v in settings["learned"].items() if k != "escapes"},
