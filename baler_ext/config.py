@@ -616,6 +616,13 @@ class RateConfig:
             "the training time) | single (the first two) | scratch (the mixture alone)"
         ),
     )
+    mixture_columns: str = field(
+        default="all",
+        metadata=doc(
+            "which columns a mixture codes: all | independent (the relation residuals of "
+            "the derived columns then use its first component alone)"
+        ),
+    )
     max_rows: int | None = field(
         default=200000, metadata=doc("train on at most this many rows (the first ones)")
     )
@@ -645,6 +652,10 @@ class RateConfig:
             raise ConfigError(f"'rate.latent_bits' must be in 1-12, got {self.latent_bits}")
         if not 1 <= self.mixture <= 8:
             raise ConfigError(f"'rate.mixture' must be in 1-8, got {self.mixture}")
+        if self.mixture_columns not in ("all", "independent"):
+            raise ConfigError(
+                f"'rate.mixture_columns' must be all or independent, got {self.mixture_columns!r}"
+            )
         if not 0 <= self.augment <= 16:
             raise ConfigError(f"'rate.augment' must be in 0-16 copies, got {self.augment}")
         if self.mixture_start not in ("both", "single", "scratch"):

@@ -379,7 +379,20 @@ def main() -> None:
     runs.append(
         jets_run(work, "P2 classical", train, test, p2, [], static, share_from="P2_learned")
     )
+    runs.append(
+        jets_run(work, "P1 learned, no refit", train, test, p1, ["--set", "rate.refit=false"])
+    )
     if not args.quick:
+        runs.append(
+            jets_run(
+                work,
+                "P1 learned, mixture on independent columns only",
+                train,
+                test,
+                p1,
+                ["--set", 'rate.mixture_columns="independent"'],
+            )
+        )
         runs.append(
             jets_run(
                 work,

@@ -285,7 +285,7 @@ def fit_learned(
             device=device,
             settings={**settings, "anchors": anchors[order].tolist()},
             mixture=mixture,
-            mixed=n_ind,
+            mixed=None if rate.mixture_columns == "all" else n_ind,
             start=start,
             keep_last=rows is not train_idx,
         )

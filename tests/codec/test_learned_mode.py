@@ -59,6 +59,8 @@ def test_learned_path_round_trip_and_context(fitted):
     mode, _ = fitted
     model = mode.learned
     assert model.mixture == 4 and model.uses_mixture(0)
+    # rate.mixture_columns = "all": the derived columns' residuals use the mixture too
+    assert model.mixed is None and all(model.uses_mixture(i) for i in range(len(model.columns)))
     assert model.event_context and model.aux_names == ["n"]  # not the event id
     assert set(model.columns) == set(COLS)  # independent and derived columns
     x = table(1000, seed=2)

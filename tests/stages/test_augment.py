@@ -104,6 +104,8 @@ def test_refit_trains_the_chosen_model_on_training_and_validation_rows(caplog):
 def test_augment_is_checked():
     with pytest.raises(ConfigError, match=r"rate\.augment"):
         RateConfig(augment=-1).validate()
+    with pytest.raises(ConfigError, match=r"rate\.mixture_columns"):
+        RateConfig(mixture_columns="some").validate()
 
 
 def test_copies_cover_the_rows_up_to_the_last_training_row_and_start_new_events():
