@@ -836,8 +836,11 @@ class BoundedMode(CompressionMode):
                     p, _ = CentrePredictor().predict(
                         c, {"centre": _need(centre)[i : i + 1]}, state, with_drift=False
                     )
-                out[:, i] = self._restore(sections, c, k, p, n_rows)
-                state.add(c, out[:, i])
+                x = self._restore(sections, c, k, p, n_rows)
+                out[:, i] = x
+                # the contiguous column, as the encoder's state holds it: the predictors
+                # after it read it whole (a column of the row-major matrix is strided)
+                state.add(c, x)
         except KeyError as exc:
             raise ContainerError(
                 f"section {exc} is missing from a chunk; the file is damaged"
