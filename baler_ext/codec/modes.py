@@ -773,10 +773,10 @@ class BoundedMode(CompressionMode):
     _group = staticmethod(sections_under)
 
     def _restore(
-        self, sections: dict[str, np.ndarray], c: str, k: np.ndarray, p: np.ndarray, n_rows: int
+        self, g: dict[str, np.ndarray], c: str, k: np.ndarray, p: np.ndarray, n_rows: int
     ) -> np.ndarray:
+        """Column ``c`` from its codes ``k``, its sections ``g`` (``res/<c>/``) and ``p``."""
         i = self.columns.index(c)
-        g = self._group(sections, f"res/{c}/")
         return self.coders[i].decode(
             k,
             g.get("sign"),
@@ -817,12 +817,13 @@ class BoundedMode(CompressionMode):
                 out[:, i] = pred_all[:, i] if pred_all is not None else _need(centre)[i]
             for c, predictor, prob in self.plan(pred_all is not None):
                 i = self.columns.index(c)
+                g = self._group(sections, f"res/{c}/")
                 if prob == "learned":
                     model = self.learned
                     assert learned_codes is not None and model is not None
                     k = learned_codes[:, model.columns.index(c)]
                 else:
-                    k = static.decode(self._group(sections, f"res/{c}/"), n_rows)
+                    k = static.decode(g, n_rows)
                 if predictor == "relation":
                     rel = next(r for r in self.relations or [] if r.target == c)
                     p, _ = RelationPredictor(rel).predict(c, {}, state, with_drift=False)
@@ -836,7 +837,7 @@ class BoundedMode(CompressionMode):
                     p, _ = CentrePredictor().predict(
                         c, {"centre": _need(centre)[i : i + 1]}, state, with_drift=False
                     )
-                x = self._restore(sections, c, k, p, n_rows)
+                x = self._restore(g, c, k, p, n_rows)
                 out[:, i] = x
                 # the contiguous column, as the encoder's state holds it: the predictors
                 # after it read it whole (a column of the row-major matrix is strided)
