@@ -16,8 +16,9 @@ The digest has three parts:
     A 128-bit hash of the decoded float64 matrix (lossless columns included), the
     chunk's ``counts`` and ``passthrough`` bytes and the header entries that shape the
     output (:func:`output_context`: names, dtypes, layout), keyed by the chunk's
-    position: XXH3-128 (:func:`xxhash.xxh3_128`) or BLAKE2b-128
-    (:func:`hashlib.blake2b`), the same bytes in the same order either way. On the
+    position: XXH3-128 (:func:`xxhash.xxh3_128`) of the matrix column by column (the
+    bounded decoder's column-major output, hashed without a copy) or BLAKE2b-128
+    (:func:`hashlib.blake2b`) of it row by row; the other parts alike. On the
     machine and library versions that compressed the file the decode is bit-identical,
     and this is the whole check. The key names the algorithm of both hashes
     (:data:`ALGORITHMS`). XXH3 is not cryptographic, and needs not be: the digest is
@@ -99,6 +100,8 @@ def _xxh3(salt: bytes) -> _Hash:
 ALGORITHMS: dict[str, Callable[[bytes], _Hash]] = {"xxh3": _xxh3, "blake2b": _blake2b}
 #: the algorithm compress writes
 WRITTEN = "xxh3"
+#: the algorithms that hash the matrix column by column (the others: row by row)
+COLUMN_MAJOR = frozenset({"xxh3"})
 #: the header feature of files whose digests use :data:`WRITTEN` (older readers, which
 #: know only ``blake2b``, refuse them with "upgrade" instead of calling them damaged)
 FEATURE = "digest-xxh3"
@@ -196,11 +199,16 @@ def _update_extra(h: _Hash, extra: Sequence[bytes]) -> bytes:
 
 
 def _exact(algorithm: str, chunk: int, values: np.ndarray, extra: Sequence[bytes]) -> bytes:
-    """The exact digest: the matrix's little-endian float64 bytes in row-major order,
-    then the length-prefixed ``extra`` parts."""
+    """The exact digest: the matrix's little-endian float64 bytes (``xxh3``: column by
+    column, ``blake2b``: row by row), then the length-prefixed ``extra`` parts."""
     h = ALGORITHMS[algorithm](_salt(chunk))
-    # the matrix's own buffer when it is already C-ordered little-endian float64 (no copy)
-    h.update(np.ascontiguousarray(values, "<f8").reshape(-1).data)
+    # the matrix's own buffer when it is already in that order (the bounded decoder's
+    # output is column-major), else a copy in it
+    if algorithm in COLUMN_MAJOR:
+        matrix = np.asfortranarray(values, "<f8").T  # C-ordered: the columns in turn
+    else:
+        matrix = np.ascontiguousarray(values, "<f8")
+    h.update(matrix.reshape(-1).data)
     return _update_extra(h, extra)
 
 

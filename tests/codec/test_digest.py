@@ -9,6 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+import xxhash
 
 from baler_ext.codec.digest import check_digest, chunk_digest
 from baler_ext.codec.modes import BoundedMode
@@ -173,3 +174,22 @@ def test_new_digests_are_xxh3_and_older_blake2b_digests_are_still_checked(decode
     for bad in ({**new, "blake2b": old["blake2b"]}, {"stable": new["stable"]}):
         with pytest.raises(ValueError, match="malformed"):
             check_digest(bad, 1, here, counts, b"arrow", [], strict=True)
+
+
+def test_xxh3_hashes_the_columns_in_turn_whatever_the_memory_layout(decoded):
+    """The XXH3 digest is of the matrix column by column (the bounded decoder's layout,
+    hashed without a copy); a row-major copy of the same values gives the same digest."""
+    _, here, _ = decoded
+    assert here.flags.f_contiguous  # the bounded decoder's output
+    expected = xxhash.xxh3_128()
+    expected.update((5).to_bytes(8, "little", signed=True))
+    for j in range(here.shape[1]):
+        expected.update(np.ascontiguousarray(here[:, j], "<f8").tobytes())
+    for part in (b"", b"", b""):  # counts, passthrough, context: none
+        expected.update(len(part).to_bytes(8, "little"))
+    for layout in (np.ascontiguousarray(here), np.asfortranarray(here)):
+        assert chunk_digest(5, layout, None, b"", [])["xxh3"] == expected.hexdigest()
+    swapped = here.copy(order="F")  # two rows swapped: the same columns' sums, other bits
+    swapped[[0, 1]] = swapped[[1, 0]]
+    with pytest.raises(ValueError, match="same platform"):
+        check_digest(chunk_digest(5, here, None, b"", []), 5, swapped, None, b"", [], True)
