@@ -34,11 +34,12 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def _mix(z: np.ndarray, t: np.ndarray | None = None) -> None:
+def _mix(z: np.ndarray, t: np.ndarray | None = None, add: np.uint64 = _GOLDEN) -> None:
     """:func:`splitmix64` in place on the uint64 array ``z`` (``t``: a uint64 scratch
-    array of its shape, allocated when not given)."""
+    array of its shape, allocated when not given; ``add``: the golden-ratio increment
+    plus whatever the caller would have added to ``z`` first, modulo :math:`2^{64}`)."""
     with np.errstate(over="ignore"):
-        z += _GOLDEN
+        z += add
         if t is None:
             t = np.empty_like(z)
         np.right_shift(z, _S30, out=t)
@@ -59,9 +60,8 @@ def offsets(n_rows: int, column: int, seed: int = 0) -> np.ndarray:
     key = np.uint64((int(column) * 0x100000001B3 + int(seed) * 0x1F3) & (2**64 - 1))
     z ^= key
     _mix(z, t)
-    with np.errstate(over="ignore"):
-        z += np.uint64(int(column))
-    _mix(z, t)
+    # z + column, then the second round's z + golden ratio: one wrapping addition
+    _mix(z, t, np.uint64((int(column) + int(_GOLDEN)) & (2**64 - 1)))
     z >>= _S11
     # into z's own memory: int64 (< 2**53: exact, and faster than from uint64) times
     # 2**-53 (exact) in one pass, each element read before its slot is written
