@@ -125,7 +125,7 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> object:
     """Run the stage named by ``args.mode``; raises BalerError on user errors."""
-    from baler_ext import threads
+    from baler_ext import heap, threads
     from baler_ext.config import load_config
     from baler_ext.project import Project
 
@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> object:
         raise ConfigError("--resume applies to --mode train, compress and decompress only")
     # before the stage module imports torch: OpenMP reads its settings when it loads
     threads.configure(threads.resolve_threads(cfg.execution.threads))
+    heap.keep_freed_memory()
     stage = spec.load()
     threads.apply_if_loaded()
     if getattr(args, "resume", False):
@@ -162,10 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with terminal():
             if args.workflow is not None:
-                from baler_ext import threads
+                from baler_ext import heap, threads
                 from baler_ext.workflow import run_workflow
 
                 threads.configure(threads.resolve_threads(None))
+                heap.keep_freed_memory()
                 run_workflow(args.workflow, config_overrides(args))
             else:
                 run(args)

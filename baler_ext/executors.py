@@ -215,13 +215,15 @@ def worker_model(model_dir: Path, expected_hash: str) -> Any:
 
 
 def worker_threads(cfg: Any) -> int:
-    """In a dask worker process, set its thread count: ``execution.threads``, default 1.
+    """In a dask worker process, set its thread count: ``execution.threads``, default 1
+    (and keep freed memory in its heap, :mod:`baler_ext.heap`).
 
     The local executor runs in the CLI's process, whose count the CLI already set;
     this leaves it alone. Returns the count in force.
     """
-    from baler_ext import threads
+    from baler_ext import heap, threads
 
+    heap.keep_freed_memory()  # once per process; a no-op where the CLI already did it
     if cfg.execution.executor != "dask":
         return threads.configured_threads() or threads.available_cores()
     n = threads.resolve_threads(cfg.execution.threads, worker=True)

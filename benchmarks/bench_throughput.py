@@ -19,6 +19,9 @@ one thread), the median of ``--repeat`` runs:
 * **stage**: the same with the Parquet file read and written (what a user waits for, less
   the start-up of the command, ``bench_startup.py``).
 
+The process is set up as the command sets up its own (``threads = 1``, and freed memory
+kept in the heap for the next chunk, :mod:`baler_ext.heap`), for every method measured.
+
 In the same run and on the same matrix: SZ3 (``pysz``, ABS mode per column, log-transformed
 for relative bounds, tightened until every value is within its bound), the per-column
 quantiser + zstd-19, and lossless zstd at levels 3 and 19. Speed is reported as ratios
@@ -271,7 +274,10 @@ def main() -> None:
         raise SystemExit(f"{DATA} is missing: this benchmark needs ../shared/data")
     import torch
 
+    from baler_ext import heap
+
     torch.set_num_threads(1)
+    heap.keep_freed_memory()  # as the CLI does before a stage (the train call below would too)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     args.workdir.mkdir(parents=True, exist_ok=True)
     ours = {p: baler_ext_runs(args.workdir, p, args.repeat) for p in args.paths.split(",")}

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "baler_ext"
 #: bottom to top; a module may import its own part and the parts of lower layers only
 LAYERS: list[set[str]] = [
     {"errors", "__init__", "exact"},
-    {"registry", "project", "devices", "normalise", "console", "threads", "plotting"},
+    {"registry", "project", "devices", "normalise", "console", "threads", "heap", "plotting"},
     {"analysis", "losses", "precision"},
     {"config"},
     {"io", "codec", "models"},

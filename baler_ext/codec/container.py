@@ -36,6 +36,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import zstandard
 
+from baler_ext.codec.digest import FEATURE as DIGEST_FEATURE
+from baler_ext.codec.digest import WRITTEN as WRITTEN_DIGEST
 from baler_ext.codec.digest import groups_digest
 from baler_ext.errors import BalerError, ContainerError
 
@@ -54,6 +56,7 @@ KNOWN_FEATURES = frozenset(
         "bounded-learned",
         "bounded-exception-gaps",
         "groups",
+        DIGEST_FEATURE,
     }
 )
 #: feature (and header ``mode``) of a whole-file container: its sections are complete
@@ -185,7 +188,12 @@ class ContainerWriter:
         return info
 
     def close(self, header: dict[str, Any]) -> dict[str, int]:
-        """Write the index and trailer; return compressed bytes per section name."""
+        """Write the index and trailer; return compressed bytes per section name.
+
+        A header whose chunk digests use the algorithm :mod:`~baler_ext.codec.digest`
+        writes gets its feature (``digest-xxh3``) added to ``features`` in the file.
+        """
+        header = _with_digest_feature(header)
         index = json.dumps(
             {"header": header, "sections": [s.to_dict() for s in self._sections]}
         ).encode()
@@ -199,6 +207,18 @@ class ContainerWriter:
         for s in self._sections:
             sizes[s.name] = sizes.get(s.name, 0) + s.length
         return sizes
+
+
+def _with_digest_feature(header: dict[str, Any]) -> dict[str, Any]:
+    """``header`` with :data:`DIGEST_FEATURE` in its ``features`` when a chunk's digest
+    is of :data:`~baler_ext.codec.digest.WRITTEN` (a copy; the header otherwise as is)."""
+    features = header.get("features", [])
+    chunks = header.get("chunks") or []
+    if DIGEST_FEATURE in features or not any(
+        isinstance(m, dict) and WRITTEN_DIGEST in (m.get(DIGEST_KEY) or {}) for m in chunks
+    ):
+        return header
+    return {**header, "features": [*features, DIGEST_FEATURE]}
 
 
 @contextlib.contextmanager

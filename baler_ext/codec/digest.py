@@ -12,16 +12,26 @@ anyone can recompute them).
 
 The digest has three parts:
 
-``blake2b``
-    BLAKE2b-128 (:func:`hashlib.blake2b`) of the decoded float64 matrix (lossless
-    columns included), the chunk's ``counts`` and ``passthrough`` bytes and the header
-    entries that shape the output (:func:`output_context`: names, dtypes, layout). On the machine
-    and library versions that compressed the file the decode is bit-identical, and this
-    is the whole check.
+``xxh3`` (written since the ``digest-xxh3`` feature) or ``blake2b`` (older files, still read)
+    A 128-bit hash of the decoded float64 matrix (lossless columns included), the
+    chunk's ``counts`` and ``passthrough`` bytes and the header entries that shape the
+    output (:func:`output_context`: names, dtypes, layout), keyed by the chunk's
+    position: XXH3-128 (:func:`xxhash.xxh3_128`) of the matrix column by column (the
+    bounded decoder's column-major output, hashed without a copy) or BLAKE2b-128
+    (:func:`hashlib.blake2b`) of it row by row; the other parts alike. On the
+    machine and library versions that compressed the file the decode is bit-identical,
+    and this is the whole check. The key names the algorithm of both hashes
+    (:data:`ALGORITHMS`). XXH3 is not cryptographic, and need not be: the digest is
+    not keyed by a secret (anyone who can alter a file can recompute either hash), it
+    tells a wrong decode from the recorded one; any change of the decoded bits, or of
+    the hashed bytes, changes a 128-bit hash of good dispersion except with probability
+    about :math:`2^{-128}`. It hashes the 10.6 MB of the shared jets in 0.3 ms against
+    BLAKE2b's 13 ms (an eighth of the classical decode before the change).
 ``stable``
-    BLAKE2b-128 of what is bit-identical on *every* platform: which values are finite,
-    the non-finite values, the lossless columns, ``counts``, ``passthrough`` and the
-    output context.
+    The same algorithm's hash of what is bit-identical on *every* platform: which
+    values are finite, the non-finite values, the lossless columns, ``counts``,
+    ``passthrough`` and the output context (computed on decode only when the exact
+    hash differs).
 ``sketch``
     Two random projections per column of the finite values scaled by the column's
     largest magnitude :math:`M_j`:
@@ -51,10 +61,11 @@ import base64
 import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
+import xxhash
 
 #: seed of the projection weights (fixed: both sides must draw the same ones)
 SEED = 0xBA1E
@@ -66,6 +77,34 @@ DRIFT = 1e-9
 SIGMAS = 8.0
 #: summation-order allowance, relative to the sum of the weights' magnitudes
 SUM_ERROR = 1e-12
+
+
+class _Hash(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+def _blake2b(salt: bytes) -> _Hash:
+    return hashlib.blake2b(salt, digest_size=DIGEST_SIZE)
+
+
+def _xxh3(salt: bytes) -> _Hash:
+    h = xxhash.xxh3_128()
+    h.update(salt)
+    return h
+
+
+#: digest key -> the hash of both digests (started with the chunk's salt); the first is
+#: what compress writes (header feature :data:`FEATURE`)
+ALGORITHMS: dict[str, Callable[[bytes], _Hash]] = {"xxh3": _xxh3, "blake2b": _blake2b}
+#: the algorithm compress writes
+WRITTEN = "xxh3"
+#: the algorithms that hash the matrix column by column (the others: row by row)
+COLUMN_MAJOR = frozenset({"xxh3"})
+#: the header feature of files whose digests use :data:`WRITTEN` (older readers, which
+#: know only ``blake2b``, refuse them with "upgrade" instead of calling them damaged)
+FEATURE = "digest-xxh3"
 
 
 def platform_fingerprint(device: Any) -> dict[str, Any]:
@@ -138,35 +177,56 @@ def groups_digest(header: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _parts(
-    chunk: int,
-    values: np.ndarray,
-    counts: np.ndarray | None,
-    passthrough: bytes,
-    lossless: Sequence[int],
-    context: bytes = b"",
-) -> tuple[bytes, bytes]:
-    """The exact and the platform-stable BLAKE2b digests (keyed by the chunk's position,
-    so that chunks swapped consistently in the index still fail)."""
-    extra = [
+def _salt(chunk: int) -> bytes:
+    """The chunk's position, which starts both hashes (chunks swapped consistently in the
+    index still fail)."""
+    return chunk.to_bytes(8, "little", signed=True)
+
+
+def _extra(counts: np.ndarray | None, passthrough: bytes, context: bytes) -> list[bytes]:
+    return [
         np.ascontiguousarray(counts, "<i8").tobytes() if counts is not None else b"",
         passthrough,
         context,
     ]
-    salt = chunk.to_bytes(8, "little", signed=True)
-    exact = hashlib.blake2b(salt, digest_size=DIGEST_SIZE)
-    exact.update(np.ascontiguousarray(values, "<f8").tobytes())
-    stable = hashlib.blake2b(salt, digest_size=DIGEST_SIZE)
-    finite = np.isfinite(values)
-    stable.update(np.packbits(finite).tobytes())
-    stable.update(np.ascontiguousarray(values[~finite], "<f8").tobytes())
-    for j in lossless:
-        stable.update(np.ascontiguousarray(values[:, j], "<f8").tobytes())
+
+
+def _update_extra(h: _Hash, extra: Sequence[bytes]) -> bytes:
     for part in extra:
-        for h in (exact, stable):
-            h.update(len(part).to_bytes(8, "little"))
-            h.update(part)
-    return exact.digest(), stable.digest()
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.digest()
+
+
+def _exact(algorithm: str, chunk: int, values: np.ndarray, extra: Sequence[bytes]) -> bytes:
+    """The exact digest: the matrix's little-endian float64 bytes (``xxh3``: column by
+    column, ``blake2b``: row by row), then the length-prefixed ``extra`` parts."""
+    h = ALGORITHMS[algorithm](_salt(chunk))
+    # the matrix's own buffer when it is already in that order (the bounded decoder's
+    # output is column-major), else a copy in it
+    if algorithm in COLUMN_MAJOR:
+        matrix = np.asfortranarray(values, "<f8").T  # C-ordered: the columns in turn
+    else:
+        matrix = np.ascontiguousarray(values, "<f8")
+    h.update(matrix.reshape(-1).data)
+    return _update_extra(h, extra)
+
+
+def _stable(
+    algorithm: str,
+    chunk: int,
+    values: np.ndarray,
+    lossless: Sequence[int],
+    extra: Sequence[bytes],
+) -> bytes:
+    """The platform-stable digest (see the module docstring)."""
+    h = ALGORITHMS[algorithm](_salt(chunk))
+    finite = np.isfinite(values)
+    h.update(np.packbits(finite).tobytes())
+    h.update(np.ascontiguousarray(values[~finite], "<f8").tobytes())
+    for j in lossless:
+        h.update(np.ascontiguousarray(values[:, j], "<f8").tobytes())
+    return _update_extra(h, extra)
 
 
 def _sketch(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -206,11 +266,11 @@ def chunk_digest(
     context
         :func:`output_context` of the file's header.
     """
-    exact, stable = _parts(chunk, values, counts, passthrough, lossless, context)
+    extra = _extra(counts, passthrough, context)
     s, _ = _sketch(values)
     return {
-        "blake2b": exact.hex(),
-        "stable": stable.hex(),
+        WRITTEN: _exact(WRITTEN, chunk, values, extra).hex(),
+        "stable": _stable(WRITTEN, chunk, values, lossless, extra).hex(),
         "sketch": base64.b64encode(np.ascontiguousarray(s, "<f8").tobytes()).decode(),
     }
 
@@ -241,19 +301,22 @@ def check_digest(
         Naming what differs (the caller adds the file name).
     """
     try:
-        want_exact = bytes.fromhex(recorded["blake2b"])
+        if not isinstance(recorded, Mapping):
+            raise TypeError("not an object")
+        (algorithm,) = [a for a in ALGORITHMS if a in recorded]
+        want_exact = bytes.fromhex(recorded[algorithm])
         want_stable = bytes.fromhex(recorded["stable"])
         want_s = np.frombuffer(base64.b64decode(recorded["sketch"], validate=True), "<f8")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"its content digest is malformed ({exc!r})") from None
-    exact, stable = _parts(chunk, values, counts, passthrough, lossless, context)
-    if exact == want_exact:
+    extra = _extra(counts, passthrough, context)
+    if _exact(algorithm, chunk, values, extra) == want_exact:
         return True
     if strict:
         raise ValueError(
             "its decoded values differ from those recorded at compress time, on the same platform"
         )
-    if stable != want_stable:
+    if _stable(algorithm, chunk, values, lossless, extra) != want_stable:
         raise ValueError(
             "its decoded values differ from those recorded at compress time "
             "(non-finite values, lossless columns, counts or passthrough)"

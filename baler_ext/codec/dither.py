@@ -34,11 +34,15 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def _mix(z: np.ndarray) -> None:
-    """:func:`splitmix64` in place on the uint64 array ``z`` (one scratch array)."""
+def _mix(z: np.ndarray, t: np.ndarray | None = None, add: np.uint64 = _GOLDEN) -> None:
+    """:func:`splitmix64` in place on the uint64 array ``z`` (``t``: a uint64 scratch
+    array of its shape, allocated when not given; ``add``: the golden-ratio increment
+    plus whatever the caller would have added to ``z`` first, modulo :math:`2^{64}`)."""
     with np.errstate(over="ignore"):
-        z += _GOLDEN
-        t = z >> _S30
+        z += add
+        if t is None:
+            t = np.empty_like(z)
+        np.right_shift(z, _S30, out=t)
         z ^= t
         z *= _M1
         np.right_shift(z, _S27, out=t)
@@ -52,14 +56,16 @@ def offsets(n_rows: int, column: int, seed: int = 0) -> np.ndarray:
     """Dither offsets :math:`u \\in [-\\tfrac12, \\tfrac12)` of rows ``0..n_rows-1`` of
     column ``column`` (float64, identical on every machine)."""
     z = np.arange(n_rows, dtype=np.uint64)
+    t = np.empty_like(z)  # one scratch array for both rounds
     key = np.uint64((int(column) * 0x100000001B3 + int(seed) * 0x1F3) & (2**64 - 1))
     z ^= key
-    _mix(z)
-    with np.errstate(over="ignore"):
-        z += np.uint64(int(column))
-    _mix(z)
+    _mix(z, t)
+    # z + column, then the second round's z + golden ratio: one wrapping addition
+    _mix(z, t, np.uint64((int(column) + int(_GOLDEN)) & (2**64 - 1)))
     z >>= _S11
-    u = z.view(np.int64).astype(np.float64)  # < 2**53: exact, and faster than from uint64
-    u *= 2.0**-53
+    # into z's own memory: int64 (< 2**53: exact, and faster than from uint64) times
+    # 2**-53 (exact) in one pass, each element read before its slot is written
+    u = z.view(np.float64)
+    np.multiply(z.view(np.int64), 2.0**-53, out=u)
     u -= 0.5
     return u

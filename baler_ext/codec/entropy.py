@@ -180,13 +180,16 @@ class RangeCoder(IntCoder):
         else:
             model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
             dec = constriction.stream.queue.RangeDecoder(arrays["bits"].astype(np.uint32))
-            sym = dec.decode(model, n).astype(np.int64)
-        out = sym + lo
+            sym = dec.decode(model, n)  # int32: compared before the one widening copy
         escaped = sym == k
+        n_escaped = int(np.count_nonzero(escaped))
         esc = arrays.get("esc", np.zeros(0, np.int64)).astype(np.int64)
-        if int(escaped.sum()) != esc.size:
+        if n_escaped != esc.size:
             raise ContainerError("a code stream's escapes do not match; the file is damaged")
-        out[escaped] = esc
+        out = sym.astype(np.int64)
+        out += lo
+        if n_escaped:
+            out[escaped] = esc
         return out
 
     @staticmethod

@@ -54,6 +54,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -241,14 +242,43 @@ def detect(
     return chosen
 
 
-def value(rel: Relation, v: dict[str, np.ndarray]) -> np.ndarray:
+def value(
+    rel: Relation, v: dict[str, np.ndarray], cache: dict[Any, Any] | None = None
+) -> np.ndarray:
     """The prediction of ``rel.target`` from the decoded inputs ``v`` (the one place it is
     computed: the encoder's :func:`predict` and the decoder share it, so on one machine
-    both get the same bits)."""
-    return _value(rel, v)[0]
+    both get the same bits).
+
+    ``cache``: a dict kept for one chunk (``ChunkState.cache``) in which the hypotenuses
+    that several Cartesian relations share are computed once (:func:`_hypot`); ``v``
+    must then be that chunk's decoded columns, which never change once decoded.
+    """
+    return _value(rel, v, cache)[0]
 
 
-def _value(rel: Relation, v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+def _hypot(
+    cache: dict[Any, Any] | None, v: dict[str, np.ndarray], names: tuple[str, ...]
+) -> np.ndarray:
+    """:math:`\\rho = \\mathrm{hypot}(p_x, p_y)` (two ``names``) or
+    :math:`\\mathrm{hypot}(\\rho, p_z)` (three), the same bits as computing it in place,
+    kept read-only in ``cache``: ``pt_xy``, ``eta_xyz`` and ``energy_xyzm`` all need
+    :math:`\\rho`, and the last two :math:`|p|`."""
+    key = ("relations/hypot", *names)
+    out = cache.get(key) if cache is not None else None
+    if out is None:
+        if len(names) == 2:
+            out = np.hypot(v[names[0]], v[names[1]])
+        else:
+            out = np.hypot(_hypot(cache, v, names[:2]), v[names[2]])
+        if cache is not None:
+            out.flags.writeable = False
+            cache[key] = out
+    return out
+
+
+def _value(
+    rel: Relation, v: dict[str, np.ndarray], cache: dict[Any, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`value`, and :math:`\\rho = \\mathrm{hypot}(p_x, p_y)` for the relations from
     Cartesian inputs that compute it on the way (None otherwise), for their drift."""
     with np.errstate(all="ignore"):
@@ -269,26 +299,30 @@ def _value(rel: Relation, v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
             px, py = v[rel.inputs[0]], v[rel.inputs[1]]
             if rel.kind == "phi_xy":
                 return np.arctan2(py, px), None
-            rho = np.hypot(px, py)
+            rho = _hypot(cache, v, rel.inputs[:2])
             if rel.kind == "pt_xy":
                 return rho, rho
             pz = v[rel.inputs[2]]
             if rel.kind == "eta_xyz":
                 return np.arcsinh(pz / rho), rho
-            return np.hypot(v[rel.inputs[3]], np.hypot(rho, pz)), rho
+            return np.hypot(v[rel.inputs[3]], _hypot(cache, v, rel.inputs[:3])), rho
     raise ContainerError(f"unknown relation kind '{rel.kind}'; upgrade baler_ext")
 
 
 def predict(
-    rel: Relation, v: dict[str, np.ndarray], drift: dict[str, np.ndarray]
+    rel: Relation,
+    v: dict[str, np.ndarray],
+    drift: dict[str, np.ndarray],
+    cache: dict[Any, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Prediction of ``rel.target`` from decoded inputs ``v`` (:func:`value`), and its
     cross-device drift.
 
-    ``drift[c]`` bounds how much the decoded ``v[c]`` may differ on another device.
+    ``drift[c]`` bounds how much the decoded ``v[c]`` may differ on another device;
+    ``cache`` as in :func:`value`.
     Returns ``(p, d)``; non-finite entries make the residual coder store the value verbatim.
     """
-    p, rho = _value(rel, v)
+    p, rho = _value(rel, v, cache)
     with np.errstate(all="ignore"):
         if rel.kind == "sum":
             ins = [v[c] for c in rel.inputs]
@@ -328,7 +362,7 @@ def predict(
                 np.abs(m) + np.abs(pt) * np.cosh(eta) + np.abs(p)
             )
             return p, d
-        return p, _drift_cartesian(rel, p, v, drift, rho)
+        return p, _drift_cartesian(rel, p, v, drift, rho, cache)
 
 
 def _drift_cartesian(
@@ -337,6 +371,7 @@ def _drift_cartesian(
     v: dict[str, np.ndarray],
     drift: dict[str, np.ndarray],
     rho: np.ndarray | None = None,
+    cache: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     """Drift of the relations from Cartesian inputs. With :math:`\\rho = \\mathrm{hypot}(p_x,
     p_y)` (``rho``: already computed by :func:`_value`), :math:`\\delta\\rho \\le \\delta p_x
@@ -383,8 +418,7 @@ def _drift_cartesian(
         d[cut] = np.inf
     else:  # eta_xyz
         pz, dpz = v[rel.inputs[2]], drift[rel.inputs[2]]
-        mom_lo = np.hypot(rho, pz)
-        mom_lo -= drho
+        mom_lo = np.subtract(_hypot(cache, v, rel.inputs[:3]), drho)
         mom_lo -= dpz
         ok &= mom_lo > 0
         d = np.abs(pz)

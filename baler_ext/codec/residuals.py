@@ -221,9 +221,9 @@ class ColumnCoder:
         (``q``: :meth:`_log_pred` of ``p`` when the caller has it). Each step is one
         in-place float64 operation, so the encoder and the decoder get the same bits."""
         with np.errstate(invalid="ignore", over="ignore"):
-            x = k.astype(np.float64)
-            if u is not None:
-                x += u
+            # float64(k) + u in one pass (k is cast per element first: the same bits as
+            # k.astype(np.float64) followed by x += u)
+            x = k.astype(np.float64) if u is None else np.add(k, u, dtype=np.float64)
             if self.kind == "abs":
                 x *= self.step
                 x += p

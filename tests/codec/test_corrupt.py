@@ -12,6 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from baler_ext.codec import container
+from baler_ext.codec.container import ContainerReader
+from baler_ext.codec.digest import FEATURE as DIGEST_FEATURE
 from baler_ext.config import toml_value
 from baler_ext.errors import ContainerError
 
@@ -119,3 +122,16 @@ def test_file_from_another_projects_model(cli, project, caplog):
     projects, path = project
     shutil.copy(projects / "b" / "output" / "compressed" / "jets.baler", path)
     decompress_fails(cli, projects, caplog, "compressed with model")
+
+
+def test_the_digest_feature_is_listed_and_a_reader_without_it_refuses(
+    cli, project, caplog, monkeypatch
+):
+    """Files digested with XXH3 list ``digest-xxh3``: a reader that only knows BLAKE2b
+    digests asks for an upgrade instead of calling the file damaged."""
+    projects, path = project
+    with ContainerReader(path) as reader:
+        assert DIGEST_FEATURE in reader.header["features"]
+        assert all("xxh3" in m["digest"] for m in reader.header["chunks"])
+    monkeypatch.setattr(container, "KNOWN_FEATURES", container.KNOWN_FEATURES - {DIGEST_FEATURE})
+    decompress_fails(cli, projects, caplog, "upgrade baler_ext")

@@ -4,9 +4,12 @@ the size of an error bound."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
+import xxhash
 
 from baler_ext.codec.digest import check_digest, chunk_digest
 from baler_ext.codec.modes import BoundedMode
@@ -130,3 +133,63 @@ def test_removed_exception_sections_are_refused(decoded):
             continue
         with pytest.raises(ValueError, match="differ from those recorded"):
             check_digest(digest, 0, out, None, b"", [], strict=False)
+
+
+def _blake2b_digest(
+    chunk: int, values: np.ndarray, counts: np.ndarray | None, passthrough: bytes
+) -> dict:
+    """A digest as files before the ``digest-xxh3`` feature recorded it, written out here
+    independently of ``digest.py`` (BLAKE2b-128 of the same bytes, no lossless columns)."""
+    salt = chunk.to_bytes(8, "little", signed=True)
+    extra = [counts.astype("<i8").tobytes() if counts is not None else b"", passthrough, b""]
+    exact, stable = (hashlib.blake2b(salt, digest_size=16) for _ in range(2))
+    exact.update(np.ascontiguousarray(values, "<f8").tobytes())
+    finite = np.isfinite(values)
+    stable.update(np.packbits(finite).tobytes())
+    stable.update(np.ascontiguousarray(values[~finite], "<f8").tobytes())
+    for part in extra:
+        for h in (exact, stable):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+    sketch = chunk_digest(chunk, values, counts, passthrough, [])["sketch"]
+    return {"blake2b": exact.hexdigest(), "stable": stable.hexdigest(), "sketch": sketch}
+
+
+def test_new_digests_are_xxh3_and_older_blake2b_digests_are_still_checked(decoded):
+    _, here, others = decoded
+    counts = np.ones(len(here), np.int64)
+    new = chunk_digest(1, here, counts, b"arrow", [])
+    assert set(new) == {"xxh3", "stable", "sketch"}
+    old = _blake2b_digest(1, here, counts, b"arrow")
+    for digest in (new, old):
+        assert check_digest(digest, 1, here.copy(), counts, b"arrow", [], strict=True) is True
+        assert check_digest(digest, 1, others[0], counts, b"arrow", [], strict=False) is False
+        flipped = here.copy()
+        flipped.view(np.uint64)[123, 2] ^= np.uint64(1)  # one bit of one value
+        with pytest.raises(ValueError, match="same platform"):
+            check_digest(digest, 1, flipped, counts, b"arrow", [], strict=True)
+        with pytest.raises(ValueError, match="differ from those recorded"):
+            check_digest(digest, 1, here, counts, b"arrOw", [], strict=False)
+    # a digest naming both algorithms (or neither) is malformed, not silently one of them
+    for bad in ({**new, "blake2b": old["blake2b"]}, {"stable": new["stable"]}):
+        with pytest.raises(ValueError, match="malformed"):
+            check_digest(bad, 1, here, counts, b"arrow", [], strict=True)
+
+
+def test_xxh3_hashes_the_columns_in_turn_whatever_the_memory_layout(decoded):
+    """The XXH3 digest is of the matrix column by column (the bounded decoder's layout,
+    hashed without a copy); a row-major copy of the same values gives the same digest."""
+    _, here, _ = decoded
+    assert here.flags.f_contiguous  # the bounded decoder's output
+    expected = xxhash.xxh3_128()
+    expected.update((5).to_bytes(8, "little", signed=True))
+    for j in range(here.shape[1]):
+        expected.update(np.ascontiguousarray(here[:, j], "<f8").tobytes())
+    for part in (b"", b"", b""):  # counts, passthrough, context: none
+        expected.update(len(part).to_bytes(8, "little"))
+    for layout in (np.ascontiguousarray(here), np.asfortranarray(here)):
+        assert chunk_digest(5, layout, None, b"", [])["xxh3"] == expected.hexdigest()
+    swapped = here.copy(order="F")  # two rows swapped: the same columns' sums, other bits
+    swapped[[0, 1]] = swapped[[1, 0]]
+    with pytest.raises(ValueError, match="same platform"):
+        check_digest(chunk_digest(5, here, None, b"", []), 5, swapped, None, b"", [], True)

@@ -267,3 +267,33 @@ def test_auto_latent_policy_decides_on_a_sample_and_codes_the_chunk_once(monkeyp
     assert full[0][1] == (both[True] < both[False])
     assert ("latent/lo" in sections) == full[0][1]
     assert np.all(np.abs(mode.decode(sections, len(x)) - x) <= limits(x, COLS))
+
+
+def test_shared_hypotenuses_give_the_bits_of_computing_each_relation_alone():
+    """pt_xy, eta_xyz and energy_xyzm share hypot(px, py) and hypot(rho, pz) through the
+    chunk's cache: predictions and drifts are bit for bit those computed without it, and
+    the shared arrays cannot be changed by a caller."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    v = {c: rng.normal(0, 100, n) for c in ("px", "py", "pz")}
+    v["mass"] = np.abs(rng.normal(100, 40, n))
+    v["px"][:3] = [0.0, np.nan, np.inf]  # a zero hypotenuse, non-finite inputs
+    drift = {c: np.abs(rng.normal(0, 1e-9, n)) * np.abs(x) for c, x in v.items()}
+    rels = [
+        Relation("pt_xy", "pt", ("px", "py")),
+        Relation("phi_xy", "phi", ("px", "py")),
+        Relation("eta_xyz", "eta", ("px", "py", "pz")),
+        Relation("energy_xyzm", "energy", ("px", "py", "pz", "mass")),
+    ]
+    cache: dict = {}
+    for rel in rels:
+        alone_p, alone_d = relations.predict(rel, v, drift)
+        p, d = relations.predict(rel, v, drift, cache)
+        assert p.view(np.uint64).tolist() == alone_p.view(np.uint64).tolist()
+        assert d.view(np.uint64).tolist() == alone_d.view(np.uint64).tolist()
+        value = relations.value(rel, v, cache)
+        assert value.view(np.uint64).tolist() == relations.value(rel, v).view(np.uint64).tolist()
+    assert len(cache) == 2
+    for shared in cache.values():
+        with pytest.raises(ValueError):
+            shared += 1.0

@@ -35,6 +35,9 @@ import numpy as np
 
 from baler_ext.registry import Registry
 
+#: the cache key of the shared zero drift (see :meth:`ChunkState.add`)
+_NO_DRIFT = "state/no-drift"
+
 
 @dataclass
 class ChunkState:
@@ -50,10 +53,17 @@ class ChunkState:
     cache: dict[str, Any] = field(default_factory=dict)
 
     def add(self, column: str, values: np.ndarray | None, drift: np.ndarray | None = None) -> None:
+        """Record a decoded column; without ``drift`` (the decoder, and exact values) it
+        may not drift at all: one read-only array of zeros shared by such columns."""
         if values is None:
             raise ValueError(f"column '{column}' has no decoded values")
         self.decoded[column] = values
-        self.drift[column] = np.zeros(len(values)) if drift is None else drift
+        if drift is None:
+            drift = self.cache.get(_NO_DRIFT)
+            if drift is None or len(drift) != len(values):
+                drift = self.cache[_NO_DRIFT] = np.zeros(len(values))
+                drift.flags.writeable = False
+        self.drift[column] = drift
         self.order.append(column)
 
 

@@ -27,6 +27,6 @@ class RelationPredictor(Predictor):
     ) -> Prediction:
         v = {c: state.decoded[c] for c in self.relation.inputs}
         if not with_drift:
-            return relations.value(self.relation, v), None
-        p, d = relations.predict(self.relation, v, {c: state.drift[c] for c in v})
+            return relations.value(self.relation, v, state.cache), None
+        p, d = relations.predict(self.relation, v, {c: state.drift[c] for c in v}, state.cache)
         return p, d
