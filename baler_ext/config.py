@@ -636,12 +636,13 @@ class RateConfig:
         ),
     )
     refit: bool = field(
-        default=True,
+        default=False,
         metadata=doc(
             "after the validation split has chosen the order, the start and the epochs, "
             "train the chosen model once more on the training and validation rows "
             "together (a quarter more data; the validation rate reported is the chosen "
-            "fit's, measured before)"
+            "fit's, measured before). On the shared jets at P1: 80.76 instead of 80.84 "
+            "bits per jet for 40 % more training time"
         ),
     )
 

@@ -24,7 +24,8 @@ process (``time.process_time``; one torch/BLAS thread), the classical path measu
 same run. Writes ``benchmarks/RESULTS_learned.md`` and ``<workdir>/results.json``.
 
 Run: ``python benchmarks/bench_learned.py [--workdir /tmp/bench_learned] [--quick]``
-(about 25 minutes on 2 shared cores; ``--quick``: P1/P2 and the CMS check only, about 8).
+(about 60 minutes on 2 shared cores; ``--quick``: P1/P2, P1 with ``rate.refit`` and the CMS
+check only, about 25).
 """
 
 from __future__ import annotations
@@ -352,7 +353,7 @@ def split_halves(work: Path) -> tuple[Path, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_learned"))
-    ap.add_argument("--quick", action="store_true", help="P1/P2 and CMS only")
+    ap.add_argument("--quick", action="store_true", help="P1/P2, P1 with refit and CMS only")
     ap.add_argument(
         "--out",
         type=Path,
@@ -379,9 +380,7 @@ def main() -> None:
     runs.append(
         jets_run(work, "P2 classical", train, test, p2, [], static, share_from="P2_learned")
     )
-    runs.append(
-        jets_run(work, "P1 learned, no refit", train, test, p1, ["--set", "rate.refit=false"])
-    )
+    runs.append(jets_run(work, "P1 learned, refit", train, test, p1, ["--set", "rate.refit=true"]))
     if not args.quick:
         runs.append(
             jets_run(

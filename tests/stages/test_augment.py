@@ -82,7 +82,9 @@ def test_augmented_training_meets_every_bound_and_only_adds_training_rows(caplog
 
 
 def test_refit_trains_the_chosen_model_on_training_and_validation_rows(caplog):
-    rate = RateConfig(hidden=[16], epochs=3, order="natural", mixture_start="single", augment=1)
+    rate = RateConfig(
+        hidden=[16], epochs=3, order="natural", mixture_start="single", augment=1, refit=True
+    )
     with caplog.at_level("INFO"):
         mode, _ = learned_mode(table(1200, seed=6), rate)
     # the copies cover the validation rows too; the choosing fits still train on 900 rows
