@@ -289,6 +289,24 @@ def test_loss_is_the_code_length_of_the_tables():
         assert abs(float(loss.mean()) - table_bits.mean()) < 0.03
 
 
+@pytest.mark.parametrize("z", [3, 6])
+def test_loss_follows_a_wide_codes_cost_beyond_the_tables_16_bits(z):
+    """A wide code is split into a table symbol and uniform low bits, so a tail code costs
+    more than the tables' 16-bit floor; the loss must say so and keep its gradient (a
+    loss floored at 16 bits left the tails of the widest columns untrained)."""
+    ell = 80  # logistic scale 2^16 codes: 4 table steps and the low bits
+    k = np.full(4000, int(z * 2 ** ((ell - 16) / 4)), np.int64)
+    mu = torch.tensor(0.0, requires_grad=True)
+    loss = logistic_bits(torch.tensor(float(k[0])), mu, torch.tensor(float(ell)))
+    loss.backward()
+    enc = lrn.StreamEncoder()
+    enc.add(k, np.zeros(len(k), np.int64), np.full(len(k), ell, np.int64))
+    spent = enc.finish()["bits"].nbytes * 8 / len(k)
+    assert spent > 20 and float(loss) > 20
+    assert abs(float(loss) - spent) < 0.2
+    assert mu.grad is not None and float(mu.grad) != 0.0
+
+
 def context_free_fit(rows: int, seed: int, **kwargs):
     """A small rate fit of :func:`correlated_codes` without context (4/5 train, 1/5
     validation)."""
