@@ -912,6 +912,7 @@ class BoundedMode(CompressionMode):
         if words.dtype.kind != "u":
             raise ContainerError("a chunk's learned stream lengths are not counts; damaged file")
         words = words.astype(np.int64) - 1
+        # (a crafted uint64 count above 2^63 wraps below -1)
         if words.size != d or np.any(words < -1) or int(words[words > 0].sum()) != bits.size:
             raise ContainerError(
                 "a chunk's learned stream lengths do not match its words; the file is damaged"

@@ -67,6 +67,15 @@ def test_copies_turn_and_reflect_whole_events_and_keep_the_rest():
     assert not np.array_equal(a[:, J["px"]], b[:, J["px"]])
 
 
+def assert_round_trip_meets_every_bound(mode) -> None:
+    """A table the model never saw decodes within every bound."""
+    x = table(600, seed=7)
+    ints = {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64)}
+    ctx = ChunkContext(events_of(len(x)), ints)
+    out = mode.decode(mode.encode(x, ctx), len(x), ctx)
+    assert np.all(np.abs(out - x) <= limits(x, COLS))
+
+
 def test_augmented_training_meets_every_bound_and_only_adds_training_rows(caplog):
     rate = RateConfig(
         hidden=[16], epochs=2, order="natural", mixture_start="scratch", augment=2, refit=False
@@ -74,11 +83,7 @@ def test_augmented_training_meets_every_bound_and_only_adds_training_rows(caplog
     with caplog.at_level("INFO"):
         mode, _ = learned_mode(table(1200, seed=6), rate)
     assert "2 rotated/reflected copies of the 900 rows the rate model trains on" in caplog.text
-    x = table(600, seed=7)
-    ints = {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64)}
-    ctx = ChunkContext(events_of(len(x)), ints)
-    out = mode.decode(mode.encode(x, ctx), len(x), ctx)
-    assert np.all(np.abs(out - x) <= limits(x, COLS))
+    assert_round_trip_meets_every_bound(mode)
 
 
 def test_refit_trains_the_chosen_model_on_training_and_validation_rows(caplog):
@@ -96,11 +101,7 @@ def test_refit_trains_the_chosen_model_on_training_and_validation_rows(caplog):
     summary = model.settings["summary"]
     # the reported validation rate is the chosen fit's own (out of sample), not the refit's
     assert summary["val_learned_bits_per_row"] == trials[trials["chosen"]]
-    x = table(600, seed=7)
-    ints = {"n": np.rint(np.abs(x[:, 3]) / 10).astype(np.int64)}
-    ctx = ChunkContext(events_of(len(x)), ints)
-    out = mode.decode(mode.encode(x, ctx), len(x), ctx)
-    assert np.all(np.abs(out - x) <= limits(x, COLS))
+    assert_round_trip_meets_every_bound(mode)
 
 
 def test_augment_is_checked():

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from baler_ext.codec.probability import tables
+
 #: bit lengths 0..64 of the zigzagged value
 LENGTHS = 65
-#: widest uniform piece of the bits below the leading one
-PIECE = 16
 
 
 def zigzag(k: np.ndarray) -> np.ndarray:
@@ -57,11 +57,6 @@ def escape_bits(k: np.ndarray) -> np.ndarray:
     return np.log2(LENGTHS) + np.maximum(n - 1, 0)
 
 
-def _pieces(n: int) -> list[tuple[int, int]]:
-    """(offset, width) of the uniform pieces of the ``n - 1`` bits below the leading one."""
-    return [(off, min(PIECE, n - 1 - off)) for off in range(0, max(n - 1, 0), PIECE)]
-
-
 def encode(enc: object, k: np.ndarray) -> None:
     """Code the escaped codes ``k`` on the range encoder ``enc`` (a queue)."""
     if k.size == 0:
@@ -73,7 +68,7 @@ def encode(enc: object, k: np.ndarray) -> None:
     enc.encode(n.astype(np.int32), constriction.stream.model.Uniform(LENGTHS))  # type: ignore[attr-defined]
     for length in np.unique(n):
         rows = z[n == length]
-        for off, width in _pieces(int(length)):
+        for off, width in tables.uniform_pieces(int(length) - 1):  # below the leading one
             piece = (rows >> np.uint64(off)) & np.uint64((1 << width) - 1)
             enc.encode(piece.astype(np.int32), constriction.stream.model.Uniform(1 << width))  # type: ignore[attr-defined]
 
@@ -95,7 +90,7 @@ def decode(dec: object, count: int) -> np.ndarray:
             continue
         rows = np.uint64(1) << np.uint64(length - 1)  # the leading one
         vals = np.full(int(at.sum()), rows, np.uint64)
-        for off, width in _pieces(int(length)):
+        for off, width in tables.uniform_pieces(int(length) - 1):
             got = dec.decode(constriction.stream.model.Uniform(1 << width), vals.size)  # type: ignore[attr-defined]
             vals |= np.asarray(got, np.uint64) << np.uint64(off)
         z[at] = vals

@@ -391,10 +391,6 @@ def _plan(mu: np.ndarray, ell: np.ndarray) -> _Plan:
     return _Plan(order, starts, ell_eff[order][g], frac[order][g], s[order], base[order])
 
 
-def _uniform_pieces(shift: int) -> list[tuple[int, int]]:
-    return [(off, min(16, shift - off)) for off in range(0, shift, 16)]
-
-
 class StreamEncoder:
     """One column's range-coded stream, filled phase by phase.
 
@@ -450,7 +446,7 @@ class StreamEncoder:
         use = (shift > 0) & ~escaped
         for s in np.unique(shift[use]):
             rows = use & (shift == s)
-            for off, width in _uniform_pieces(int(s)):
+            for off, width in tables.uniform_pieces(int(s)):
                 self.enc.encode(
                     ((low[rows] >> off) & ((1 << width) - 1)).astype(np.int32),
                     self._cs.stream.model.Uniform(1 << width),
@@ -541,7 +537,7 @@ class StreamDecoder:
         use = (plan.shift > 0) & ~escaped
         for s in np.unique(plan.shift[use]):
             rows = use & (plan.shift == s)
-            for off, width in _uniform_pieces(int(s)):
+            for off, width in tables.uniform_pieces(int(s)):
                 low[rows] |= (
                     self.dec.decode(
                         self._cs.stream.model.Uniform(1 << width), int(rows.sum())

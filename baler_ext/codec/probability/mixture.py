@@ -248,10 +248,6 @@ def _inside(p: MixPlan, inside: np.ndarray, bucket: np.ndarray) -> tuple[MixPlan
     return p.rows(inside), bucket[inside]
 
 
-def _uniform_pieces(shift: int) -> list[tuple[int, int]]:
-    return [(off, min(16, shift - off)) for off in range(0, shift, 16)]
-
-
 def encode(enc: object, k: np.ndarray, p: MixPlan) -> np.ndarray:
     """Code the int64 codes ``k`` on the range encoder ``enc``; return the escaped codes."""
     import constriction
@@ -272,7 +268,7 @@ def encode(enc: object, k: np.ndarray, p: MixPlan) -> np.ndarray:
         if s == 0:
             continue
         rows = inside & (p.shift == s)
-        for off, width in _uniform_pieces(int(s)):
+        for off, width in tables.uniform_pieces(int(s)):
             enc.encode(  # type: ignore[attr-defined]
                 ((low[rows] >> off) & ((1 << width) - 1)).astype(np.int32),
                 constriction.stream.model.Uniform(1 << width),
@@ -307,7 +303,7 @@ def decode(dec: object, p: MixPlan) -> tuple[np.ndarray, np.ndarray]:
         if s == 0:
             continue
         rows = inside & (p.shift == s)
-        for o, width in _uniform_pieces(int(s)):
+        for o, width in tables.uniform_pieces(int(s)):
             got = dec.decode(constriction.stream.model.Uniform(1 << width), int(rows.sum()))  # type: ignore[attr-defined]
             low[rows] |= np.asarray(got, np.int64) << o
     out = p.codes(m, low)

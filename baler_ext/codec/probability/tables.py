@@ -110,6 +110,18 @@ def table_digest() -> str:
     return h.hexdigest()
 
 
+#: widest piece of uniformly coded low bits (constriction's ``Uniform`` takes up to 2^16 here)
+UNIFORM_PIECE = 16
+
+
+def uniform_pieces(width: int) -> list[tuple[int, int]]:
+    """(offset, width) of the pieces, from the lowest bit, in which ``width`` uniform low
+    bits are coded (:data:`UNIFORM_PIECE` bits at most each; none for ``width <= 0``)."""
+    return [
+        (off, min(UNIFORM_PIECE, width - off)) for off in range(0, max(width, 0), UNIFORM_PIECE)
+    ]
+
+
 @cache
 def categorical(scale: int, frac: int) -> object:
     """constriction's categorical model of one table (cached; probabilities are
