@@ -391,3 +391,43 @@ def test_files_before_digests_still_decode_but_new_ones_need_them(cli, projects,
     stripped[10:12] = (1).to_bytes(2, "little")  # minor version 1
     path.write_bytes(bytes(stripped))
     assert cli(projects, "fuzz", "decompress") == 0
+
+
+def test_a_1_3_header_with_listed_cpu_features_and_a_float_sketch_still_decodes(
+    cli, projects, caplog
+):
+    """Files of format 1.3 list the CPU features in ``decode_platform`` and store the
+    sketch as base64 float64: both are still read, strictly on the same platform and
+    within drift elsewhere, and restore the same values as the 1.4 file."""
+    import base64
+
+    from baler_ext.codec import digest
+    from benchmarks.fuzz_containers import build, parse
+
+    path = _container(projects)
+    assert cli(projects, "fuzz", "decompress") == 0
+    out = next((projects / "fuzz" / "output" / "decompressed").iterdir())
+    want = pq.read_table(out)
+    q = parse(path.read_bytes())
+    header = q.index["header"]
+    assert isinstance(header["decode_platform"]["cpu"], str)
+    for chunk in header["chunks"]:
+        sketch = chunk["digest"]["sketch"]
+        floats = np.ldexp(np.array(sketch["q"], float), sketch["exp"])
+        chunk["digest"]["sketch"] = base64.b64encode(floats.astype("<f8").tobytes()).decode()
+    listed = list(digest._host_fingerprint()["cpu"])
+    exact = [chunk["digest"]["xxh3"] for chunk in header["chunks"]]
+    for cpu, strict in ((listed, True), (listed[:-1], False)):
+        header["decode_platform"]["cpu"] = cpu
+        for chunk, h in zip(header["chunks"], exact, strict=True):
+            # elsewhere, as if the decode had drifted: only stable and sketch can match
+            chunk["digest"]["xxh3"] = h if strict else "0" * 32
+        old = bytearray(build(q))
+        old[10:12] = (3).to_bytes(2, "little")  # minor version 3
+        path.write_bytes(bytes(old))
+        out.unlink()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="baler_ext"):
+            assert cli(projects, "fuzz", "decompress") == 0
+        assert pq.read_table(out).equals(want)
+        assert ("within cross-platform drift" in caplog.text) is not strict, caplog.text

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"BALEREXT"
 END_MAGIC = b"BALEREND"
-FORMAT_VERSION = (1, 3)
+FORMAT_VERSION = (1, 4)
 #: features a reader must understand to decode a file (header key ``features``, 1.1+);
 #: a file that lists one this reader does not know is rejected with "upgrade"
 KNOWN_FEATURES = frozenset(
@@ -195,7 +195,8 @@ class ContainerWriter:
         """
         header = _with_digest_feature(header)
         index = json.dumps(
-            {"header": header, "sections": [s.to_dict() for s in self._sections]}
+            {"header": header, "sections": [s.to_dict() for s in self._sections]},
+            separators=(",", ":"),
         ).encode()
         frame = self._cctx.compress(index)
         self._fh.write(frame)

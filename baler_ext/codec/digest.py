@@ -39,7 +39,8 @@ The digest has three parts:
     fixed seed. Decoding on another device or BLAS moves the model's prediction in its
     last bits (the bounded mode's margins keep every value within its bound all the
     same), so there the exact hash differs. The header's ``decode_platform`` records
-    where compress decoded (:func:`platform_fingerprint`): on that platform the exact hash
+    where compress decoded (:func:`platform_fingerprint`, compared by :func:`same_platform`):
+    on that platform the exact hash
     must match; on another one the chunk is accepted when ``stable`` matches and every
     :math:`|s'_{kj} - s_{kj}| \\le \\tau = 8\\,\\varepsilon \\sqrt{n} + 10^{-12}
     \\sum_i |w_{ki}|` with :math:`\\varepsilon = 10^{-9}`. A drift :math:`\\delta` that
@@ -52,7 +53,10 @@ The digest has three parts:
     covers the summation order. A single value changed by :math:`\\delta` moves :math:`s_{kj}` by
     :math:`w_{ki}\\delta/M_j`: for 10⁵ rows, changes above about 3·10⁻⁶ of the column's
     largest magnitude are caught. Only the exact hash catches smaller ones, which is why
-    it is required on the compressing platform.
+    it is required on the compressing platform. Since format 1.4 the header stores
+    :math:`q_{kj} = \\mathrm{round}(s_{kj} / 2^e)` with the largest :math:`2^e \\le
+    \\min_k \\tau_k / 4` (``{"exp": e, "q": [...]}``, about 4 B a value instead of
+    base64 float64); the check then allows :math:`\\tau + 2^{e-1}`.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ import base64
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -118,11 +123,27 @@ def platform_fingerprint(device: Any) -> dict[str, Any]:
     """
     import sys
 
-    out: dict[str, Any] = {**_host_fingerprint(), "device": str(device)}
-    out["cpu"] = list(out["cpu"])
+    host = _host_fingerprint()
+    out: dict[str, Any] = {**host, "cpu": _features_digest(host["cpu"]), "device": str(device)}
     if getattr(device, "type", "") == "cuda" and "torch" in sys.modules:
         out["device"] = sys.modules["torch"].cuda.get_device_name(device)
     return out
+
+
+def _features_digest(features: Sequence[str]) -> str:
+    """The fingerprint's ``cpu`` (format 1.4): BLAKE2b-64 of the sorted CPU features, 16
+    hex digits instead of the ~150 B of their list (which files before 1.4 hold)."""
+    return hashlib.blake2b(",".join(features).encode(), digest_size=8).hexdigest()
+
+
+def same_platform(recorded: Any, device: Any) -> bool:
+    """Whether the header's ``decode_platform`` is this process's on ``device`` (then a
+    decode must be bit-identical); a fingerprint of before 1.4, with the CPU features
+    listed, is compared in that form."""
+    now = platform_fingerprint(device)
+    if isinstance(recorded, Mapping) and isinstance(recorded.get("cpu"), list):
+        now["cpu"] = list(_host_fingerprint()["cpu"])
+    return bool(recorded == now)
 
 
 @functools.cache
@@ -267,12 +288,42 @@ def chunk_digest(
         :func:`output_context` of the file's header.
     """
     extra = _extra(counts, passthrough, context)
-    s, _ = _sketch(values)
+    s, wsum = _sketch(values)
+    # the sketch as integers of a power-of-two step at most a quarter of the smallest
+    # tolerance (format 1.4; before, base64 of its float64s): s / 2^e is exact, so
+    # rounding moves each projection by at most 2^(e-1), which the check adds
+    _, top = math.frexp(float(_tolerance(len(values), wsum).min()) / 4)
+    exp = top - 1
     return {
         WRITTEN: _exact(WRITTEN, chunk, values, extra).hex(),
         "stable": _stable(WRITTEN, chunk, values, lossless, extra).hex(),
-        "sketch": base64.b64encode(np.ascontiguousarray(s, "<f8").tobytes()).decode(),
+        "sketch": {"exp": exp, "q": [int(q) for q in np.rint(np.ldexp(s, -exp)).reshape(-1)]},
     }
+
+
+def _tolerance(n: int, wsum: np.ndarray) -> np.ndarray:
+    """Each projection's allowed drift for ``n`` rows (module docstring), per sketch."""
+    return SIGMAS * DRIFT * np.sqrt(n) + SUM_ERROR * wsum
+
+
+#: the largest integer a stored sketch may hold (exact in float64)
+_MAX_Q = 1 << 53
+
+
+def _recorded_sketch(sketch: Any) -> tuple[np.ndarray, float]:
+    """A recorded sketch and the rounding it carries: ``{"exp", "q"}`` (1.4+) or the base64
+    of its float64s (before); ValueError/TypeError when malformed."""
+    if isinstance(sketch, str):
+        return np.frombuffer(base64.b64decode(sketch, validate=True), "<f8"), 0.0
+    exp, q = sketch["exp"], sketch["q"]
+    if (
+        type(exp) is not int
+        or not -1074 <= exp <= 1023
+        or not isinstance(q, list)
+        or not all(type(v) is int and abs(v) <= _MAX_Q for v in q)
+    ):
+        raise ValueError("its sketch is not a power-of-two exponent and a list of integers")
+    return np.ldexp(np.array(q, dtype=np.float64), exp), math.ldexp(1.0, exp - 1)
 
 
 def check_digest(
@@ -306,7 +357,7 @@ def check_digest(
         (algorithm,) = [a for a in ALGORITHMS if a in recorded]
         want_exact = bytes.fromhex(recorded[algorithm])
         want_stable = bytes.fromhex(recorded["stable"])
-        want_s = np.frombuffer(base64.b64decode(recorded["sketch"], validate=True), "<f8")
+        want_s, rounding = _recorded_sketch(recorded["sketch"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"its content digest is malformed ({exc!r})") from None
     extra = _extra(counts, passthrough, context)
@@ -324,9 +375,7 @@ def check_digest(
     s, wsum = _sketch(values)
     if want_s.shape != (s.size,):
         raise ValueError("its content digest has the wrong size")
-    tol = np.broadcast_to(
-        SIGMAS * DRIFT * np.sqrt(len(values)) + SUM_ERROR * wsum[:, None], s.shape
-    )
+    tol = np.broadcast_to(_tolerance(len(values), wsum)[:, None] + rounding, s.shape)
     diff = np.abs(s - want_s.reshape(s.shape))
     if not np.all(diff <= tol):  # NaN (a digest of NaNs) fails too
         j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf).max(axis=0)))

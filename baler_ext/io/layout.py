@@ -52,6 +52,10 @@ class BranchInfo:
         return self.dtype.startswith("float")
 
 
+#: BranchInfo fields a header entry omits when they hold these values
+_BRANCH_DEFAULTS: dict[str, Any] = {"jagged": False, "counter": None}
+
+
 @dataclass
 class SourceLayout:
     """What a compressed file must know to restore its source exactly.
@@ -85,7 +89,14 @@ class SourceLayout:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The layout as a header entry; a branch's defaults (``jagged`` false, no
+        ``counter``) are left out (format 1.4; :meth:`from_dict` fills them in)."""
+        d = asdict(self)
+        d["branches"] = [
+            {k: v for k, v in b.items() if not (k in _BRANCH_DEFAULTS and v == _BRANCH_DEFAULTS[k])}
+            for b in d["branches"]
+        ]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SourceLayout:

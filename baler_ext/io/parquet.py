@@ -7,6 +7,7 @@ its input for that reason.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,9 @@ from baler_ext.errors import InputDataError
 from baler_ext.io.formats import FileFormat, FormatReader, FormatWriter, register_format
 from baler_ext.io.layout import LIST_COLLECTION, BranchInfo, SourceLayout
 
+#: ``arrow_schema`` header value of a file whose source schema is the one its layout
+#: implies (:func:`layout_schema`; format 1.4): the schema is rebuilt, not stored
+SCHEMA_FROM_LAYOUT = "layout"
 #: codec of a decompressed Parquet file whose input was uncompressed or not Parquet
 DEFAULT_CODEC = "zstd"
 
@@ -164,16 +168,45 @@ class LayoutParquetWriter(FormatWriter):
         self._writer.close()
 
 
+def layout_field(b: BranchInfo) -> pa.Field:
+    """The Arrow field a branch's dtype implies (a list of it when jagged)."""
+    value_t = pa.from_numpy_dtype(np.dtype(b.dtype))
+    return pa.field(b.name, pa.list_(value_t) if b.jagged else value_t)
+
+
+def layout_schema(layout: SourceLayout) -> pa.Schema:
+    """The Arrow schema ``layout``'s branches imply (no metadata)."""
+    return pa.schema([layout_field(b) for b in layout.branches])
+
+
+def schema_to_header(schema: pa.Schema | None, layout: SourceLayout) -> str | None:
+    """The header's ``arrow_schema``: None without one, :data:`SCHEMA_FROM_LAYOUT` when
+    ``schema`` serialises to exactly the bytes of :func:`layout_schema` (the 600 B of a
+    flat table's schema are then not stored), else the base64 of its IPC bytes."""
+    if schema is None:
+        return None
+    data = schema.serialize().to_pybytes()
+    if data == layout_schema(layout).serialize().to_pybytes():
+        return SCHEMA_FROM_LAYOUT
+    return base64.b64encode(data).decode()
+
+
+def schema_from_header(value: Any, layout: SourceLayout) -> pa.Schema | None:
+    """The source's Arrow schema from the header's ``arrow_schema`` (the inverse of
+    :func:`schema_to_header`; files before 1.4 always hold the base64 form)."""
+    if not value:
+        return None
+    if value == SCHEMA_FROM_LAYOUT:
+        return layout_schema(layout)
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(value, validate=True)))
+
+
 def _cast_to_layout(table: pa.Table, layout: SourceLayout) -> pa.Table:
     """Cast the compressed columns to their source dtype when changing format."""
-    fields = []
-    for f in table.schema:
-        if f.name in layout.compressed:
-            b = layout.branch(f.name)
-            value_t = pa.from_numpy_dtype(np.dtype(b.dtype))
-            fields.append(pa.field(f.name, pa.list_(value_t) if b.jagged else value_t))
-        else:
-            fields.append(f)
+    fields = [
+        layout_field(layout.branch(f.name)) if f.name in layout.compressed else f
+        for f in table.schema
+    ]
     return table.cast(pa.schema(fields))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import inspect
 import json
@@ -40,6 +39,7 @@ from baler_ext.exact import (
 )
 from baler_ext.executors import run_tasks, worker_model, worker_threads
 from baler_ext.io.layout import GroupPlan
+from baler_ext.io.parquet import schema_to_header
 from baler_ext.io.source import Source, open_sources, resolve_inputs, whole_layout
 from baler_ext.model_store import (
     TrainedModel,
@@ -134,11 +134,7 @@ def compress_source(
         "columns": norm.columns,
         "column_dtypes": column_dtypes,
         "layout": source.layout.to_dict(),
-        "arrow_schema": (
-            base64.b64encode(source.arrow_schema.serialize().to_pybytes()).decode()
-            if source.arrow_schema is not None
-            else None
-        ),
+        "arrow_schema": schema_to_header(source.arrow_schema, source.layout),
     }
     output = json.loads(json.dumps(output))  # as a reader will see it
     context = output_context(output)
@@ -624,11 +620,7 @@ def compress_groups_task(
             "columns": columns,
             "column_dtypes": {c: whole.layout.branch(c).dtype for c in columns},
             "layout": whole.layout.to_dict(),
-            "arrow_schema": (
-                base64.b64encode(whole.arrow_schema.serialize().to_pybytes()).decode()
-                if whole.arrow_schema is not None
-                else None
-            ),
+            "arrow_schema": schema_to_header(whole.arrow_schema, whole.layout),
             "decoder_embedded": False,
             "compression": asdict(cfg.compression),
             "rows": rows,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from pathlib import Path
 
@@ -12,13 +11,14 @@ from tqdm import tqdm
 
 from baler_ext.codec import events, modes
 from baler_ext.codec.container import DIGEST_KEY, ContainerReader, decode_errors
-from baler_ext.codec.digest import check_digest, output_context, platform_fingerprint
+from baler_ext.codec.digest import check_digest, output_context, same_platform
 from baler_ext.config import Config
 from baler_ext.errors import BalerError, ContainerError, ProjectError
 from baler_ext.exact import apply_overrides, sentinel_arrays
 from baler_ext.executors import run_tasks, worker_model, worker_threads
 from baler_ext.io.formats import awkward_columns, get_format
 from baler_ext.io.layout import SourceLayout
+from baler_ext.io.parquet import schema_from_header
 from baler_ext.io.source import OutputWriter, resolve_inputs
 from baler_ext.model_store import MODEL_JSON, TrainedModel, check_embedded_decoder, model_dir_for
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path, require_stage_output
@@ -63,11 +63,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
             )
         with decode_errors(container):
             layout = SourceLayout.from_dict(header["layout"])
-            schema = None
-            if header.get("arrow_schema"):
-                schema = pa.ipc.read_schema(
-                    pa.py_buffer(base64.b64decode(header["arrow_schema"], validate=True))
-                )
+            schema = schema_from_header(header.get("arrow_schema"), layout)
             mode, sentinels = open_mode(container, reader, trained, cfg)
         # the writer follows the file's layout: its failures are the file's too (OSError,
         # e.g. a full disk, passes unchanged)
@@ -83,7 +79,7 @@ def decompress_file(container: Path, trained: TrainedModel, cfg: Config, out_pat
                 leave=False,
             )
             drifted = 0
-            strict = header.get("decode_platform") == platform_fingerprint(mode.device)
+            strict = same_platform(header.get("decode_platform"), mode.device)
             for i, meta in enumerate(header["chunks"]):
                 values, passthrough, counts, same = decode_chunk(reader, mode, i, strict, sentinels)
                 drifted += not same
@@ -131,11 +127,7 @@ def decompress_groups_file(
     with ContainerReader(container) as outer, decode_errors(container):
         header = outer.header
         layout = SourceLayout.from_dict(header["layout"])
-        schema = None
-        if header.get("arrow_schema"):
-            schema = pa.ipc.read_schema(
-                pa.py_buffer(base64.b64decode(header["arrow_schema"], validate=True))
-            )
+        schema = schema_from_header(header.get("arrow_schema"), layout)
         expected = [b.name for b in layout.branches]
         if sorted(b for g in header["groups"] for b in g["branches"]) != sorted(expected):
             raise ContainerError(
@@ -157,7 +149,7 @@ def decompress_groups_file(
                         "and models that compressed it"
                     )
                 mode, sentinels = open_mode(container, reader, trained, cfg)
-                strict = reader.header.get("decode_platform") == platform_fingerprint(mode.device)
+                strict = same_platform(reader.header.get("decode_platform"), mode.device)
                 group_layout = SourceLayout.from_dict(reader.header["layout"])
                 decoders.append((reader, mode, sentinels, strict, group_layout))
             n_chunks = len(inner[0][1].header["chunks"])

@@ -4,13 +4,16 @@ the size of an error bound."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
 import numpy as np
 import pytest
 import torch
 import xxhash
 
+from baler_ext.codec import digest as dg
 from baler_ext.codec.digest import check_digest, chunk_digest
 from baler_ext.codec.modes import BoundedMode
 from baler_ext.config import CompressionConfig, ModelConfig
@@ -193,3 +196,60 @@ def test_xxh3_hashes_the_columns_in_turn_whatever_the_memory_layout(decoded):
     swapped[[0, 1]] = swapped[[1, 0]]
     with pytest.raises(ValueError, match="same platform"):
         check_digest(chunk_digest(5, here, None, b"", []), 5, swapped, None, b"", [], True)
+
+
+def test_sketch_is_stored_as_integers_of_a_power_of_two_step_within_its_tolerance(decoded):
+    """Format 1.4 stores the projections as integers q of a step 2^e at most a quarter of
+    the drift tolerance: the rebuilt sketch lies within 2^(e-1) of the true one, and drift
+    is still accepted while a tenth of a bound is not."""
+    _, here, others = decoded
+    sketch = chunk_digest(0, here, None, b"", [])["sketch"]
+    assert set(sketch) == {"exp", "q"}
+    assert all(type(q) is int for q in sketch["q"]) and len(sketch["q"]) == 2 * len(COLUMNS)
+    step = 2.0 ** sketch["exp"]
+    tau = dg.SIGMAS * dg.DRIFT * np.sqrt(len(here))
+    assert tau / 8 < step <= tau / 4 * (1 + 1e-6)  # the largest such power of two
+    true, _ = dg._sketch(here)
+    rebuilt = np.ldexp(np.array(sketch["q"], float), sketch["exp"]).reshape(true.shape)
+    assert np.max(np.abs(rebuilt - true)) <= step / 2
+    record = chunk_digest(0, here, None, b"", [])
+    assert check_digest(record, 0, others[1], None, b"", [], strict=False) is False
+    moved = here.copy()
+    moved[1234, 0] *= 1 + 1e-4  # a tenth of the 1e-3 relative bound, in one value
+    with pytest.raises(ValueError, match="projection moved"):
+        check_digest(record, 0, moved, None, b"", [], strict=False)
+
+
+def test_sketch_of_files_before_1_4_is_still_read_and_a_malformed_one_refused(decoded):
+    _, here, others = decoded
+    new = chunk_digest(0, here, None, b"", [])
+    true, _ = dg._sketch(here)
+    old = {**new, "sketch": base64.b64encode(np.ascontiguousarray(true, "<f8").tobytes()).decode()}
+    assert check_digest(old, 0, here.copy(), None, b"", [], strict=True) is True
+    assert check_digest(old, 0, others[0], None, b"", [], strict=False) is False
+    q = new["sketch"]["q"]
+    for bad in (
+        {"exp": 0.5, "q": q},
+        {"exp": new["sketch"]["exp"], "q": [str(v) for v in q]},
+        {"exp": new["sketch"]["exp"], "q": [True] * len(q)},
+        {"exp": 5000, "q": q},
+        {"q": q},
+        [1, 2],
+    ):
+        with pytest.raises(ValueError, match="malformed"):
+            check_digest({**new, "sketch": bad}, 0, others[0], None, b"", [], strict=False)
+    short = {**new, "sketch": {"exp": new["sketch"]["exp"], "q": q[:-1]}}
+    with pytest.raises(ValueError, match="wrong size"):
+        check_digest(short, 0, others[0], None, b"", [], strict=False)
+
+
+def test_platform_fingerprint_hashes_the_cpu_features_and_old_lists_still_compare():
+    device = torch.device("cpu")
+    now = dg.platform_fingerprint(device)
+    assert isinstance(now["cpu"], str) and len(now["cpu"]) == 16
+    assert dg.same_platform(json.loads(json.dumps(now)), device)
+    listed = {**now, "cpu": list(dg._host_fingerprint()["cpu"])}  # before 1.4
+    assert dg.same_platform(listed, device)
+    assert not dg.same_platform({**listed, "cpu": listed["cpu"][:-1]}, device)
+    assert not dg.same_platform({**now, "cpu": "0" * 16}, device)
+    assert not dg.same_platform(None, device)

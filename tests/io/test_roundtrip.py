@@ -17,8 +17,10 @@ import pytest
 import uproot
 
 from baler_ext.cli import main
+from baler_ext.codec.container import ContainerReader
 from baler_ext.codec.modes import run_batched
 from baler_ext.config import load_config
+from baler_ext.io.parquet import SCHEMA_FROM_LAYOUT
 from baler_ext.io.source import Source
 from baler_ext.model_store import load_model
 
@@ -81,7 +83,10 @@ def test_parquet_roundtrip(make_project, jets_parquet):
     run_all(projects, name)
     out = projects / name / "output" / "decompressed" / "ttbar_boosted_jets.parquet"
     original, restored = pq.read_table(jets_parquet), pq.read_table(out)
-    assert restored.schema.equals(original.schema)
+    assert restored.schema.equals(original.schema, check_metadata=True)
+    container = next((projects / name / "output" / "compressed").glob("*.baler"))
+    with ContainerReader(container) as reader:  # rebuilt from the layout, not stored (1.4)
+        assert reader.header["arrow_schema"] == SCHEMA_FROM_LAYOUT
     assert restored.num_rows == original.num_rows == 78238
     for col in ("event", "jet_index", "n_constituents", "n_charged", "top_matched"):
         assert restored.column(col).equals(original.column(col)), col
