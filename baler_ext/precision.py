@@ -121,6 +121,29 @@ class Resolved:
     def to_dict(self) -> dict[str, Any]:
         return {"bound": self.bound, "pattern": self.pattern, "origin": self.origin}
 
+    def header_entry(self, column: str) -> dict[str, Any]:
+        """As stored in a container's ``precision`` (format 1.4): ``pattern`` left out
+        when it is the column's own name and ``origin`` when it is ``config``
+        (:func:`precision_from_header` fills them in)."""
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if not (k == "pattern" and v == column) and not (k == "origin" and v == "config")
+        }
+
+
+def precision_from_header(entries: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A container's ``precision`` with every key, whether it was written compact (1.4) or
+    whole (before)."""
+    return {
+        c: {
+            "bound": e["bound"],
+            "pattern": e.get("pattern", c),
+            "origin": e.get("origin", "config"),
+        }
+        for c, e in entries.items()
+    }
+
 
 def specificity(pattern: str) -> tuple[int, int]:
     """Sort key of a pattern: exact names first, then more literal characters."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import json
 import logging
@@ -79,6 +80,32 @@ class CompressedFile:
     @property
     def total_bytes(self) -> int:
         return sum(self.sizes.values())
+
+
+def compression_entries(settings: CompressionConfig) -> dict[str, Any]:
+    """The header's record of the ``[compression]`` settings (format 1.4): the ones that
+    differ from the defaults (what ``--mode info`` shows) and a digest of all of them
+    (what ``--resume`` compares, so that a default changed by an upgrade still counts)."""
+    full = json.loads(json.dumps(asdict(settings)))
+    defaults = json.loads(json.dumps(asdict(CompressionConfig())))
+    return {
+        "compression": {k: v for k, v in full.items() if defaults.get(k) != v},
+        "compression_digest": _settings_digest(full),
+    }
+
+
+def _settings_digest(full: dict[str, Any]) -> str:
+    blob = json.dumps(full, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def same_settings(header: dict[str, Any], settings: CompressionConfig) -> bool:
+    """Whether a container was written with ``settings`` (files before 1.4 hold them
+    whole, without a digest)."""
+    if "compression_digest" in header:
+        full = json.loads(json.dumps(asdict(settings)))
+        return bool(header["compression_digest"] == _settings_digest(full))
+    return bool(header.get("compression") == asdict(settings))
 
 
 def ipc_bytes(table: pa.Table) -> bytes:
@@ -239,7 +266,7 @@ def compress_source(
             },
             **output,
             "decoder_embedded": bool(cfg.compression.embed_decoder),
-            "compression": asdict(cfg.compression),
+            **compression_entries(cfg.compression),
             "rows": rows,
             "entries": entries,
             "chunks": chunks_meta,
@@ -249,7 +276,7 @@ def compress_source(
             # the ratio with the decoder without loading torch
             "decoder_bytes": decoder_bytes or decoder_cost(trained, mode),
             "decode_platform": platform_fingerprint(device),
-            "precision": {c: r.to_dict() for c, r in precision.items()},
+            "precision": {c: r.header_entry(c) for c, r in precision.items()},
             "exact_values": {c: v.tolist() for c, v in overrides.items()},
             "exact_in_mode": {c: v.tolist() for c, v in sentinels.items() if c not in overrides},
             "discrete_columns": discrete,
@@ -490,7 +517,7 @@ def completed_container(path: Path, model_hash: str, cfg: Config) -> CompressedF
             if h.get("model", {}).get("hash") != model_hash:
                 log.info("resume: %s was made by another model; compressing again", path.name)
                 return None
-            if h.get("compression") != asdict(cfg.compression):
+            if not same_settings(h, cfg.compression):
                 log.info("resume: %s has other compression settings; compressing again", path.name)
                 return None
             reader.verify()
@@ -622,7 +649,7 @@ def compress_groups_task(
             "layout": whole.layout.to_dict(),
             "arrow_schema": schema_to_header(whole.arrow_schema, whole.layout),
             "decoder_embedded": False,
-            "compression": asdict(cfg.compression),
+            **compression_entries(cfg.compression),
             "rows": rows,
             "entries": groups[0]["entries"],
             "chunks": [],
@@ -664,7 +691,7 @@ def completed_groups_container(path: Path, model_hash: str, cfg: Config) -> Comp
             h = reader.header
             if not is_grouped(h) or h["model"]["hash"] != model_hash:
                 return None
-            if h.get("compression") != asdict(cfg.compression):
+            if not same_settings(h, cfg.compression):
                 return None
             reader.verify()
             sizes = reader.section_sizes()

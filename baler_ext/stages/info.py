@@ -35,6 +35,7 @@ from baler_ext.config import Config
 from baler_ext.console import report
 from baler_ext.errors import ProjectError
 from baler_ext.io.layout import GroupPlan
+from baler_ext.precision import precision_from_header
 from baler_ext.project import CONTAINER_SUFFIX, Project, atomic_path
 from baler_ext.stages.groups import group_config, inner_containers, is_grouped
 
@@ -317,7 +318,7 @@ def _describe(
         "learned": settings.get("learned"),
         "dither": bool(settings.get("dither", False)),
         "streams": stream_kinds(cols, settings, sizes),
-        "precision": header.get("precision", {}),
+        "precision": precision_from_header(header.get("precision", {})),
         "exact_values": {**header.get("exact_values", {}), **header.get("exact_in_mode", {})},
         "discrete_columns": header.get("discrete_columns", []),
         "honest": honest_sizes(header, sizes, references),

@@ -20,6 +20,7 @@ import uproot
 
 from baler_ext.cli import main
 from baler_ext.codec.container import ContainerReader
+from baler_ext.precision import precision_from_header
 
 
 def run(projects: Path, name: str, *modes: str) -> None:
@@ -74,11 +75,13 @@ def test_bounded_mode_keeps_bounds_sentinels_and_discrete_values(make_project, s
     assert restored.column("n").equals(original.column("n"))
     header = container_header(projects, name)
     assert header["mode"] == "bounded"
-    assert header["precision"]["eta"] == {
+    assert header["precision"]["eta"] == {"bound": {"abs": 1e-3}, "pattern": "*ta"}  # 1.4
+    assert precision_from_header(header["precision"])["eta"] == {
         "bound": {"abs": 1e-3},
         "pattern": "*ta",
         "origin": "config",
     }
+    assert precision_from_header(header["precision"])["pt"]["pattern"] in ("pt", "default")
     for col in ("pt", "eta", "btag"):
         x, y = original.column(col).to_numpy(), restored.column(col).to_numpy()
         assert within(x, y, header["precision"][col]["bound"]), col

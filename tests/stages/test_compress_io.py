@@ -3,6 +3,8 @@ from what it wrote, without reading the container back."""
 
 from __future__ import annotations
 
+import json
+
 from baler_ext.cli import main
 from baler_ext.codec.container import ContainerReader
 from baler_ext.config import load_config
@@ -69,8 +71,9 @@ def test_digest_is_the_encoders_reconstruction_and_verify_finds_a_changed_decode
     first = headers_and_sizes(plain.path)
     (checked,) = compress(project, load_config(project.config_path, ["compression.verify=true"]))
     second = headers_and_sizes(checked.path)
-    assert second[0].pop("compression")["verify"] is True
-    assert first[0].pop("compression")["verify"] is False
+    assert second[0].pop("compression").get("verify") is True  # 1.4: non-defaults only
+    assert "verify" not in first[0].pop("compression")
+    assert first[0].pop("compression_digest") != second[0].pop("compression_digest")
     assert first == second  # the same sections and chunk digests
     assert main([*argv, "-m", "decompress"]) == 0
 
@@ -88,3 +91,24 @@ def test_digest_is_the_encoders_reconstruction_and_verify_finds_a_changed_decode
     assert not plain.path.exists()
     compress(project, cfg)  # the encoder's digest: decompress's changed decode is refused
     assert main([*argv, "-m", "decompress"]) == ContainerError.exit_code
+
+
+def test_compression_settings_are_stored_as_non_defaults_and_a_digest_of_all():
+    """Format 1.4 stores what differs from the defaults (shown by info) and a digest of
+    every setting (compared by --resume); older files hold them whole."""
+    from dataclasses import asdict
+
+    from baler_ext.config import CompressionConfig
+    from baler_ext.stages.compress import compression_entries, same_settings
+
+    cfg = CompressionConfig(mode="bounded", zstd_level=5)
+    entries = json.loads(json.dumps(compression_entries(cfg)))
+    assert entries["compression"] == {"zstd_level": 5}
+    assert same_settings(entries, cfg)
+    assert not same_settings(entries, CompressionConfig(zstd_level=6))
+    assert not same_settings(entries, CompressionConfig())
+    plain = compression_entries(CompressionConfig())
+    assert plain["compression"] == {}
+    assert not same_settings(plain, CompressionConfig(dither=False))  # a default, changed
+    old = {"compression": json.loads(json.dumps(asdict(cfg)))}  # a file before 1.4
+    assert same_settings(old, cfg) and not same_settings(old, CompressionConfig())
