@@ -86,16 +86,20 @@ def compression_entries(settings: CompressionConfig) -> dict[str, Any]:
     """The header's record of the ``[compression]`` settings (format 1.4): the ones that
     differ from the defaults (what ``--mode info`` shows) and a digest of all of them
     (what ``--resume`` compares, so that a default changed by an upgrade still counts)."""
-    full = json.loads(json.dumps(asdict(settings)))
-    defaults = json.loads(json.dumps(asdict(CompressionConfig())))
+    full, defaults = _as_read(settings), _as_read(CompressionConfig())
     return {
         "compression": {k: v for k, v in full.items() if defaults.get(k) != v},
-        "compression_digest": _settings_digest(full),
+        "compression_digest": _settings_digest(settings),
     }
 
 
-def _settings_digest(full: dict[str, Any]) -> str:
-    blob = json.dumps(full, sort_keys=True, separators=(",", ":")).encode()
+def _as_read(settings: CompressionConfig) -> dict[str, Any]:
+    """``settings`` as a reader of the header sees them (JSON types)."""
+    return json.loads(json.dumps(asdict(settings)))
+
+
+def _settings_digest(settings: CompressionConfig) -> str:
+    blob = json.dumps(_as_read(settings), sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
@@ -103,8 +107,7 @@ def same_settings(header: dict[str, Any], settings: CompressionConfig) -> bool:
     """Whether a container was written with ``settings`` (files before 1.4 hold them
     whole, without a digest)."""
     if "compression_digest" in header:
-        full = json.loads(json.dumps(asdict(settings)))
-        return bool(header["compression_digest"] == _settings_digest(full))
+        return bool(header["compression_digest"] == _settings_digest(settings))
     return bool(header.get("compression") == asdict(settings))
 
 
