@@ -115,7 +115,11 @@ class RangeCoder(IntCoder):
                 shift += 1
             if codes.size * shift < 64 * outside:  # low bits cost less than escapes
                 return self._encode_split(codes, lo, hi, shift)
-            lo, hi = wlo, wlo + MAX_ALPHABET - 1
+            # the window shrunk to the codes it holds: the same escapes, a smaller count
+            # table and a shorter search per decoded symbol (a relation residual that wraps
+            # by 2 pi, say, has a few codes far out and the rest within a handful of bins)
+            inside = codes[(codes >= wlo) & (codes < wlo + MAX_ALPHABET)]
+            lo, hi = int(inside.min()), int(inside.max())
         k = hi - lo + 1
         sym = codes - lo
         escaped = ((sym < 0) | (sym >= k)) if windowed else None

@@ -65,3 +65,20 @@ def test_wide_flat_streams_are_split_not_escaped(codes):
     assert arrays["head"].size == 3 and arrays["head"][2] > 0 and "esc" not in arrays
     assert np.array_equal(coder.decode(arrays, codes.size), codes)
     assert arrays["bits"].nbytes * 8 / codes.size < np.log2(np.ptp(codes) + 1) + 0.5
+
+
+def test_escape_window_shrinks_to_the_codes_it_holds():
+    """A residual that wraps (phi by 2 pi): most codes in a handful of bins, a few far out.
+    The window holds only the occupied bins, the far codes are escaped, and the stream
+    round-trips; the count table is that of the narrow window, not of 4096 bins."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(-2, 4, 20_000)
+    far = rng.choice(codes.size, 40, replace=False)
+    codes[far] = np.where(rng.random(40) < 0.5, -31_416, 31_416)
+    coder = get_coder("range")
+    arrays = coder.encode(codes)
+    lo, k = arrays["head"].tolist()[:2]
+    assert (lo, k) == (-2, 6)
+    assert arrays["counts"].size == k + 1 and int(arrays["counts"][-1]) == 40
+    np.testing.assert_array_equal(np.sort(arrays["esc"]), np.sort(codes[far]))
+    np.testing.assert_array_equal(coder.decode(arrays, codes.size), codes)
