@@ -52,9 +52,15 @@ def get_format(name: str) -> FileFormat:
 
 
 def format_names() -> list[str]:
-    """Every registered format name."""
+    """Every registered format name, in :data:`FORMAT_MODULES` order: the registry's own
+    order is the order the modules were first imported, which depends on what the process
+    read first (the config reference and the error messages must not)."""
     _load()
-    return FORMAT_REGISTRY.names()
+    rank = {module: i for i, module in enumerate(FORMAT_MODULES)}
+    return sorted(
+        FORMAT_REGISTRY.names(),
+        key=lambda n: rank.get(type(FORMAT_REGISTRY.get(n)).__module__, len(rank)),
+    )
 
 
 def detect_format(path: Path, fmt: str, tree: str | None = None) -> str:

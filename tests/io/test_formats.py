@@ -73,6 +73,20 @@ def test_registry_lists_every_format_and_rejects_unknown_names():
         get_format("rntupel")
 
 
+def test_format_names_do_not_depend_on_which_reader_was_imported_first():
+    """The config reference (docs/config.md) lists the formats through format_names: a
+    process that imported the Parquet reader first must list them in the same order."""
+    import subprocess
+    import sys
+
+    code = (
+        "import baler_ext.io.parquet; from baler_ext.io.formats import format_names; "
+        "print(','.join(format_names()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ",".join(format_names()) == "root,rntuple,parquet"
+
+
 def test_detection_looks_inside_root_files(rntuple_file, ttree_file, tmp_path):
     assert detect_format(rntuple_file, "auto") == "rntuple"
     assert detect_format(ttree_file, "auto") == "root"
