@@ -134,3 +134,18 @@ def test_quick_benchmark_like_for_like_baler(tmp_path: Path) -> None:
     ).read_text()
     assert '"method": "minmax"' in model_json
     assert any("like for like" in t["target"] for t in res["targets"])
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_bench_learned_plan_reuses_only_models_it_trains(quick: bool) -> None:
+    """bench_learned runs the model-sharing runs after the others (``--jobs``): each
+    ``share_from`` must name the project of a run that trains, and labels are unique."""
+    from benchmarks.bench_learned import planned_runs, project_name
+
+    plan = planned_runs(quick)
+    labels = [kw["label"] for kw in plan]
+    assert len(set(labels)) == len(labels)
+    trained = {project_name(kw["label"]) for kw in plan if "share_from" not in kw}
+    shared = [kw["share_from"] for kw in plan if "share_from" in kw]
+    assert shared and set(shared) <= trained
+    assert {"P1 learned, refit + augment 3", "P2 learned, refit + augment 3"} <= set(labels)
