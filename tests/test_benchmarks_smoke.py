@@ -148,4 +148,4 @@ def test_bench_learned_plan_reuses_only_models_it_trains(quick: bool) -> None:
     trained = {project_name(kw["label"]) for kw in plan if "share_from" not in kw}
     shared = [kw["share_from"] for kw in plan if "share_from" in kw]
     assert shared and set(shared) <= trained
-    assert {"P1 learned, refit + augment 3", "P2 learned, refit + augment 3"} <= set(labels)
+    assert {"P1 learned, refit + augment 7", "P2 learned, refit + augment 7"} <= set(labels)
