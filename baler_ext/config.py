@@ -632,7 +632,9 @@ class RateConfig:
             "copies of the training events turned about the beam axis and reflected in z "
             "(when kinematic relations are detected; 0: none). Each copy adds the training "
             "rows once more: on the shared jets one copy gives 0.34 (P1) and 0.54 (P2) "
-            "fewer bits per jet for twice the rate model's training time"
+            "fewer bits per jet for twice the rate model's training time; 7 copies with "
+            "refit give 80.40 (P1) and 118.08 (P2) bits per jet against 80.67 and 118.52 "
+            "with the defaults, for about six times the training time"
         ),
     )
     refit: bool = field(
