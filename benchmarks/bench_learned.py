@@ -11,9 +11,12 @@ from the container's sections. Runs:
   (``rate.mixture = 1``, the previous model) and ``classical`` (same file,
   ``probability_model = "static"``: centre/linear/autoencoder predictors with static
   histograms) at P1 and P2;
-* ablations at P1: without event context, without integer context, without both, with
-  the polar instead of the Cartesian relations, and with the quantised latent of each
-  model family as side information (its bits count);
+* the high-effort rows at P1 and P2: ``rate.refit = true`` and ``rate.augment = 7``
+  (:data:`EFFORT`);
+* ablations at P1: the mixture on the independent columns only, without event context,
+  without integer context, without both, with the polar instead of the Cartesian
+  relations, and with the quantised latent of each model family as side information (its
+  bits count);
 * the CMS tutorial jets: trained on the four other CMS files, compressing
   ``single_top.root`` (float32 Jet_Px/Py/Pz/E/btag; rel 1e-2 on Jet_E, abs 1 GeV on
   the momenta, abs 1e-3 on btag) against the per-column quantiser + zstd-19 at the same
@@ -23,9 +26,9 @@ Compress and decompress throughput are MB of float64 input per CPU-second of the
 process (``time.process_time``; one torch/BLAS thread), the classical path measured in the
 same run. Writes ``benchmarks/RESULTS_learned.md`` and ``<workdir>/results.json``.
 
-Run: ``python benchmarks/bench_learned.py [--workdir /tmp/bench_learned] [--quick]``
-(about 60 minutes on 2 shared cores; ``--quick``: P1/P2, P1 with ``rate.refit`` and the CMS
-check only, about 25).
+Run: ``python benchmarks/bench_learned.py [--workdir /tmp/bench_learned] [--quick]
+[--jobs 2]`` (about 40 minutes on 2 cores with ``--jobs 2``; ``--quick``: the P1/P2 rows,
+the high-effort rows and the CMS check only, about 20).
 """
 
 from __future__ import annotations
