@@ -371,27 +371,27 @@ def planned_runs(quick: bool) -> list[dict]:
     p1, p2 = operating_point(1.0), operating_point(0.1)
     static = ["--set", 'compression.probability_model="static"']
     one = ["--set", "rate.mixture=1"]
-    runs: list[dict] = [
-        {"label": "P1 learned", "bounds": p1, "sets": []},
-        {"label": "P1 learned, one logistic", "bounds": p1, "sets": one},
-        {
-            "label": "P1 classical",
-            "bounds": p1,
-            "sets": [],
+
+    def classical(label: str, bounds: dict, learned: str, sets: list[str]) -> dict:
+        """The static path compressing with the model of run ``learned``."""
+        return {
+            "label": label,
+            "bounds": bounds,
+            "sets": sets,
             "compress_sets": static,
-            "share_from": "P1_learned",
-        },
-        {"label": "P2 learned", "bounds": p2, "sets": []},
-        {"label": "P2 learned, one logistic", "bounds": p2, "sets": one},
-        {
-            "label": "P2 classical",
-            "bounds": p2,
-            "sets": [],
-            "compress_sets": static,
-            "share_from": "P2_learned",
-        },
-        {"label": "P1 learned, refit + augment 7", "bounds": p1, "sets": EFFORT, "long": True},
-        {"label": "P2 learned, refit + augment 7", "bounds": p2, "sets": EFFORT, "long": True},
+            "share_from": project_name(learned),
+        }
+
+    runs: list[dict] = []
+    for point, bounds in (("P1", p1), ("P2", p2)):
+        runs += [
+            {"label": f"{point} learned", "bounds": bounds, "sets": []},
+            {"label": f"{point} learned, one logistic", "bounds": bounds, "sets": one},
+            classical(f"{point} classical", bounds, f"{point} learned", []),
+        ]
+    runs += [
+        {"label": f"{point} learned, refit + augment 7", "bounds": b, "sets": EFFORT, "long": True}
+        for point, b in (("P1", p1), ("P2", p2))
     ]
     if quick:
         return runs
@@ -409,13 +409,12 @@ def planned_runs(quick: bool) -> list[dict]:
         {"label": f"P1 learned, {name}", "bounds": p1, "sets": sets} for name, sets in ablations
     ]
     runs.append(
-        {
-            "label": "P1 classical, polar relations",
-            "bounds": p1,
-            "sets": ["--set", 'compression.relations="polar"'],
-            "compress_sets": static,
-            "share_from": "P1_learned,_polar_relations",
-        }
+        classical(
+            "P1 classical, polar relations",
+            p1,
+            "P1 learned, polar relations",
+            ["--set", 'compression.relations="polar"'],
+        )
     )
     runs += [
         {
