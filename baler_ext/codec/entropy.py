@@ -109,7 +109,8 @@ class RangeCoder(IntCoder):
         if windowed:
             centre = int(np.median(codes))
             wlo = max(lo, centre - MAX_ALPHABET // 2)
-            outside = codes.size - np.count_nonzero((codes >= wlo) & (codes < wlo + MAX_ALPHABET))
+            held = (codes >= wlo) & (codes < wlo + MAX_ALPHABET)
+            outside = codes.size - np.count_nonzero(held)
             shift = max(0, (hi - lo).bit_length() - 12)
             while ((hi - lo) >> shift) + 1 > MAX_ALPHABET:
                 shift += 1
@@ -117,12 +118,13 @@ class RangeCoder(IntCoder):
                 return self._encode_split(codes, lo, hi, shift)
             # the window shrunk to the codes it holds: the same escapes, a smaller count
             # table and a shorter search per decoded symbol (a relation residual that wraps
-            # by 2 pi, say, has a few codes far out and the rest within a handful of bins)
-            inside = codes[(codes >= wlo) & (codes < wlo + MAX_ALPHABET)]
+            # by 2 pi, say, has a few codes far out and the rest within a handful of bins);
+            # every code outside the window lies outside [lo, hi], so the escapes are ~held
+            inside = codes[held]
             lo, hi = int(inside.min()), int(inside.max())
         k = hi - lo + 1
         sym = codes - lo
-        escaped = ((sym < 0) | (sym >= k)) if windowed else None
+        escaped = ~held if windowed else None
         if escaped is not None:
             sym[escaped] = k
         counts = np.bincount(sym, minlength=k + 1).astype(np.uint32)
