@@ -371,6 +371,7 @@ def planned_runs(quick: bool) -> list[dict]:
     p1, p2 = operating_point(1.0), operating_point(0.1)
     static = ["--set", 'compression.probability_model="static"']
     one = ["--set", "rate.mixture=1"]
+    polar = ["--set", 'compression.relations="polar"']
 
     def classical(label: str, bounds: dict, learned: str, sets: list[str]) -> dict:
         """The static path compressing with the model of run ``learned``."""
@@ -403,7 +404,7 @@ def planned_runs(quick: bool) -> list[dict]:
             "no context",
             ["--set", 'rate.event_context="none"', "--set", 'rate.integer_context="none"'],
         ),
-        ("polar relations", ["--set", 'compression.relations="polar"']),
+        ("polar relations", polar),
     ]
     runs += [
         {"label": f"P1 learned, {name}", "bounds": p1, "sets": sets} for name, sets in ablations
@@ -413,7 +414,7 @@ def planned_runs(quick: bool) -> list[dict]:
             "P1 classical, polar relations",
             p1,
             "P1 learned, polar relations",
-            ["--set", 'compression.relations="polar"'],
+            polar,
         )
     )
     runs += [

@@ -54,7 +54,8 @@ def get_format(name: str) -> FileFormat:
 def format_names() -> list[str]:
     """Every registered format name, in :data:`FORMAT_MODULES` order: the registry's own
     order is the order the modules were first imported, which depends on what the process
-    read first (the config reference and the error messages must not)."""
+    read first (``docs/config.md`` and :func:`detect_format`'s message must not; the
+    did-you-mean of :func:`get_format` still lists the registry's order)."""
     _load()
     rank = {module: i for i, module in enumerate(FORMAT_MODULES)}
     return sorted(
